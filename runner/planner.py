@@ -1,0 +1,259 @@
+"""The pure planner: (playbook, inventory, extra vars, limit, tags) -> Plan.
+
+Nothing here opens a connection or writes state. `build_plan` resolves every job's
+hosts and filters steps by tags; `render_plan` renders every job x host x step the way
+the executor will, so an undefined variable is reported before anything runs. Values
+that only exist at run time (registered results) are left unrendered and marked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from runner.inventory import Inventory
+from runner.model import JobDef, Playbook, SessionDef, Step
+from runner.patterns import select_hosts
+from runner.templating import Templar, Variables
+
+ALWAYS_TAG = "always"
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A job with its resolved hosts (Ansible's order) and the steps its tags keep."""
+
+    job: JobDef
+    hosts: tuple[str, ...]
+    steps: tuple[Step, ...]
+    session: SessionDef | None = None
+
+    @property
+    def name(self) -> str:
+        return self.job.name
+
+    @property
+    def pattern(self) -> str:
+        return self.session.targets if self.session else _pattern(self.job.targets)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One row of `runner plan`: a step as it will run on one host."""
+
+    job: str
+    type: str
+    host: str
+    index: int
+    step: str
+    action: str
+    command: str
+    when: str | None = None
+    deferred: bool = False  # reads a value known only at run time (a registered result)
+    item: Any = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the executor needs, resolved, and nothing it has done yet."""
+
+    playbook: Playbook
+    inventory: Inventory
+    extra_vars: Mapping[str, Any]
+    jobs: tuple[JobPlan, ...]
+    warnings: tuple[str, ...] = ()
+    templar: Templar = field(default_factory=Templar, compare=False, repr=False)
+
+    @cached_property
+    def registered_names(self) -> frozenset[str]:
+        """Names some step registers: undefined at plan time, known at run time."""
+        return frozenset(
+            step.register for job in self.playbook.jobs for step in job.steps if step.register
+        )
+
+    @cached_property
+    def _groups(self) -> dict[str, list[str]]:
+        return self.inventory.groups_map()
+
+    def job(self, name: str) -> JobPlan:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(name)
+
+    def variables(
+        self, host: str, job: JobDef | None = None, registered: Mapping[str, Any] | None = None
+    ) -> Variables:
+        """The templating variables for `host` in `job`, by DESIGN.md's precedence:
+        inventory (group < host) < playbook vars < job vars < registered < extra vars."""
+        magic = {
+            "inventory_hostname": host,
+            "inventory_hostname_short": host.split(".", 1)[0],
+            "group_names": self.inventory.group_names(host),
+            "groups": self._groups,
+            "hostvars": HostVars(self),
+            "playbook_dir": _dirname(self.playbook.file),
+            "job": job.name if job else "",
+        }
+        return self.templar.variables(
+            self.inventory.host_vars(host),
+            self.playbook.vars,
+            job.vars if job else {},
+            registered or {},
+            self.extra_vars,
+            magic,
+        )
+
+
+class HostVars(Mapping[str, Any]):
+    """Ansible's `hostvars`: every host's variables, built only for the hosts asked for."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._plan = plan
+
+    def __getitem__(self, host: str) -> Variables:
+        if host not in self._plan.inventory.hosts:
+            raise KeyError(host)
+        return self._plan.variables(host)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plan.inventory.hosts)
+
+    def __len__(self) -> int:
+        return len(self._plan.inventory.hosts)
+
+
+def _dirname(path: str) -> str:
+    import os.path
+
+    return os.path.dirname(os.path.abspath(path))
+
+
+def _pattern(targets: Any) -> str:
+    if isinstance(targets, (list, tuple)):
+        return ":".join(str(t) for t in targets)
+    return str(targets or "")
+
+
+def _as_set(tags: Sequence[str] | str | None) -> frozenset[str]:
+    if not tags:
+        return frozenset()
+    if isinstance(tags, str):
+        tags = [tags]
+    return frozenset(t.strip() for tag in tags for t in tag.split(",") if t.strip())
+
+
+def _keeps(tags: frozenset[str], only: frozenset[str], skip: frozenset[str]) -> bool:
+    """Ansible's rule: `always` runs unless skipped by name; --skip-tags beats --tags."""
+    if tags & skip:
+        return False
+    if not only or "all" in only:
+        return True
+    return bool(tags & only) or ALWAYS_TAG in tags
+
+
+def build_plan(
+    playbook: Playbook,
+    inventory: Inventory,
+    extra_vars: Mapping[str, Any] | None = None,
+    limit: str | None = None,
+    tags: Sequence[str] | str | None = None,
+    skip_tags: Sequence[str] | str | None = None,
+    start_at_job: str | None = None,
+) -> Plan:
+    """Resolve hosts and tags for every job. Pure: reads nothing but its arguments."""
+    only, skip = _as_set(tags), _as_set(skip_tags)
+    jobs: list[JobPlan] = []
+    warnings: list[str] = []
+    started = start_at_job is None
+    for job in playbook.jobs:
+        started = started or job.name == start_at_job
+        if not started:
+            continue
+        session = playbook.sessions.get(job.session) if job.session else None
+        pattern = session.targets if session else _pattern(job.targets)
+        hosts = tuple(select_hosts(inventory, pattern, limit))
+        if not hosts:
+            where = job.where
+            warnings.append(
+                f"{where.file}:{where.line}:{where.col}: {where.path}: "
+                f"pattern '{pattern}' selects no hosts"
+                + (f" (with --limit '{limit}')" if limit else "")
+            )
+        job_tags = frozenset(job.tags)
+        steps = tuple(s for s in job.steps if _keeps(job_tags | frozenset(s.tags), only, skip))
+        if steps:
+            jobs.append(JobPlan(job=job, hosts=hosts, steps=steps, session=session))
+    if start_at_job is not None and not started:
+        from runner.errors import UsageError
+
+        raise UsageError(f"--start-at-job: no job named '{start_at_job}' in {playbook.file}")
+    return Plan(
+        playbook=playbook,
+        inventory=inventory,
+        extra_vars=dict(extra_vars or {}),
+        jobs=tuple(jobs),
+        warnings=tuple(warnings),
+    )
+
+
+def describe_step(action: str, args: Any) -> str:
+    """A short, one-line rendering of a step: the command, or `src -> dest`."""
+    if isinstance(args, dict):
+        return f"{args.get('src', '')} -> {args.get('dest', '')}"
+    return str(args)
+
+
+def render_plan(plan: Plan) -> list[PlannedStep]:
+    """Every job x host x step rendered as the executor will; raises TemplateError early."""
+    rows: list[PlannedStep] = []
+    templar = plan.templar
+    for jp in plan.jobs:
+        for host in jp.hosts:
+            variables = plan.variables(host, jp.job)
+            if jp.job.results.path:
+                templar.render(jp.job.results.path, variables, jp.job.where)
+            for step in jp.steps:
+                rows.extend(_render_step(plan, jp, host, step, variables))
+    return rows
+
+
+def _render_step(
+    plan: Plan, jp: JobPlan, host: str, step: Step, variables: Variables
+) -> Iterator[PlannedStep]:
+    templar = plan.templar
+    runtime = plan.registered_names
+    when = step.when if step.when is None else str(step.when)
+    row = dict(job=jp.name, type=jp.job.type, host=host, index=step.index, step=step.name,
+               action=step.action, when=when)
+    loop_deferred = step.loop is not None and bool(templar.names(step.loop) & runtime)
+    reads = templar.names(step.args) | templar.expression_names(step.when)
+    if loop_deferred or reads & runtime:
+        yield PlannedStep(command=describe_step(step.action, step.args), deferred=True, **row)
+        return
+    items: list[Any] = [None]
+    if step.loop is not None:
+        items = templar.render_native(step.loop, variables, step.where)
+        if not isinstance(items, list):
+            from runner.errors import TemplateError
+
+            w = step.where
+            raise TemplateError(
+                f"loop must be a list, got {type(items).__name__}", w.file, w.line, w.col, w.path
+            )
+    for item in items:
+        scope = variables if step.loop is None else variables.child({"item": item})
+        if step.when is not None:
+            templar.evaluate(step.when, scope, step.where)
+        args = step.args
+        if isinstance(args, dict):
+            args = {k: templar.render(v, scope, step.where) for k, v in args.items()}
+        else:
+            args = templar.render(args, scope, step.where)
+        for value in step.env.values():
+            templar.render(value, scope, step.where)
+        if step.cwd:
+            templar.render(step.cwd, scope, step.where)
+        yield PlannedStep(command=describe_step(step.action, args), item=item, **row)
