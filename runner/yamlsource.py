@@ -220,7 +220,8 @@ class _Builder:
 
     def key(self, node: Node, path: KeyPath) -> Any:
         if not isinstance(node, ScalarNode):
-            raise self.fail("a mapping key must be a plain value, not a list or mapping", node, path)
+            message = "a mapping key must be a plain value, not a list or mapping"
+            raise self.fail(message, node, path)
         return self.scalar(node, path)
 
     def merge(self, result: dict[Any, Any], node: Node, path: KeyPath) -> None:
