@@ -1,0 +1,808 @@
+"""Ansible inventories, read unchanged: INI, YAML, directories, group_vars/ and host_vars/.
+
+The goal is that a user's existing inventory selects the same hosts and yields the same
+variables here as under ansible-core. Parsing follows ansible-core's `ini` and `yaml`
+inventory plugins and `InventoryData.reconcile_inventory`; variable precedence follows
+`VariableManager.get_vars` with the default `VARIABLE_PRECEDENCE`. Where Ansible only
+warns (a group also used as a host name, a stray key in a YAML group), we refuse with
+an `InventoryError`, since a typo silently dropping hosts is worse than a stop.
+
+Merged variables are computed on demand and cached: a 10,000-host inventory costs
+only the parse until someone asks for a host's variables.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import string
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from runner.errors import InventoryError
+
+# Names that Ansible treats as the controller itself when they are not in the inventory.
+LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
+VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")
+YAML_EXTENSIONS = (".yml", ".yaml", ".json")
+_IGNORED_IN_DIR = re.compile(
+    r"^\.|^host_vars$|^group_vars$|^vars_plugins$"
+    r"|(\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.cfg|\.retry)$"
+)
+_INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
+_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$")
+_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:\#.*)?$")
+_PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED_NUMBERS = re.compile(r"\d+(?:\.\d+){2,}")
+
+# Host[:port] parsing, as ansible.parsing.utils.addresses (ranges allowed).
+_NUM_RANGE = r"\[(?:[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_HEX_RANGE = r"\[(?:[0-9a-f]+:[0-9a-f]+)(?::[0-9]+)?\]"
+_ALNUM_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
+_I6 = rf"(?:[0-9a-f]{{1,4}}|{_HEX_RANGE})"
+_I4 = rf"(?:[01]?[0-9]{{1,2}}|2[0-4][0-9]|25[0-5]|{_NUM_RANGE})"
+_LABEL = rf"(?:[\w]|{_ALNUM_RANGE})(?:[\w_-]|{_ALNUM_RANGE})*(?<![_-])"
+_BRACKETED_HOSTPORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
+_HOSTPORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
+_ADDRESS_FORMS = (
+    re.compile(rf"^(?:{_I4}\.){{3}}{_I4}$", re.I),
+    re.compile(
+        rf"^((?:{_I6}:){{7}}{_I6}|(?:{_I6}:){{1,6}}:|(?:{_I6}:)(?::{_I6}){{1,6}}|"
+        rf"(?:{_I6}:){{2}}(?::{_I6}){{1,5}}|(?:{_I6}:){{3}}(?::{_I6}){{1,4}}|"
+        rf"(?:{_I6}:){{4}}(?::{_I6}){{1,3}}|(?:{_I6}:){{5}}(?::{_I6}){{1,2}}|"
+        rf"(?:{_I6}:){{6}}(?::{_I6})|:(?::{_I6}){{1,6}}|{_I6}?::|"
+        rf"(?:0:){{6}}(?:{_I6}\.){{3}}{_I6}|::(?:ffff:)?(?:{_I6}\.){{3}}{_I6}|"
+        rf"(?:0:){{5}}ffff:(?:{_I6}\.){{3}}{_I6})$",
+        re.I,
+    ),
+    re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.I),
+)
+
+
+@dataclass
+class Host:
+    """A host: its own inventory variables and every group it is in (ancestors too)."""
+
+    name: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)
+    implicit: bool = False
+
+
+@dataclass
+class Group:
+    """A group: hosts listed directly in it, child group names, and its own variables."""
+
+    name: str
+    hosts: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+    parents: list[str] = field(default_factory=list)
+    priority: int = 1
+    depth: int = 0
+
+
+@dataclass(frozen=True)
+class HostConnection:
+    """How to reach a host, from its ansible_* connection variables (values unrendered)."""
+
+    name: str
+    address: str
+    port: int
+    user: str | None
+    key_file: str | None
+    connection: str
+
+
+class Inventory:
+    """Hosts and groups with Ansible's ordering, precedence and magic variables."""
+
+    def __init__(
+        self, hosts: dict[str, Host], groups: dict[str, Group], vars_dirs: list[str]
+    ) -> None:
+        self.hosts = hosts
+        self.groups = groups
+        self._vars_files = [_VarsFiles(d) for d in vars_dirs]
+        self._implicit: dict[str, Host] = {}
+        self._group_hosts: dict[str, list[str]] = {}
+        self._group_layer: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._merged: dict[str, dict[str, Any]] = {}
+
+    def host(self, name: str) -> Host:
+        """The host called `name`, or Ansible's implicit localhost for a localhost name."""
+        found = self.hosts.get(name) or self.implicit_host(name)
+        if found is None:
+            raise InventoryError(f"no host named {name!r} in the inventory", path=name)
+        return found
+
+    def implicit_host(self, name: str) -> Host | None:
+        """Ansible's implicit localhost for `localhost`/127.0.0.1/::1 (first such host wins)."""
+        if name not in LOCALHOST_NAMES:
+            return None
+        for candidate in LOCALHOST_NAMES:
+            if candidate in self.hosts:
+                return self.hosts[candidate]
+        if name not in self._implicit:
+            local = {"ansible_connection": "local"}
+            self._implicit[name] = Host(name, local, [], implicit=True)
+        return self._implicit[name]
+
+    def group_hosts(self, name: str) -> list[str]:
+        """Every host of a group and its descendants, in Ansible's `get_hosts()` order."""
+        cached = self._group_hosts.get(name)
+        if cached is None:
+            cached = self._group_hosts[name] = self._walk_group_hosts(name)
+        return cached
+
+    def _walk_group_hosts(self, name: str) -> list[str]:
+        ordered = [name, *self.groups[name].children]
+        seen = set(ordered)
+        level = list(self.groups[name].children)
+        while level:
+            following: list[str] = []
+            for group in level:
+                for child in self.groups[group].children:
+                    if child not in seen:
+                        seen.add(child)
+                        following.append(child)
+            ordered.extend(following)
+            level = following
+        result: dict[str, None] = {}
+        for group in ordered:
+            result.update(dict.fromkeys(self.groups[group].hosts))
+        return list(result)
+
+    def groups_map(self) -> dict[str, list[str]]:
+        """Ansible's `groups` variable: every group name to its hosts."""
+        return {name: list(self.group_hosts(name)) for name in self.groups}
+
+    def group_names(self, name: str) -> list[str]:
+        """Ansible's `group_names`: the host's groups, sorted, without `all`."""
+        return sorted(g for g in self.host(name).groups if g != "all")
+
+    def host_vars(self, name: str) -> dict[str, Any]:
+        """The host's variables merged as Ansible does (without magic variables)."""
+        merged = self._merged.get(name)
+        if merged is None:
+            host = self.host(name)
+            merged = dict(self._group_vars_for(host))
+            merged.update(host.vars)
+            for files in self._vars_files:
+                merged.update(files.host(name))
+            self._merged[name] = merged
+        return dict(merged)
+
+    def _group_vars_for(self, host: Host) -> dict[str, Any]:
+        """all < groups by (depth, priority, name) < group_vars/all < group_vars/<group>."""
+        key = tuple(sorted(g for g in host.groups if g != "all"))
+        layer = self._group_layer.get(key)
+        if layer is None:
+            ordered = sorted(
+                (self.groups[g] for g in key), key=lambda g: (g.depth, g.priority, g.name)
+            )
+            layer = dict(self.groups["all"].vars)
+            for group in ordered:
+                layer.update(group.vars)
+            for files in self._vars_files:
+                layer.update(files.group("all"))
+            for files in self._vars_files:
+                for group in ordered:
+                    layer.update(files.group(group.name))
+            self._group_layer[key] = layer
+        return layer
+
+    def connection(self, name: str) -> HostConnection:
+        """How to connect to a host, from ansible_host/port/user/key file/connection."""
+        merged = self.host_vars(name)
+        port = _first(merged, "ansible_port", "ansible_ssh_port")
+        try:
+            port_number = 22 if port is None else int(port)
+        except (TypeError, ValueError):
+            raise InventoryError(f"ansible_port is not a number: {port!r}", path=name) from None
+        return HostConnection(
+            name=name,
+            address=str(_first(merged, "ansible_host", "ansible_ssh_host") or name),
+            port=port_number,
+            user=_optional_str(_first(merged, "ansible_user", "ansible_ssh_user")),
+            key_file=_optional_str(
+                _first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
+            ),
+            connection=str(merged.get("ansible_connection") or "ssh"),
+        )
+
+
+def _first(values: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if values.get(key) is not None:
+            return values[key]
+    return None
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class _VarsFiles:
+    """group_vars/ and host_vars/ beside one inventory source, read on first use."""
+
+    def __init__(self, basedir: str) -> None:
+        self.basedir = basedir
+        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def group(self, name: str) -> dict[str, Any]:
+        return self._load("group_vars", name)
+
+    def host(self, name: str) -> dict[str, Any]:
+        return self._load("host_vars", name)
+
+    def _load(self, subdir: str, name: str) -> dict[str, Any]:
+        key = (subdir, name)
+        if key not in self._cache:
+            data: dict[str, Any] = {}
+            if not name.startswith(os.sep):
+                for path in find_vars_files(os.path.join(self.basedir, subdir), name):
+                    data.update(load_vars_file(path))
+            self._cache[key] = data
+        return self._cache[key]
+
+
+def find_vars_files(directory: str, name: str) -> list[str]:
+    """Ansible's `find_vars_files`: NAME, NAME.yml, NAME.yaml, NAME.json or NAME/ (first wins)."""
+    base = os.path.join(directory, name)
+    for ext in VARS_EXTENSIONS:
+        path = base + ext
+        if os.path.isdir(path):
+            return _dir_vars_files(path)
+        if os.path.exists(path):
+            return [path]
+    return []
+
+
+def _dir_vars_files(path: str) -> list[str]:
+    found: list[str] = []
+    for entry in sorted(os.listdir(path)):
+        if entry.startswith(".") or entry.endswith("~"):
+            continue
+        full = os.path.join(path, entry)
+        ext = os.path.splitext(entry)[1]
+        if os.path.isdir(full) and not ext:
+            found.extend(_dir_vars_files(full))
+        elif os.path.isfile(full) and ext in VARS_EXTENSIONS:
+            found.append(full)
+    return found
+
+
+def load_vars_file(path: str) -> dict[str, Any]:
+    """A YAML/JSON mapping of variables; an empty file is no variables."""
+    text = _read_text(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, path) from None
+    if not data:
+        return {}
+    if not isinstance(data, dict):
+        raise InventoryError(
+            f"variables file must be a mapping, got {type(data).__name__}", file=path, line=1
+        )
+    return data
+
+
+def _yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is None:
+        return InventoryError(f"invalid YAML: {problem}", file=path)
+    return InventoryError(
+        f"invalid YAML: {problem}", file=path, line=mark.line + 1, col=mark.column + 1
+    )
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise InventoryError("inventory file not found", file=path) from None
+    except OSError as exc:
+        raise InventoryError(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InventoryError("not valid UTF-8", file=path, line=line) from None
+
+
+# --------------------------------------------------------------------------- building
+
+
+class _Builder:
+    """Accumulates hosts and groups as Ansible's InventoryData does, then reconciles."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, Host] = {}
+        self.groups: dict[str, Group] = {}
+        self.vars_dirs: list[str] = []
+        self.source = ""
+        self.line: int | None = None
+        self.add_group("all")
+        self.add_group("ungrouped")
+        self.add_child("all", "ungrouped")
+
+    def error(self, message: str, path: str | None = None) -> InventoryError:
+        return InventoryError(message, file=self.source, line=self.line, path=path)
+
+    def add_group(self, name: str) -> str:
+        if name not in self.groups:
+            if name in self.hosts:
+                raise self.error("name is used for both a host and a group", path=name)
+            self.groups[name] = Group(name)
+        return name
+
+    def add_host(self, name: str, group: str | None, port: int | None = None) -> Host:
+        host = self.hosts.get(name)
+        if host is None:
+            if name in self.groups:
+                raise self.error("name is used for both a group and a host", path=name)
+            host = self.hosts[name] = Host(name)
+            if port:
+                host.vars["ansible_port"] = int(port)
+            host.vars["inventory_file"] = self.source
+            host.vars["inventory_dir"] = os.path.dirname(self.source)
+        if group:
+            members = self.groups[group].hosts
+            if name not in members:
+                members.append(name)
+        return host
+
+    def set_group_var(self, group: str, key: str, value: Any) -> None:
+        if key != "ansible_group_priority":
+            self.groups[group].vars[key] = value
+            return
+        try:
+            self.groups[group].priority = int(value)
+        except (TypeError, ValueError):
+            raise self.error(f"ansible_group_priority is not a number: {value!r}", group) from None
+
+    def add_child(self, parent: str, child: str) -> None:
+        if child not in self.groups:
+            raise self.error(f"{child!r} is not a known group", path=parent)
+        if parent == child or child in self._ancestors(parent):
+            raise self.error(f"adding group {child!r} to {parent!r} makes a loop", path=parent)
+        if child not in self.groups[parent].children:
+            self.groups[parent].children.append(child)
+        if parent not in self.groups[child].parents:
+            self.groups[child].parents.append(parent)
+
+    def _ancestors(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(self.groups[name].parents)
+        while todo:
+            group = todo.pop()
+            if group not in seen:
+                seen.add(group)
+                todo.extend(self.groups[group].parents)
+        return seen
+
+    def finish(self) -> Inventory:
+        """Ansible's reconcile: top groups under `all`, `ungrouped` fixed, depths, memberships."""
+        for name, group in self.groups.items():
+            if name != "all" and not group.parents:
+                self.add_child("all", name)
+        depths: dict[str, int] = {}
+        for name in self.groups:
+            self.groups[name].depth = self._depth(name, depths)
+        ancestry = {name: self._ancestors(name) for name in self.groups}
+        direct: dict[str, list[str]] = {name: [] for name in self.hosts}
+        for group in self.groups.values():
+            for host in group.hosts:
+                direct[host].append(group.name)
+        ungrouped = self.groups["ungrouped"]
+        for name, host in self.hosts.items():
+            self._place(host, direct[name], ancestry, ungrouped)
+        return Inventory(self.hosts, self.groups, self.vars_dirs)
+
+    def _place(
+        self, host: Host, direct: list[str], ancestry: dict[str, set[str]], ungrouped: Group
+    ) -> None:
+        memberships: dict[str, None] = {}
+        for group in direct:
+            memberships.update(dict.fromkeys(sorted(ancestry[group])))
+            memberships[group] = None
+        if "ungrouped" in memberships and set(memberships) - {"all", "ungrouped"}:
+            ungrouped.hosts.remove(host.name)
+            del memberships["ungrouped"]
+        elif not set(memberships) - {"all"}:
+            ungrouped.hosts.append(host.name)
+            memberships.update({"all": None, "ungrouped": None})
+        host.groups = list(memberships)
+
+    def _depth(self, name: str, depths: dict[str, int]) -> int:
+        if name not in depths:
+            parents = self.groups[name].parents
+            depths[name] = max((self._depth(p, depths) + 1 for p in parents), default=0)
+        return depths[name]
+
+
+# --------------------------------------------------------------------------- host names
+
+
+def parse_address(address: str) -> tuple[str, int | None]:
+    """Split `host:port` / `[v6]:port`; raises ValueError if it is not a host identifier."""
+    port = None
+    for form in (_BRACKETED_HOSTPORT, _HOSTPORT):
+        match = form.match(address)
+        if match:
+            address, port_text = match.groups()
+            port = int(port_text)
+    if not any(form.match(address) for form in _ADDRESS_FORMS):
+        raise ValueError(f"not a valid network hostname: {address}")
+    return address, port
+
+
+def expand_host_pattern(pattern: str) -> tuple[list[str], int | None]:
+    """A host entry with optional `:port` and `[a:b(:step)]` ranges -> names and port."""
+    try:
+        name, port = parse_address(pattern)
+    except ValueError:
+        name, port = pattern, None
+    if "[" in name:
+        return expand_hostname_range(name), port
+    return [name], port
+
+
+def expand_hostname_range(line: str) -> list[str]:
+    """Ansible's `expand_hostname_range`: `web[01:03]` -> web01 web02 web03, `db-[a:c]`..."""
+    parts = line.replace("[", "|", 1).replace("]", "|", 1).split("|")
+    if len(parts) != 3:
+        raise ValueError(f"unbalanced brackets in host range {line!r}")
+    head, nrange, tail = parts
+    bounds = nrange.split(":")
+    if len(bounds) not in (2, 3):
+        raise ValueError("host range must be begin:end or begin:end:step")
+    beg, end = bounds[0] or "0", bounds[1]
+    step = bounds[2] if len(bounds) == 3 else "1"
+    if not end:
+        raise ValueError("host range must specify end value")
+    width = len(beg) if beg[0] == "0" and len(beg) > 1 else 0
+    if width and width != len(end):
+        raise ValueError("host range must specify equal-length begin and end formats")
+    sequence = _range_sequence(beg, end, step)
+    names: list[str] = []
+    for item in sequence:
+        name = f"{head}{str(item).zfill(width)}{tail}"
+        names.extend(expand_hostname_range(name) if "[" in name else [name])
+    return names
+
+
+def _range_sequence(beg: str, end: str, step: str) -> list[Any]:
+    try:
+        stride = int(step)
+        if stride <= 0:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"host range step must be a positive number, got {step!r}") from None
+    if beg in string.ascii_letters and end in string.ascii_letters:
+        first, last = string.ascii_letters.index(beg), string.ascii_letters.index(end)
+        if first > last:
+            raise ValueError("host range must have begin <= end")
+        return list(string.ascii_letters[first : last + 1 : stride])
+    try:
+        return list(range(int(beg), int(end) + 1, stride))
+    except ValueError:
+        raise ValueError(f"host range bounds must be numbers or letters: [{beg}:{end}]") from None
+
+
+# --------------------------------------------------------------------------- INI
+
+
+def parse_ini_value(text: str) -> Any:
+    """An INI value as Ansible reads it: a Python literal if it is one, else the string."""
+    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
+        return int(text)
+    if _PLAIN_WORD.fullmatch(text) and text not in ("True", "False", "None"):
+        return text
+    if _DOTTED_NUMBERS.fullmatch(text):
+        return text
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+    return _coerce_literal(value)
+
+
+def _coerce_literal(value: Any) -> Any:
+    if isinstance(value, (list, tuple, set)):
+        return [_coerce_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _coerce_literal(v) for k, v in value.items()}
+    if value is ...:
+        return "..."
+    if isinstance(value, complex):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+class _IniParser:
+    """Ansible's `ini` inventory plugin, line by line, with a pending-declaration check."""
+
+    def __init__(self, builder: _Builder) -> None:
+        self.b = builder
+        self.pending: dict[str, dict[str, Any]] = {}
+
+    def parse(self, lines: list[str]) -> None:
+        group, state = "ungrouped", "hosts"
+        for number, raw in enumerate(lines, 1):
+            self.b.line = number
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            match = _SECTION.match(line)
+            if match:
+                group, state = self._section(match)
+            elif line.startswith("[") and line.endswith("]"):
+                raise self.b.error(f"invalid section {line!r}: no spaces or ':' allowed inside")
+            elif state == "hosts":
+                self._host_line(line, group)
+            elif state == "vars":
+                self._vars_line(line, group)
+            else:
+                self._child_line(line, group)
+        self._check_pending()
+
+    def _section(self, match: re.Match[str]) -> tuple[str, str]:
+        name = _INVALID_GROUP_CHARS.sub("_", match.group(1))
+        state = match.group(2) or "hosts"
+        if state not in ("hosts", "children", "vars"):
+            raise self.b.error(f"section [{match.group(1)}:{state}] has unknown type {state!r}")
+        if name not in self.b.groups:
+            if state == "vars" and name not in self.pending:
+                self.pending[name] = {"line": self.b.line, "state": state, "parents": []}
+            self.b.add_group(name)
+        if name in self.pending and state != "vars":
+            if self.pending[name]["state"] == "children":
+                self._add_pending_children(name)
+            else:
+                del self.pending[name]
+        return name, state
+
+    def _add_pending_children(self, group: str) -> None:
+        for parent in self.pending[group]["parents"]:
+            self.b.add_child(parent, group)
+            if parent in self.pending and self.pending[parent]["state"] == "children":
+                self._add_pending_children(parent)
+        del self.pending[group]
+
+    def _host_line(self, line: str, group: str) -> None:
+        tokens = self._split(line)
+        entry = tokens[0]
+        if entry.endswith(":"):
+            raise self.b.error(f"invalid host {entry!r}: a trailing ':' must give a port")
+        try:
+            names, port = expand_host_pattern(entry)
+        except ValueError as exc:
+            raise self.b.error(f"bad host range: {exc}", path=entry) from None
+        if "---" in names:
+            raise self.b.error("'---' is not a host: this looks like a YAML file")
+        variables: dict[str, Any] = {}
+        for token in tokens[1:]:
+            key, sep, value = token.partition("=")
+            if not sep:
+                raise self.b.error(f"expected key=value host variable, got {token!r}", entry)
+            variables[key] = parse_ini_value(value)
+        for name in names:
+            host = self.b.add_host(name, group, port)
+            host.vars.update(variables)
+
+    def _split(self, line: str) -> list[str]:
+        if not any(c in line for c in "'\"\\#"):
+            return line.split()
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise self.b.error(f"cannot parse host line: {exc}") from None
+        if not tokens:
+            raise self.b.error(f"expected a host, got {line!r}")
+        return tokens
+
+    def _vars_line(self, line: str, group: str) -> None:
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise self.b.error(f"expected key=value, got {line!r}", path=group)
+        self.b.set_group_var(group, key.strip(), parse_ini_value(value.strip()))
+
+    def _child_line(self, line: str, group: str) -> None:
+        match = _GROUP_NAME.match(line)
+        if not match:
+            raise self.b.error(f"expected a group name, got {line!r}", path=group)
+        child = match.group(1)
+        if child in self.b.groups:
+            self.b.add_child(group, child)
+        elif child in self.pending:
+            self.pending[child]["parents"].append(group)
+        else:
+            self.pending[child] = {"line": self.b.line, "state": "children", "parents": [group]}
+
+    def _check_pending(self) -> None:
+        for name, decl in self.pending.items():
+            self.b.line = decl["line"]
+            if decl["state"] == "vars":
+                raise self.b.error(f"section [{name}:vars] is for a group defined nowhere", name)
+            parent = decl["parents"][-1]
+            raise self.b.error(f"section [{parent}:children] names undefined group {name!r}", name)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _YamlParser:
+    """Ansible's `yaml` inventory plugin over composed nodes, so errors carry a line."""
+
+    def __init__(self, builder: _Builder, loader: yaml.SafeLoader) -> None:
+        self.b = builder
+        self.loader = loader
+
+    def parse(self, root: yaml.Node) -> None:
+        if not isinstance(root, yaml.MappingNode):
+            self.b.line = root.start_mark.line + 1
+            raise self.b.error("not a YAML inventory: the top level must be a mapping of groups")
+        entries = self._mapping(root)
+        if "plugin" in entries:
+            self.b.line = entries["plugin"][0].start_mark.line + 1
+            raise self.b.error("inventory plugin configurations are not supported", "plugin")
+        for name, (key_node, value_node) in entries.items():
+            self._group(name, key_node, value_node)
+
+    def _mapping(self, node: yaml.MappingNode) -> dict[Any, tuple[yaml.Node, yaml.Node]]:
+        """Keys to (key node, value node); a repeated key keeps its first place, last value."""
+        entries: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            try:
+                entries[key] = (key_node, value_node)
+            except TypeError:
+                self.b.line = key_node.start_mark.line + 1
+                raise self.b.error("a mapping key must be a string") from None
+        return entries
+
+    def _group(self, name: Any, key_node: yaml.Node, node: yaml.Node | None) -> str:
+        self.b.line = key_node.start_mark.line + 1
+        if not isinstance(name, str) or not name:
+            raise self.b.error(f"group name must be a non-empty string, got {name!r}")
+        if not self._is_null(node) and not isinstance(node, yaml.MappingNode):
+            raise self.b.error("a group must be a mapping of hosts/children/vars", path=name)
+        self.b.add_group(name)
+        if isinstance(node, yaml.MappingNode):
+            for key, (section_key, section) in self._mapping(node).items():
+                self._section(name, key, section_key, section)
+        return name
+
+    def _section(self, group: str, key: Any, key_node: yaml.Node, node: yaml.Node) -> None:
+        self.b.line = key_node.start_mark.line + 1
+        where = f"{group}.{key}"
+        if key not in ("hosts", "children", "vars"):
+            raise self.b.error("unexpected key: a group has only hosts, children, vars", where)
+        if self._is_null(node):
+            return
+        if isinstance(node, yaml.ScalarNode):
+            pairs = {self.loader.construct_object(node): (node, None)}
+        elif isinstance(node, yaml.MappingNode):
+            pairs = self._mapping(node)
+        else:
+            raise self.b.error(f"{key} must be a mapping", path=where)
+        for item, (item_key, item_value) in pairs.items():
+            self.b.line = item_key.start_mark.line + 1
+            if key == "vars":
+                self.b.set_group_var(group, item, self._value(item_value))
+            elif key == "children":
+                child = self._group(item, item_key, item_value)
+                self.b.line = item_key.start_mark.line + 1
+                self.b.add_child(group, child)
+            else:
+                self._hosts(group, item, item_value)
+
+    def _hosts(self, group: str, entry: Any, node: yaml.Node | None) -> None:
+        if not isinstance(entry, str):
+            raise self.b.error(f"host {entry!r} must be a string: quote it", path=group)
+        variables = self._value(node) if node is not None else None
+        if variables is None:
+            variables = {}
+        if not isinstance(variables, dict):
+            raise self.b.error("host variables must be a mapping", path=entry)
+        try:
+            names, port = expand_host_pattern(entry)
+        except ValueError as exc:
+            raise self.b.error(f"bad host range: {exc}", path=entry) from None
+        for name in names:
+            host = self.b.add_host(name, group, port)
+            host.vars.update(variables)
+
+    def _value(self, node: yaml.Node | None) -> Any:
+        return None if node is None else self.loader.construct_object(node, deep=True)
+
+    @staticmethod
+    def _is_null(node: yaml.Node | None) -> bool:
+        return node is None or (node.tag == "tag:yaml.org,2002:null")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+    """Read an INI or YAML inventory file, or a directory of them, as ansible-core does."""
+    source = os.path.abspath(os.fspath(path))
+    builder = _Builder()
+    if os.path.isdir(source):
+        _load_dir(builder, source)
+        builder.vars_dirs.append(source)
+    elif os.path.exists(source):
+        _load_file(builder, source)
+        builder.vars_dirs.append(os.path.dirname(source))
+    else:
+        raise InventoryError("inventory file not found", file=os.fspath(path))
+    builder.source, builder.line = source, None
+    return builder.finish()
+
+
+def implicit_localhost() -> Inventory:
+    """The inventory Ansible uses when none is given: only `localhost`, connected locally."""
+    builder = _Builder()
+    builder.add_host("localhost", None).vars.update(
+        {"ansible_connection": "local", "inventory_file": None, "inventory_dir": None}
+    )
+    return builder.finish()
+
+
+def _load_dir(builder: _Builder, directory: str) -> None:
+    for entry in sorted(os.listdir(directory)):
+        if _IGNORED_IN_DIR.search(entry):
+            continue
+        full = os.path.join(directory, entry)
+        if os.path.isdir(full):
+            _load_dir(builder, full)
+        else:
+            _load_file(builder, full)
+
+
+def _load_file(builder: _Builder, path: str) -> None:
+    """YAML first for .yml/.yaml/.json or no extension (as Ansible's plugin order), else INI."""
+    builder.source, builder.line = path, None
+    text = _read_text(path)
+    ext = os.path.splitext(path)[1]
+    if ext == ".toml":
+        raise InventoryError("TOML inventories are not supported", file=path)
+    if ext and ext not in YAML_EXTENSIONS:
+        _IniParser(builder).parse(text.splitlines())
+        return
+    loader = yaml.SafeLoader(text)
+    root, yaml_problem = _compose(loader, path)
+    if isinstance(root, yaml.MappingNode):
+        _YamlParser(builder, loader).parse(root)
+        return
+    try:
+        _IniParser(builder).parse(text.splitlines())
+    except InventoryError:
+        if ext and yaml_problem is not None:
+            raise yaml_problem from None
+        if ext and root is not None:
+            _YamlParser(builder, loader).parse(root)
+        raise
+
+
+def _compose(
+    loader: yaml.SafeLoader, path: str
+) -> tuple[yaml.Node | None, InventoryError | None]:
+    """The YAML node tree (None for an empty file) or the error to show if it did not parse."""
+    try:
+        return loader.get_single_node(), None
+    except yaml.YAMLError as exc:
+        return None, _yaml_error(exc, path)
