@@ -70,6 +70,7 @@ class SessionDef:
     user: str | None = None
     port: int | None = None
     connect_timeout: float | None = None
+    vars: dict[str, Any] = field(default_factory=dict)  # for every job run over the session
 
 
 @dataclass(frozen=True)

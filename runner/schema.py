@@ -104,7 +104,7 @@ def _value_message(error: ValidationError) -> str:
     """Words for a value that has the right type but breaks a rule about it."""
     kind, rule, value = error.validator, error.validator_value, error.instance
     if kind == "enum":
-        return f"{value!r} is not one of {', '.join(map(str, rule))}{_did_you_mean(value, rule)}"
+        return f"{value!r} is not one of {', '.join(map(str, rule))}{did_you_mean(value, rule)}"
     if kind in ("minItems", "minLength") and rule == 1:
         return "must not be empty"
     if kind == "minItems":
@@ -125,7 +125,7 @@ def _unknown_key(document: Document, error: ValidationError, path: tuple[Any, ..
     allowed = list(error.schema.get("properties", {}))
     extras = [key for key in error.instance if key not in allowed]
     key = min(extras, key=lambda k: document.locate(path + (k,)))
-    message = f"unknown key {str(key)!r}{_did_you_mean(key, allowed)}"
+    message = f"unknown key {str(key)!r}{did_you_mean(key, allowed)}"
     return _Finding(message, path, path + (key,), _RANK_UNKNOWN_KEY)
 
 
@@ -222,7 +222,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _did_you_mean(word: Any, choices: Iterable[Any]) -> str:
+def did_you_mean(word: Any, choices: Iterable[Any]) -> str:
+    """A " (did you mean 'x'?)" hint naming the choice closest to `word`, or ''."""
     options = [str(c) for c in choices]
     close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,216 @@
+"""Load a playbook file into the frozen dataclasses of `runner.model`.
+
+Loading is three passes, each failing with a `PlaybookError` at the user's line: the
+YAML itself (`runner.yamlsource`), its structure (`runner.schema`, the JSON Schema is
+the only statement of it), then the rules that span the document and a schema cannot
+state: job names are unique, sessions and `needs` name things that exist, and `needs`
+has no cycle. What is left is normalised (lists for `needs`/`tags`, step names derived
+from their action) so the planner never has to ask what form a user chose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner.model import ACTIONS, JobDef, Playbook, Results, SessionDef, Step
+from runner.schema import did_you_mean, validate
+from runner.yamlsource import Document, KeyPath, load_yaml
+
+STEP_NAME_WIDTH = 60
+
+
+def load_playbook(path: str | Path) -> Playbook:
+    """Read, validate and check a playbook file; raise `PlaybookError` on the first problem."""
+    document = load_yaml(path)
+    validate(document)
+    data = document.data
+    sessions = {
+        name: _session(document, name, spec) for name, spec in (data.get("sessions") or {}).items()
+    }
+    jobs = tuple(_job(document, index, spec) for index, spec in enumerate(data["jobs"]))
+    _check_unique_names(document, jobs)
+    _check_sessions(document, jobs, sessions)
+    _check_needs(document, jobs)
+    _check_no_cycle(document, jobs)
+    return Playbook(
+        file=document.file,
+        name=data.get("name") or Path(path).stem,
+        vars=dict(data.get("vars") or {}),
+        sessions=sessions,
+        jobs=jobs,
+    )
+
+
+def derive_step_name(action: str, args: Any) -> str:
+    """A name for an unnamed step, from its action: ``run: uptime``, ``put: a -> b``."""
+    if isinstance(args, dict):
+        text = f"{args.get('src', '')} -> {args.get('dest', '')}"
+    else:
+        lines = str(args).strip().splitlines()
+        text = lines[0] if lines else ""
+    name = f"{action}: {text}"
+    return name if len(name) <= STEP_NAME_WIDTH else name[: STEP_NAME_WIDTH - 3] + "..."
+
+
+def _session(document: Document, name: str, spec: dict[str, Any]) -> SessionDef:
+    return SessionDef(
+        name=name,
+        targets=_pattern(spec["targets"]),
+        where=document.location(("sessions", name)),
+        user=spec.get("user"),
+        port=spec.get("port"),
+        connect_timeout=_seconds(spec.get("connect_timeout")),
+        vars=dict(spec.get("vars") or {}),
+    )
+
+
+def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
+    path = ("jobs", index)
+    results = spec.get("results") or {}
+    percentage = spec.get("max_fail_percentage")
+    return JobDef(
+        name=spec["name"],
+        type=spec.get("type", "remote"),
+        steps=tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"])),
+        where=document.location(path),
+        session=spec.get("session"),
+        targets=_pattern(spec["targets"]) if "targets" in spec else None,
+        needs=_names(spec.get("needs")),
+        detach=spec.get("detach", False),
+        results=Results(to=results.get("to", "controller"), path=results.get("path")),
+        throttle=spec.get("throttle"),
+        serial=spec.get("serial"),
+        max_fail_percentage=None if percentage is None else float(percentage),
+        any_errors_fatal=spec.get("any_errors_fatal", False),
+        tags=_names(spec.get("tags")),
+        timeout=_seconds(spec.get("timeout")),
+        vars=dict(spec.get("vars") or {}),
+    )
+
+
+def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any]) -> Step:
+    action = next(name for name in ACTIONS if name in spec)
+    args = spec[action]
+    return Step(
+        index=index,
+        name=spec.get("name") or derive_step_name(action, args),
+        action=action,
+        args=dict(args) if isinstance(args, dict) else args,
+        where=document.location(job_path + ("steps", index)),
+        when=_condition(spec.get("when")),
+        register=spec.get("register"),
+        loop=spec.get("loop"),
+        ignore_errors=spec.get("ignore_errors", False),
+        timeout=_seconds(spec.get("timeout")),
+        retries=spec.get("retries", 0),
+        until=spec.get("until"),
+        delay=float(spec.get("delay", 1.0)),
+        env={str(key): _env_value(value) for key, value in (spec.get("env") or {}).items()},
+        cwd=spec.get("cwd"),
+        sudo=spec.get("sudo", False),
+        no_log=spec.get("no_log", False),
+        tags=_names(spec.get("tags")),
+    )
+
+
+def _pattern(value: str | list[str]) -> str:
+    """One host pattern; a list of patterns is their union, which ':' spells."""
+    return value if isinstance(value, str) else ":".join(value)
+
+
+def _names(value: str | list[str] | None) -> tuple[str, ...]:
+    """`needs` and `tags` take one name or a list; always a tuple, without repeats."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(dict.fromkeys(value))
+
+
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _condition(value: str | bool | list[Any] | None) -> str | None:
+    """A `when` as one Jinja2 expression; a list means all of its conditions hold."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    return " and ".join(f"({item})" for item in value)
+
+
+def _env_value(value: str | int | float | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_unique_names(document: Document, jobs: tuple[JobDef, ...]) -> None:
+    first: dict[str, JobDef] = {}
+    for index, job in enumerate(jobs):
+        if job.name in first:
+            line = first[job.name].where.line
+            message = f"duplicate job name '{job.name}' (first at line {line})"
+            raise document.error(message, ("jobs", index, "name"))
+        first[job.name] = job
+
+
+def _check_sessions(
+    document: Document, jobs: tuple[JobDef, ...], sessions: dict[str, SessionDef]
+) -> None:
+    for index, job in enumerate(jobs):
+        if job.session is None or job.session in sessions:
+            continue
+        hint = did_you_mean(job.session, sessions) if sessions else " (no sessions are declared)"
+        raise document.error(f"unknown session '{job.session}'{hint}", ("jobs", index, "session"))
+
+
+def _needs_path(document: Document, index: int, position: int) -> KeyPath:
+    """The key path of a job's `position`-th need, whether written as a list or one name."""
+    path = ("jobs", index, "needs")
+    return path if isinstance(document.data["jobs"][index]["needs"], str) else path + (position,)
+
+
+def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
+    names = [job.name for job in jobs]
+    for index, job in enumerate(jobs):
+        for position, need in enumerate(job.needs):
+            if need == job.name:
+                message = f"job '{job.name}' needs itself"
+            elif need not in names:
+                message = f"needs unknown job '{need}'{did_you_mean(need, names)}"
+            else:
+                continue
+            raise document.error(message, _needs_path(document, index, position))
+
+
+def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> None:
+    """Refuse jobs that wait for each other, naming the cycle: a -> b -> a."""
+    order = {job.name: index for index, job in enumerate(jobs)}
+    needs = {job.name: job.needs for job in jobs}
+    done: set[str] = set()
+    for job in jobs:
+        cycle = _find_cycle(job.name, needs, done, [])
+        if cycle:
+            start = min(range(len(cycle) - 1), key=lambda i: order[cycle[i]])
+            cycle = cycle[start:-1] + cycle[:start] + [cycle[start]]
+            message = "needs cycle: " + " -> ".join(cycle)
+            raise document.error(message, ("jobs", order[cycle[0]], "needs"))
+
+
+def _find_cycle(
+    name: str, needs: dict[str, tuple[str, ...]], done: set[str], stack: list[str]
+) -> list[str] | None:
+    """Depth-first search from `name`; a cycle comes back closed (first name repeated)."""
+    if name in stack:
+        return stack[stack.index(name) :] + [name]
+    if name in done:
+        return None
+    stack.append(name)
+    for need in needs.get(name, ()):
+        cycle = _find_cycle(need, needs, done, stack)
+        if cycle:
+            return cycle
+    stack.pop()
+    done.add(name)
+    return None
