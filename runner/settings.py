@@ -1,0 +1,48 @@
+"""Where the runner keeps its state: RUNNER_HOME and the job store inside it.
+
+One source of truth for the location (DESIGN.md section 5): ``$RUNNER_HOME``, else
+``$XDG_STATE_HOME/runner``, else ``~/.local/state/runner``. The directory holds job
+metadata and output, which may include secrets, so it is created private (0700).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+STORE_FILE = "jobs.db"
+
+
+def runner_home(env: Mapping[str, str] | None = None) -> Path:
+    """The runner's state directory, created with mode 0700 if it does not exist yet.
+
+    An existing directory keeps its mode: the user chose it. Empty variables count as
+    unset, and a relative ``XDG_STATE_HOME`` is ignored, as the XDG spec says.
+    """
+    env = os.environ if env is None else env
+    home = _resolve_home(env)
+    if not home.is_dir():
+        home.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            home.mkdir(mode=0o700)
+        except FileExistsError:
+            return home  # another runner process created it just now
+        home.chmod(0o700)  # mkdir's mode is reduced by the umask
+    return home
+
+
+def _resolve_home(env: Mapping[str, str]) -> Path:
+    """Pick the directory from the environment without touching the file system."""
+    explicit = env.get("RUNNER_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "runner"
+    return Path(env.get("HOME") or Path.home()).expanduser() / ".local" / "state" / "runner"
+
+
+def store_path(env: Mapping[str, str] | None = None) -> Path:
+    """The job store's file: ``runner_home()/jobs.db``."""
+    return runner_home(env) / STORE_FILE
