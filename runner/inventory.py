@@ -50,7 +50,7 @@ _LABEL = rf"(?:[\w]|{_ALNUM_RANGE})(?:[\w_-]|{_ALNUM_RANGE})*(?<![_-])"
 _BRACKETED_HOSTPORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
 _HOSTPORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
 _ADDRESS_FORMS = (
-    re.compile(rf"^(?:{_I4}\.){{3}}{_I4}$", re.I),
+    re.compile(rf"^(?:{_I4}\.){{3}}{_I4}$", re.IGNORECASE),
     re.compile(
         rf"^((?:{_I6}:){{7}}{_I6}|(?:{_I6}:){{1,6}}:|(?:{_I6}:)(?::{_I6}){{1,6}}|"
         rf"(?:{_I6}:){{2}}(?::{_I6}){{1,5}}|(?:{_I6}:){{3}}(?::{_I6}){{1,4}}|"
@@ -58,9 +58,9 @@ _ADDRESS_FORMS = (
         rf"(?:{_I6}:){{6}}(?::{_I6})|:(?::{_I6}){{1,6}}|{_I6}?::|"
         rf"(?:0:){{6}}(?:{_I6}\.){{3}}{_I6}|::(?:ffff:)?(?:{_I6}\.){{3}}{_I6}|"
         rf"(?:0:){{5}}ffff:(?:{_I6}\.){{3}}{_I6})$",
-        re.I,
+        re.IGNORECASE,
     ),
-    re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.I),
+    re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.IGNORECASE),
 )
 
 
@@ -798,9 +798,7 @@ def _load_file(builder: _Builder, path: str) -> None:
         raise
 
 
-def _compose(
-    loader: yaml.SafeLoader, path: str
-) -> tuple[yaml.Node | None, InventoryError | None]:
+def _compose(loader: yaml.SafeLoader, path: str) -> tuple[yaml.Node | None, InventoryError | None]:
     """The YAML node tree (None for an empty file) or the error to show if it did not parse."""
     try:
         return loader.get_single_node(), None
