@@ -50,7 +50,7 @@ def derive_step_name(action: str, args: Any) -> str:
         lines = str(args).strip().splitlines()
         text = lines[0] if lines else ""
     name = f"{action}: {text}"
-    return name if len(name) <= STEP_NAME_WIDTH else name[: STEP_NAME_WIDTH - 3] + "..."
+    return name if len(name) <= STEP_NAME_WIDTH else name[: STEP_NAME_WIDTH - 3].rstrip() + "..."
 
 
 def _session(document: Document, name: str, spec: dict[str, Any]) -> SessionDef:
