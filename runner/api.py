@@ -114,3 +114,114 @@ def select(inventory: str | None, pattern: str = "all", limit: str | None = None
     }
     return {"hosts": hosts, "groups": {k: v for k, v in groups.items() if v}}
 
+
+
+# -- running and managing jobs ---------------------------------------------------------
+
+
+def open_store():  # -> JobStore
+    """The job store at $RUNNER_HOME/jobs.db, with orphans of dead runners reconciled."""
+    from runner.settings import store_path
+    from runner.store import JobStore
+
+    store = JobStore(store_path())
+    store.reconcile()
+    return store
+
+
+def run(
+    playbook_path: str,
+    inventory: str | None = None,
+    extra_vars: Sequence[str] = (),
+    limit: str | None = None,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
+    start_at_job: str | None = None,
+    forks: int = 5,
+    check: bool = False,
+    events: Any = None,
+    on_start: Any = None,
+):  # -> tuple[Plan, RunReport]
+    """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
+    from runner.executor import Executor, RunOptions
+    from runner.progress import Reporter
+    from runner.settings import runner_home, store_path
+
+    sources = {
+        "playbook_path": playbook_path,
+        "inventory": inventory,
+        "extra_vars": list(extra_vars),
+        "limit": limit,
+        "tags": list(tags),
+        "skip_tags": list(skip_tags),
+        "start_at_job": start_at_job,
+    }
+    the_plan = plan(**sources)
+    store = open_store()
+    options = RunOptions(
+        forks=forks,
+        check=check,
+        known_hosts=runner_home() / "known_hosts",
+        sources=sources,
+        store_path=store_path(),
+    )
+    executor = Executor(the_plan, store, options, events or Reporter(quiet=True))
+    if on_start is not None:
+        on_start(executor)
+    return the_plan, executor.run()
+
+
+def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]:
+    """Stop jobs: ask their owners, wait until they are finished; return those still not."""
+    from runner.executor import wait_for_terminal
+
+    for job_id in job_ids:
+        store.get(job_id)  # JobNotFoundError before anything is asked
+    for job_id in job_ids:
+        store.request_stop(job_id)
+    pending = []
+    for job_id in job_ids:
+        store.reconcile()
+        if not wait_for_terminal(store, job_id, timeout):
+            pending.append(job_id)
+    return pending
+
+
+def remove(store: Any, job_ids: Sequence[int], force: bool = False) -> None:
+    """Remove finished jobs; with `force`, stop unfinished ones first."""
+    from runner.jobs import is_terminal
+
+    for job_id in job_ids:
+        record = store.get(job_id)
+        if force and not is_terminal(record.state):
+            stop(store, [job_id])
+        store.remove(job_id, force=force)
+
+
+def wait(
+    store: Any,
+    job_ids: Sequence[int],
+    any_: bool = False,
+    timeout: float | None = None,
+    force: bool = False,
+) -> list[Any]:
+    """Block until the jobs are finished (or Disconnected, unless `force`); return the
+    records of those still running when `timeout` passed (empty when all were done)."""
+    import time
+
+    from runner.jobs import JobState, is_terminal
+
+    def done(record: Any) -> bool:
+        state = JobState(record.state)
+        return is_terminal(state) or (state == JobState.Disconnected and not force)
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        store.reconcile()
+        records = [store.get(job_id) for job_id in job_ids]
+        finished = [r for r in records if done(r)]
+        if (any_ and finished) or len(finished) == len(records):
+            return []
+        if deadline is not None and time.monotonic() >= deadline:
+            return [r for r in records if not done(r)]
+        time.sleep(0.1)

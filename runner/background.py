@@ -1,0 +1,132 @@
+"""`type: background` jobs: each child runs in its own OS process on the controller.
+
+The runner starts `python -m runner.background` per child, hands it (on stdin) what it
+needs to plan the job again (the planner is pure, so the worker's plan is the runner's),
+and waits for it. The worker writes its output and step results straight into the job
+store and reports how the child ended on stdout. A stop ends the worker, which ends its
+step's process group first. The worker dies with the runner (PR_SET_PDEATHSIG), as an
+attached job must.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from runner.steps import ChildReport, Control
+
+_GRACE = 3.0
+
+
+def run_background_child(executor: Any, jp: Any, host: str, child: int, control: Control) -> ChildReport:
+    """Start the worker process for one child and wait for it (the runner's side)."""
+    payload = {
+        "store": str(executor.options.store_path),
+        "child": child,
+        "job": jp.name,
+        "host": host,
+        "check": executor.options.check,
+        "sources": executor.options.sources,
+    }
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.background"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            start_new_session=True,
+        )
+        executor.store.set_runtime(child, local_pid=proc.pid)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(payload).encode())
+        proc.stdin.close()
+        _wait(proc, control)
+        out = proc.stdout.read()
+        proc.stdout.close()
+        if control.stopped and proc.returncode != 0:
+            return ChildReport("Failed" if control.fail else "Stopped", control.reason)
+        try:
+            data = json.loads(out)
+            return ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
+        except (ValueError, KeyError):
+            errors.seek(0)
+            tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
+            why = tail[-1] if tail else f"exit status {proc.returncode}"
+            return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
+
+
+def _wait(proc: subprocess.Popen[bytes], control: Control) -> None:
+    while True:
+        try:
+            proc.wait(timeout=0.1)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if control.stopped:
+            _end(proc)
+            return
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=_GRACE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the runner dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> int:
+    """The worker's side: plan, run one child's steps locally, report on stdout."""
+    _die_with_parent()
+    payload = json.load(sys.stdin)
+    control = Control()
+    signal.signal(signal.SIGTERM, lambda *_: control.stop("stopped"))
+    if os.getppid() == 1:
+        return 1  # the runner is already gone
+
+    from runner import api
+    from runner.executor import open_sink
+    from runner.output import FileWriter, StoreWriter
+    from runner.sessions import SessionPool
+    from runner.steps import StepRunner
+    from runner.store import JobStore
+
+    plan = api.plan(**payload["sources"])
+    jp = plan.job(payload["job"])
+    host, child = payload["host"], payload["child"]
+    store = JobStore(payload["store"])
+    writer, files = StoreWriter(store), FileWriter()
+    local = SessionPool(plan, None).local(host)
+    try:
+        sink = open_sink(plan, jp, host, child, writer, files, store)
+        runner = StepRunner(plan, jp, host, child, local, local, sink, store, control, {},
+                            None, payload["check"])
+        report = runner.run_all()
+    finally:
+        files.close()
+        writer.close()
+    json.dump({"state": report.state, "reason": report.reason, "counts": report.counts},
+              sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

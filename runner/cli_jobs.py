@@ -1,0 +1,342 @@
+"""`runner run` and `runner job list | show | receive | wait | stop | remove`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from runner.errors import (
+    EXIT_HOSTS_FAILED,
+    EXIT_HOSTS_UNREACHABLE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_WAIT_TIMEOUT,
+    RunnerError,
+    UsageError,
+)
+
+LIST_COLUMNS = ["Id", "Name", "PSJobTypeName", "State", "HasMoreData", "Location", "Command"]
+
+
+def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
+    p = sub.add_parser("run", help="run a playbook: every job becomes a persistent job")
+    p.add_argument("playbook", metavar="PLAYBOOK")
+    add_plan_options(p)
+    p.add_argument("-f", "--forks", type=_positive_int, default=5,
+                   help="hosts at once across the run (default 5)")
+    p.add_argument("--check", action="store_true", help="plan and connect; run nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="json: one document on stdout, progress on stderr")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="show output as it streams")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the recap")
+    p.set_defaults(func=cmd_run)
+
+    job = sub.add_parser("job", help="list, show, receive, wait for, stop and remove jobs")
+    jsub = job.add_subparsers(dest="job_command", metavar="ACTION", parser_class=parser_class)
+    jsub.required = True
+
+    p = jsub.add_parser("list", help="jobs in the store (Get-Job)")
+    p.add_argument("--state", help="only jobs in this state")
+    p.add_argument("--name", help="only jobs whose name matches (wildcards)")
+    p.add_argument("--children", action="store_true", help="list child jobs too")
+    p.add_argument("--has-more-data", action="store_true", help="only jobs with unreceived output")
+    p.add_argument("--newest", type=_positive_int, metavar="N", help="the N newest jobs")
+    p.add_argument("--before", type=_time, help="finished before this time (ISO 8601)")
+    p.add_argument("--after", type=_time, help="finished after this time (ISO 8601)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_list)
+
+    p = jsub.add_parser("show", help="a job, its children and their steps")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_show)
+
+    p = jsub.add_parser("receive", help="output not yet received (Receive-Job)")
+    p.add_argument("id", type=int)
+    p.add_argument("--keep", action="store_true", help="do not mark the output received")
+    p.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+    p.add_argument("--host", help="only the child job on this host")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_receive)
+
+    p = jsub.add_parser("wait", help="wait until jobs finish (Wait-Job)")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("--any", action="store_true", help="return when the first one finishes")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    p.add_argument("--force", action="store_true", help="do not return for Disconnected jobs")
+    p.set_defaults(func=cmd_wait)
+
+    p = jsub.add_parser("stop", help="stop jobs and end their processes (Stop-Job)")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.set_defaults(func=cmd_stop)
+
+    p = jsub.add_parser("remove", help="delete finished jobs and their output (Remove-Job)")
+    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("--force", action="store_true", help="stop unfinished jobs first")
+    p.set_defaults(func=cmd_remove)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return value
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+# -- run ---------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner import api
+    from runner.progress import Reporter
+
+    stream = sys.stderr if args.format == "json" else sys.stdout
+    reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet)
+
+    def hook(executor: Any) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda num, _f: executor.stop(f"runner received signal {num}"))
+
+    plan, report = api.run(
+        args.playbook,
+        inventory=args.inventory,
+        extra_vars=args.extra_vars,
+        limit=args.limit,
+        tags=args.tags,
+        skip_tags=args.skip_tags,
+        start_at_job=args.start_at_job,
+        forks=args.forks,
+        check=args.check,
+        events=reporter,
+        on_start=hook,
+    )
+    for warning in plan.warnings:
+        reporter.warning(warning)
+    hosts = list(dict.fromkeys(h for jp in plan.jobs for h in jp.hosts))
+    reporter.recap(hosts)
+    if args.format == "json":
+        _print_json(_run_document(report, reporter))
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.any_unreachable:
+        return EXIT_HOSTS_UNREACHABLE
+    if report.any_failed:
+        return EXIT_HOSTS_FAILED
+    return EXIT_OK
+
+
+def _run_document(report: Any, reporter: Any) -> dict[str, Any]:
+    from runner import api
+
+    store = api.open_store()
+    jobs = []
+    for job in report.jobs:
+        record = store.get(job.job_id)
+        children = []
+        for child in sorted(job.children, key=lambda c: c.job_id):
+            steps = [
+                {
+                    "name": s.name,
+                    "index": s.index,
+                    "rc": s.rc,
+                    "status": s.status,
+                    "duration": round((s.ended or 0) - (s.started or 0), 6),
+                    "error": s.error,
+                }
+                for s in store.steps(child.job_id)
+            ]
+            children.append({"Id": child.job_id, "host": child.host, "State": child.state,
+                             "reason": child.reason, "unreachable": child.unreachable,
+                             "steps": steps})
+        jobs.append({"Id": job.job_id, "Name": job.name, "State": str(record.state),
+                     "PSJobTypeName": record.ps_type_name, "children": children})
+    return {"jobs": jobs, "stats": {h: dict(s) for h, s in reporter.stats.items()},
+            "interrupted": report.interrupted}
+
+
+# -- job commands --------------------------------------------------------------------------
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    return {
+        "Id": record.id,
+        "Name": record.name,
+        "PSJobTypeName": record.ps_type_name,
+        "State": str(record.state),
+        "HasMoreData": record.has_more_data,
+        "Location": record.location,
+        "Command": record.command,
+        "ChildJobs": list(record.child_ids),
+        "ParentId": record.parent_id,
+        "Reason": record.reason,
+        "Started": _iso(record.started),
+        "Ended": _iso(record.ended),
+    }
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")
+
+
+def _table(records: list[Any]) -> str:
+    from tabulate import tabulate
+
+    rows = []
+    for r in records:
+        d = _record_dict(r)
+        rows.append([d[c] for c in LIST_COLUMNS])
+    return tabulate(rows, headers=LIST_COLUMNS)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from runner import api
+    from runner.jobs import JobState
+
+    if args.state is not None:
+        try:
+            args.state = JobState(args.state)
+        except ValueError:
+            names = ", ".join(s.value for s in JobState)
+            raise UsageError(f"--state: unknown state {args.state!r} (one of {names})") from None
+    store = api.open_store()
+    records = store.list_jobs(
+        state=args.state,
+        name=args.name,
+        include_children=args.children,
+        has_more_data=True if args.has_more_data else None,
+        before=args.before,
+        after=args.after,
+        newest=args.newest,
+    )
+    if args.format == "json":
+        _print_json([_record_dict(r) for r in records])
+    elif records:
+        print(_table(records))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from runner import api
+
+    store = api.open_store()
+    record = store.get(args.id)
+    d = _record_dict(record)
+    for key in ("Id", "Name", "PSJobTypeName", "State", "Reason", "HasMoreData", "Location",
+                "Command", "Started", "Ended"):
+        print(f"{key:<14}: {d[key] if d[key] is not None else ''}")
+    if record.results_to != "controller":
+        print(f"{'Results':<14}: {record.results_to} {record.results_path or ''}")
+    children = store.children(record.id) if record.parent_id is None else [record]
+    if record.parent_id is None and children:
+        print("\nChildJobs:")
+        print(_table(children))
+    for child in children:
+        steps = store.steps(child.id)
+        if not steps:
+            continue
+        print(f"\nSteps on {child.location} (job {child.id}):")
+        rows = [[s.index, s.name, s.status, "" if s.rc is None else s.rc,
+                 f"{(s.ended or 0) - (s.started or 0):.3f}s", s.error or ""] for s in steps]
+        print(tabulate(rows, headers=["#", "step", "status", "rc", "time", "error"]))
+    return EXIT_OK
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from runner import api
+    from runner.jobs import is_terminal
+
+    store = api.open_store()
+    record = store.get(args.id)
+    if args.host is not None and args.host not in {c.location for c in store.children(args.id)}:
+        raise RunnerError(f"job {args.id} has no child job on host '{args.host}'")
+    several = len(record.child_ids) > 1 and args.host is None
+    first = True
+    if args.format == "json":
+        sys.stdout.write("[")
+    while True:
+        finished = is_terminal(store.get(args.id).state)
+        for rec in store.iter_receive(args.id, keep=args.keep, host=args.host):
+            if args.format == "json":
+                item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
+                        "stream": rec.stream, "data": rec.data, "time": rec.time}
+                sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(item))
+                first = False
+            else:
+                _write_text(rec, several)
+        sys.stdout.flush()
+        if not args.wait or finished:
+            break
+        time.sleep(0.2)
+        store.reconcile()
+    if args.format == "json":
+        sys.stdout.write("\n]\n" if not first else "]\n")
+    return EXIT_OK
+
+
+def _write_text(rec: Any, several: bool) -> None:
+    out = sys.stdout if rec.stream == "stdout" else sys.stderr
+    if several:
+        out.write("".join(f"[{rec.host}] {line}\n" for line in rec.data.splitlines()))
+    else:
+        out.write(rec.data)
+    if out is sys.stderr:
+        out.flush()
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from runner import api
+
+    store = api.open_store()
+    for job_id in args.ids:
+        store.get(job_id)
+    pending = api.wait(store, args.ids, any_=args.any, timeout=args.timeout, force=args.force)
+    if pending:
+        print(f"timed out after {args.timeout:g} s; still running:", file=sys.stderr)
+        print(_table(pending))
+        return EXIT_WAIT_TIMEOUT
+    print(_table([store.get(job_id) for job_id in args.ids]))
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from runner import api
+
+    store = api.open_store()
+    pending = api.stop(store, args.ids)
+    print(_table([store.get(job_id) for job_id in args.ids]))
+    if pending:
+        raise RunnerError(f"job(s) {', '.join(map(str, pending))} still stopping: the runner "
+                          "that owns them has not ended them yet")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from runner import api
+
+    store = api.open_store()
+    api.remove(store, args.ids, force=args.force)
+    return EXIT_OK

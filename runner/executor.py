@@ -1,0 +1,363 @@
+"""The executor: turns a Plan into jobs in the store and runs them.
+
+Every job of the plan becomes a parent job with one child per host. Jobs with no
+`needs` between them run at the same time, each in its own thread; their children share
+one pool of `forks` worker threads (hosts at once across the run), limited further by
+the job's `throttle` and `serial` batches. Output streams to the store (or to files) as
+it arrives. A stop, from this process (Ctrl-C, SIGTERM) or another (`runner job stop`),
+ends the processes for real and leaves the jobs `Stopped`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConnectError, JobStateError
+from runner.jobs import TERMINAL, JobState
+from runner.model import PS_JOB_TYPE_NAMES  # noqa: F401 - re-exported for reporters
+from runner.output import FileWriter, StoreWriter
+from runner.planner import JobPlan, Plan, describe_step
+from runner.sessions import SessionPool
+from runner.steps import ChildReport, Control, StepRunner
+
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class RunOptions:
+    """How to run: concurrency, check mode, and what a background worker needs to replan."""
+
+    forks: int = 5
+    check: bool = False
+    connect_timeout: float = 10.0
+    known_hosts: Path | None = None
+    sources: dict[str, Any] = field(default_factory=dict)  # playbook, inventory, extra vars...
+    store_path: Path | None = None
+
+
+@dataclass
+class ChildResult:
+    """A finished child, for the recap and the JSON report."""
+
+    job_id: int
+    host: str
+    state: str
+    reason: str | None
+    unreachable: bool
+    counts: dict[str, int]
+
+
+@dataclass
+class JobResult:
+    job_id: int
+    name: str
+    children: list[ChildResult] = field(default_factory=list)
+
+
+@dataclass
+class RunReport:
+    """What a run did: every job and child, and whether it was interrupted."""
+
+    jobs: list[JobResult]
+    interrupted: bool = False
+
+    @property
+    def any_unreachable(self) -> bool:
+        return any(c.unreachable for j in self.jobs for c in j.children)
+
+    @property
+    def any_failed(self) -> bool:
+        return any(c.state == "Failed" for j in self.jobs for c in j.children)
+
+
+class Executor:
+    """Runs one Plan. Create, call `run()`, read the RunReport."""
+
+    def __init__(self, plan: Plan, store: Any, options: RunOptions, events: Any) -> None:
+        self.plan, self.store, self.options, self.events = plan, store, options, events
+        self.writer = StoreWriter(store)
+        self.files = FileWriter()
+        self.sessions = SessionPool(plan, options)
+        self.stop_all = Control()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
+        self.registered: dict[str, dict[str, Any]] = {h: {} for h in plan.inventory.hosts}
+        self._lock = threading.Lock()
+        self.parent_ids: dict[str, int] = {}
+        self.child_ids: dict[tuple[str, str], int] = {}
+        self.controls: dict[int, Control] = {}
+        self.results: dict[str, JobResult] = {}
+        self.finished: dict[str, threading.Event] = {}
+        self.failed_hosts: dict[str, set[str]] = {}
+
+    # -- records ---------------------------------------------------------------------
+
+    def _create_records(self) -> None:
+        for jp in self.plan.jobs:
+            job = jp.job
+            first = jp.steps[0]
+            command = "(no_log)" if first.no_log else describe_step(first.action, first.args)
+            parent = self.store.create_job(
+                job.name, job.type, command, ",".join(jp.hosts),
+                detach=job.detach, results_to=job.results.to, results_path=job.results.path,
+                playbook=os.path.abspath(self.plan.playbook.file),
+            )
+            self.parent_ids[job.name] = parent
+            self.results[job.name] = JobResult(parent, job.name)
+            self.finished[job.name] = threading.Event()
+            self.failed_hosts[job.name] = set()
+            job_control = Control(self.stop_all)
+            self.controls[parent] = job_control
+            location = "localhost" if job.type != "remote" else None
+            for host in jp.hosts:
+                child = self.store.create_job(
+                    job.name, job.type, command, location or host,
+                    detach=job.detach, results_to=job.results.to,
+                    results_path=self._results_path(jp, host), parent_id=parent,
+                    playbook=os.path.abspath(self.plan.playbook.file),
+                )
+                self.child_ids[(job.name, host)] = child
+                self.controls[child] = Control(job_control)
+            if not jp.hosts:
+                self.store.set_state(parent, JobState.Running)
+                self.store.set_state(parent, JobState.Completed)
+
+    def _results_path(self, jp: JobPlan, host: str) -> str | None:
+        """`results.to: file`: the rendered per-host path, absolute."""
+        if jp.job.results.to != "file":
+            return None
+        return str(Path(render_results_path(self.plan, jp, host)).resolve())
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> RunReport:
+        self._create_records()
+        threads = [
+            threading.Thread(target=self._job_thread, args=(jp,), name=f"job-{jp.name}",
+                             daemon=True)
+            for jp in self.plan.jobs
+        ]
+        for thread in threads:
+            thread.start()
+        interrupted = False
+        try:
+            while any(t.is_alive() for t in threads):
+                self._poll_stop_requests()
+                for thread in threads:
+                    thread.join(POLL_SECONDS / max(1, len(threads)))
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stop("interrupted (Ctrl-C)")
+            for thread in threads:
+                thread.join()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.sessions.close()
+            self.files.close()
+            self.writer.close()
+        interrupted = interrupted or (self.stop_all.stopped and not self.stop_all.fail)
+        return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted)
+
+    def stop(self, reason: str) -> None:
+        """End every attached job of this run (SIGTERM, Ctrl-C)."""
+        self.stop_all.stop(reason)
+
+    def _poll_stop_requests(self) -> None:
+        """Honour `runner job stop` from another process: one cheap query per poll."""
+        active = [cid for cid, control in self.controls.items() if not control.event.is_set()]
+        if not active:
+            return
+        for job_id in self.parent_ids.values():
+            if job_id in active and self.store.stop_requested(job_id):
+                self.controls[job_id].stop("stopped by 'runner job stop'")
+
+    # -- one job ---------------------------------------------------------------------
+
+    def _job_thread(self, jp: JobPlan) -> None:
+        name = jp.name
+        parent = self.parent_ids[name]
+        control = self.controls[parent]
+        try:
+            excluded = self._wait_for_needs(jp, control)
+            if excluded is None:
+                self._never_started(jp, control.reason or "not started: the run was stopped")
+                return
+            if not jp.hosts:
+                return
+            self.events.job_started(parent, jp)
+            self._run_batches(jp, control, excluded)
+            self.events.job_done(parent, jp, self.store.get(parent).state)
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave children Running
+            self._never_started(jp, f"internal error: {type(exc).__name__}: {exc}", failed=True)
+            self.events.error(f"job '{name}': internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.finished[name].set()
+
+    def _wait_for_needs(self, jp: JobPlan, control: Control) -> set[str] | None:
+        """Wait for the needed jobs; the hosts that failed there are left out of this one.
+        None when the run stopped while waiting."""
+        excluded: set[str] = set()
+        for need in jp.job.needs:
+            event = self.finished.get(need)
+            if event is None:  # filtered out by tags or --start-at-job
+                continue
+            while not event.wait(POLL_SECONDS):
+                if control.stopped:
+                    return None
+            excluded |= self.failed_hosts[need]
+        return None if control.stopped else excluded
+
+    def _batches(self, jp: JobPlan) -> list[list[str]]:
+        hosts = list(jp.hosts)
+        serial = jp.job.serial
+        if not serial:
+            return [hosts]
+        sizes = serial if isinstance(serial, list) else [serial]
+        batches, i, k = [], 0, 0
+        while i < len(hosts):
+            size = _batch_size(sizes[min(k, len(sizes) - 1)], len(hosts))
+            batches.append(hosts[i : i + size])
+            i, k = i + size, k + 1
+        return batches
+
+    def _run_batches(self, jp: JobPlan, control: Control, excluded: set[str]) -> None:
+        throttle = threading.BoundedSemaphore(jp.job.throttle or len(jp.hosts) or 1)
+        batches = self._batches(jp)
+        for number, batch in enumerate(batches):
+            futures = []
+            for host in batch:
+                if host in excluded:
+                    self._skip_child(jp, host, "not run: the host failed in a needed job")
+                    continue
+                while not throttle.acquire(timeout=POLL_SECONDS):
+                    pass
+                future = self.pool.submit(self._child, jp, host)
+                future.add_done_callback(lambda _f: throttle.release())
+                futures.append(future)
+            for future in futures:
+                future.result()
+            reason = self._batch_verdict(jp, batch)
+            if reason:
+                control.stop(reason, fail=True)
+                for rest in batches[number + 1 :]:
+                    for host in rest:
+                        self._skip_child(jp, host, reason)
+                return
+
+    def _batch_verdict(self, jp: JobPlan, batch: list[str]) -> str | None:
+        failed = [h for h in batch if h in self.failed_hosts[jp.name]]
+        if not failed:
+            return None
+        if jp.job.any_errors_fatal:
+            return f"any_errors_fatal: {failed[0]} failed"
+        limit = jp.job.max_fail_percentage
+        if limit is not None and 100.0 * len(failed) / len(batch) > limit:
+            return f"max_fail_percentage {limit:g} exceeded ({len(failed)}/{len(batch)} failed)"
+        return None
+
+    def _never_started(self, jp: JobPlan, reason: str, failed: bool = False) -> None:
+        for host in jp.hosts:
+            child = self.child_ids[(jp.name, host)]
+            record = self.store.get(child)
+            if JobState(record.state) in TERMINAL:
+                continue
+            self._finish(jp, host, ChildReport("Failed" if failed else "Stopped", reason))
+
+    def _skip_child(self, jp: JobPlan, host: str, reason: str) -> None:
+        self._finish(jp, host, ChildReport("Stopped", reason))
+
+    # -- one child -------------------------------------------------------------------
+
+    def _child(self, jp: JobPlan, host: str) -> None:
+        child = self.child_ids[(jp.name, host)]
+        control = self.controls[child]
+        if control.stopped:
+            self._finish(jp, host, ChildReport("Stopped", control.reason or "stopped"))
+            return
+        try:
+            self.store.set_state(child, JobState.Running)
+        except JobStateError:
+            self._finish(jp, host, ChildReport("Stopped", "stopped before it started"))
+            return
+        self.events.host_started(jp, host)
+        try:
+            report = self._run_child(jp, host, child, control)
+        except ConnectError as exc:
+            report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
+        except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
+            report = ChildReport("Failed", f"internal error: {type(exc).__name__}: {exc}")
+        self._finish(jp, host, report)
+
+    def _run_child(self, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
+        if jp.job.type == "background":
+            from runner.background import run_background_child
+
+            return run_background_child(self, jp, host, child, control)
+        sink = open_sink(self.plan, jp, host, child, self.writer, self.files, self.store)
+        local = self.sessions.local(host)
+        if jp.job.type == "thread":
+            conn = local
+        else:
+            conn = self.sessions.acquire(jp, host)
+        try:
+            runner = StepRunner(
+                self.plan, jp, host, child, conn, local, sink, self.store, control,
+                self.registered.setdefault(host, {}), self.events, self.options.check,
+            )
+            return runner.run_all()
+        finally:
+            if conn is not local:
+                self.sessions.release(jp, host, conn)
+            self.files.close_job(child)
+
+    def _finish(self, jp: JobPlan, host: str, report: ChildReport) -> None:
+        child = self.child_ids[(jp.name, host)]
+        if JobState(self.store.get(child).state) in TERMINAL:
+            return
+        state = self.store.finish(child, JobState(report.state), report.reason).value
+        if state != JobState.Completed.value:
+            with self._lock:
+                self.failed_hosts[jp.name].add(host)
+        result = ChildResult(child, host, state, report.reason, report.unreachable,
+                             report.counts)
+        with self._lock:
+            self.results[jp.name].children.append(result)
+        self.events.host_done(jp, host, result)
+
+
+def open_sink(
+    plan: Plan, jp: JobPlan, host: str, child: int, writer: Any, files: FileWriter, store: Any
+) -> Any:
+    """Where a child's output goes: the store's batched writer, or its own result file."""
+    if jp.job.results.to != "file":
+        return writer.write
+    files.open(child, Path(render_results_path(plan, jp, host)))
+    return files.write
+
+
+def render_results_path(plan: Plan, jp: JobPlan, host: str) -> str:
+    variables = plan.variables(host, jp.job)
+    return str(plan.templar.render(jp.job.results.path, variables, jp.job.where))
+
+
+def _batch_size(size: Any, total: int) -> int:
+    """A `serial` entry as a number of hosts: an int, or a percentage of the hosts."""
+    if isinstance(size, str) and size.strip().endswith("%"):
+        return max(1, math.floor(total * float(size.strip()[:-1]) / 100.0))
+    return max(1, int(size))
+
+
+def wait_for_terminal(store: Any, job_id: int, timeout: float) -> bool:
+    """Poll the store until `job_id` is finished or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if JobState(store.get(job_id).state) in TERMINAL:
+            return True
+        time.sleep(POLL_SECONDS / 2)
+    return False

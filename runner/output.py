@@ -1,0 +1,140 @@
+"""Where step output goes while it streams: batched into the job store, or into files.
+
+Output arrives in chunks from reader threads. A `LineBuffer` turns chunks into records
+that end on a line boundary (so a received record is whole lines) while never holding
+more than a bounded tail. `StoreWriter` moves records into the store from one thread,
+one transaction per batch, and pushes back on producers when it falls behind, so 100 MB
+of output never sits in memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
+
+_MAX_PENDING = 64 * 1024  # emit a record without a newline once this much is pending
+_FLUSH_SECONDS = 0.05
+_BATCH_BYTES = 1 << 20
+_QUEUE_BYTES = 16 << 20
+
+
+class LineBuffer:
+    """Decodes one stream's bytes (UTF-8, errors replaced) and emits whole lines."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self._emit = emit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+
+    def feed(self, data: bytes) -> None:
+        text = self._pending + self._decoder.decode(data)
+        cut = text.rfind("\n") + 1
+        if cut == 0 and len(text) < _MAX_PENDING:
+            self._pending = text
+            return
+        if cut == 0:
+            cut = len(text)
+        self._pending = text[cut:]
+        self._emit(text[:cut])
+
+    def close(self) -> None:
+        text = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        if text:
+            self._emit(text)
+
+
+class StoreWriter:
+    """Batches output records into the job store from a single writer thread."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._queue: queue.Queue[Record | None] = queue.Queue()
+        self._bytes = 0
+        self._cond = threading.Condition()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="runner-output", daemon=True)
+        self._thread.start()
+
+    def write(self, job_id: int, host: str, step: int, stream: str, data: str) -> None:
+        size = len(data)
+        with self._cond:
+            while self._bytes > _QUEUE_BYTES and self._error is None:
+                self._cond.wait(0.5)
+            self._bytes += size
+        self._queue.put((job_id, host, step, stream, data, time.time()))
+
+    def _loop(self) -> None:
+        done = False
+        while not done:
+            batch: list[Record] = []
+            size = 0
+            item = self._queue.get()
+            deadline = time.monotonic() + _FLUSH_SECONDS
+            while True:
+                if item is None:
+                    done = True
+                    break
+                batch.append(item)
+                size += len(item[4])
+                if size >= _BATCH_BYTES:
+                    break
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(batch, size)
+
+    def _commit(self, batch: list[Record], size: int) -> None:
+        try:
+            self._store.append_output(batch)
+        except BaseException as exc:  # noqa: BLE001 - reported by close()
+            self._error = exc
+        with self._cond:
+            self._bytes -= size
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Write everything queued, then stop; raises what the writer thread met."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+class FileWriter:
+    """`results.to: file`: each child's output appended to its own file, mode 0600."""
+
+    def __init__(self) -> None:
+        self._files: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def open(self, job_id: int, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with self._lock:
+            self._files[job_id] = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, job_id: int, host: str, step: int, stream: str, data: str) -> None:
+        handle = self._files.get(job_id)
+        if handle is not None:
+            handle.write(data)
+
+    def close_job(self, job_id: int) -> None:
+        with self._lock:
+            handle = self._files.pop(job_id, None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        for job_id in list(self._files):
+            self.close_job(job_id)

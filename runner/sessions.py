@@ -1,0 +1,95 @@
+"""Connections for a run: persistent named sessions, and temporary ones.
+
+A job that names a `session:` reuses one connection per host for the whole run, shared
+by every job naming that session (like New-PSSession). A job with `targets:` opens a
+temporary connection per host, closed when its child ends (like -ComputerName). The
+inventory's `ansible_*` variables, then the session's own keys, say how to connect.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from runner.connections.base import Connection
+from runner.connections.local import LocalConnection
+from runner.errors import ConnectError
+from runner.planner import JobPlan, Plan
+
+
+class SessionPool:
+    """Opens, shares and closes the connections of one run."""
+
+    def __init__(self, plan: Plan, options: Any) -> None:
+        self.plan = plan
+        self.options = options
+        self._sessions: dict[tuple[str, str], Connection] = {}
+        self._failures: dict[tuple[str, str], ConnectError] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._local: dict[str, LocalConnection] = {}
+
+    def local(self, host: str) -> LocalConnection:
+        """The controller itself, for `local:` steps and thread jobs."""
+        with self._lock:
+            conn = self._local.get(host)
+            if conn is None:
+                conn = self._local[host] = LocalConnection(host)
+        return conn
+
+    def connect(self, host: str, session: Any = None) -> Connection:
+        """A new, open connection to `host` as the inventory (and session) describe it."""
+        info = self.plan.inventory.connection(host)
+        if info.connection == "local":
+            conn: Connection = LocalConnection(host)
+        else:
+            from runner.connections.ssh import SSHConnection
+
+            timeout = self.options.connect_timeout
+            if session is not None and session.connect_timeout:
+                timeout = session.connect_timeout
+            conn = SSHConnection(
+                host,
+                address=info.address,
+                port=(session.port if session is not None and session.port else info.port),
+                user=(session.user if session is not None and session.user else info.user),
+                key_file=info.key_file,
+                connect_timeout=timeout,
+                known_hosts=self.options.known_hosts,
+            )
+        conn.open()
+        return conn
+
+    def acquire(self, jp: JobPlan, host: str) -> Connection:
+        """The session's connection to `host` (opened once), or a temporary one."""
+        if jp.session is None:
+            return self.connect(host)
+        key = (jp.session.name, host)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._failures:
+                raise self._failures[key]
+            conn = self._sessions.get(key)
+            if conn is None or not conn.is_open:
+                try:
+                    conn = self.connect(host, jp.session)
+                except ConnectError as exc:
+                    self._failures[key] = exc
+                    raise
+                self._sessions[key] = conn
+            return conn
+
+    def release(self, jp: JobPlan, host: str, conn: Connection) -> None:
+        """Close a temporary connection; a session's stays open for the next job."""
+        if jp.session is None:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for conn in sessions:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing at exit must not hide the result
+                pass

@@ -1,0 +1,372 @@
+"""Running one child job's steps on one host: when, loop, retries/until, register, actions.
+
+A `StepRunner` is given an open connection and a sink for output; it renders each step
+with the host's variables (registered results included), runs it, streams its output,
+records the step's result in the store, and decides whether the child goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConnectError, RunnerError, TemplateError
+from runner.model import Step
+from runner.output import LineBuffer
+from runner.planner import JobPlan, Plan
+
+Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
+
+STATUS_OK = "ok"
+STATUS_CHANGED = "changed"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+STATUS_STOPPED = "stopped"
+STATUS_TIMEDOUT = "timedout"
+STATUS_UNREACHABLE = "unreachable"
+
+NO_LOG_TEXT = "(output hidden: no_log)"
+
+
+class Control:
+    """A stop switch shared by a job's children, with the reason it was thrown."""
+
+    def __init__(self, parent: Control | None = None) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.fail = False  # a job timeout fails the job; a user's stop stops it
+        self._parent = parent
+
+    def stop(self, reason: str, fail: bool = False) -> None:
+        if not self.event.is_set():
+            self.reason, self.fail = reason, fail
+            self.event.set()
+
+    @property
+    def stopped(self) -> bool:
+        if self._parent is not None and self._parent.stopped and not self.event.is_set():
+            self.stop(self._parent.reason, self._parent.fail)
+        return self.event.is_set()
+
+
+@dataclass
+class StepOutcome:
+    """What one step did on one host (one loop item, or the whole loop)."""
+
+    status: str
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (STATUS_FAILED, STATUS_TIMEDOUT, STATUS_UNREACHABLE)
+
+    def registered(self, attempts: int = 1) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "rc": self.rc,
+            "stdout": self.stdout.rstrip("\n"),
+            "stderr": self.stderr.rstrip("\n"),
+            "stdout_lines": self.stdout.splitlines(),
+            "stderr_lines": self.stderr.splitlines(),
+            "failed": self.failed,
+            "changed": self.status == STATUS_CHANGED,
+            "skipped": self.status == STATUS_SKIPPED,
+            "attempts": attempts,
+            "msg": self.error or "",
+        }
+        if self.results:
+            data["results"] = self.results
+        return data
+
+
+@dataclass
+class ChildReport:
+    """How a child ended, for its state, the recap and the JSON report."""
+
+    state: str  # a JobState name
+    reason: str | None = None
+    unreachable: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class StepRunner:
+    """Runs the steps of `jp` for `host` over `conn`; the executor owns connection and state."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        jp: JobPlan,
+        host: str,
+        child_id: int,
+        conn: Any,
+        local: Any,
+        sink: Sink,
+        store: Any,
+        control: Control,
+        registered: dict[str, Any],
+        events: Any = None,
+        check: bool = False,
+    ) -> None:
+        self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
+        self.conn, self.local, self.sink, self.store = conn, local, sink, store
+        self.control, self.registered, self.events, self.check = (
+            control, registered, events, check,
+        )
+        self.templar = plan.templar
+
+    # -- the child -------------------------------------------------------------------
+
+    def run_all(self) -> ChildReport:
+        counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
+        for step in self.jp.steps:
+            if self.control.stopped:
+                return self._stopped(counts)
+            started = time.time()
+            try:
+                outcome = self._run_step(step)
+            except TemplateError as exc:
+                outcome = StepOutcome(STATUS_FAILED, error=str(exc))
+                self._emit_error(step, str(exc))
+            except ConnectError as exc:
+                self._record(step, StepOutcome(STATUS_UNREACHABLE, error=exc.reason), started)
+                counts[STATUS_FAILED] += 1
+                return ChildReport("Failed", f"unreachable: {exc.reason}", True, counts)
+            self._record(step, outcome, started)
+            if step.register:
+                self.registered[step.register] = outcome.registered()
+            if outcome.status == STATUS_STOPPED or self.control.stopped:
+                return self._stopped(counts)
+            if outcome.failed and step.ignore_errors:
+                counts[STATUS_OK] += 1
+                continue
+            counts[STATUS_FAILED if outcome.failed else outcome.status] += 1
+            if outcome.failed:
+                return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
+        return ChildReport("Completed", None, False, counts)
+
+    def _stopped(self, counts: dict[str, int]) -> ChildReport:
+        if self.control.fail:
+            counts[STATUS_FAILED] += 1
+            return ChildReport("Failed", self.control.reason, False, counts)
+        return ChildReport("Stopped", self.control.reason or "stopped", False, counts)
+
+    @staticmethod
+    def _failure_reason(step: Step, outcome: StepOutcome) -> str:
+        if outcome.status == STATUS_TIMEDOUT:
+            return f"step '{step.name}' timed out after {step.timeout:g} s"
+        if outcome.error:
+            return f"step '{step.name}': {outcome.error}"
+        return f"step '{step.name}' exited with status {outcome.rc}"
+
+    def _record(self, step: Step, outcome: StepOutcome, started: float) -> None:
+        ended = time.time()
+        self.store.record_step(
+            self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
+            outcome.error,
+        )
+        if self.events is not None:
+            self.events.step_done(self.jp, self.host, step, outcome, ended - started)
+
+    def _emit_error(self, step: Step, message: str) -> None:
+        self.sink(self.child_id, self.host, step.index, "stderr", message + "\n")
+
+    # -- one step --------------------------------------------------------------------
+
+    def _variables(self, item: Any = None, with_item: bool = False) -> Any:
+        variables = self.plan.variables(self.host, self.jp.job, self.registered)
+        return variables.child({"item": item}) if with_item else variables
+
+    def _run_step(self, step: Step) -> StepOutcome:
+        variables = self._variables()
+        if step.loop is None:
+            if step.when is not None and not self._true(step.when, variables, step):
+                return StepOutcome(STATUS_SKIPPED)
+            return self._with_retries(step, variables)
+        items = self.templar.render_native(step.loop, variables, step.where)
+        if not isinstance(items, list):
+            raise TemplateError(
+                f"loop must be a list, got {type(items).__name__}",
+                step.where.file, step.where.line, step.where.col, step.where.path,
+            )
+        results: list[dict[str, Any]] = []
+        final = StepOutcome(STATUS_SKIPPED)
+        for item in items:
+            scope = self._variables(item, with_item=True)
+            if step.when is not None and not self._true(step.when, scope, step):
+                results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": item})
+                continue
+            outcome = self._with_retries(step, scope)
+            results.append({**outcome.registered(), "item": item})
+            final = _combine(final, outcome)
+            if outcome.failed and not step.ignore_errors or outcome.status == STATUS_STOPPED:
+                break
+        final.results = results
+        return final
+
+    def _true(self, expr: Any, variables: Any, step: Step) -> bool:
+        from runner.templating import _to_bool
+
+        return _to_bool(self.templar.evaluate(expr, variables, step.where))
+
+    def _with_retries(self, step: Step, variables: Any) -> StepOutcome:
+        attempts = step.retries + 1 if step.until else 1
+        outcome = StepOutcome(STATUS_FAILED)
+        for attempt in range(1, attempts + 1):
+            outcome = self._execute(step, variables)
+            if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
+                return outcome
+            name = step.register or "result"
+            scope = variables.child({name: outcome.registered(attempt)})
+            if self._true(step.until, scope, step):
+                return outcome
+            if attempt < attempts and self.control.event.wait(step.delay):
+                return StepOutcome(STATUS_STOPPED)
+        outcome.status = STATUS_FAILED
+        outcome.error = f"'until' still false after {attempts} attempts"
+        return outcome
+
+    def _execute(self, step: Step, variables: Any) -> StepOutcome:
+        where = step.where
+        args = step.args
+        if isinstance(args, dict):
+            args = {k: self.templar.render(v, variables, where) for k, v in args.items()}
+        else:
+            args = self.templar.render(args, variables, where)
+        env = {k: str(self.templar.render(v, variables, where)) for k, v in step.env.items()}
+        cwd = self.templar.render(step.cwd, variables, where) if step.cwd else None
+        if self.check:
+            return StepOutcome(STATUS_SKIPPED, error="check mode: not run")
+        action = step.action
+        if action in ("run", "local"):
+            conn = self.local if action == "local" else self.conn
+            return self._command(step, conn, str(args), env, cwd)
+        if action == "script":
+            return self._script(step, str(args), env, cwd)
+        try:
+            if action == "put":
+                self.conn.put(self._local_path(args["src"]), args["dest"], _mode(args.get("mode")))
+            elif action == "get":
+                self.conn.get(args["src"], str(self._local_path(args["dest"], create=True)))
+            elif action == "template":
+                self._template(args, variables, step)
+        except (OSError, RunnerError) as exc:
+            if isinstance(exc, ConnectError):
+                raise
+            message = str(exc) if isinstance(exc, RunnerError) else f"{exc.strerror or exc}"
+            self._emit_error(step, message)
+            return StepOutcome(STATUS_FAILED, rc=1, error=message)
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
+    def _local_path(self, path: str, create: bool = False) -> Path:
+        p = Path(path)
+        if not p.is_absolute():
+            p = Path(os.path.dirname(os.path.abspath(self.plan.playbook.file))) / p
+        if create:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def _template(self, args: dict[str, Any], variables: Any, step: Step) -> None:
+        source = self._local_path(args["src"])
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
+        rendered = self.templar.render(text, variables, step.where)
+        with tempfile.NamedTemporaryFile("w", delete=False, encoding="utf-8") as handle:
+            handle.write(rendered)
+        try:
+            self.conn.put(Path(handle.name), args["dest"], _mode(args.get("mode")))
+        finally:
+            os.unlink(handle.name)
+
+    def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
+        path, _, rest = text.strip().partition(" ")
+        remote = f"/tmp/.runner-script-{uuid.uuid4().hex}"
+        try:
+            self.conn.put(self._local_path(path), remote, 0o700)
+        except OSError as exc:
+            self._emit_error(step, f"cannot upload script {path}: {exc.strerror or exc}")
+            return StepOutcome(STATUS_FAILED, rc=1, error=f"cannot upload script {path}")
+        command = f"{remote} {rest}; rc=$?; rm -f {remote}; exit $rc"
+        return self._command(step, self.conn, command, env, cwd)
+
+    def _command(
+        self, step: Step, conn: Any, command: str, env: dict[str, str], cwd: str | None
+    ) -> StepOutcome:
+        keep = bool(step.register or step.until)
+        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+
+        def emitter(stream: str) -> Callable[[str], None]:
+            def emit(text: str) -> None:
+                if keep:
+                    captured[stream].append(text)
+                if not step.no_log:
+                    self.sink(self.child_id, self.host, step.index, stream, text)
+                if self.events is not None and not step.no_log:
+                    self.events.output(self.jp, self.host, stream, text)
+
+            return emit
+
+        buffers = {"stdout": LineBuffer(emitter("stdout")), "stderr": LineBuffer(emitter("stderr"))}
+
+        def on_output(stream: str, data: bytes) -> None:
+            buffers[stream].feed(data)
+
+        def on_start(pgid: int) -> None:
+            try:
+                self.store.set_runtime(self.child_id, remote_pgid=pgid)
+            except Exception:  # noqa: BLE001 - bookkeeping only; the step goes on
+                pass
+
+        result = conn.run(
+            command,
+            on_output=on_output,
+            timeout=step.timeout,
+            env=env or None,
+            cwd=cwd,
+            sudo=step.sudo,
+            stop_event=self.control.event,
+            on_start=on_start,
+        )
+        for buffer in buffers.values():
+            buffer.close()
+        if step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", NO_LOG_TEXT + "\n")
+        outcome = StepOutcome(
+            STATUS_CHANGED if result.rc == 0 else STATUS_FAILED,
+            rc=result.rc,
+            stdout="".join(captured["stdout"]),
+            stderr="".join(captured["stderr"]),
+        )
+        if result.timed_out:
+            outcome.status = STATUS_TIMEDOUT
+            outcome.error = f"timed out after {step.timeout:g} s"
+        elif result.stopped:
+            outcome.status = STATUS_STOPPED
+        return outcome
+
+
+def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
+    """A loop's overall outcome: failed if any item failed, changed if any changed."""
+    rank = [STATUS_SKIPPED, STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_TIMEDOUT,
+            STATUS_STOPPED]
+    worse = new if rank.index(new.status) >= rank.index(current.status) else current
+    return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
+                       current.stderr + new.stderr, worse.error)
+
+
+def _mode(mode: Any) -> int | None:
+    """A file mode as written in a playbook ("0644", 644 or 0o644) as an int."""
+    if mode is None or isinstance(mode, int) and not isinstance(mode, bool) and mode < 0o1000:
+        return mode
+    return int(str(mode), 8)
