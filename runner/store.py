@@ -1,0 +1,873 @@
+"""The job store: jobs, their children, step results and output, in one SQLite file.
+
+Several runner processes (and many executor threads in each) share one store, so:
+WAL mode (readers never wait for the writer), a 30 s busy timeout, every write in a
+``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two writers never
+deadlock upgrading a read lock) retried on SQLITE_BUSY, and one connection per thread.
+
+Output is kept after it is received; each job that produces output (a child, or a job
+without children) has a receive cursor, the id of the last output record received.
+Output ids come from one AUTOINCREMENT sequence taken under the write lock, so they
+give the global order in which records were produced and a record committed later
+always has a larger id: "unreceived" is exactly "id above the cursor".
+
+A parent's state is derived from its children on every read (`derive_parent_state`).
+The parent's row also caches that state, refreshed in the same transaction as any child
+change, so that indexed queries (`reconcile`) skip finished parents cheaply.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import JobNotFoundError, JobStateError, RunnerError
+from runner.jobs import (
+    ACTIVE,
+    TERMINAL,
+    JobState,
+    check_transition,
+    derive_parent_state,
+    is_terminal,
+    transition_path,
+)
+from runner.model import JOB_TYPES, PS_JOB_TYPE_NAMES, RESULT_PLACES
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+BEGIN_ATTEMPTS = 5
+STREAMS = ("stdout", "stderr")
+STEP_STATUSES = ("ok", "failed", "skipped", "changed", "unreachable", "stopped", "timedout")
+
+_SCHEMA = (
+    """CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent_id INTEGER,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        location TEXT NOT NULL,
+        command TEXT NOT NULL,
+        detach INTEGER NOT NULL DEFAULT 0,
+        results_to TEXT NOT NULL,
+        results_path TEXT,
+        playbook TEXT,
+        owner_pid INTEGER,
+        owner_start INTEGER,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        started REAL,
+        ended REAL,
+        remote_dir TEXT,
+        remote_pgid INTEGER,
+        local_pid INTEGER,
+        spec TEXT,
+        received_id INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX jobs_parent ON jobs(parent_id)",
+    "CREATE INDEX jobs_state ON jobs(state)",
+    """CREATE TABLE steps (
+        child_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        rc INTEGER,
+        status TEXT NOT NULL,
+        started REAL,
+        ended REAL,
+        error TEXT,
+        PRIMARY KEY (child_id, idx)
+    )""",
+    """CREATE TABLE output (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        step INTEGER,
+        stream TEXT NOT NULL,
+        data TEXT NOT NULL,
+        time REAL NOT NULL
+    )""",
+    "CREATE INDEX output_job ON output(job_id, id)",
+)
+
+# (job_id, host, step, stream, data, time): what the executor hands to append_output.
+OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
+
+
+class _Unset:
+    """Marks an argument left out, where None means "clear it"."""
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored; for a parent, `state`, `started`, `ended` come from its children."""
+
+    id: int
+    parent_id: int | None
+    name: str
+    type: str
+    state: JobState
+    reason: str | None
+    location: str
+    command: str
+    detach: bool
+    results_to: str
+    results_path: str | None
+    playbook: str | None
+    owner_pid: int | None
+    owner_start: int | None
+    stop_requested: bool
+    created: float
+    started: float | None
+    ended: float | None
+    remote_dir: str | None
+    remote_pgid: int | None
+    local_pid: int | None
+    spec: Any
+    has_more_data: bool
+    child_ids: tuple[int, ...]
+
+    @property
+    def ps_type_name(self) -> str:
+        """The PowerShell type name `job list` shows: RemoteJob, BackgroundJob, ThreadJob."""
+        return PS_JOB_TYPE_NAMES[self.type]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The result of one step on one child job (one host)."""
+
+    child_id: int
+    index: int
+    name: str
+    rc: int | None
+    status: str
+    started: float | None
+    ended: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """One chunk of output; `id` is its place in the global production order."""
+
+    id: int
+    job_id: int
+    host: str
+    step: int | None
+    stream: str
+    data: str
+    time: float
+
+
+class JobStore:
+    """The SQLite job store at `path`, safe to share between threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        _create_private_file(self.path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._migrate()
+
+    # -- connections and transactions ------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; a forked child opens its own instead of sharing one."""
+        if self._pid != os.getpid():
+            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the write lock from its first statement."""
+        conn = self._conn()
+        _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot, never blocked by the writer."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Create the schema in a new file; refuse a file written by a newer runner."""
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RunnerError(
+                    f"{self.path}: job store schema v{version} is newer than this runner's "
+                    f"(v{SCHEMA_VERSION}); upgrade runner"
+                )
+            if version == 0:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close every connection this store opened, in every thread."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        name: str,
+        type: str,
+        command: str,
+        location: str,
+        *,
+        detach: bool = False,
+        results_to: str = "controller",
+        results_path: str | None = None,
+        playbook: str | None = None,
+        spec: Any = None,
+        parent_id: int | None = None,
+        owner_pid: int | None = None,
+    ) -> int:
+        """Record a new job in NotStarted and return its id (unique, never reused).
+
+        `owner_pid` defaults to this process: the runner that must end the job if it
+        ends. Its start time is recorded too, so a reused pid is not taken for it.
+        """
+        if type not in JOB_TYPES:
+            raise ValueError(f"job type must be one of {', '.join(JOB_TYPES)}, not {type!r}")
+        if results_to not in RESULT_PLACES:
+            raise ValueError(f"results_to must be one of {', '.join(RESULT_PLACES)}")
+        pid = os.getpid() if owner_pid is None else owner_pid
+        values = (
+            parent_id, name, type, JobState.NotStarted.value, location, command, int(detach),
+            results_to, results_path, playbook, pid, process_start_time(pid), time.time(),
+            None if spec is None else json.dumps(spec),
+        )  # fmt: skip
+        with self._write() as conn:
+            if parent_id is not None:
+                _require_job(conn, parent_id)
+            cursor = conn.execute(
+                "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
+                " results_to, results_path, playbook, owner_pid, owner_start, created, spec)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            if parent_id is not None:
+                _refresh_parent(conn, parent_id)
+            return int(cursor.lastrowid or 0)
+
+    def get(self, job_id: int) -> JobRecord:
+        """The job with this id (a parent or a child); `JobNotFoundError` if none."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_SELECT_JOBS} WHERE j.id = ? OR j.parent_id = ? ORDER BY j.id",
+                (job_id, job_id),
+            ).fetchall()
+        own = [row for row in rows if row["id"] == job_id]
+        if not own:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return _build_record(own[0], [row for row in rows if row["id"] != job_id])
+
+    def children(self, job_id: int) -> list[JobRecord]:
+        """The child jobs of a parent, in id order (one per host)."""
+        with self._read() as conn:
+            _require_job(conn, job_id)
+            rows = conn.execute(
+                f"{_SELECT_JOBS} WHERE j.parent_id = ? ORDER BY j.id", (job_id,)
+            ).fetchall()
+        return [_build_record(row, []) for row in rows]
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        name: str | None = None,
+        include_children: bool = False,
+        has_more_data: bool | None = None,
+        before: datetime | float | None = None,
+        after: datetime | float | None = None,
+        newest: int | None = None,
+    ) -> list[JobRecord]:
+        """Jobs in id order, filtered as Get-Job filters them.
+
+        `name` is a wildcard pattern (``*``, ``?``, ``[...]``), case-insensitive as in
+        PowerShell. `before` / `after` select finished jobs by their end time, as
+        Get-Job's -Before / -After do. `newest` keeps the N most recently created.
+        """
+        with self._read() as conn:
+            rows = conn.execute(f"{_SELECT_JOBS} ORDER BY j.id").fetchall()
+        by_parent: dict[int, list[sqlite3.Row]] = {}
+        for row in rows:
+            if row["parent_id"] is not None:
+                by_parent.setdefault(row["parent_id"], []).append(row)
+        records = [_build_record(row, by_parent.get(row["id"], [])) for row in rows]
+        if not include_children:
+            records = [r for r in records if r.parent_id is None]
+        wanted = _JobFilter(state, name, has_more_data, _epoch(before), _epoch(after))
+        records = [r for r in records if wanted.matches(r)]
+        return records[-newest:] if newest else records
+
+    # -- state -----------------------------------------------------------------------
+
+    def set_state(self, job_id: int, new_state: JobState | str, reason: str | None = None) -> None:
+        """Move a job to `new_state`, refusing what the state machine forbids.
+
+        Sets `started` on the first move to Running and `ended` on a finished state.
+        A parent with children has no state of its own to set.
+        """
+        new_state = JobState(new_state)
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            _refuse_parent(conn, job_id)
+            _move(conn, row, [new_state], reason)
+
+    def finish(self, job_id: int, outcome: JobState | str, reason: str | None = None) -> JobState:
+        """End a running job with `outcome`, unless a stop won the race: then Stopped.
+
+        The executor calls this when a child's work ends; if `request_stop` moved it to
+        Stopping meanwhile, the job ends Stopped, as PowerShell's Stop-Job does. Returns
+        the state recorded.
+        """
+        outcome = JobState(outcome)
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            _refuse_parent(conn, job_id)
+            final = JobState.Stopped if row["state"] == JobState.Stopping else outcome
+            _move(conn, row, [final], reason)
+            return final
+
+    def request_stop(self, job_id: int) -> list[int]:
+        """Ask for a job (and its children) to stop; return the ids now in Stopping.
+
+        Sets `stop_requested`, which the owning runner polls, and moves every unfinished
+        child to Stopping. The returned ids are the ones whose processes someone must
+        end; a finished job is left as it is (stopping it does nothing).
+        """
+        with self._write() as conn:
+            leaves = _leaf_rows(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET stop_requested = 1 WHERE id = ? OR parent_id = ?",
+                (job_id, job_id),
+            )
+            stopping = []
+            for leaf in leaves:
+                state = JobState(leaf["state"])
+                if state not in TERMINAL and state != JobState.Stopping:
+                    _move(conn, leaf, [JobState.Stopping], None)
+                if not is_terminal(state):
+                    stopping.append(leaf["id"])
+            return stopping
+
+    def stop_requested(self, job_id: int) -> bool:
+        """Whether a stop was requested (a removed job counts as one): cheap to poll."""
+        row = (
+            self._conn()
+            .execute("SELECT stop_requested FROM jobs WHERE id = ?", (job_id,))
+            .fetchone()
+        )
+        return row is None or bool(row[0])
+
+    def claim(self, job_id: int, owner_pid: int | None = None) -> None:
+        """Make a process (default: this one) the owner of a job and its children.
+
+        A later invocation that reconnects to a detached job, or stops one, claims it so
+        that `reconcile` judges the job by the process actually handling it.
+        """
+        pid = os.getpid() if owner_pid is None else owner_pid
+        with self._write() as conn:
+            _require_job(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET owner_pid = ?, owner_start = ? WHERE id = ? OR parent_id = ?",
+                (pid, process_start_time(pid), job_id, job_id),
+            )
+
+    def set_runtime(
+        self,
+        child_id: int,
+        *,
+        remote_pgid: int | None = UNSET,
+        local_pid: int | None = UNSET,
+        remote_dir: str | None = UNSET,
+    ) -> None:
+        """Record what stop and reconnect need; an argument left out is kept, None clears.
+
+        Clear `local_pid` when its process ends, so a later stop cannot signal a
+        stranger that reused the pid.
+        """
+        given = {"remote_pgid": remote_pgid, "local_pid": local_pid, "remote_dir": remote_dir}
+        changes = {key: value for key, value in given.items() if value is not UNSET}
+        if not changes:
+            return
+        assignments = ", ".join(f"{key} = ?" for key in changes)
+        with self._write() as conn:
+            _require_job(conn, child_id)
+            conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id)
+            )
+
+    def remove(self, job_id: int, force: bool = False) -> None:
+        """Delete a job, its children, their steps and output.
+
+        An unfinished job is refused unless `force` (the caller stops it first).
+        """
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            leaves = _leaf_rows(conn, job_id)
+            state = _state_of(row, leaves)
+            if not force and not is_terminal(state):
+                raise JobStateError(
+                    f"job {job_id} is {state}: only a finished job can be removed "
+                    "(stop it first, or force)"
+                )
+            ids = sorted({job_id, *(leaf["id"] for leaf in leaves)})
+            marks = ", ".join("?" * len(ids))
+            conn.execute(f"DELETE FROM output WHERE job_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM steps WHERE child_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            if row["parent_id"] is not None:
+                _refresh_parent(conn, row["parent_id"])
+
+    def reconcile(self) -> list[int]:
+        """Settle jobs whose owning runner process is gone; return their ids.
+
+        Attached jobs end Stopped, with the reason; a detached job that was running is
+        Disconnected (its work may go on where it runs). One indexed query when there
+        is nothing to do; the write lock is taken only when a job must change.
+        """
+        with self._read() as conn:
+            candidates = conn.execute(_SELECT_ORPHAN_CANDIDATES).fetchall()
+        dead = [row["id"] for row in candidates if not _owner_alive(row)]
+        if not dead:
+            return []
+        settled = []
+        with self._write() as conn:
+            marks = ", ".join("?" * len(dead))
+            for row in conn.execute(f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})", dead):
+                if not _owner_alive(row):
+                    _settle_orphan(conn, row)
+                    settled.append(row["id"])
+        return settled
+
+    # -- steps -----------------------------------------------------------------------
+
+    def record_step(
+        self,
+        child_id: int,
+        index: int,
+        name: str,
+        rc: int | None,
+        status: str,
+        started: float | None,
+        ended: float | None,
+        error: str | None = None,
+    ) -> None:
+        """Record (or replace) the result of step `index` on a child job."""
+        if status not in STEP_STATUSES:
+            raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
+        with self._write() as conn:
+            _require_job(conn, child_id)
+            conn.execute(
+                "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child_id, idx) DO UPDATE SET"
+                " name = excluded.name, rc = excluded.rc, status = excluded.status,"
+                " started = excluded.started, ended = excluded.ended, error = excluded.error",
+                (child_id, index, name, rc, status, started, ended, error),
+            )
+
+    def steps(self, child_id: int) -> list[StepRecord]:
+        """A child job's step results, in step order."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT child_id, idx, name, rc, status, started, ended, error FROM steps"
+                " WHERE child_id = ? ORDER BY idx",
+                (child_id,),
+            )
+            .fetchall()
+        )
+        return [StepRecord(*row) for row in rows]
+
+    # -- output ----------------------------------------------------------------------
+
+    def append_output(self, records: Iterable[OutputRow]) -> None:
+        """Store a batch of output records in one transaction, in the order given.
+
+        `data` may be bytes; it is decoded as UTF-8 (invalid bytes replaced), so the
+        producer should decode a stream incrementally to keep characters whole.
+        """
+        rows = [_output_row(record) for record in records]
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO output (job_id, host, step, stream, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def receive(
+        self,
+        job_id: int,
+        *,
+        keep: bool = False,
+        host: str | None = None,
+        limit: int | None = None,
+    ) -> list[OutputRecord]:
+        """Output not yet received, in production order; marks it received unless `keep`.
+
+        For a parent, the records of all its children (or of the child on `host`), each
+        tagged with its host. Marking happens in the same write transaction as the
+        read, so two receivers never get the same record.
+        """
+        return self._receive_chunk(job_id, keep, host, limit, after=0)
+
+    def iter_receive(
+        self,
+        job_id: int,
+        keep: bool = False,
+        host: str | None = None,
+        batch: int = 1000,
+    ) -> Iterator[OutputRecord]:
+        """`receive`, a chunk of `batch` records at a time, for outputs too big for memory.
+
+        Each chunk is marked received (unless `keep`) when it is read from the store.
+        """
+        after = 0
+        while True:
+            chunk = self._receive_chunk(job_id, keep, host, batch, after)
+            if not chunk:
+                return
+            yield from chunk
+            after = chunk[-1].id
+
+    def has_more_data(self, job_id: int) -> bool:
+        """Whether the job (or any of its children) has output not yet received."""
+        return self.get(job_id).has_more_data
+
+    def _receive_chunk(
+        self, job_id: int, keep: bool, host: str | None, limit: int | None, after: int
+    ) -> list[OutputRecord]:
+        """Up to `limit` unreceived records with ids above `after`, marked unless `keep`."""
+        with self._read() if keep else self._write() as conn:
+            leaves = [
+                leaf
+                for leaf in _leaf_rows(conn, job_id)
+                if host is None or leaf["location"] == host
+            ]
+            records = _unreceived(conn, leaves, after, limit)
+            if not keep:
+                _advance_cursors(conn, records)
+        return records
+
+
+# -- SQL helpers (module level: they take the connection of an open transaction) --------
+
+_SELECT_JOBS = (
+    "SELECT j.*, EXISTS (SELECT 1 FROM output o WHERE o.job_id = j.id AND o.id > j.received_id)"
+    " AS more FROM jobs j"
+)
+
+_SELECT_ORPHAN_CANDIDATES = (
+    "SELECT id, parent_id, state, detach, location, owner_pid, owner_start FROM jobs"
+    f" WHERE state IN ({', '.join(repr(s.value) for s in sorted(ACTIVE))})"
+    " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id)"
+)
+
+
+def _require_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
+    """The job's row, or `JobNotFoundError`."""
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    return row
+
+
+def _leaf_rows(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
+    """The jobs that do the work: a parent's children, or the job itself if it has none."""
+    rows = conn.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+    return rows or [_require_job(conn, job_id)]
+
+
+def _refuse_parent(conn: sqlite3.Connection, job_id: int) -> None:
+    """A parent with children has a derived state: setting it is a bug."""
+    if conn.execute("SELECT 1 FROM jobs WHERE parent_id = ? LIMIT 1", (job_id,)).fetchone():
+        raise JobStateError(f"job {job_id} is a parent job: its state comes from its children")
+
+
+def _move(
+    conn: sqlite3.Connection, row: sqlite3.Row, path: list[JobState], reason: str | None
+) -> None:
+    """Walk a job through `path`, each move checked, then refresh its parent's cache."""
+    state = JobState(row["state"])
+    for new in path:
+        try:
+            check_transition(state, new)
+        except JobStateError as error:
+            raise JobStateError(f"job {row['id']}: {error}") from None
+        state = new
+    now = time.time()
+    conn.execute(
+        "UPDATE jobs SET state = ?, reason = COALESCE(?, reason),"
+        " started = CASE WHEN ? AND started IS NULL THEN ? ELSE started END,"
+        " ended = CASE WHEN ? THEN ? ELSE ended END WHERE id = ?",
+        (state.value, reason, JobState.Running in path, now, state in TERMINAL, now, row["id"]),
+    )
+    if row["parent_id"] is not None:
+        _refresh_parent(conn, row["parent_id"])
+
+
+def _refresh_parent(conn: sqlite3.Connection, parent_id: int) -> None:
+    """Cache the parent's derived state in its row (reads derive it again anyway)."""
+    states = [
+        r[0] for r in conn.execute("SELECT state FROM jobs WHERE parent_id = ?", (parent_id,))
+    ]
+    if states:
+        conn.execute(
+            "UPDATE jobs SET state = ? WHERE id = ?", (derive_parent_state(states).value, parent_id)
+        )
+
+
+def _owner_alive(row: sqlite3.Row) -> bool:
+    """Whether the process recorded as the job's owner is still that process."""
+    return owner_alive(row["owner_pid"], row["owner_start"])
+
+
+def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+    """Move a job whose owner is gone to Stopped (attached) or Disconnected (detached)."""
+    state, pid = JobState(row["state"]), row["owner_pid"]
+    if row["detach"] and state in (JobState.Running, JobState.Blocked):
+        reason = f"runner process {pid} ended; the detached job may still run on {row['location']}"
+        _move(conn, row, transition_path(state, JobState.Disconnected), reason)
+        return
+    reason = f"runner process {pid} ended without stopping it"
+    _move(conn, row, transition_path(state, JobState.Stopped), reason)
+
+
+def _state_of(row: sqlite3.Row, leaves: list[sqlite3.Row]) -> JobState:
+    """A job's state: its own for a job without children, else derived from them."""
+    if leaves and leaves[0]["id"] == row["id"]:
+        return JobState(row["state"])
+    return derive_parent_state(leaf["state"] for leaf in leaves)
+
+
+def _unreceived(
+    conn: sqlite3.Connection, leaves: list[sqlite3.Row], after: int, limit: int | None
+) -> list[OutputRecord]:
+    """The leaves' records above their cursors and above `after`, in id order.
+
+    The scan walks output ids upward from the first record any leaf still has to
+    deliver, so its cost is the records returned plus those interleaved with them.
+    """
+    if not leaves:
+        return []
+    ids = [leaf["id"] for leaf in leaves]
+    marks = ", ".join("?" * len(ids))
+    start = conn.execute(
+        f"SELECT MIN((SELECT MIN(o.id) FROM output o WHERE o.job_id = j.id"
+        f" AND o.id > MAX(j.received_id, ?))) FROM jobs j WHERE j.id IN ({marks})",
+        (after, *ids),
+    ).fetchone()[0]
+    if start is None:
+        return []
+    rows = conn.execute(
+        "SELECT o.id, o.job_id, o.host, o.step, o.stream, o.data, o.time"
+        " FROM output o JOIN jobs j ON j.id = o.job_id"
+        f" WHERE o.id >= ? AND +o.job_id IN ({marks}) AND o.id > j.received_id"
+        " ORDER BY o.id LIMIT ?",
+        (start, *ids, -1 if limit is None else limit),
+    ).fetchall()
+    return [OutputRecord(*row) for row in rows]
+
+
+def _advance_cursors(conn: sqlite3.Connection, records: list[OutputRecord]) -> None:
+    """Mark records received: each job's cursor moves to its last record returned."""
+    last: dict[int, int] = {}
+    for record in records:
+        last[record.job_id] = record.id
+    conn.executemany(
+        "UPDATE jobs SET received_id = MAX(received_id, ?) WHERE id = ?",
+        [(record_id, job_id) for job_id, record_id in last.items()],
+    )
+
+
+def _output_row(record: OutputRow) -> tuple[int, str, int | None, str, str, float]:
+    """Check one output record and decode its data to text."""
+    job_id, host, step, stream, data, when = record
+    if stream not in STREAMS:
+        raise ValueError(f"output stream must be stdout or stderr, not {stream!r}")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8", errors="replace")
+    return (job_id, host, step, stream, data, when)
+
+
+def _build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
+    """A `JobRecord` from a job row (with its `more` flag) and its children's rows."""
+    state, started, ended = JobState(row["state"]), row["started"], row["ended"]
+    more = bool(row["more"])
+    if children:
+        state = derive_parent_state(child["state"] for child in children)
+        starts = [c["started"] for c in children if c["started"] is not None]
+        started = min(starts) if starts else None
+        ends = [c["ended"] for c in children if c["ended"] is not None]
+        ended = max(ends) if ends and state in TERMINAL else None
+        more = any(child["more"] for child in children)
+    return JobRecord(
+        id=row["id"], parent_id=row["parent_id"], name=row["name"], type=row["type"],
+        state=state, reason=row["reason"], location=row["location"], command=row["command"],
+        detach=bool(row["detach"]), results_to=row["results_to"],
+        results_path=row["results_path"], playbook=row["playbook"],
+        owner_pid=row["owner_pid"], owner_start=row["owner_start"],
+        stop_requested=bool(row["stop_requested"]), created=row["created"],
+        started=started, ended=ended, remote_dir=row["remote_dir"],
+        remote_pgid=row["remote_pgid"], local_pid=row["local_pid"],
+        spec=None if row["spec"] is None else json.loads(row["spec"]),
+        has_more_data=more, child_ids=tuple(child["id"] for child in children),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _JobFilter:
+    """The Get-Job filters of `list_jobs`; None means "any"."""
+
+    state: JobState | str | None
+    name: str | None
+    has_more_data: bool | None
+    before: float | None
+    after: float | None
+
+    def matches(self, record: JobRecord) -> bool:
+        """Whether the record passes every filter given."""
+        if self.state is not None and record.state != JobState(self.state):
+            return False
+        if self.name is not None and not fnmatch.fnmatchcase(
+            record.name.lower(), self.name.lower()
+        ):
+            return False
+        if self.has_more_data is not None and record.has_more_data != self.has_more_data:
+            return False
+        if self.before is not None and (record.ended is None or record.ended >= self.before):
+            return False
+        return self.after is None or (record.ended is not None and record.ended > self.after)
+
+
+def _epoch(moment: datetime | float | None) -> float | None:
+    """A datetime or epoch seconds as epoch seconds."""
+    return moment.timestamp() if isinstance(moment, datetime) else moment
+
+
+# -- files, connections, processes ---------------------------------------------------------
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the store file with mode 0600 (its parent 0700) before SQLite opens it.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they stay
+    private too.
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, busy timeout."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _retry_busy(action: Any) -> Any:
+    """Run `action`, retrying when SQLite still reports the database busy or locked."""
+    for attempt in range(BEGIN_ATTEMPTS):
+        try:
+            return action()
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            if not busy or attempt == BEGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return None  # pragma: no cover
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) from /proc/PID/stat."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
+
+
+def process_start_time(pid: int) -> int | None:
+    """When the process started (field 22 of /proc/PID/stat); None where unknown."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def owner_alive(pid: int | None, start: int | None) -> bool:
+    """Whether process `pid` still runs and is the one that started at `start`.
+
+    A zombie counts as gone; so does a live process with another start time (the pid
+    was reused). Without /proc, only the pid can be checked.
+    """
+    if pid is None or pid <= 0:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return not Path("/proc/self/stat").exists() and _pid_exists(pid)
+    state, started = stat
+    return state not in ("Z", "X") and (start is None or started == start)
+
+
+def _pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 checks without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
