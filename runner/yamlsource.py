@@ -135,7 +135,9 @@ def _syntax_error(
     mark = exc.problem_mark or exc.context_mark
     problem = exc.problem or exc.context or "invalid YAML"
     message = f"YAML syntax error: {problem}"
-    if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+    if exc.context and problem.startswith("but "):  # "expected X" + "but found Y"
+        message = f"YAML syntax error: {exc.context}, {problem}"
+    elif mark is not None and _char_at(text, mark.line, mark.column) == "\t":
         message += " (YAML indents with spaces, not tabs)"
     elif exc.context and exc.context != problem:
         message += f" ({exc.context}"
