@@ -110,6 +110,9 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
+# Connections a forked child inherited from its parent, kept open on purpose.
+_INHERITED: list[sqlite3.Connection] = []
+
 
 @dataclass(frozen=True)
 class JobRecord:
@@ -190,6 +193,8 @@ class JobStore:
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection; a forked child opens its own instead of sharing one."""
         if self._pid != os.getpid():
+            # Never close a connection inherited across fork: SQLite forbids using it there.
+            _INHERITED.extend(self._connections)
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -207,7 +212,8 @@ class JobStore:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already (disk full...)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 

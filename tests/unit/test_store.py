@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -400,6 +401,21 @@ def test_four_processes_writing_at_once_lose_nothing(store: JobStore, db: Path) 
     assert len(records) == 8000
     for n in range(4):
         assert [r.data for r in records if r.host == f"h{n}"] == [f"{n}:{i}" for i in range(2000)]
+
+
+def test_one_store_shared_by_many_threads(store: JobStore) -> None:
+    parent, children = make_parent(store, [f"h{n}" for n in range(8)])
+
+    def work(n: int) -> None:
+        for i in range(50):
+            store.append_output([(children[n], f"h{n}", 0, "stdout", str(i), i)])
+        store.set_state(children[n], S.Running)
+        store.set_state(children[n], S.Completed)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(work, range(8)))
+    assert len(store.receive(parent)) == 400
+    assert store.get(parent).state == S.Completed
 
 
 # -- steps, stop, remove ------------------------------------------------------------------
