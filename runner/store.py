@@ -364,14 +364,17 @@ class JobStore:
 
         The executor calls this when a child's work ends; if `request_stop` moved it to
         Stopping meanwhile, the job ends Stopped, as PowerShell's Stop-Job does. Returns
-        the state recorded.
+        the state recorded. Ending a job as Stopped walks it through Stopping first.
         """
         outcome = JobState(outcome)
         with self._write() as conn:
             row = _require_job(conn, job_id)
             _refuse_parent(conn, job_id)
             final = JobState.Stopped if row["state"] == JobState.Stopping else outcome
-            _move(conn, row, [final], reason)
+            path = [final]
+            if final == JobState.Stopped and row["state"] not in TERMINAL:
+                path = transition_path(row["state"], final)  # through Stopping, as a stop goes
+            _move(conn, row, path, reason)
             return final
 
     def request_stop(self, job_id: int) -> list[int]:

@@ -458,6 +458,15 @@ def test_stop_before_start_goes_through_stopping(store: JobStore) -> None:
     assert store.finish(job, S.Failed) == S.Stopped
 
 
+def test_finishing_a_running_job_as_stopped_passes_through_stopping(store: JobStore) -> None:
+    job = store.create_job("one", "thread", "true", "localhost")
+    store.set_state(job, S.Running)
+    assert store.finish(job, S.Stopped, reason="skipped: an earlier job failed") == S.Stopped
+    assert store.get(job).reason == "skipped: an earlier job failed"
+    with pytest.raises(JobStateError, match="finished"):
+        store.finish(job, S.Completed)
+
+
 def test_runtime_details_are_kept_and_cleared(store: JobStore) -> None:
     _, (child,) = make_parent(store, ["a"])
     store.set_runtime(child, remote_pgid=4321, remote_dir="~/.runner/jobs/x")
