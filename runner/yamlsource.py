@@ -207,15 +207,16 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 self.merge(result, value_node, path)
-        explicit: dict[Any, Node] = {}
+        explicit: dict[tuple[type, Any], Node] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 continue
             key = self.key(key_node, path)
-            if key in explicit:
-                first = explicit[key].start_mark.line + 1
+            seen = (type(key), key)  # YAML's 1 and true are different keys; Python's are not
+            if seen in explicit:
+                first = explicit[seen].start_mark.line + 1
                 raise self.fail(f"duplicate key {key!r} (first at line {first})", key_node, path)
-            explicit[key] = key_node
+            explicit[seen] = key_node
             self.positions[path + (key,)] = _position(key_node)
             result[key] = self.build(value_node, path + (key,))
         return result
