@@ -86,58 +86,49 @@ def test_valid_document_passes(tmp_path: Path) -> None:
     validate(load_yaml(path))
 
 
-def test_unknown_key_points_at_that_key_not_the_mapping(tmp_path: Path) -> None:
-    text = JOB + "      - run: uptime\n        name: x\n        ignore_error: true\n"
-    assert check(tmp_path, text) == (
-        "7:9: jobs[0].steps[0]: unknown key 'ignore_error' (did you mean 'ignore_errors'?)"
-    )
-
-
-def test_unknown_key_with_nothing_close_gets_no_guess(tmp_path: Path) -> None:
-    assert check(tmp_path, JOB + "      - run: x\n        zzz: 1\n") == (
-        "6:9: jobs[0].steps[0]: unknown key 'zzz'"
-    )
-
-
-def test_first_problem_in_the_file_is_reported(tmp_path: Path) -> None:
-    text = JOB + "      - run: x\n        retries: many\n      - run: y\n        sudo: maybe\n"
-    assert check(tmp_path, text) == (
-        "6:9: jobs[0].steps[0].retries: expected an integer, got the string 'many'"
-    )
-
-
-def test_misspelt_action_is_reported_as_unknown_key_not_as_missing_action(tmp_path: Path) -> None:
-    text = JOB + "      - name: first\n        lcoal: hostname\n"
-    assert check(tmp_path, text) == (
-        "6:9: jobs[0].steps[0]: unknown key 'lcoal' (did you mean 'local'?)"
-    )
-
-
-def test_wrong_kind_names_both_kinds(tmp_path: Path) -> None:
-    assert check(tmp_path, JOB + "      - run: x\n        sudo: 'yes please'\n") == (
+STEP = JOB + "      - run: x\n"
+WORDING = {
+    "unknown key points at that key, not at its mapping": (
+        JOB + "      - run: uptime\n        name: x\n        ignore_error: true\n",
+        "7:9: jobs[0].steps[0]: unknown key 'ignore_error' (did you mean 'ignore_errors'?)",
+    ),
+    "unknown key with nothing close gets no guess": (
+        STEP + "        zzz: 1\n",
+        "6:9: jobs[0].steps[0]: unknown key 'zzz'",
+    ),
+    "first problem in the file is reported": (
+        STEP + "        retries: many\n      - run: y\n        sudo: maybe\n",
+        "6:9: jobs[0].steps[0].retries: expected an integer, got the string 'many'",
+    ),
+    "misspelt action is an unknown key, not a missing action": (
+        JOB + "      - name: first\n        lcoal: hostname\n",
+        "6:9: jobs[0].steps[0]: unknown key 'lcoal' (did you mean 'local'?)",
+    ),
+    "wrong kind names both kinds": (
+        STEP + "        sudo: 'yes please'\n",
         "6:9: jobs[0].steps[0].sudo: expected a boolean (true or false),"
-        " got the string 'yes please'"
-    )
-    assert check(tmp_path, "jobs:\n") == "1:1: jobs: expected a list, got nothing (null)"
+        " got the string 'yes please'",
+    ),
+    "nothing where a list belongs": ("jobs:\n", "1:1: jobs: expected a list, got nothing (null)"),
+    "alternatives that all fail on kind list every kind": (
+        "jobs:\n  - name: a\n    targets: {web: 1}\n    steps:\n      - run: x\n",
+        "3:5: jobs[0].targets: expected a string or a list, got a mapping",
+    ),
+    "the alternative of the right kind is explained": (
+        "jobs:\n  - name: a\n    targets: all\n    needs: [b, 7]\n    steps:\n      - run: x\n",
+        "4:16: jobs[0].needs[1]: expected a string, got the number 7",
+    ),
+    "the schema's own message for a pattern": (
+        JOB + "      - template: {src: motd.j2, dest: /etc/motd, mode: 'rw'}\n",
+        "5:51: jobs[0].steps[0].template.mode: 'rw' is not an octal file mode like '0644'",
+    ),
+}
 
 
-def test_alternatives_that_all_fail_on_kind_list_every_kind(tmp_path: Path) -> None:
-    text = "jobs:\n  - name: a\n    targets: {web: 1}\n    steps:\n      - run: x\n"
-    assert check(tmp_path, text) == (
-        "3:5: jobs[0].targets: expected a string or a list, got a mapping"
-    )
-
-
-def test_alternative_of_the_right_kind_is_explained(tmp_path: Path) -> None:
-    text = "jobs:\n  - name: a\n    targets: all\n    needs: [b, 7]\n    steps:\n      - run: x\n"
-    assert check(tmp_path, text) == "4:16: jobs[0].needs[1]: expected a string, got the number 7"
-
-
-def test_template_step_needs_an_object_with_src_and_dest(tmp_path: Path) -> None:
-    text = JOB + "      - template: {src: motd.j2, dest: /etc/motd, mode: 'rw'}\n"
-    assert check(tmp_path, text) == (
-        "5:51: jobs[0].steps[0].template.mode: 'rw' is not an octal file mode like '0644'"
-    )
+@pytest.mark.parametrize("case", list(WORDING))
+def test_violation_is_worded_and_placed(tmp_path: Path, case: str) -> None:
+    text, expected = WORDING[case]
+    assert check(tmp_path, text) == expected
 
 
 def test_yaml_keys_that_are_not_strings_do_not_break_validation(tmp_path: Path) -> None:
