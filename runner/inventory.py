@@ -9,22 +9,42 @@ an `InventoryError`, since a typo silently dropping hosts is worse than a stop.
 
 Merged variables are computed on demand and cached: a 10,000-host inventory costs
 only the parse until someone asks for a host's variables.
+
+This module holds the model, the builder both parsers fill, loading and variable
+merging; the formats live in `inventory_ini` and `inventory_yaml`, host name syntax
+in `hostnames`. Everything a caller needs is importable from here.
 """
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-import shlex
-import string
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from runner.errors import InventoryError
+from runner.hostnames import expand_host_pattern, expand_hostname_range, parse_address
+from runner.inventory_ini import IniParser, parse_ini_value
+from runner.inventory_yaml import YamlParser
+
+__all__ = [
+    "LOCALHOST_NAMES",
+    "Group",
+    "Host",
+    "HostConnection",
+    "Inventory",
+    "InventoryBuilder",
+    "expand_host_pattern",
+    "expand_hostname_range",
+    "find_vars_files",
+    "implicit_localhost",
+    "load_inventory",
+    "load_vars_file",
+    "parse_address",
+    "parse_ini_value",
+]
 
 # Names that Ansible treats as the controller itself when they are not in the inventory.
 LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -33,34 +53,6 @@ YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 _IGNORED_IN_DIR = re.compile(
     r"^\.|^host_vars$|^group_vars$|^vars_plugins$"
     r"|(\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.cfg|\.retry)$"
-)
-_INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
-_SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$")
-_GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:\#.*)?$")
-_PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOTTED_NUMBERS = re.compile(r"\d+(?:\.\d+){2,}")
-
-# Host[:port] parsing, as ansible.parsing.utils.addresses (ranges allowed).
-_NUM_RANGE = r"\[(?:[0-9]+:[0-9]+)(?::[0-9]+)?\]"
-_HEX_RANGE = r"\[(?:[0-9a-f]+:[0-9a-f]+)(?::[0-9]+)?\]"
-_ALNUM_RANGE = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]"
-_I6 = rf"(?:[0-9a-f]{{1,4}}|{_HEX_RANGE})"
-_I4 = rf"(?:[01]?[0-9]{{1,2}}|2[0-4][0-9]|25[0-5]|{_NUM_RANGE})"
-_LABEL = rf"(?:[\w]|{_ALNUM_RANGE})(?:[\w_-]|{_ALNUM_RANGE})*(?<![_-])"
-_BRACKETED_HOSTPORT = re.compile(r"^\[(.+)\]:([0-9]+)$")
-_HOSTPORT = re.compile(r"^((?:[^:\[\]]|\[[^\]]*\])*):([0-9]+)$")
-_ADDRESS_FORMS = (
-    re.compile(rf"^(?:{_I4}\.){{3}}{_I4}$", re.IGNORECASE),
-    re.compile(
-        rf"^((?:{_I6}:){{7}}{_I6}|(?:{_I6}:){{1,6}}:|(?:{_I6}:)(?::{_I6}){{1,6}}|"
-        rf"(?:{_I6}:){{2}}(?::{_I6}){{1,5}}|(?:{_I6}:){{3}}(?::{_I6}){{1,4}}|"
-        rf"(?:{_I6}:){{4}}(?::{_I6}){{1,3}}|(?:{_I6}:){{5}}(?::{_I6}){{1,2}}|"
-        rf"(?:{_I6}:){{6}}(?::{_I6})|:(?::{_I6}){{1,6}}|{_I6}?::|"
-        rf"(?:0:){{6}}(?:{_I6}\.){{3}}{_I6}|::(?:ffff:)?(?:{_I6}\.){{3}}{_I6}|"
-        rf"(?:0:){{5}}ffff:(?:{_I6}\.){{3}}{_I6})$",
-        re.IGNORECASE,
-    ),
-    re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$", re.IGNORECASE),
 )
 
 
@@ -321,7 +313,7 @@ def _read_text(path: str) -> str:
 # --------------------------------------------------------------------------- building
 
 
-class _Builder:
+class InventoryBuilder:
     """Accumulates hosts and groups as Ansible's InventoryData does, then reconciles."""
 
     def __init__(self) -> None:
@@ -429,318 +421,13 @@ class _Builder:
         return depths[name]
 
 
-# --------------------------------------------------------------------------- host names
-
-
-def parse_address(address: str) -> tuple[str, int | None]:
-    """Split `host:port` / `[v6]:port`; raises ValueError if it is not a host identifier."""
-    port = None
-    for form in (_BRACKETED_HOSTPORT, _HOSTPORT):
-        match = form.match(address)
-        if match:
-            address, port_text = match.groups()
-            port = int(port_text)
-    if not any(form.match(address) for form in _ADDRESS_FORMS):
-        raise ValueError(f"not a valid network hostname: {address}")
-    return address, port
-
-
-def expand_host_pattern(pattern: str) -> tuple[list[str], int | None]:
-    """A host entry with optional `:port` and `[a:b(:step)]` ranges -> names and port."""
-    try:
-        name, port = parse_address(pattern)
-    except ValueError:
-        name, port = pattern, None
-    if "[" in name:
-        return expand_hostname_range(name), port
-    return [name], port
-
-
-def expand_hostname_range(line: str) -> list[str]:
-    """Ansible's `expand_hostname_range`: `web[01:03]` -> web01 web02 web03, `db-[a:c]`..."""
-    parts = line.replace("[", "|", 1).replace("]", "|", 1).split("|")
-    if len(parts) != 3:
-        raise ValueError(f"unbalanced brackets in host range {line!r}")
-    head, nrange, tail = parts
-    bounds = nrange.split(":")
-    if len(bounds) not in (2, 3):
-        raise ValueError("host range must be begin:end or begin:end:step")
-    beg, end = bounds[0] or "0", bounds[1]
-    step = bounds[2] if len(bounds) == 3 else "1"
-    if not end:
-        raise ValueError("host range must specify end value")
-    width = len(beg) if beg[0] == "0" and len(beg) > 1 else 0
-    if width and width != len(end):
-        raise ValueError("host range must specify equal-length begin and end formats")
-    sequence = _range_sequence(beg, end, step)
-    names: list[str] = []
-    for item in sequence:
-        name = f"{head}{str(item).zfill(width)}{tail}"
-        names.extend(expand_hostname_range(name) if "[" in name else [name])
-    return names
-
-
-def _range_sequence(beg: str, end: str, step: str) -> list[Any]:
-    try:
-        stride = int(step)
-        if stride <= 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"host range step must be a positive number, got {step!r}") from None
-    if beg in string.ascii_letters and end in string.ascii_letters:
-        first, last = string.ascii_letters.index(beg), string.ascii_letters.index(end)
-        if first > last:
-            raise ValueError("host range must have begin <= end")
-        return list(string.ascii_letters[first : last + 1 : stride])
-    try:
-        return list(range(int(beg), int(end) + 1, stride))
-    except ValueError:
-        raise ValueError(f"host range bounds must be numbers or letters: [{beg}:{end}]") from None
-
-
-# --------------------------------------------------------------------------- INI
-
-
-def parse_ini_value(text: str) -> Any:
-    """An INI value as Ansible reads it: a Python literal if it is one, else the string."""
-    if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
-        return int(text)
-    if _PLAIN_WORD.fullmatch(text) and text not in ("True", "False", "None"):
-        return text
-    if _DOTTED_NUMBERS.fullmatch(text):
-        return text
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
-    return _coerce_literal(value)
-
-
-def _coerce_literal(value: Any) -> Any:
-    if isinstance(value, (list, tuple, set)):
-        return [_coerce_literal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _coerce_literal(v) for k, v in value.items()}
-    if value is ...:
-        return "..."
-    if isinstance(value, complex):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return value
-
-
-class _IniParser:
-    """Ansible's `ini` inventory plugin, line by line, with a pending-declaration check."""
-
-    def __init__(self, builder: _Builder) -> None:
-        self.b = builder
-        self.pending: dict[str, dict[str, Any]] = {}
-
-    def parse(self, lines: list[str]) -> None:
-        group, state = "ungrouped", "hosts"
-        for number, raw in enumerate(lines, 1):
-            self.b.line = number
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            match = _SECTION.match(line)
-            if match:
-                group, state = self._section(match)
-            elif line.startswith("[") and line.endswith("]"):
-                raise self.b.error(f"invalid section {line!r}: no spaces or ':' allowed inside")
-            elif state == "hosts":
-                self._host_line(line, group)
-            elif state == "vars":
-                self._vars_line(line, group)
-            else:
-                self._child_line(line, group)
-        self._check_pending()
-
-    def _section(self, match: re.Match[str]) -> tuple[str, str]:
-        name = _INVALID_GROUP_CHARS.sub("_", match.group(1))
-        state = match.group(2) or "hosts"
-        if state not in ("hosts", "children", "vars"):
-            raise self.b.error(f"section [{match.group(1)}:{state}] has unknown type {state!r}")
-        if name not in self.b.groups:
-            if state == "vars" and name not in self.pending:
-                self.pending[name] = {"line": self.b.line, "state": state, "parents": []}
-            self.b.add_group(name)
-        if name in self.pending and state != "vars":
-            if self.pending[name]["state"] == "children":
-                self._add_pending_children(name)
-            else:
-                del self.pending[name]
-        return name, state
-
-    def _add_pending_children(self, group: str) -> None:
-        for parent in self.pending[group]["parents"]:
-            self.b.add_child(parent, group)
-            if parent in self.pending and self.pending[parent]["state"] == "children":
-                self._add_pending_children(parent)
-        del self.pending[group]
-
-    def _host_line(self, line: str, group: str) -> None:
-        tokens = self._split(line)
-        entry = tokens[0]
-        if entry.endswith(":"):
-            raise self.b.error(f"invalid host {entry!r}: a trailing ':' must give a port")
-        try:
-            names, port = expand_host_pattern(entry)
-        except ValueError as exc:
-            raise self.b.error(f"bad host range: {exc}", path=entry) from None
-        if "---" in names:
-            raise self.b.error("'---' is not a host: this looks like a YAML file")
-        variables: dict[str, Any] = {}
-        for token in tokens[1:]:
-            key, sep, value = token.partition("=")
-            if not sep:
-                raise self.b.error(f"expected key=value host variable, got {token!r}", entry)
-            variables[key] = parse_ini_value(value)
-        for name in names:
-            host = self.b.add_host(name, group, port)
-            host.vars.update(variables)
-
-    def _split(self, line: str) -> list[str]:
-        if not any(c in line for c in "'\"\\#"):
-            return line.split()
-        try:
-            tokens = shlex.split(line, comments=True)
-        except ValueError as exc:
-            raise self.b.error(f"cannot parse host line: {exc}") from None
-        if not tokens:
-            raise self.b.error(f"expected a host, got {line!r}")
-        return tokens
-
-    def _vars_line(self, line: str, group: str) -> None:
-        key, sep, value = line.partition("=")
-        if not sep:
-            raise self.b.error(f"expected key=value, got {line!r}", path=group)
-        self.b.set_group_var(group, key.strip(), parse_ini_value(value.strip()))
-
-    def _child_line(self, line: str, group: str) -> None:
-        match = _GROUP_NAME.match(line)
-        if not match:
-            raise self.b.error(f"expected a group name, got {line!r}", path=group)
-        child = match.group(1)
-        if child in self.b.groups:
-            self.b.add_child(group, child)
-        elif child in self.pending:
-            self.pending[child]["parents"].append(group)
-        else:
-            self.pending[child] = {"line": self.b.line, "state": "children", "parents": [group]}
-
-    def _check_pending(self) -> None:
-        for name, decl in self.pending.items():
-            self.b.line = decl["line"]
-            if decl["state"] == "vars":
-                raise self.b.error(f"section [{name}:vars] is for a group defined nowhere", name)
-            parent = decl["parents"][-1]
-            raise self.b.error(f"section [{parent}:children] names undefined group {name!r}", name)
-
-
-# --------------------------------------------------------------------------- YAML
-
-
-class _YamlParser:
-    """Ansible's `yaml` inventory plugin over composed nodes, so errors carry a line."""
-
-    def __init__(self, builder: _Builder, loader: yaml.SafeLoader) -> None:
-        self.b = builder
-        self.loader = loader
-
-    def parse(self, root: yaml.Node) -> None:
-        if not isinstance(root, yaml.MappingNode):
-            self.b.line = root.start_mark.line + 1
-            raise self.b.error("not a YAML inventory: the top level must be a mapping of groups")
-        entries = self._mapping(root)
-        if "plugin" in entries:
-            self.b.line = entries["plugin"][0].start_mark.line + 1
-            raise self.b.error("inventory plugin configurations are not supported", "plugin")
-        for name, (key_node, value_node) in entries.items():
-            self._group(name, key_node, value_node)
-
-    def _mapping(self, node: yaml.MappingNode) -> dict[Any, tuple[yaml.Node, yaml.Node]]:
-        """Keys to (key node, value node); a repeated key keeps its first place, last value."""
-        entries: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            key = self.loader.construct_object(key_node, deep=True)
-            try:
-                entries[key] = (key_node, value_node)
-            except TypeError:
-                self.b.line = key_node.start_mark.line + 1
-                raise self.b.error("a mapping key must be a string") from None
-        return entries
-
-    def _group(self, name: Any, key_node: yaml.Node, node: yaml.Node | None) -> str:
-        self.b.line = key_node.start_mark.line + 1
-        if not isinstance(name, str) or not name:
-            raise self.b.error(f"group name must be a non-empty string, got {name!r}")
-        if not self._is_null(node) and not isinstance(node, yaml.MappingNode):
-            raise self.b.error("a group must be a mapping of hosts/children/vars", path=name)
-        self.b.add_group(name)
-        if isinstance(node, yaml.MappingNode):
-            for key, (section_key, section) in self._mapping(node).items():
-                self._section(name, key, section_key, section)
-        return name
-
-    def _section(self, group: str, key: Any, key_node: yaml.Node, node: yaml.Node) -> None:
-        self.b.line = key_node.start_mark.line + 1
-        where = f"{group}.{key}"
-        if key not in ("hosts", "children", "vars"):
-            raise self.b.error("unexpected key: a group has only hosts, children, vars", where)
-        if self._is_null(node):
-            return
-        if isinstance(node, yaml.ScalarNode):
-            pairs = {self.loader.construct_object(node): (node, None)}
-        elif isinstance(node, yaml.MappingNode):
-            pairs = self._mapping(node)
-        else:
-            raise self.b.error(f"{key} must be a mapping", path=where)
-        for item, (item_key, item_value) in pairs.items():
-            self.b.line = item_key.start_mark.line + 1
-            if key == "vars":
-                self.b.set_group_var(group, item, self._value(item_value))
-            elif key == "children":
-                child = self._group(item, item_key, item_value)
-                self.b.line = item_key.start_mark.line + 1
-                self.b.add_child(group, child)
-            else:
-                self._hosts(group, item, item_value)
-
-    def _hosts(self, group: str, entry: Any, node: yaml.Node | None) -> None:
-        if not isinstance(entry, str):
-            raise self.b.error(f"host {entry!r} must be a string: quote it", path=group)
-        variables = self._value(node) if node is not None else None
-        if variables is None:
-            variables = {}
-        if not isinstance(variables, dict):
-            raise self.b.error("host variables must be a mapping", path=entry)
-        try:
-            names, port = expand_host_pattern(entry)
-        except ValueError as exc:
-            raise self.b.error(f"bad host range: {exc}", path=entry) from None
-        for name in names:
-            host = self.b.add_host(name, group, port)
-            host.vars.update(variables)
-
-    def _value(self, node: yaml.Node | None) -> Any:
-        return None if node is None else self.loader.construct_object(node, deep=True)
-
-    @staticmethod
-    def _is_null(node: yaml.Node | None) -> bool:
-        return node is None or (node.tag == "tag:yaml.org,2002:null")
-
-
 # --------------------------------------------------------------------------- loading
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     """Read an INI or YAML inventory file, or a directory of them, as ansible-core does."""
     source = os.path.abspath(os.fspath(path))
-    builder = _Builder()
+    builder = InventoryBuilder()
     if os.path.isdir(source):
         _load_dir(builder, source)
         builder.vars_dirs.append(source)
@@ -755,14 +442,14 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 
 def implicit_localhost() -> Inventory:
     """The inventory Ansible uses when none is given: only `localhost`, connected locally."""
-    builder = _Builder()
+    builder = InventoryBuilder()
     builder.add_host("localhost", None).vars.update(
         {"ansible_connection": "local", "inventory_file": None, "inventory_dir": None}
     )
     return builder.finish()
 
 
-def _load_dir(builder: _Builder, directory: str) -> None:
+def _load_dir(builder: InventoryBuilder, directory: str) -> None:
     for entry in sorted(os.listdir(directory)):
         if _IGNORED_IN_DIR.search(entry):
             continue
@@ -773,7 +460,7 @@ def _load_dir(builder: _Builder, directory: str) -> None:
             _load_file(builder, full)
 
 
-def _load_file(builder: _Builder, path: str) -> None:
+def _load_file(builder: InventoryBuilder, path: str) -> None:
     """YAML first for .yml/.yaml/.json or no extension (as Ansible's plugin order), else INI."""
     builder.source, builder.line = path, None
     text = _read_text(path)
@@ -781,20 +468,20 @@ def _load_file(builder: _Builder, path: str) -> None:
     if ext == ".toml":
         raise InventoryError("TOML inventories are not supported", file=path)
     if ext and ext not in YAML_EXTENSIONS:
-        _IniParser(builder).parse(text.splitlines())
+        IniParser(builder).parse(text.splitlines())
         return
     loader = yaml.SafeLoader(text)
     root, yaml_problem = _compose(loader, path)
     if isinstance(root, yaml.MappingNode):
-        _YamlParser(builder, loader).parse(root)
+        YamlParser(builder, loader).parse(root)
         return
     try:
-        _IniParser(builder).parse(text.splitlines())
+        IniParser(builder).parse(text.splitlines())
     except InventoryError:
         if ext and yaml_problem is not None:
             raise yaml_problem from None
         if ext and root is not None:
-            _YamlParser(builder, loader).parse(root)
+            YamlParser(builder, loader).parse(root)
         raise
 
 
