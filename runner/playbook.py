@@ -139,7 +139,7 @@ def _condition(value: str | bool | list[Any] | None) -> str | None:
     return " and ".join(f"({item})" for item in value)
 
 
-def _env_value(value: str | int | float | bool) -> str:
+def _env_value(value: str | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

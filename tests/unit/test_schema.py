@@ -106,8 +106,10 @@ WORDING = {
     ),
     "wrong kind names both kinds": (
         STEP + "        sudo: 'yes please'\n",
-        "6:9: jobs[0].steps[0].sudo: expected a boolean (true or false),"
-        " got the string 'yes please'",
+        (
+            "6:9: jobs[0].steps[0].sudo: expected a boolean (true or false),"
+            " got the string 'yes please'"
+        ),
     ),
     "nothing where a list belongs": ("jobs:\n", "1:1: jobs: expected a list, got nothing (null)"),
     "alternatives that all fail on kind list every kind": (

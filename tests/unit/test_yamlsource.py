@@ -85,14 +85,24 @@ def test_later_merge_source_does_not_override_earlier(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("a: 1\nb: [1, 2\n", ":3:1: YAML syntax error: did not find expected ',' or ']'"),
-        ("a:\n\t- x\n", ":2:1: YAML syntax error: found character that cannot start any token"
-         " (YAML indents with spaces, not tabs)"),
+        (
+            "a:\n\t- x\n",
+            (
+                ":2:1: YAML syntax error: found character that cannot start any token"
+                " (YAML indents with spaces, not tabs)"
+            ),
+        ),
         ("a: 1\nb:\n  c: 1\n  c: 2\n", ":4:3: b: duplicate key 'c' (first at line 3)"),
         ("? [a]\n: 1\n", ":1:3: a mapping key must be a plain value, not a list or mapping"),
         ("a: &x [*x]\n", ":1:4: a[0]: an alias refers to a node that contains it"),
         ("a: !vault x\n", ":1:4: a: could not determine a constructor for the tag '!vault'"),
-        ("a: 1\n---\nb: 2\n", ":2:1: YAML syntax error: expected a single document in the stream,"
-         " but found another document"),
+        (
+            "a: 1\n---\nb: 2\n",
+            (
+                ":2:1: YAML syntax error: expected a single document in the stream,"
+                " but found another document"
+            ),
+        ),
         ("# nothing here\n\n", ":1:1: file is empty; a playbook is a mapping with 'jobs'"),
         ("", ":1:1: file is empty; a playbook is a mapping with 'jobs'"),
         (b"a: caf\xe9\n", ":1:7: not UTF-8 text"),
