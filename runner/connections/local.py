@@ -1,0 +1,152 @@
+"""Commands on the controller itself (``ansible_connection=local``), same contract as SSH.
+
+Each command is ``/bin/sh -c SCRIPT`` in a new session (so its own process group), read
+through one selector over its stdout and stderr pipes, so output reaches the callback in
+the calling thread as it is produced, never held whole in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from runner.connections.base import (
+    KILL_GRACE,
+    READ_SIZE,
+    STDERR,
+    STDOUT,
+    Connection,
+    Deadline,
+    Execution,
+    OutputCallback,
+    RunResult,
+)
+
+DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's pipes stay open
+
+
+class LocalConnection(Connection):
+    """A `Connection` to the controller: subprocesses and file copies."""
+
+    def __init__(self, host: str = "localhost") -> None:
+        super().__init__(host)
+        self._open = False
+
+    def open(self) -> None:
+        self._open = True
+
+    def close(self) -> None:
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
+        argv = ["/bin/sh", "-c", script]
+        if sudo and os.geteuid() != 0:
+            argv = ["sudo", "-n", *argv]
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        if execution.on_start is not None:
+            execution.on_start(process.pid)
+        try:
+            reason = _pump(process, execution.on_output, execution.deadline, self)
+        except BaseException:
+            self.kill_process_group(process.pid, grace=0)
+            process.wait()
+            raise
+        return RunResult(
+            rc=_exit_status(process.wait()),
+            timed_out=reason == "timed_out",
+            stopped=reason == "stopped",
+            pgid=process.pid,
+        )
+
+    def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
+        target = Path(remote_path).expanduser()
+        shutil.copyfile(local_path, target)
+        if mode is not None:
+            target.chmod(mode)
+
+    def get(self, remote_path: str, local_path: str | Path) -> None:
+        shutil.copyfile(Path(remote_path).expanduser(), local_path)
+
+    def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
+        if pgid <= 1:
+            raise ValueError(f"refusing to kill process group {pgid}")
+        if not _signal_group(pgid, signal.SIGTERM):
+            return
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.02)
+        _signal_group(pgid, signal.SIGKILL)
+
+
+def _pump(
+    process: subprocess.Popen[bytes],
+    on_output: OutputCallback,
+    deadline: Deadline,
+    connection: LocalConnection,
+) -> str | None:
+    """Forward output until both pipes close; end the group when the deadline says so."""
+    assert process.stdout is not None and process.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, STDOUT)
+    selector.register(process.stderr, selectors.EVENT_READ, STDERR)
+    reason: str | None = None
+    give_up_at = float("inf")
+    with selector:
+        while selector.get_map() and time.monotonic() < give_up_at:
+            for key, _ in selector.select(deadline.wait_time() if reason is None else 0.1):
+                data = os.read(key.fd, READ_SIZE)
+                if data:
+                    on_output(key.data, data)
+                else:
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+            if reason is None and (reason := deadline.reason()) is not None:
+                connection.kill_process_group(process.pid)
+                give_up_at = time.monotonic() + DRAIN_AFTER_KILL
+    return reason
+
+
+def _exit_status(returncode: int) -> int:
+    """Popen's returncode as a shell reports it: 128 + N for a signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process of group `pgid` still runs (zombies awaiting a wait() do not)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,377 @@
+"""SSH to one target: Fabric opens, authenticates and transfers; exec streams over paramiko.
+
+Fabric (`fabric.Connection`) is the connection layer: it opens the session over a socket we
+connect ourselves (TCP_NODELAY, so small exchanges do not wait on Nagle), with our host key
+policy (the runner's own known_hosts, accept-new, changed keys refused) and SFTP for
+`put`/`get`. Commands do not go through Fabric's Runner, which keeps all output in memory
+and polls stdin: each runs on a channel of the transport Fabric opened, read chunk by chunk
+as it arrives. The command runs under ``setsid`` and reports its process group id in-band
+(the first line of stderr, stripped), so timeouts and stops end the whole group through a
+second channel.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from pathlib import Path
+
+import fabric
+import paramiko
+
+from runner.connections.base import (
+    KILL_GRACE,
+    READ_SIZE,
+    STDERR,
+    STDOUT,
+    Connection,
+    Deadline,
+    Execution,
+    OutputCallback,
+    RunResult,
+    StartCallback,
+    kill_script,
+)
+from runner.errors import ConnectError, HostKeyError
+from runner.knownhosts import AcceptNewPolicy, KnownHosts
+
+PGID_MARKER = b"\x1erunner-pgid "
+DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's channel stays open
+
+
+def default_known_hosts() -> Path:
+    """$RUNNER_HOME/known_hosts, RUNNER_HOME defaulting as DESIGN.md section 5 says."""
+    home = os.environ.get("RUNNER_HOME")
+    if not home:
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        home = os.path.join(state, "runner")
+    return Path(home) / "known_hosts"
+
+
+class SSHConnection(Connection):
+    """A persistent SSH session to one host, safe to run many commands on at once."""
+
+    def __init__(
+        self,
+        host: str,
+        address: str,
+        port: int = 22,
+        user: str = "root",
+        key_file: str | Path | None = None,
+        connect_timeout: float = 10.0,
+        known_hosts: Path | None = None,
+        keepalive: int = 15,
+    ) -> None:
+        super().__init__(host)
+        self.address = address
+        self.port = int(port)
+        self.user = user
+        self.key_file = str(key_file) if key_file else None
+        self.connect_timeout = connect_timeout
+        self.known_hosts = Path(known_hosts) if known_hosts else default_known_hosts()
+        self.keepalive = keepalive
+        self._fabric: fabric.Connection | None = None
+        self._lock = threading.Lock()  # opening, closing and SFTP are one at a time
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            if self.is_open:
+                return
+            self._close_quietly()
+            self._fabric = self._connect()
+
+    def _connect(self) -> fabric.Connection:
+        started = time.monotonic()
+        sock = self._dial()
+        remaining = max(0.1, self.connect_timeout - (time.monotonic() - started))
+        conn = fabric.Connection(
+            host=self.address,
+            user=self.user,
+            port=self.port,
+            config=fabric.Config(overrides={"load_ssh_configs": False}),
+            connect_kwargs={
+                "sock": sock,
+                "key_filename": self.key_file,
+                "look_for_keys": False,
+                "allow_agent": False,
+                "timeout": remaining,
+                "banner_timeout": remaining,
+                "auth_timeout": remaining,
+            },
+        )
+        policy = AcceptNewPolicy(KnownHosts(self.known_hosts), self.host)
+        conn.client.set_missing_host_key_policy(policy)
+        try:
+            conn.open()
+        except HostKeyError:
+            conn.close()
+            raise
+        except Exception as error:  # paramiko raises many kinds; each becomes one line
+            cause = _transport_failure(conn) or error
+            if time.monotonic() - started >= self.connect_timeout:
+                cause = TimeoutError()  # paramiko gave up waiting: "No existing session"
+            conn.close()
+            sock.close()
+            raise ConnectError(self.host, self._reason(cause)) from error
+        conn.transport.set_keepalive(self.keepalive)
+        return conn
+
+    def _dial(self) -> socket.socket:
+        """A TCP socket to the host with TCP_NODELAY and TCP keepalives on."""
+        try:
+            sock = socket.create_connection((self.address, self.port), timeout=self.connect_timeout)
+        except OSError as error:
+            raise ConnectError(self.host, self._reason(error)) from error
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
+
+    def _reason(self, error: BaseException) -> str:
+        """One line saying why connecting failed."""
+        where = f"{self.address}:{self.port}"
+        if isinstance(error, paramiko.AuthenticationException):
+            return f"authentication failed for user {self.user} with key {self.key_file}"
+        if isinstance(error, FileNotFoundError) and self.key_file:
+            return f"private key file not found: {self.key_file}"
+        if isinstance(error, (socket.timeout, TimeoutError)) or _caused_by_timeout(error):
+            return f"connection to {where} timed out after {self.connect_timeout:g} s"
+        if isinstance(error, ConnectionRefusedError):
+            return f"connection refused by {where}"
+        if isinstance(error, OSError) and error.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return f"no route to {where}"
+        if isinstance(error, EOFError | paramiko.SSHException) and "banner" in str(error):
+            return f"{where} did not answer as an SSH server ({error})"
+        return f"cannot connect to {where}: {error or type(error).__name__}"
+
+    @property
+    def is_open(self) -> bool:
+        conn = self._fabric
+        return conn is not None and conn.is_connected
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._fabric is not None:
+            self._fabric.close()
+            self._fabric = None
+
+    def _transport(self) -> paramiko.Transport:
+        conn = self._fabric
+        transport = conn.transport if conn is not None else None
+        if transport is None or not transport.is_active():
+            raise ConnectError(self.host, "connection is not open")
+        return transport
+
+    def _channel(self) -> paramiko.Channel:
+        """A new session channel; ConnectError if the host does not answer in time."""
+        timeout = self.keepalive or self.connect_timeout
+        try:
+            return self._transport().open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise ConnectError(self.host, f"cannot open a channel: {error}") from error
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
+        channel = self._channel()
+        pump = _ChannelPump(self, channel, execution.on_output, execution.on_start)
+        try:
+            channel.exec_command(self._wrap(script, sudo))
+            channel.shutdown_write()  # no input: a command reading stdin sees EOF
+            return pump.run(execution.deadline)
+        except BaseException:
+            pump.abort()
+            raise
+        finally:
+            channel.close()
+
+    def _wrap(self, script: str, sudo: bool) -> str:
+        """The command line for sshd: a new session (process group) that reports its id.
+
+        The outer shell's own stderr goes to /dev/null so that its "Terminated" notice
+        about a killed group is not mistaken for the command's output.
+        """
+        inner = f"printf '\\036runner-pgid %s\\n' \"$$\" >&2\n{script}"
+        outer = f"exec 3>&2 2>/dev/null; (exec setsid /bin/sh -c {shlex.quote(inner)} 2>&3 3>&-)"
+        if sudo and self.user != "root":
+            return f"exec sudo -n /bin/sh -c {shlex.quote(outer)}"
+        return outer  # POSIX syntax: the login shell runs it, saving one exec
+
+    def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
+        script = kill_script(pgid, grace)
+        command = f"/bin/sh -c {shlex.quote(script)}"
+        if self.user != "root":
+            command = f"sudo -n {command} 2>/dev/null || {command}"
+        channel = self._channel()
+        try:
+            channel.exec_command(f"exec /bin/sh -c {shlex.quote(command)}")
+            if not channel.status_event.wait(grace + self.connect_timeout):
+                raise ConnectError(self.host, f"no answer while ending process group {pgid}")
+        finally:
+            channel.close()
+
+    def _probe(self) -> None:
+        """Prove the peer still answers (a channel open is one round trip), or raise."""
+        self._channel().close()
+
+    # -- transfers -------------------------------------------------------------------------
+
+    def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
+        with self._lock:
+            conn = self._open_fabric()
+            conn.put(str(local_path), remote=remote_path)
+            if mode is not None:
+                conn.sftp().chmod(remote_path, mode)
+
+    def get(self, remote_path: str, local_path: str | Path) -> None:
+        with self._lock:
+            self._open_fabric().get(remote_path, local=str(local_path))
+
+    def _open_fabric(self) -> fabric.Connection:
+        self._transport()
+        assert self._fabric is not None
+        return self._fabric
+
+
+class _ChannelPump:
+    """Reads one exec channel to its end, forwarding output and enforcing the deadline."""
+
+    def __init__(
+        self,
+        connection: SSHConnection,
+        channel: paramiko.Channel,
+        on_output: OutputCallback,
+        on_start: StartCallback | None,
+    ) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.on_output = on_output
+        self.on_start = on_start
+        self.pgid: int | None = None
+        self._head = b""  # stderr until the process group line is complete
+        self._head_done = False  # the line was read (or the wrapper failed before it)
+        self._finished = False
+
+    def run(self, deadline: Deadline) -> RunResult:
+        poller = select.poll()
+        poller.register(self.channel.fileno(), select.POLLIN)
+        reason: str | None = None
+        last_heard = time.monotonic()
+        give_up_at = float("inf")
+        while not self._at_end() and time.monotonic() < give_up_at:
+            wait = deadline.wait_time() if reason is None else 0.1
+            if poller.poll(wait * 1000) and self._drain():
+                last_heard = time.monotonic()
+            if reason is None and self._head_done:
+                reason = deadline.reason()
+                if reason is not None and self.pgid is not None:
+                    self.connection.kill_process_group(self.pgid)
+                if reason is not None:
+                    give_up_at = time.monotonic() + DRAIN_AFTER_KILL
+            last_heard = self._check_alive(last_heard)
+        self._drain()
+        self._finished = True
+        return RunResult(
+            rc=self._exit_status(),
+            timed_out=reason == "timed_out",
+            stopped=reason == "stopped",
+            pgid=self.pgid,
+        )
+
+    def abort(self) -> None:
+        """End the remote group of a run that is being abandoned (error, Ctrl-C)."""
+        if self._finished or self.pgid is None:
+            return
+        try:
+            self.connection.kill_process_group(self.pgid, grace=0)
+        except ConnectError:
+            pass
+
+    def _at_end(self) -> bool:
+        channel = self.channel
+        if channel.recv_ready() or channel.recv_stderr_ready():
+            return False
+        if channel.eof_received or channel.closed:
+            return True
+        if not self.connection.is_open:
+            raise ConnectError(self.connection.host, "connection lost while running")
+        return False
+
+    def _drain(self) -> bool:
+        """Forward what has arrived; True if anything had."""
+        got = False
+        while self.channel.recv_ready():
+            self.on_output(STDOUT, self.channel.recv(READ_SIZE))
+            got = True
+        while self.channel.recv_stderr_ready():
+            self._stderr(self.channel.recv_stderr(READ_SIZE))
+            got = True
+        return got
+
+    def _stderr(self, data: bytes) -> None:
+        if self._head_done or not data:
+            self.on_output(STDERR, data)
+            return
+        self._head += data
+        if not self._head.startswith(PGID_MARKER[: len(self._head)]):
+            self._give_up_marker()  # the wrapper itself failed: show what it said
+            return
+        line, newline, rest = self._head.partition(b"\n")
+        if not newline:
+            return
+        self.pgid = int(line[len(PGID_MARKER) :])
+        self._head, self._head_done = b"", True
+        if self.on_start is not None:
+            self.on_start(self.pgid)
+        if rest:
+            self.on_output(STDERR, rest)
+
+    def _give_up_marker(self) -> None:
+        head, self._head, self._head_done = self._head, b"", True
+        self.on_output(STDERR, head)
+
+    def _check_alive(self, last_heard: float) -> float:
+        """Probe a silent peer every keepalive interval; ConnectError if it is gone."""
+        interval = self.connection.keepalive
+        if not interval or time.monotonic() - last_heard < interval:
+            return last_heard
+        try:
+            self.connection._probe()
+        except ConnectError as error:
+            raise ConnectError(
+                self.connection.host, f"connection lost: no answer for {interval} s"
+            ) from error
+        return time.monotonic()
+
+    def _exit_status(self) -> int:
+        if self._head:
+            self._give_up_marker()
+        if self.channel.status_event.wait(self.connection.connect_timeout):
+            return self.channel.exit_status
+        return -1
+
+
+def _transport_failure(conn: fabric.Connection) -> BaseException | None:
+    """What killed paramiko's transport thread (a banner timeout...), which the client
+    itself reports only as "No existing session"."""
+    transport = conn.client.get_transport()
+    return getattr(transport, "saved_exception", None) if transport is not None else None
+
+
+def _caused_by_timeout(error: BaseException) -> bool:
+    """True when a paramiko error wraps a socket timeout (no banner, no handshake)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, (socket.timeout, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
