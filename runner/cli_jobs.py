@@ -200,14 +200,15 @@ def _iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")
 
 
-def _table(records: list[Any]) -> str:
+def _table(records: list[Any], reason: bool = False) -> str:
     from tabulate import tabulate
 
+    columns = [*LIST_COLUMNS, "Reason"] if reason else LIST_COLUMNS
     rows = []
     for r in records:
         d = _record_dict(r)
-        rows.append([d[c] for c in LIST_COLUMNS])
-    return tabulate(rows, headers=LIST_COLUMNS)
+        rows.append([d[c] or "" if c == "Reason" else d[c] for c in columns])
+    return tabulate(rows, headers=columns)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -253,7 +254,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     children = store.children(record.id) if record.parent_id is None else [record]
     if record.parent_id is None and children:
         print("\nChildJobs:")
-        print(_table(children))
+        print(_table(children, reason=True))
     for child in children:
         steps = store.steps(child.id)
         if not steps:

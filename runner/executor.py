@@ -170,12 +170,11 @@ class Executor:
 
     def _poll_stop_requests(self) -> None:
         """Honour `runner job stop` from another process: one cheap query per poll."""
-        active = [cid for cid, control in self.controls.items() if not control.event.is_set()]
+        active = [jid for jid, control in self.controls.items() if not control.event.is_set()]
         if not active:
             return
-        for job_id in self.parent_ids.values():
-            if job_id in active and self.store.stop_requested(job_id):
-                self.controls[job_id].stop("stopped by 'runner job stop'")
+        for job_id in self.store.stop_requested_among(active):
+            self.controls[job_id].stop("stopped by 'runner job stop'")
 
     # -- one job ---------------------------------------------------------------------
 

@@ -36,23 +36,36 @@ NO_LOG_TEXT = "(output hidden: no_log)"
 
 
 class Control:
-    """A stop switch shared by a job's children, with the reason it was thrown."""
+    """A stop switch with the reason it was thrown; stopping a parent stops its children."""
 
     def __init__(self, parent: Control | None = None) -> None:
         self.event = threading.Event()
         self.reason = ""
         self.fail = False  # a job timeout fails the job; a user's stop stops it
-        self._parent = parent
+        self._children: list[Control] = []
+        self._lock = threading.Lock()
+        if parent is not None:
+            parent._adopt(self)
+
+    def _adopt(self, child: Control) -> None:
+        with self._lock:
+            self._children.append(child)
+            stopped = self.event.is_set()
+        if stopped:
+            child.stop(self.reason, self.fail)
 
     def stop(self, reason: str, fail: bool = False) -> None:
-        if not self.event.is_set():
+        with self._lock:
+            if self.event.is_set():
+                return
             self.reason, self.fail = reason, fail
             self.event.set()
+            children = list(self._children)
+        for child in children:
+            child.stop(reason, fail)
 
     @property
     def stopped(self) -> bool:
-        if self._parent is not None and self._parent.stopped and not self.event.is_set():
-            self.stop(self._parent.reason, self._parent.fail)
         return self.event.is_set()
 
 

@@ -408,6 +408,18 @@ class JobStore:
         )
         return row is None or bool(row[0])
 
+    def stop_requested_among(self, job_ids: Iterable[int]) -> list[int]:
+        """Which of `job_ids` have a stop requested (or were removed): one query a poll."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self._conn().execute(
+            f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids
+        )
+        running = {row[0] for row in rows}
+        return [job_id for job_id in ids if job_id not in running]
+
     def claim(self, job_id: int, owner_pid: int | None = None) -> None:
         """Make a process (default: this one) the owner of a job and its children.
 

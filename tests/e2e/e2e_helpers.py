@@ -1,0 +1,46 @@
+"""Polling and process helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def processes_matching(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (fleet hosts all run on this machine)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline and "pytest" not in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def started_job(cli: Any, name: str, timeout: float = 30) -> dict[str, Any]:
+    """The parent job called `name`, once a run has created it and it is Running."""
+    def find() -> dict[str, Any] | None:
+        for job in cli.jobs():
+            if job["Name"] == name and job["State"] == "Running":
+                return job
+        return None
+
+    return wait_until(find, timeout, f"job {name} Running")
