@@ -57,22 +57,27 @@ def _extra_vars_file(path: str) -> dict[str, Any]:
     return document.data
 
 
-def validate(paths: Sequence[str], inventory: str | None = None) -> list[str]:
-    """Check playbooks (schema + semantics; with an inventory, also host patterns and
-    templates). Returns warnings; raises the first error found."""
+def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[str], list[Any]]:
+    """Check every playbook (schema + semantics; with an inventory, also host patterns and
+    templates). Returns (warnings, errors): one bad file does not hide the next one's."""
+    from runner.errors import LocatedError
     from runner.playbook import load_playbook
 
     warnings: list[str] = []
+    errors: list[LocatedError] = []
     inv = load_inventory(inventory) if inventory else None
     for path in paths:
-        playbook = load_playbook(path)
-        if inv is not None:
-            from runner.planner import build_plan, render_plan
+        try:
+            playbook = load_playbook(path)
+            if inv is not None:
+                from runner.planner import build_plan, render_plan
 
-            plan = build_plan(playbook, inv)
-            render_plan(plan)
-            warnings.extend(plan.warnings)
-    return warnings
+                the_plan = build_plan(playbook, inv)
+                render_plan(the_plan)
+                warnings.extend(the_plan.warnings)
+        except LocatedError as error:
+            errors.append(error)
+    return warnings, errors
 
 
 def plan(
@@ -88,12 +93,13 @@ def plan(
     from runner.planner import build_plan
     from runner.playbook import load_playbook
 
+    parsed_vars = parse_extra_vars(extra_vars)
     playbook = load_playbook(playbook_path)
     inv = load_inventory(inventory)
     return build_plan(
         playbook,
         inv,
-        extra_vars=parse_extra_vars(extra_vars),
+        extra_vars=parsed_vars,
         limit=limit,
         tags=list(tags),
         skip_tags=list(skip_tags),
@@ -157,6 +163,9 @@ def run(
         "start_at_job": start_at_job,
     }
     the_plan = plan(**sources)
+    from runner.planner import render_plan
+
+    render_plan(the_plan)  # an undefined variable is an error before anything starts
     store = open_store()
     options = RunOptions(
         forks=forks,

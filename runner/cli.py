@@ -43,10 +43,15 @@ def _print_json(data: Any) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner import api
 
-    _warn(api.validate(args.playbooks, inventory=args.inventory))
+    warnings, errors = api.validate(args.playbooks, inventory=args.inventory)
+    _warn(warnings)
+    for error in errors:
+        report(error)
+    bad = {error.file for error in errors}
     for path in args.playbooks:
-        print(f"{path}: ok")
-    return EXIT_OK
+        if path not in bad:
+            print(f"{path}: ok")
+    return errors[0].exit_code if errors else EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

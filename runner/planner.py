@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from runner.errors import PatternError, TemplateError, UsageError
 from runner.inventory import Inventory
 from runner.model import JobDef, Playbook, SessionDef, Step
 from runner.patterns import select_hosts
 from runner.templating import Templar, Variables
 
 ALWAYS_TAG = "always"
+NO_LOG_COMMAND = "(hidden: no_log)"
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def build_plan(
             continue
         session = playbook.sessions.get(job.session) if job.session else None
         pattern = session.targets if session else _pattern(job.targets)
-        hosts = tuple(select_hosts(inventory, pattern, limit))
+        hosts = _select(inventory, pattern, limit, job, session)
         if not hosts:
             where = job.where
             warnings.append(
@@ -187,8 +189,6 @@ def build_plan(
         if steps:
             jobs.append(JobPlan(job=job, hosts=hosts, steps=steps, session=session))
     if start_at_job is not None and not started:
-        from runner.errors import UsageError
-
         raise UsageError(f"--start-at-job: no job named '{start_at_job}' in {playbook.file}")
     return Plan(
         playbook=playbook,
@@ -197,6 +197,23 @@ def build_plan(
         jobs=tuple(jobs),
         warnings=tuple(warnings),
     )
+
+
+def _select(
+    inventory: Inventory, pattern: str, limit: str | None, job: JobDef, session: SessionDef | None
+) -> tuple[str, ...]:
+    """The job's hosts; a malformed pattern is reported at the job (or session) that has it."""
+    try:
+        return tuple(select_hosts(inventory, pattern, limit))
+    except PatternError as error:
+        if error.file:
+            raise
+        where, key = (session.where, "targets") if session else (job.where, "targets")
+        raise PatternError(
+            f"bad host pattern {pattern!r}: {error.message}"
+            + (f" (with --limit {limit!r})" if limit else ""),
+            where.file, where.line, where.col, f"{where.path}.{key}",
+        ) from None
 
 
 def describe_step(action: str, args: Any) -> str:
@@ -231,14 +248,13 @@ def _render_step(
     loop_deferred = step.loop is not None and bool(templar.names(step.loop) & runtime)
     reads = templar.names(step.args) | templar.expression_names(step.when)
     if loop_deferred or reads & runtime:
-        yield PlannedStep(command=describe_step(step.action, step.args), deferred=True, **row)
+        command = NO_LOG_COMMAND if step.no_log else describe_step(step.action, step.args)
+        yield PlannedStep(command=command, deferred=True, **row)
         return
     items: list[Any] = [None]
     if step.loop is not None:
         items = templar.render_native(step.loop, variables, step.where)
         if not isinstance(items, list):
-            from runner.errors import TemplateError
-
             w = step.where
             raise TemplateError(
                 f"loop must be a list, got {type(items).__name__}", w.file, w.line, w.col, w.path
@@ -256,4 +272,5 @@ def _render_step(
             templar.render(value, scope, step.where)
         if step.cwd:
             templar.render(step.cwd, scope, step.where)
-        yield PlannedStep(command=describe_step(step.action, args), item=item, **row)
+        command = NO_LOG_COMMAND if step.no_log else describe_step(step.action, args)
+        yield PlannedStep(command=command, item=item, **row)

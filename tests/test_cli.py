@@ -1,0 +1,263 @@
+"""The command line as a user meets it: validate, plan, inventory, and every bad input.
+
+Each bad input must give the right exit code and exactly one line on stderr naming the
+file, line and key, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
+LOCAL_INVENTORY = ROOT / "inventory" / "local.ini"
+
+
+def runner(*args: str, cwd: Path | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CI": "true"}
+    if home is not None:
+        env["RUNNER_HOME"] = str(home)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=120,
+    )
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return str(path)
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in proc.stderr.splitlines() if not line.startswith("warning:")]
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# -- the examples ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_every_example_validates(playbook):
+    proc = runner("validate", str(playbook), "-i", str(LOCAL_INVENTORY))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{playbook}: ok"
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_every_example_plans_and_runs_on_the_local_inventory(playbook, tmp_path):
+    plan = runner("plan", str(playbook), "-i", str(LOCAL_INVENTORY), "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    rows = json.loads(plan.stdout)["steps"]
+    assert rows and all(r["command"] for r in rows)
+    run = runner("run", str(playbook), "-i", str(LOCAL_INVENTORY), cwd=tmp_path,
+                 home=tmp_path / "home")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "RECAP" in run.stdout
+    listed = json.loads(
+        runner("job", "list", "--format", "json", home=tmp_path / "home").stdout
+    )
+    assert listed and {j["State"] for j in listed} == {"Completed"}
+
+
+def test_readme_quick_start_hello_prints_each_host(tmp_path):
+    run = runner("run", "playbooks/hello.yml", "-i", "inventory/local.ini", home=tmp_path)
+    assert run.returncode == 0
+    received = runner("job", "receive", "1", home=tmp_path).stdout
+    for host in ("localhost", "web1", "web2", "db1"):
+        assert f"[{host}] hello from {host}" in received
+
+
+def test_plan_renders_variables_and_quotes(tmp_path):
+    play = write(
+        tmp_path / "p.yml",
+        """
+        vars:
+          who: "it's me"
+        jobs:
+          - name: greet
+            targets: webservers
+            steps:
+              - run: echo {{ who | quote }} {{ http_port }}
+        """,
+    )
+    proc = runner("plan", play, "-i", str(LOCAL_INVENTORY), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    commands = {r["host"]: r["command"] for r in json.loads(proc.stdout)["steps"]}
+    assert commands == {"web1": "echo 'it'\"'\"'s me' 8080", "web2": "echo 'it'\"'\"'s me' 8081"}
+
+
+def test_extra_vars_beat_playbook_vars(tmp_path):
+    play = write(
+        tmp_path / "p.yml",
+        """
+        vars: {x: play}
+        jobs:
+          - name: j
+            targets: localhost
+            steps: [{run: "echo {{ x }}"}]
+        """,
+    )
+    proc = runner("plan", play, "-e", "x=cli", "--format", "json")
+    assert json.loads(proc.stdout)["steps"][0]["command"] == "echo cli"
+
+
+def test_inventory_json_and_patterns():
+    proc = runner("inventory", "-i", str(LOCAL_INVENTORY), "prod:!web2", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["hosts"] == ["web1", "db1"]
+    assert data["groups"]["webservers"] == ["web1"]
+
+
+def test_pattern_selecting_no_host_is_a_warning_not_an_error(tmp_path):
+    play = write(
+        tmp_path / "p.yml",
+        """
+        jobs:
+          - name: j
+            targets: nosuchgroup
+            steps: [{run: "true"}]
+        """,
+    )
+    proc = runner("plan", play, "-i", str(LOCAL_INVENTORY))
+    assert proc.returncode == 0
+    assert f"warning: {play}:2:5: jobs[0]: pattern 'nosuchgroup' selects no hosts" in proc.stderr
+
+
+def test_validate_reports_every_bad_file_not_only_the_first(tmp_path):
+    bad1 = write(tmp_path / "a.yml", "jobs: []\n")
+    bad2 = write(tmp_path / "b.yml", "jobz: 1\n")
+    proc = runner("validate", bad1, str(PLAYBOOKS[0]), bad2)
+    assert proc.returncode == 4
+    assert proc.stderr.count("\n") == 2
+    assert bad1 in proc.stderr and bad2 in proc.stderr
+    assert f"{PLAYBOOKS[0]}: ok" in proc.stdout
+
+
+# -- bad inputs --------------------------------------------------------------------------
+
+STEP_JOB = """
+jobs:
+  - name: j
+    targets: all
+    steps:
+      - {step}
+"""
+
+BAD_PLAYBOOK_RUNS = {
+    "undefined variable in run": (
+        STEP_JOB.format(step='run: "echo {{ nope }}"'), ":5:9: jobs[0].steps[0]", "'nope'"),
+    "undefined variable in when": (
+        STEP_JOB.format(step='{run: "true", when: "missing_flag"}'), ":5:9: jobs[0].steps[0]",
+        "'missing_flag'"),
+    "undefined attribute": (
+        STEP_JOB.format(step='run: "echo {{ groups.nosuch }}"'), ":5:9: jobs[0].steps[0]",
+        "nosuch"),
+    "template syntax error": (
+        STEP_JOB.format(step='run: "echo {{ x"'), ":5:9: jobs[0].steps[0]", "syntax error"),
+    "loop that is not a list": (
+        STEP_JOB.format(step='{run: "echo {{ item }}", loop: "{{ 5 }}"}'),
+        ":5:9: jobs[0].steps[0]", "loop must be a list"),
+    "undefined variable in results path": (
+        """
+        jobs:
+          - name: j
+            targets: all
+            steps: [{run: "true"}]
+            results: {to: file, path: "out/{{ nothere }}.log"}
+        """, ":2:5: jobs[0]", "'nothere'"),
+    "bad host pattern": (
+        """
+        jobs:
+          - name: j
+            targets: "webservers[7]"
+            steps: [{run: "true"}]
+        """, ":2:5: jobs[0].targets", "webservers[7]"),
+    "misspelt step key": (STEP_JOB.format(step='rnu: "true"'), ":5:9: jobs[0].steps[0]", "'run'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLAYBOOK_RUNS))
+def test_bad_playbook_gives_exit_4_and_one_located_line(case, tmp_path):
+    text, where, what = BAD_PLAYBOOK_RUNS[case]
+    play = write(tmp_path / "bad.yml", text)
+    for command in (["plan", play], ["run", play], ["validate", play]):
+        proc = runner(*command, "-i", str(LOCAL_INVENTORY), home=tmp_path / "home")
+        assert proc.returncode == 4, (command, proc.stdout, proc.stderr)
+        line = one_error_line(proc)
+        assert line.startswith(play + where), line
+        assert what in line
+    jobs = runner("job", "list", "--format", "json", home=tmp_path / "home")
+    assert json.loads(jobs.stdout) == []  # an invalid playbook starts nothing
+
+
+def test_missing_inventory_file_exit_4(tmp_path):
+    proc = runner("plan", str(PLAYBOOKS[0]), "-i", str(tmp_path / "nope.ini"))
+    assert proc.returncode == 4
+    assert str(tmp_path / "nope.ini") in one_error_line(proc)
+
+
+def test_bad_inventory_line_exit_4_with_file_and_line(tmp_path):
+    inv = write(tmp_path / "inv.ini", "[web]\nweb1\n[web:vars\nx=1\n")
+    proc = runner("inventory", "-i", inv)
+    assert proc.returncode == 4
+    assert one_error_line(proc).startswith(f"{inv}:3")
+
+
+def test_missing_extra_vars_file_exit_4(tmp_path):
+    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{tmp_path}/vars.yml")
+    assert proc.returncode == 4
+    assert f"{tmp_path}/vars.yml" in one_error_line(proc)
+
+
+def test_a_directory_as_playbook_exit_4(tmp_path):
+    proc = runner("validate", str(tmp_path))
+    assert proc.returncode == 4
+    assert str(tmp_path) in one_error_line(proc)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        [],
+        ["run"],
+        ["run", "x.yml", "--forks", "0"],
+        ["run", "x.yml", "--forks", "many"],
+        ["plan", "x.yml", "-e", "not a pair"],
+        ["job", "wait"],
+        ["job", "list", "--format", "xml"],
+        ["job", "receive", "one"],
+        ["plan", "playbooks/hello.yml", "--start-at-job", "nosuchjob"],
+    ],
+    ids=lambda a: " ".join(a) or "(nothing)",
+)
+def test_bad_command_line_exits_5_not_argparse_2(args, tmp_path):
+    proc = runner(*args, home=tmp_path)
+    assert proc.returncode == 5, proc.stderr
+    one_error_line(proc)
+
+
+def test_unknown_job_id_is_a_one_line_error(tmp_path):
+    for command in (["job", "show", "42"], ["job", "receive", "42"], ["job", "stop", "42"],
+                    ["job", "remove", "42"], ["job", "wait", "42"]):
+        proc = runner(*command, home=tmp_path)
+        assert proc.returncode == 1
+        assert "no job with id 42" in one_error_line(proc)
+
+
+def test_version_and_help():
+    assert runner("--version").stdout.strip().startswith("runner ")
+    proc = runner("--help")
+    assert proc.returncode == 0
+    for command in ("validate", "plan", "run", "inventory", "job"):
+        assert command in proc.stdout
