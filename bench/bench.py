@@ -1,0 +1,363 @@
+"""Run-time performance: runner against raw paramiko, ansible-core and pyinfra, in one run.
+
+    python bench/bench.py [--quick] [--reps N] [--skip-ansible] [--skip-pyinfra]
+                          [--ansible-200] [--tablefmt github]
+
+Starts its own fleet of OpenSSH daemons on 127.0.0.2.. (tests/fleet.py: `SetEnv
+SHLVL=1`, `MaxStartups 200:30:400`), uses a RUNNER_HOME in a temporary directory, and
+measures, as medians of several repetitions interleaved between the tools:
+
+  1. per-step overhead on an open session: SSHConnection.run('true') against raw paramiko
+     exec_command('true') on a TCP_NODELAY transport to the same host;
+  2. 10 steps x 1 host, whole command: runner run / ansible-playbook / pyinfra;
+  3. 10 steps x 50 hosts, forks 50: the same three and the raw paramiko floor
+     (bench/paramiko_floor.py: connect all at once, then each step on all hosts);
+  4. 3 steps on 50 and on 200 hosts with runner: no failure, and growth of the wall time;
+  5. start-up of `runner --version` and `runner validate playbooks/hello.yml`;
+  6. one step printing 100 MB of zeros as base64 through `runner run`: throughput, peak
+     RSS of the runner process, and the byte count `runner job receive` gives back.
+
+ansible-playbook runs with pipelining, ControlPersist and forks = hosts (the first,
+untimed run opens the ControlPersist masters, as a user's previous run would have);
+pyinfra is installed into its own venv under ~/.cache/runner-bench (skipped, with a
+note, if that fails). `--quick` runs smaller sizes and fewer repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import peers
+from paramiko_floor import connect, exec_status
+from tabulate import tabulate
+
+from tests.fleet import Fleet, sshd_available
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "runner-bench"
+STEP = "true"
+
+
+class Sizes:
+    """How big and how often: the full run, or `--quick`."""
+
+    def __init__(self, quick: bool, reps: int | None) -> None:
+        self.reps = reps or (3 if quick else 5)
+        self.step_calls = 30 if quick else 100  # calls per repetition of the per-step test
+        self.fleet_hosts = 20 if quick else 50
+        self.big_hosts = 60 if quick else 200
+        self.fleet_reps = reps or (2 if quick else 3)
+        self.startup_reps = reps or (5 if quick else 10)
+        self.output_mb = 20 if quick else 100
+
+
+class Bench:
+    """Holds the fleet, the temp dir and the rows of the table."""
+
+    def __init__(self, args: argparse.Namespace, fleet: Fleet, tmp: Path) -> None:
+        self.args = args
+        self.sizes = Sizes(args.quick, args.reps)
+        self.fleet = fleet
+        self.tmp = tmp
+        self.home = tmp / "runner-home"
+        self.home.mkdir()
+        self.env = {**os.environ, "RUNNER_HOME": str(self.home), "CI": "1"}
+        self.rows: list[list[Any]] = []
+        self.notes: list[str] = []
+        self.pyinfra: Path | None = None
+
+    def row(self, section: str, what: str, value: str, compare: str = "", ratio: str = "",
+            goal: str = "", met: bool | None = None) -> None:
+        mark = "" if met is None else ("met" if met else "MISSED")
+        self.rows.append([section, what, value, compare, ratio, goal, mark])
+        print(f"  {section} {what}: {value} {compare} {ratio} {goal} {mark}", flush=True)
+
+    # -- processes ---------------------------------------------------------------------
+
+    def timed(self, argv: list[str], extra_env: dict[str, str] | None = None,
+              log: str = "run") -> float:
+        """Wall seconds of one whole command; its output goes to a log; failure is fatal."""
+        out = self.tmp / f"{log}.log"
+        started = time.perf_counter()
+        with out.open("wb") as handle:
+            done = subprocess.run(argv, env={**self.env, **(extra_env or {})}, stdout=handle,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            tail = out.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{argv[0]} exited {done.returncode}:\n{tail}")
+        return seconds
+
+    def medians(self, commands: dict[str, Callable[[], float]], reps: int) -> dict[str, float]:
+        """Each command `reps` times, the tools interleaved rep by rep; their medians."""
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(reps):
+            for name, command in commands.items():
+                samples[name].append(command())
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+    # -- 1. per step ---------------------------------------------------------------------
+
+    def per_step(self) -> None:
+        from runner.connections.ssh import SSHConnection
+
+        name, address, port = self.fleet.hosts[0]
+        conn = SSHConnection(name, address, port, self.fleet.user, self.fleet.client_key,
+                             known_hosts=self.home / "known_hosts")
+        conn.open()
+        client = connect(address, port, self.fleet.user, str(self.fleet.client_key))
+        transport = client.get_transport()
+        wrapped = conn._wrap(STEP, sudo=False)
+
+        def calls(call: Callable[[], object]) -> Callable[[], float]:
+            def run() -> float:
+                started = time.perf_counter()
+                for _ in range(self.sizes.step_calls):
+                    call()
+                return (time.perf_counter() - started) / self.sizes.step_calls
+            return run
+
+        def runner_run() -> None:
+            if conn.run(STEP, on_output=lambda stream, data: None).rc != 0:
+                raise RuntimeError("runner's 'true' failed")
+
+        try:
+            for call in (runner_run, lambda: exec_status(transport, STEP)):
+                calls(call)()  # warm up
+            result = self.medians({
+                "runner": calls(runner_run),
+                "paramiko": calls(lambda: exec_status(transport, STEP)),
+                "wrapper": calls(lambda: exec_status(transport, wrapped)),
+            }, self.sizes.reps)
+        finally:
+            conn.close()
+            client.close()
+        ratio = result["runner"] / result["paramiko"]
+        self.row("1", "per step: SSHConnection.run('true')", _ms(result["runner"]),
+                 f"paramiko exec {_ms(result['paramiko'])}", f"{ratio:.2f}x", "<= 1.5x",
+                 ratio <= 1.5)
+        self.row("1", "  paramiko exec of runner's wrapped 'true'", _ms(result["wrapper"]),
+                 f"paramiko exec {_ms(result['paramiko'])}",
+                 f"{result['wrapper'] / result['paramiko']:.2f}x")
+
+    # -- 2 and 3. whole commands ------------------------------------------------------------
+
+    def whole(self, section: str, hosts: int, steps: int, reps: int,
+              floor: bool = False) -> dict[str, float]:
+        root = self.tmp / f"w{hosts}x{steps}"
+        tools: dict[str, Callable[[], float]] = {}
+        argv, env = peers.runner_workload(self.fleet, root / "runner", hosts, steps, STEP)
+        tools["runner"] = lambda: self.timed(argv, env, "runner")
+        if not self.args.skip_ansible:
+            a_argv, a_env = peers.ansible_workload(self.fleet, root / "ansible", hosts, steps,
+                                                   STEP)
+            tools["ansible"] = lambda: self.timed(a_argv, a_env, "ansible")
+        if self.pyinfra is not None:
+            p_argv, p_env = peers.pyinfra_workload(self.fleet, root / "pyinfra", hosts, steps,
+                                                   STEP, self.pyinfra)
+            tools["pyinfra"] = lambda: self.timed(p_argv, p_env, "pyinfra")
+        if floor:
+            spec = root / "hosts.json"
+            spec.write_text(json.dumps([[a, p, self.fleet.user, str(self.fleet.client_key)]
+                                        for _, a, p in self.fleet.hosts[:hosts]]))
+            f_argv = [sys.executable, str(REPO / "bench" / "paramiko_floor.py"), str(spec),
+                      str(steps), STEP]
+            tools["paramiko floor"] = lambda: self.timed(f_argv, {}, "floor")
+        for command in tools.values():
+            command()  # warm: known_hosts, ControlPersist masters, page cache
+        result = self.medians(tools, reps)
+        label = f"{steps} steps x {hosts} host{'s' if hosts > 1 else ''}"
+        self.row(section, f"{label}: runner run", _s(result["runner"]))
+        return result
+
+    def compare(self, section: str, result: dict[str, float], goals: dict[str, float]) -> None:
+        """Rows of runner's speed-up over each other tool, against the issue's goals."""
+        runner = result["runner"]
+        for tool, seconds in result.items():
+            if tool == "runner":
+                continue
+            goal = goals.get(tool)
+            if tool == "paramiko floor":
+                ratio = runner / seconds
+                self.row(section, f"  vs {tool}", _s(seconds), "runner / floor",
+                         f"{ratio:.2f}x", f"<= {goal:g}x" if goal else "",
+                         ratio <= goal if goal else None)
+                continue
+            speedup = seconds / runner
+            self.row(section, f"  vs {tool}", _s(seconds), f"{tool} / runner",
+                     f"{speedup:.1f}x faster", f">= {goal:g}x" if goal else "",
+                     speedup >= goal if goal else None)
+
+    # -- 4. scale --------------------------------------------------------------------------
+
+    def scale(self) -> None:
+        small, big = self.sizes.fleet_hosts, self.sizes.big_hosts
+        found: dict[int, float] = {}
+        for hosts in (small, big):
+            argv, env = peers.runner_workload(self.fleet, self.tmp / f"s{hosts}", hosts, 3, STEP)
+            self.timed(argv, env, "scale")  # warm: known_hosts
+            found[hosts] = statistics.median(
+                self.timed(argv, env, "scale") for _ in range(self.sizes.fleet_reps)
+            )
+        growth = found[big] / found[small]
+        linear = big / small
+        self.row("4", f"3 steps x {small} hosts: runner run", _s(found[small]))
+        self.row("4", f"3 steps x {big} hosts: runner run, no failure", _s(found[big]),
+                 f"/ {small} hosts", f"{growth:.2f}x", f"<= {linear:g}x (linear)",
+                 growth <= linear)
+        if self.args.ansible_200 and not self.args.skip_ansible:
+            argv, env = peers.ansible_workload(self.fleet, self.tmp / f"a{big}", big, 3, STEP)
+            self.timed(argv, env, "ansible-scale")
+            seconds = self.timed(argv, env, "ansible-scale")
+            self.row("4", f"  vs ansible, 3 steps x {big} hosts (1 run)", _s(seconds),
+                     "ansible / runner", f"{seconds / found[big]:.1f}x faster")
+
+    # -- 5. start-up -------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        hello = str(REPO / "playbooks" / "hello.yml")
+        result = self.medians({
+            "python": lambda: self.timed([sys.executable, "-c", "pass"], {}, "startup"),
+            "version": lambda: self.timed(["runner", "--version"], {}, "startup"),
+            "validate": lambda: self.timed(["runner", "validate", hello], {}, "startup"),
+        }, self.sizes.startup_reps)
+        self.row("5", "runner --version", _ms(result["version"]), "", "", "< 150 ms",
+                 result["version"] < 0.150)
+        self.row("5", "runner validate playbooks/hello.yml", _ms(result["validate"]), "", "",
+                 "< 300 ms", result["validate"] < 0.300)
+        self.row("5", "  (python -c pass, for reference)", _ms(result["python"]))
+
+    # -- 6. big output -----------------------------------------------------------------------
+
+    def big_output(self) -> None:
+        mb = self.sizes.output_mb
+        command = f"head -c {mb}M /dev/zero | base64"
+        home = self.tmp / "big-home"
+        home.mkdir()
+        env = {**self.env, "RUNNER_HOME": str(home)}
+        argv, _ = peers.runner_workload(self.fleet, self.tmp / "big", 1, 1, command)
+        argv = [*argv[:-1], "--format", "json"]  # -q dropped: the JSON report names the job
+        expected = int(subprocess.run(f"{command} | wc -c", shell=True, capture_output=True,
+                                      text=True, check=True).stdout)
+        started = time.perf_counter()
+        with (self.tmp / "big.json").open("wb") as out:
+            process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL,
+                                       stdin=subprocess.DEVNULL)
+            _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"runner run of {mb} MB exited {process.returncode}")
+        job = json.loads((self.tmp / "big.json").read_text())["jobs"][0]["Id"]
+        received = subprocess.run(f"runner job receive {job} | wc -c", shell=True, env=env,
+                                  capture_output=True, text=True, check=True)
+        got = int(received.stdout)
+        rss_mb = usage.ru_maxrss / 1024
+        rate = expected / 1e6 / seconds
+        self.row("6", f"{mb} MB of zeros as base64 ({expected / 1e6:.1f} MB): runner run",
+                 _s(seconds), "", f"{rate:.0f} MB/s", ">= 50 MB/s", rate >= 50)
+        self.row("6", "  peak RSS of the runner process", f"{rss_mb:.0f} MB", "", "",
+                 "< 200 MB", rss_mb < 200)
+        self.row("6", "  bytes from runner job receive", str(got), f"expected {expected}", "",
+                 "equal", got == expected)
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        quick = self.sizes
+        if not self.args.skip_pyinfra:
+            self.pyinfra, note = peers.pyinfra_venv(CACHE)
+            self.notes.append(note if self.pyinfra is None else f"pyinfra {note}")
+        print("1. per step", flush=True)
+        self.per_step()
+        print("2. 10 steps x 1 host", flush=True)
+        one = self.whole("2", 1, 10, quick.reps)
+        self.compare("2", one, {"ansible": 8})
+        print(f"3. 10 steps x {quick.fleet_hosts} hosts", flush=True)
+        many = self.whole("3", quick.fleet_hosts, 10, quick.fleet_reps, floor=True)
+        self.compare("3", many, {"ansible": 10, "pyinfra": 1.5, "paramiko floor": 1.5})
+        print(f"4. 3 steps x {quick.big_hosts} hosts", flush=True)
+        self.scale()
+        print("5. start-up", flush=True)
+        self.startup()
+        print("6. big output", flush=True)
+        self.big_output()
+
+
+def machine() -> str:
+    memory = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    tools = [f"python {platform.python_version()}", peers.tool_version(["runner", "--version"]),
+             peers.tool_version(["ansible-playbook", "--version"])]
+    return (f"{datetime.date.today()}, {platform.system()} {platform.release()}, "
+            f"nproc {os.cpu_count()}, memory {memory}, " + ", ".join(tools))
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _s(seconds: float) -> str:
+    return f"{seconds:.2f} s"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
+    parser.add_argument("--reps", type=int, help="repetitions of every measure")
+    parser.add_argument("--skip-ansible", action="store_true")
+    parser.add_argument("--skip-pyinfra", action="store_true")
+    parser.add_argument("--ansible-200", action="store_true",
+                        help="also time ansible-playbook on the 200-host run (minutes)")
+    parser.add_argument("--tablefmt", default="simple", help="tabulate format (github...)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not sshd_available():
+        print("bench: needs OpenSSH's server (apt-get install openssh-server)", file=sys.stderr)
+        return 1
+    sizes = Sizes(args.quick, args.reps)
+    tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
+    try:
+        with Fleet(max(sizes.big_hosts, sizes.fleet_hosts)) as fleet:
+            bench = Bench(args, fleet, tmp)
+            try:
+                bench.run()
+            finally:
+                peers.close_control_masters()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(f"machine: {machine()}")
+    print(f"command: python bench/bench.py {' '.join(argv or sys.argv[1:])}".rstrip())
+    for note in bench.notes:
+        print(f"note: {note}")
+    headers = ["#", "what", "median", "against", "ratio", "goal", ""]
+    print(tabulate(bench.rows, headers=headers, tablefmt=args.tablefmt))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
