@@ -1,0 +1,34 @@
+"""The example playbooks run unchanged against real sshd hosts standing in for the
+groups of inventory/local.ini (webservers, dbservers, prod)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
+
+
+@pytest.fixture
+def fleet_inventory(fleet, tmp_path):
+    (h1, a1, port), (h2, a2, _), (h3, a3, _) = fleet.hosts[:3]
+    common = f"ansible_port={port} ansible_user=root ansible_ssh_private_key_file={fleet.client_key}"
+    path = tmp_path / "fleet.ini"
+    path.write_text(
+        "localhost ansible_connection=local\n"
+        f"[webservers]\nweb1 ansible_host={a1} {common}\nweb2 ansible_host={a2} {common}\n"
+        f"[dbservers]\ndb1 ansible_host={a3} {common}\n"
+        "[prod:children]\nwebservers\ndbservers\n"
+    )
+    return str(path)
+
+
+@pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
+def test_example_runs_over_ssh(playbook, cli, fleet_inventory):
+    proc = cli("run", str(playbook), "-i", fleet_inventory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = cli.jobs("--children")
+    assert jobs and {j["State"] for j in jobs} == {"Completed"}
+    assert "RECAP" in proc.stdout
