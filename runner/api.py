@@ -145,6 +145,7 @@ def run(
     start_at_job: str | None = None,
     forks: int = 5,
     check: bool = False,
+    diff: bool = False,
     events: Any = None,
     on_start: Any = None,
 ):  # -> tuple[Plan, RunReport]
@@ -170,6 +171,7 @@ def run(
     options = RunOptions(
         forks=forks,
         check=check,
+        diff=diff,
         known_hosts=runner_home() / "known_hosts",
         sources=sources,
         store_path=store_path(),

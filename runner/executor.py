@@ -36,6 +36,7 @@ class RunOptions:
 
     forks: int = 5
     check: bool = False
+    diff: bool = False  # show what put/template change on the target
     connect_timeout: float = 10.0
     known_hosts: Path | None = None
     sources: dict[str, Any] = field(default_factory=dict)  # playbook, inventory, extra vars...
@@ -308,6 +309,7 @@ class Executor:
             runner = StepRunner(
                 self.plan, jp, host, child, conn, local, sink, self.store, control,
                 self.registered.setdefault(host, {}), self.events, self.options.check,
+                diff=self.options.diff,
             )
             return runner.run_all()
         finally:

@@ -7,6 +7,7 @@ records the step's result in the store, and decides whether the child goes on.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from runner.errors import ConnectError, RunnerError, TemplateError
 from runner.model import Step
 from runner.output import LineBuffer
-from runner.planner import JobPlan, Plan
+from runner.planner import JobPlan, Plan, describe_step
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
@@ -129,12 +130,14 @@ class StepRunner:
         registered: dict[str, Any],
         events: Any = None,
         check: bool = False,
+        diff: bool = False,
     ) -> None:
         self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
         self.conn, self.local, self.sink, self.store = conn, local, sink, store
         self.control, self.registered, self.events, self.check = (
             control, registered, events, check,
         )
+        self.diff = diff
         self.templar = plan.templar
 
     # -- the child -------------------------------------------------------------------
@@ -257,15 +260,19 @@ class StepRunner:
             args = self.templar.render(args, variables, where)
         env = {k: str(self.templar.render(v, variables, where)) for k, v in step.env.items()}
         cwd = self.templar.render(step.cwd, variables, where) if step.cwd else None
-        if self.check:
-            return StepOutcome(STATUS_SKIPPED, error="check mode: not run")
+        command = "(no_log)" if step.no_log else describe_step(step.action, args)
+        self._notify("command", step, command)
         action = step.action
+        if self.check and action not in ("put", "template"):
+            return StepOutcome(STATUS_SKIPPED, error=f"check mode: not run ({action}: {command})")
         if action in ("run", "local"):
             conn = self.local if action == "local" else self.conn
             return self._command(step, conn, str(args), env, cwd)
         if action == "script":
             return self._script(step, str(args), env, cwd)
         try:
+            if action in ("put", "template") and (self.check or self.diff):
+                return self._write_with_diff(step, args, variables)
             if action == "put":
                 self.conn.put(self._local_path(args["src"]), args["dest"], _mode(args.get("mode")))
             elif action == "get":
@@ -288,13 +295,60 @@ class StepRunner:
             p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def _template(self, args: dict[str, Any], variables: Any, step: Step) -> None:
+    def _notify(self, event: str, step: Step, text: str) -> None:
+        handler = getattr(self.events, event, None)
+        if handler is not None:
+            handler(self.jp, self.host, step, text)
+
+    def _write_with_diff(self, step: Step, args: dict[str, Any], variables: Any) -> StepOutcome:
+        """put/template under --diff or --check: compare with the target's file first;
+        show the unified diff (--diff), write only outside check mode."""
+        if step.action == "template":
+            content = self._render_template(args, variables, step).encode("utf-8")
+        else:
+            content = self._local_path(args["src"]).read_bytes()
+        before = self._remote_content(args["dest"])
+        changed = before != content
+        if self.diff and changed:
+            text = unified_diff(before, content, f"{self.host}:{args['dest']}")
+            if not step.no_log:
+                self.sink(self.child_id, self.host, step.index, "stdout", text)
+                self._notify("diff", step, text)
+        if self.check:
+            return StepOutcome(STATUS_CHANGED if changed else STATUS_OK,
+                               error="check mode: not written" if changed else None)
+        with tempfile.NamedTemporaryFile("wb", delete=False) as handle:
+            handle.write(content)
+        try:
+            self.conn.put(Path(handle.name), args["dest"], _mode(args.get("mode")))
+        finally:
+            os.unlink(handle.name)
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
+    def _remote_content(self, path: str) -> bytes:
+        """The target's file at `path`, or b"" when there is none (a new file)."""
+        fd, local = tempfile.mkstemp(prefix=".runner-diff-")
+        os.close(fd)
+        try:
+            self.conn.get(path, local)
+            return Path(local).read_bytes()
+        except ConnectError:
+            raise
+        except (OSError, RunnerError):
+            return b""
+        finally:
+            os.unlink(local)
+
+    def _render_template(self, args: dict[str, Any], variables: Any, step: Step) -> str:
         source = self._local_path(args["src"])
         try:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
             raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
-        rendered = self.templar.render(text, variables, step.where)
+        return str(self.templar.render(text, variables, step.where))
+
+    def _template(self, args: dict[str, Any], variables: Any, step: Step) -> None:
+        rendered = self._render_template(args, variables, step)
         with tempfile.NamedTemporaryFile("w", delete=False, encoding="utf-8") as handle:
             handle.write(rendered)
         try:
@@ -376,6 +430,16 @@ def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
     worse = new if rank.index(new.status) >= rank.index(current.status) else current
     return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
                        current.stderr + new.stderr, worse.error)
+
+
+def unified_diff(before: bytes, after: bytes, name: str) -> str:
+    """A unified diff of a file's content, as `diff -u` prints it; binary files in a line."""
+    if b"\0" in before or b"\0" in after:
+        return f"Binary files {name} (before) and {name} (after) differ\n"
+    old = before.decode("utf-8", "replace").splitlines(keepends=True)
+    new = after.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, f"{name} (before)", f"{name} (after)")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _mode(mode: Any) -> int | None:
