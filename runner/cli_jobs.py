@@ -29,10 +29,17 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     add_plan_options(p)
     p.add_argument("-f", "--forks", type=_positive_int, default=5,
                    help="hosts at once across the run (default 5)")
-    p.add_argument("--check", action="store_true", help="plan and connect; run nothing")
+    p.add_argument("--check", action="store_true",
+                   help="plan and connect; run nothing, report what would run")
+    p.add_argument("--diff", action="store_true",
+                   help="show what template and put steps change on the hosts")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="json: one document on stdout, progress on stderr")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="show output as it streams")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
+    p.add_argument("--retry-file", metavar="FILE",
+                   help="write the failed and unreachable hosts to FILE (for --limit @FILE)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="-v: commands and output as they stream; -vv: rendered, and connections")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the recap")
     p.set_defaults(func=cmd_run)
 
@@ -105,13 +112,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner import api
     from runner.progress import Reporter
 
+    if args.quiet and args.verbose:
+        raise UsageError("-q and -v cannot be used together")
     stream = sys.stderr if args.format == "json" else sys.stdout
-    reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet)
+    reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet, check=args.check)
 
     def hook(executor: Any) -> None:
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda num, _f: executor.stop(f"runner received signal {num}"))
 
+    began = time.monotonic()
     plan, report = api.run(
         args.playbook,
         inventory=args.inventory,
@@ -122,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         start_at_job=args.start_at_job,
         forks=args.forks,
         check=args.check,
+        diff=args.diff,
         events=reporter,
         on_start=hook,
     )
@@ -129,8 +140,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         reporter.warning(warning)
     hosts = list(dict.fromkeys(h for jp in plan.jobs for h in jp.hosts))
     reporter.recap(hosts)
-    if args.format == "json":
-        _print_json(_run_document(report, reporter))
+    code = _run_exit_code(report)
+    if args.format == "json" or args.junit or args.retry_file:
+        _run_outputs(args, plan, report, reporter, hosts, code, time.monotonic() - began)
+    return code
+
+
+def _run_exit_code(report: Any) -> int:
+    """DESIGN.md's order: interrupted, then unreachable (outranks failed), then failed."""
     if report.interrupted:
         return EXIT_INTERRUPTED
     if report.any_unreachable:
@@ -140,33 +157,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_document(report: Any, reporter: Any) -> dict[str, Any]:
+def _run_outputs(args: argparse.Namespace, plan: Any, report: Any, reporter: Any,
+                 hosts: list[str], code: int, seconds: float) -> None:
+    """`--format json`, `--junit FILE` and `--retry-file FILE`, from one read of the store."""
     from runner import api
+    from runner.report import failed_hosts, run_document, summarize, write_junit
 
-    store = api.open_store()
-    jobs = []
-    for job in report.jobs:
-        record = store.get(job.job_id)
-        children = []
-        for child in sorted(job.children, key=lambda c: c.job_id):
-            steps = [
-                {
-                    "name": s.name,
-                    "index": s.index,
-                    "rc": s.rc,
-                    "status": s.status,
-                    "duration": round((s.ended or 0) - (s.started or 0), 6),
-                    "error": s.error,
-                }
-                for s in store.steps(child.job_id)
-            ]
-            children.append({"Id": child.job_id, "host": child.host, "State": child.state,
-                             "reason": child.reason, "unreachable": child.unreachable,
-                             "steps": steps})
-        jobs.append({"Id": job.job_id, "Name": job.name, "State": str(record.state),
-                     "PSJobTypeName": record.ps_type_name, "children": children})
-    return {"jobs": jobs, "stats": {h: dict(s) for h, s in reporter.stats.items()},
-            "interrupted": report.interrupted}
+    summary = summarize(
+        api.open_store(), plan, report, reporter.host_stats(hosts),
+        playbook=args.playbook, exit_code=code, check=args.check, duration=seconds,
+        with_stderr=bool(args.junit),
+    )
+    if args.format == "json":
+        _print_json(run_document(summary))
+    if args.junit:
+        try:
+            write_junit(summary, args.junit)
+        except OSError as exc:
+            reporter.warning(f"cannot write the JUnit report {args.junit}: {exc.strerror}")
+    if args.retry_file:
+        retry = failed_hosts(summary)
+        try:
+            with open(args.retry_file, "w", encoding="utf-8") as handle:
+                handle.writelines(f"{host}\n" for host in retry)
+        except OSError as exc:
+            reporter.warning(f"cannot write the retry file {args.retry_file}: {exc.strerror}")
+        else:
+            if retry:
+                reporter.note(f"{len(retry)} host(s) to retry: --limit @{args.retry_file}")
 
 
 # -- job commands --------------------------------------------------------------------------

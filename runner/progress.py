@@ -2,7 +2,9 @@
 
 On a terminal a status line at the bottom shows the hosts still in flight; elsewhere
 (a pipe, a CI log, `CI=true`) every event is one plain line with no control characters.
-`-v` streams each host's output as it arrives; `-q` prints only the recap.
+`-v` shows each step's command and streams each host's output as it arrives; `-vv`
+shows the commands as rendered for each host and when hosts connect and finish; `-q`
+prints only the recap. `--diff` output is shown at every verbosity but `-q`.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ def is_interactive(stream: TextIO) -> bool:
 class Reporter:
     """Receives the executor's events and prints them; collects per-host stats."""
 
-    def __init__(self, stream: TextIO | None = None, verbosity: int = 0, quiet: bool = False):
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        verbosity: int = 0,
+        quiet: bool = False,
+        check: bool = False,
+    ):
         self.stream = stream or sys.stdout
         self.verbosity = verbosity
         self.quiet = quiet
+        self.check = check
         self.live = is_interactive(self.stream) and not quiet
         self.stats: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(STAT_KEYS, 0))
         self._in_flight: dict[tuple[str, str], float] = {}
@@ -40,12 +49,13 @@ class Reporter:
 
     # -- printing --------------------------------------------------------------------
 
-    def _line(self, text: str) -> None:
+    def _line(self, *texts: str) -> None:
+        """Print whole lines, all at once (another host's lines never come in between)."""
         with self._lock:
             if self._status_shown:
                 self.stream.write("\r\x1b[K")
                 self._status_shown = False
-            self.stream.write(text + "\n")
+            self.stream.write("".join(text + "\n" for text in texts))
             self._draw_status()
             self.stream.flush()
 
@@ -65,13 +75,43 @@ class Reporter:
 
     def job_started(self, job_id: int, jp: Any) -> None:
         detached = " (detached)" if jp.job.detach else ""
-        self._event(f"job {job_id} {jp.name} started{detached} [{len(jp.hosts)} host(s)]")
+        check = " in check mode: nothing runs" if self.check else ""
+        self._event(f"job {job_id} {jp.name} started{detached} [{len(jp.hosts)} host(s)]{check}")
 
     def host_started(self, jp: Any, host: str) -> None:
         with self._lock:
             self._in_flight[(jp.name, host)] = time.monotonic()
-        if self.live:
-            self._line(f"  {host}: {jp.name} running") if self.verbosity else self._refresh()
+        if self.verbosity >= 2:
+            self._event(f"  {host}: {jp.name} connecting")
+        elif self.live:
+            self._refresh()
+
+    def command(self, jp: Any, host: str, step: Any, rendered: str) -> None:
+        """A step is about to run: `-v` shows it as written, `-vv` as rendered for `host`."""
+        if self.verbosity < 1 or self.quiet:
+            return
+        from runner.planner import describe_step
+
+        if step.no_log:
+            text = "(no_log)"
+        elif self.verbosity >= 2:
+            text = rendered
+        else:
+            text = describe_step(step.action, step.args)
+        self._line(
+            f"    {host} $ {step.action}: {text}"
+            if step.action != "run"
+            else f"    {host} $ {text}"
+        )
+
+    def diff(self, jp: Any, host: str, step: Any, text: str) -> None:
+        """`--diff`: what a template or put step changes (or would, in check mode)."""
+        if self.quiet:
+            return
+        self._line(
+            f"  --- diff {host} {jp.name} | {step.name}",
+            *(f"    {line}" for line in text.splitlines()),
+        )
 
     def _refresh(self) -> None:
         with self._lock:
@@ -90,7 +130,7 @@ class Reporter:
         detail = ""
         if outcome.rc not in (None, 0):
             detail = f" rc={outcome.rc}"
-        if outcome.error and status != "skipped":
+        if outcome.error:
             detail += f" {outcome.error}"
         self._event(f"  {status:<8} {host:<16} {jp.name} | {step.name}{detail} ({seconds:.2f}s)")
 
@@ -98,8 +138,7 @@ class Reporter:
         if self.verbosity < 1 or self.quiet:
             return
         mark = "|" if stream == "stdout" else "!"
-        for line in text.splitlines():
-            self._line(f"    {host} {mark} {line}")
+        self._line(*(f"    {host} {mark} {line}" for line in text.splitlines()))
 
     def host_done(self, jp: Any, host: str, result: Any) -> None:
         with self._lock:
@@ -115,6 +154,8 @@ class Reporter:
                 stats["stopped"] += 1
         if result.state != "Completed":
             self._event(f"  {result.state:<8} {host:<16} {jp.name}: {result.reason}")
+        elif self.verbosity >= 2:
+            self._event(f"  {host}: {jp.name} done")
         elif self.live:
             self._refresh()
 
@@ -127,16 +168,30 @@ class Reporter:
     def warning(self, message: str) -> None:
         self._line(f"warning: {message}")
 
+    def note(self, message: str) -> None:
+        """A line for the user after the recap (e.g. where the retry file is)."""
+        self._line(message)
+
+    def host_stats(self, hosts: list[str]) -> dict[str, dict[str, int]]:
+        """Per-host counts for every host of the plan, zeros for a host that never ran."""
+        with self._lock:
+            return {
+                h: dict(self.stats[h]) if h in self.stats else dict.fromkeys(STAT_KEYS, 0)
+                for h in hosts
+            }
+
     # -- the end ---------------------------------------------------------------------
 
     def recap(self, hosts: list[str]) -> None:
         from tabulate import tabulate
 
-        rows = [[h, *(self.stats[h][k] for k in STAT_KEYS)] for h in hosts if h in self.stats]
+        stats = self.host_stats(hosts)
+        rows = [[h, *(stats[h][k] for k in STAT_KEYS)] for h in hosts]
+        title = "RECAP (check mode: nothing ran)" if self.check else "RECAP"
         with self._lock:
             if self._status_shown:
                 self.stream.write("\r\x1b[K")
                 self._status_shown = False
-            self.stream.write("\nRECAP\n")
+            self.stream.write(f"\n{title}\n")
             self.stream.write(tabulate(rows, headers=["host", *STAT_KEYS]) + "\n")
             self.stream.flush()
