@@ -16,6 +16,7 @@ import errno
 import os
 import select
 import shlex
+import signal
 import socket
 import threading
 import time
@@ -121,6 +122,7 @@ class SSHConnection(Connection):
             sock.close()
             raise ConnectError(self.host, self._reason(cause)) from error
         conn.transport.set_keepalive(self.keepalive)
+        _report_exit_signals(conn.transport)
         return conn
 
     def _dial(self) -> socket.socket:
@@ -195,16 +197,25 @@ class SSHConnection(Connection):
             channel.close()
 
     def _wrap(self, script: str, sudo: bool) -> str:
-        """The command line for sshd: a new session (process group) that reports its id.
+        """The command line for sshd: the script in a process group of its own, reporting its id.
 
-        The outer shell's own stderr goes to /dev/null so that its "Terminated" notice
-        about a killed group is not mistaken for the command's output.
+        OpenSSH starts every session's command as a new session (setsid), so the login
+        shell already leads a group of its own: when /proc says so, it execs /bin/sh in
+        place, at no extra process. Otherwise (another server) the script runs under
+        ``setsid`` in a subshell whose parent's stderr goes to /dev/null, so that its
+        "Terminated" notice about a killed group is not mistaken for output. A command
+        ended by a signal is reported by sshd as exit-signal, which `_ChannelPump` maps
+        to 128 + N as a shell would.
         """
-        inner = f"printf '\\036runner-pgid %s\\n' \"$$\" >&2\n{script}"
-        outer = f"exec 3>&2 2>/dev/null; (exec setsid /bin/sh -c {shlex.quote(inner)} 2>&3 3>&-)"
+        inner = shlex.quote(f"printf '\\036runner-pgid %s\\n' \"$$\" >&2\n{script}")
         if sudo and self.user != "root":
-            return f"exec sudo -n /bin/sh -c {shlex.quote(outer)}"
-        return outer  # POSIX syntax: the login shell runs it, saving one exec
+            return f"exec sudo -n /bin/sh -c {shlex.quote(_under_setsid(inner))}"
+        fallback = _under_setsid('"$c"')
+        return (  # POSIX syntax, builtins only until the exec: the login shell runs it
+            f"c={inner}; "
+            "{ read -r s < /proc/$$/stat; } 2>/dev/null; s=${s##*) }; set -- $s; "
+            f'[ "$3" = $$ ] && exec /bin/sh -c "$c"; {fallback}'
+        )
 
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
         script = kill_script(pgid, grace)
@@ -358,6 +369,36 @@ class _ChannelPump:
         if self.channel.status_event.wait(self.connection.connect_timeout):
             return self.channel.exit_status
         return -1
+
+
+def _report_exit_signals(transport: paramiko.Transport) -> None:
+    """Make `transport`'s channels take sshd's exit-signal as exit status 128 + N.
+
+    paramiko only knows exit-status; a command that execs in place of the login shell and
+    is killed gets exit-signal instead (RFC 4254 6.10), and would otherwise have no status.
+    The transport dispatches channel requests through a table, so this instance gets its own.
+    """
+    table = dict(transport._channel_handler_table)
+    table[paramiko.common.MSG_CHANNEL_REQUEST] = _handle_channel_request
+    transport._channel_handler_table = table  # type: ignore[misc]
+
+
+def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    start = message.packet.tell()
+    if message.get_text() != "exit-signal":
+        message.packet.seek(start)
+        paramiko.Channel._handle_request(channel, message)
+        return
+    message.get_boolean()  # want_reply: false for exit-signal
+    number = getattr(signal.Signals, "SIG" + message.get_text(), None)
+    channel.exit_status = 128 + number if number is not None else -1
+    channel.status_event.set()
+
+
+def _under_setsid(argument: str) -> str:
+    """Shell text running `/bin/sh -c argument` as a new session, in a subshell whose own
+    stderr is silenced (its notice about a killed group is not the command's output)."""
+    return f"exec 3>&2 2>/dev/null; (exec setsid /bin/sh -c {argument} 2>&3 3>&-)"
 
 
 def _transport_failure(conn: fabric.Connection) -> BaseException | None:
