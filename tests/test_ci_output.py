@@ -444,3 +444,16 @@ def test_on_a_terminal_a_live_status_line_shows_hosts_in_flight(run):
     screen = b"".join(chunks).decode()
     assert "in flight" in screen and "\x1b[K" in screen
     assert "RECAP" in screen
+
+
+def test_extra_vars_from_a_file_and_key_value_later_wins(run, tmp_path):
+    (tmp_path / "vars.yml").write_text("greeting: from-file\nname: file\n")
+    proc = run.play("-e", "@vars.yml", "-e", "name=cli", "-v", playbook="""\
+        jobs:
+          - name: greet
+            targets: alpha
+            steps:
+              - run: echo {{ greeting }} {{ name }}
+        """)
+    assert proc.returncode == 0, proc.stderr
+    assert "alpha | from-file cli" in proc.stdout
