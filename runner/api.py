@@ -182,13 +182,48 @@ def run(
     return the_plan, executor.run()
 
 
+def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
+    """Reconnect to jobs kept on their targets (detached, remote results) and bring
+    their state and output up to date; return the problems met (unreachable hosts)."""
+    from runner.jobs import is_terminal
+    from runner.reconnect import is_remote_kept, leaves
+    from runner.reconnect import refresh as refresh_job
+
+    records = (
+        [store.get(i) for i in job_ids] if job_ids is not None else store.list_jobs()
+    )
+    problems: list[str] = []
+    for record in records:
+        children = leaves(store, record.id)
+        if any(is_remote_kept(c) and (not is_terminal(c.state) or c.has_more_data)
+               for c in children):
+            problems.extend(refresh_job(store, record.id))
+    return problems
+
+
 def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]:
-    """Stop jobs: ask their owners, wait until they are finished; return those still not."""
+    """Stop jobs and end their processes; return the ids still not finished after
+    `timeout` (their owner has not ended them). Children kept on their targets are
+    ended here, over a fresh connection; the others by the runner that owns them."""
+    from runner.errors import ConnectError, RunnerError
     from runner.executor import wait_for_terminal
+    from runner.jobs import is_terminal
+    from runner.reconnect import is_remote_kept, leaves, stop_child
 
     for job_id in job_ids:
         store.get(job_id)  # JobNotFoundError before anything is asked
     for job_id in job_ids:
+        for child in leaves(store, job_id):
+            if is_terminal(child.state) or not is_remote_kept(child):
+                continue
+            store.claim(child.id)
+            try:
+                stop_child(store, child)
+            except (ConnectError, OSError) as error:
+                raise RunnerError(
+                    f"job {child.id} on {child.location}: cannot reach the host to end its "
+                    f"process ({error}); the job is left as it was"
+                ) from None
         store.request_stop(job_id)
     pending = []
     for job_id in job_ids:
@@ -198,14 +233,33 @@ def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]
     return pending
 
 
-def remove(store: Any, job_ids: Sequence[int], force: bool = False) -> None:
-    """Remove finished jobs; with `force`, stop unfinished ones first."""
+def remove(
+    store: Any, job_ids: Sequence[int], force: bool = False, keep_remote: bool = False
+) -> None:
+    """Remove finished jobs (with `force`, stop unfinished ones first) and their job
+    directories on the targets, unless `keep_remote`."""
+    from runner.errors import ConnectError, RunnerError
     from runner.jobs import is_terminal
+    from runner.reconnect import is_remote_kept, leaves, remove_child
 
     for job_id in job_ids:
         record = store.get(job_id)
         if force and not is_terminal(record.state):
             stop(store, [job_id])
+        elif not is_terminal(record.state):
+            store.remove(job_id)  # refuses, with the reason
+        if not keep_remote:
+            for child in leaves(store, job_id):
+                if not is_remote_kept(child):
+                    continue
+                try:
+                    remove_child(child)
+                except (ConnectError, OSError) as error:
+                    raise RunnerError(
+                        f"job {child.id}: cannot remove ~/{child.remote_dir} on "
+                        f"{child.location} ({error}); nothing was removed "
+                        "(--keep-remote removes the job and leaves the directory)"
+                    ) from None
         store.remove(job_id, force=force)
 
 
@@ -216,8 +270,9 @@ def wait(
     timeout: float | None = None,
     force: bool = False,
 ) -> list[Any]:
-    """Block until the jobs are finished (or Disconnected, unless `force`); return the
-    records of those still running when `timeout` passed (empty when all were done)."""
+    """Block until the jobs are finished (or Disconnected, unless `force`), reconnecting
+    to detached ones; return the records of those still running when `timeout` passed
+    (empty when all were done)."""
     import time
 
     from runner.jobs import JobState, is_terminal
@@ -227,8 +282,12 @@ def wait(
         return is_terminal(state) or (state == JobState.Disconnected and not force)
 
     deadline = None if timeout is None else time.monotonic() + timeout
+    next_refresh = 0.0
     while True:
         store.reconcile()
+        if time.monotonic() >= next_refresh:
+            refresh(store, job_ids)
+            next_refresh = time.monotonic() + 0.5
         records = [store.get(job_id) for job_id in job_ids]
         finished = [r for r in records if done(r)]
         if (any_ and finished) or len(finished) == len(records):
@@ -236,3 +295,22 @@ def wait(
         if deadline is not None and time.monotonic() >= deadline:
             return [r for r in records if not done(r)]
         time.sleep(0.1)
+
+
+def receive(store: Any, job_id: int, keep: bool = False, host: str | None = None) -> Any:
+    """Output not received yet, in order, marked received unless `keep`; reconnects to
+    children kept on their targets first. An iterator of OutputRecords."""
+    from runner.errors import ConnectError
+    from runner.reconnect import is_remote_kept, leaves, receive_remote
+
+    children = [c for c in leaves(store, job_id) if host is None or c.location == host]
+    if any(is_remote_kept(c) for c in children):
+        refresh(store, [job_id])
+    for child in children:
+        if is_remote_kept(child) and child.results_to == "remote":
+            try:
+                yield from receive_remote(store, child, keep)
+            except ConnectError:
+                continue  # left Disconnected with the reason by refresh
+    if not all(c.results_to == "remote" for c in children):
+        yield from store.iter_receive(job_id, keep=keep, host=host)

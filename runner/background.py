@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from typing import Any
 
 from runner.steps import ChildReport, Control
@@ -33,7 +34,10 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
         "host": host,
         "check": executor.options.check,
         "sources": executor.options.sources,
+        "detach": jp.job.detach,
     }
+    if jp.job.detach:
+        return _start_detached(executor, child, payload)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner.background"],
@@ -59,6 +63,23 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
             tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
+
+
+def _start_detached(executor: Any, child: int, payload: dict[str, Any]) -> ChildReport:
+    """Start a worker that outlives the runner and owns its child's state from now on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.background"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(payload).encode())
+    proc.stdin.close()
+    executor.store.set_runtime(child, local_pid=proc.pid)
+    executor.store.claim(child, owner_pid=proc.pid)  # the worker answers for it from now on
+    return ChildReport("Running", f"detached: background process {proc.pid}")
 
 
 def _wait(proc: subprocess.Popen[bytes], control: Control) -> None:
@@ -95,12 +116,14 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     """The worker's side: plan, run one child's steps locally, report on stdout."""
-    _die_with_parent()
     payload = json.load(sys.stdin)
+    detach = bool(payload.get("detach"))
+    if not detach:
+        _die_with_parent()
+        if os.getppid() == 1:
+            return 1  # the runner is already gone
     control = Control()
     signal.signal(signal.SIGTERM, lambda *_: control.stop("stopped"))
-    if os.getppid() == 1:
-        return 1  # the runner is already gone
 
     from runner import api
     from runner.executor import open_sink
@@ -113,6 +136,7 @@ def main() -> int:
     jp = plan.job(payload["job"])
     host, child = payload["host"], payload["child"]
     store = JobStore(payload["store"])
+    threading.Thread(target=_poll_stop, args=(store, child, control), daemon=True).start()
     writer, files = StoreWriter(store), FileWriter()
     local = SessionPool(plan, None).local(host)
     try:
@@ -123,9 +147,18 @@ def main() -> int:
     finally:
         files.close()
         writer.close()
+    if detach:
+        store.finish(child, report.state, report.reason)
     json.dump({"state": report.state, "reason": report.reason, "counts": report.counts},
               sys.stdout)
     return 0
+
+
+def _poll_stop(store: Any, child: int, control: Control) -> None:
+    """Honour `runner job stop` on this child, whoever asks."""
+    while not control.event.wait(0.2):
+        if store.stop_requested(child):
+            control.stop("stopped by 'runner job stop'")
 
 
 if __name__ == "__main__":

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except Exception as error:  # noqa: BLE001 - the last line of defence: no traceback
+    except Exception as error:
         if os.environ.get("RUNNER_DEBUG"):
             raise
         print(

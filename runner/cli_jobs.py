@@ -7,7 +7,7 @@ import json
 import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from runner.errors import (
@@ -55,6 +55,8 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p.add_argument("--newest", type=_positive_int, metavar="N", help="the N newest jobs")
     p.add_argument("--before", type=_time, help="finished before this time (ISO 8601)")
     p.add_argument("--after", type=_time, help="finished after this time (ISO 8601)")
+    p.add_argument("--refresh", action="store_true",
+                   help="reconnect to detached jobs and update their state first")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_list)
 
@@ -84,6 +86,8 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = jsub.add_parser("remove", help="delete finished jobs and their output (Remove-Job)")
     p.add_argument("ids", type=int, nargs="+", metavar="ID")
     p.add_argument("--force", action="store_true", help="stop unfinished jobs first")
+    p.add_argument("--keep-remote", action="store_true",
+                   help="leave the job directories on the targets")
     p.set_defaults(func=cmd_remove)
 
 
@@ -207,6 +211,7 @@ def _record_dict(record: Any) -> dict[str, Any]:
         "ChildJobs": list(record.child_ids),
         "ParentId": record.parent_id,
         "Reason": record.reason,
+        "RemoteDir": record.remote_dir,
         "Started": _iso(record.started),
         "Ended": _iso(record.ended),
     }
@@ -215,7 +220,7 @@ def _record_dict(record: Any) -> dict[str, Any]:
 def _iso(moment: float | None) -> str | None:
     if moment is None:
         return None
-    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
 def _table(records: list[Any], reason: bool = False) -> str:
@@ -240,6 +245,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             names = ", ".join(s.value for s in JobState)
             raise UsageError(f"--state: unknown state {args.state!r} (one of {names})") from None
     store = api.open_store()
+    if args.refresh:
+        for problem in api.refresh(store):
+            print(f"warning: {problem}", file=sys.stderr)
     records = store.list_jobs(
         state=args.state,
         name=args.name,
@@ -275,6 +283,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(_table(children, reason=True))
     for child in children:
         steps = store.steps(child.id)
+        if child.remote_dir:
+            print(f"\nJob directory of job {child.id}: {child.location}:~/{child.remote_dir}")
         if not steps:
             continue
         print(f"\nSteps on {child.location} (job {child.id}):")
@@ -298,7 +308,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
         sys.stdout.write("[")
     while True:
         finished = is_terminal(store.get(args.id).state)
-        for rec in store.iter_receive(args.id, keep=args.keep, host=args.host):
+        for rec in api.receive(store, args.id, keep=args.keep, host=args.host):
             if args.format == "json":
                 item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
                         "stream": rec.stream, "data": rec.data, "time": rec.time}
@@ -357,5 +367,5 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
-    api.remove(store, args.ids, force=args.force)
+    api.remove(store, args.ids, force=args.force, keep_remote=args.keep_remote)
     return EXIT_OK

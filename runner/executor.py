@@ -122,12 +122,22 @@ class Executor:
                     detach=job.detach, results_to=job.results.to,
                     results_path=self._results_path(jp, host), parent_id=parent,
                     playbook=os.path.abspath(self.plan.playbook.file),
+                    spec=self._child_spec(jp, host),
                 )
                 self.child_ids[(job.name, host)] = child
                 self.controls[child] = Control(job_control)
             if not jp.hosts:
                 self.store.set_state(parent, JobState.Running)
                 self.store.set_state(parent, JobState.Completed)
+
+    def _child_spec(self, jp: JobPlan, host: str) -> dict[str, Any] | None:
+        """What a later invocation needs to reach a child kept on its target."""
+        if jp.job.type != "remote" or not kept_on_target(jp):
+            return None
+        return {
+            "connection": self.sessions.spec(host, jp.session),
+            "steps": {str(step.index): step.name for step in jp.steps},
+        }
 
     def _results_path(self, jp: JobPlan, host: str) -> str | None:
         """`results.to: file`: the rendered per-host path, absolute."""
@@ -162,8 +172,24 @@ class Executor:
             self.sessions.close()
             self.files.close()
             self.writer.close()
+            self._leave_detached()
         interrupted = interrupted or (self.stop_all.stopped and not self.stop_all.fail)
         return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted)
+
+    def _leave_detached(self) -> None:
+        """Detached children still running go on without us: Disconnected until a later
+        `runner job receive`, `wait` or `list --refresh` reconnects."""
+        for jp in self.plan.jobs:
+            if not jp.job.detach or jp.job.type != "remote":
+                continue
+            for host in jp.hosts:
+                child = self.child_ids[(jp.name, host)]
+                if JobState(self.store.get(child).state) == JobState.Running:
+                    self.store.set_state(
+                        child, JobState.Disconnected,
+                        f"detached: runs on {host} without the runner; "
+                        f"'runner job receive {child}' reconnects",
+                    )
 
     def stop(self, reason: str) -> None:
         """End every attached job of this run (SIGTERM, Ctrl-C)."""
@@ -210,8 +236,29 @@ class Executor:
             while not event.wait(POLL_SECONDS):
                 if control.stopped:
                     return None
+            needed = self.plan.job(need)
+            detached = needed.job.detach and needed.job.type == "remote"
+            if detached and not self._follow_detached(needed, control):
+                return None
             excluded |= self.failed_hosts[need]
         return None if control.stopped else excluded
+
+    def _follow_detached(self, jp: JobPlan, control: Control) -> bool:
+        """Wait for a detached job that another job needs, reading its targets' state.
+        False when the run stopped first."""
+        from runner.reconnect import refresh
+
+        parent = self.parent_ids[jp.name]
+        while not control.event.wait(POLL_SECONDS * 2):
+            refresh(self.store, parent, claim=False)
+            children = self.store.children(parent)
+            if all(JobState(c.state) in TERMINAL | {JobState.Disconnected} for c in children):
+                with self._lock:
+                    self.failed_hosts[jp.name] |= {
+                        c.location for c in children if c.state != JobState.Completed
+                    }
+                return True
+        return False
 
     def _batches(self, jp: JobPlan) -> list[list[str]]:
         hosts = list(jp.hosts)
@@ -286,12 +333,21 @@ class Executor:
             self._finish(jp, host, ChildReport("Stopped", "stopped before it started"))
             return
         self.events.host_started(jp, host)
+        timer = None
+        if jp.job.timeout:
+            reason = f"job timeout: still running after {jp.job.timeout:g} s"
+            timer = threading.Timer(jp.job.timeout, control.stop, (reason, True))
+            timer.daemon = True
+            timer.start()
         try:
             report = self._run_child(jp, host, child, control)
         except ConnectError as exc:
             report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
         except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
             report = ChildReport("Failed", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if timer is not None:
+                timer.cancel()
         self._finish(jp, host, report)
 
     def _run_child(self, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
@@ -300,6 +356,10 @@ class Executor:
 
             return run_background_child(self, jp, host, child, control)
         sink = open_sink(self.plan, jp, host, child, self.writer, self.files, self.store)
+        if jp.job.type == "remote" and kept_on_target(jp):
+            from runner.kept import run_kept_child
+
+            return run_kept_child(self, jp, host, child, control)
         local = self.sessions.local(host)
         if jp.job.type == "thread":
             conn = local
@@ -321,8 +381,11 @@ class Executor:
         child = self.child_ids[(jp.name, host)]
         if JobState(self.store.get(child).state) in TERMINAL:
             return
-        state = self.store.finish(child, JobState(report.state), report.reason).value
-        if state != JobState.Completed.value:
+        if report.state == JobState.Running.value:  # detached: it goes on without us
+            state = report.state
+        else:
+            state = self.store.finish(child, JobState(report.state), report.reason).value
+        if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
                 self.failed_hosts[jp.name].add(host)
         result = ChildResult(child, host, state, report.reason, report.unreachable,
@@ -330,6 +393,11 @@ class Executor:
         with self._lock:
             self.results[jp.name].children.append(result)
         self.events.host_done(jp, host, result)
+
+
+def kept_on_target(jp: JobPlan) -> bool:
+    """A job whose children run on as scripts on their targets (see runner.remote)."""
+    return jp.job.detach or jp.job.results.to == "remote"
 
 
 def open_sink(

@@ -243,8 +243,8 @@ def _render_step(
     templar = plan.templar
     runtime = plan.registered_names
     when = step.when if step.when is None else str(step.when)
-    row = dict(job=jp.name, type=jp.job.type, host=host, index=step.index, step=step.name,
-               action=step.action, when=when)
+    row = {"job": jp.name, "type": jp.job.type, "host": host, "index": step.index,
+           "step": step.name, "action": step.action, "when": when}
     loop_deferred = step.loop is not None and bool(templar.names(step.loop) & runtime)
     reads = templar.names(step.args) | templar.expression_names(step.when)
     if loop_deferred or reads & runtime:

@@ -33,6 +33,7 @@ def load_playbook(path: str | Path) -> Playbook:
     _check_sessions(document, jobs, sessions)
     _check_needs(document, jobs)
     _check_no_cycle(document, jobs)
+    _check_kept_on_target(document, jobs)
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
@@ -182,6 +183,48 @@ def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
             else:
                 continue
             raise document.error(message, _needs_path(document, index, position))
+
+
+def _check_kept_on_target(document: Document, jobs: tuple[JobDef, ...]) -> None:
+    """Jobs that run on without the runner (detach, results kept on the target) are
+    rendered whole when they start: only shell steps, nothing that needs the runner."""
+    from runner.templating import Templar
+
+    templar = Templar()
+    for index, job in enumerate(jobs):
+        path = ("jobs", index)
+        if job.detach and job.type == "thread":
+            raise document.error(
+                "a thread job cannot be detached: it lives in the runner's process "
+                "(use type: background)", path + ("detach",))
+        if job.results.to == "remote" and job.type != "remote":
+            raise document.error(
+                f"results.to: remote needs a remote job (this one is {job.type})",
+                path + ("results", "to"))
+        if job.type != "remote" or not (job.detach or job.results.to == "remote"):
+            continue
+        registered: set[str] = set()
+        for position, step in enumerate(job.steps):
+            where = path + ("steps", position)
+            why = _not_on_target(step, registered, templar)
+            if why:
+                kind = "a detached job" if job.detach else "a job with results.to: remote"
+                raise document.error(f"{why}: {kind} runs on the target without the runner",
+                                     where)
+            if step.register:
+                registered.add(step.register)
+
+
+def _not_on_target(step: Step, registered: set[str], templar: Any) -> str | None:
+    if step.action not in ("run",):
+        return f"'{step.action}' steps cannot run in it, only 'run'"
+    if step.until or step.retries:
+        return "'retries'/'until' cannot be used in it"
+    used = (templar.names(step.args) | templar.expression_names(step.when)
+            | templar.names(step.loop)) & registered
+    if used:
+        return f"uses '{min(used)}', registered by an earlier step of the same job"
+    return None
 
 
 def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> None:

@@ -8,6 +8,7 @@ inventory's `ansible_*` variables, then the session's own keys, say how to conne
 
 from __future__ import annotations
 
+import getpass
 import threading
 from typing import Any
 
@@ -37,28 +38,13 @@ class SessionPool:
                 conn = self._local[host] = LocalConnection(host)
         return conn
 
+    def spec(self, host: str, session: Any = None) -> dict[str, Any]:
+        """How to reach `host`, as data: kept on jobs so a later invocation can reconnect."""
+        return connection_spec(self.plan, host, session, self.options.connect_timeout)
+
     def connect(self, host: str, session: Any = None) -> Connection:
         """A new, open connection to `host` as the inventory (and session) describe it."""
-        info = self.plan.inventory.connection(host)
-        if info.connection == "local":
-            conn: Connection = LocalConnection(host)
-        else:
-            from runner.connections.ssh import SSHConnection
-
-            timeout = self.options.connect_timeout
-            if session is not None and session.connect_timeout:
-                timeout = session.connect_timeout
-            conn = SSHConnection(
-                host,
-                address=info.address,
-                port=(session.port if session is not None and session.port else info.port),
-                user=(session.user if session is not None and session.user else info.user),
-                key_file=info.key_file,
-                connect_timeout=timeout,
-                known_hosts=self.options.known_hosts,
-            )
-        conn.open()
-        return conn
+        return open_connection(host, self.spec(host, session), self.options.known_hosts)
 
     def acquire(self, jp: JobPlan, host: str) -> Connection:
         """The session's connection to `host` (opened once), or a temporary one."""
@@ -91,5 +77,41 @@ class SessionPool:
         for conn in sessions:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001 - closing at exit must not hide the result
+            except Exception:  # noqa: BLE001, S110 - closing at exit must not hide the result
                 pass
+
+
+def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float) -> dict[str, Any]:
+    """The inventory's `ansible_*` variables for `host`, with a session's overrides."""
+    info = plan.inventory.connection(host)
+    if session is not None and session.connect_timeout:
+        connect_timeout = session.connect_timeout
+    return {
+        "connection": info.connection,
+        "address": info.address,
+        "port": session.port if session is not None and session.port else info.port,
+        "user": (session.user if session is not None and session.user else info.user)
+        or getpass.getuser(),
+        "key_file": info.key_file,
+        "connect_timeout": connect_timeout,
+    }
+
+
+def open_connection(host: str, spec: dict[str, Any], known_hosts: Any = None) -> Connection:
+    """Open a connection from a `connection_spec`; ConnectError if the host cannot be had."""
+    if spec.get("connection") == "local":
+        conn: Connection = LocalConnection(host)
+    else:
+        from runner.connections.ssh import SSHConnection
+
+        conn = SSHConnection(
+            host,
+            address=spec["address"],
+            port=spec["port"],
+            user=spec["user"],
+            key_file=spec["key_file"],
+            connect_timeout=spec["connect_timeout"],
+            known_hosts=known_hosts,
+        )
+    conn.open()
+    return conn

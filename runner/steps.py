@@ -392,7 +392,7 @@ class StepRunner:
         def on_start(pgid: int) -> None:
             try:
                 self.store.set_runtime(self.child_id, remote_pgid=pgid)
-            except Exception:  # noqa: BLE001 - bookkeeping only; the step goes on
+            except Exception:  # noqa: BLE001, S110 - bookkeeping only; the step goes on
                 pass
 
         result = conn.run(

@@ -43,11 +43,27 @@ from runner.jobs import (
 )
 from runner.model import JOB_TYPES, PS_JOB_TYPE_NAMES, RESULT_PLACES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 BEGIN_ATTEMPTS = 5
 STREAMS = ("stdout", "stderr")
-STEP_STATUSES = ("ok", "failed", "skipped", "changed", "unreachable", "stopped", "timedout")
+STEP_STATUSES = (
+    "ok", "failed", "skipped", "changed", "unreachable", "stopped", "timedout", "running",
+)
+
+# v2: output kept on a target (detached jobs, `results.to: remote`). Per child, step and
+# stream: the size last seen there, the bytes fetched into `output`, the bytes received.
+_REMOTE_SCHEMA = (
+    """CREATE TABLE remote_streams (
+        child_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        received INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (child_id, step, stream)
+    )""",
+)
 
 _SCHEMA = (
     """CREATE TABLE jobs (
@@ -98,6 +114,7 @@ _SCHEMA = (
         time REAL NOT NULL
     )""",
     "CREATE INDEX output_job ON output(job_id, id)",
+    *_REMOTE_SCHEMA,
 )
 
 # (job_id, host, step, stream, data, time): what the executor hands to append_output.
@@ -236,6 +253,10 @@ class JobStore:
                     f"{self.path}: job store schema v{version} is newer than this runner's "
                     f"(v{SCHEMA_VERSION}); upgrade runner"
                 )
+            if version == 1:
+                for statement in _REMOTE_SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
@@ -476,6 +497,7 @@ class JobStore:
             marks = ", ".join("?" * len(ids))
             conn.execute(f"DELETE FROM output WHERE job_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM steps WHERE child_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM remote_streams WHERE child_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
             if row["parent_id"] is not None:
                 _refresh_parent(conn, row["parent_id"])
@@ -593,6 +615,65 @@ class JobStore:
             yield from chunk
             after = chunk[-1].id
 
+    # -- output kept on a target ------------------------------------------------------
+
+    def remote_streams(self, child_id: int) -> dict[tuple[int, str], tuple[int, int, int]]:
+        """(step, stream) -> (size seen on the target, bytes fetched, bytes received)."""
+        rows = self._conn().execute(
+            "SELECT step, stream, size, fetched, received FROM remote_streams WHERE child_id = ?",
+            (child_id,),
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    def set_remote_sizes(self, child_id: int, sizes: dict[tuple[int, str], int]) -> None:
+        """Record how much output each step's stream holds on the target now."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO remote_streams (child_id, step, stream, size) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (child_id, step, stream) DO UPDATE SET size = MAX(size, excluded.size)",
+                [(child_id, step, stream, size) for (step, stream), size in sizes.items()],
+            )
+
+    def append_fetched(
+        self, child_id: int, host: str, step: int, stream: str, offset: int, data: bytes
+    ) -> bool:
+        """Store `data`, fetched from the target at byte `offset`, as an output record and
+        move the fetch cursor past it, in one transaction. False (nothing stored) when
+        another process fetched that range first: each byte is stored exactly once."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT fetched FROM remote_streams WHERE child_id = ? AND step = ? AND stream = ?",
+                (child_id, step, stream),
+            ).fetchone()
+            if (row[0] if row else 0) != offset:
+                return False
+            conn.execute(
+                "INSERT INTO remote_streams (child_id, step, stream, size, fetched)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (child_id, step, stream) DO UPDATE"
+                " SET fetched = excluded.fetched, size = MAX(size, excluded.fetched)",
+                (child_id, step, stream, offset + len(data), offset + len(data)),
+            )
+            if data:
+                conn.execute(
+                    "INSERT INTO output (job_id, host, step, stream, data, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    _output_row((child_id, host, step, stream, data, time.time())),
+                )
+            return True
+
+    def advance_received(
+        self, child_id: int, step: int, stream: str, offset: int, new_offset: int
+    ) -> bool:
+        """Mark remote-kept output received up to `new_offset`, if nobody else moved the
+        cursor from `offset` meanwhile (two receivers never deliver the same bytes)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE remote_streams SET received = ? WHERE child_id = ? AND step = ?"
+                " AND stream = ? AND received = ?",
+                (new_offset, child_id, step, stream, offset),
+            )
+            return cursor.rowcount == 1
+
     def has_more_data(self, job_id: int) -> bool:
         """Whether the job (or any of its children) has output not yet received."""
         return self.get(job_id).has_more_data
@@ -616,8 +697,9 @@ class JobStore:
 # -- SQL helpers (module level: they take the connection of an open transaction) --------
 
 _SELECT_JOBS = (
-    "SELECT j.*, EXISTS (SELECT 1 FROM output o WHERE o.job_id = j.id AND o.id > j.received_id)"
-    " AS more FROM jobs j"
+    "SELECT j.*, (EXISTS (SELECT 1 FROM output o WHERE o.job_id = j.id AND o.id > j.received_id)"
+    " OR EXISTS (SELECT 1 FROM remote_streams r WHERE r.child_id = j.id AND r.size >"
+    " CASE WHEN j.results_to = 'remote' THEN r.received ELSE r.fetched END)) AS more FROM jobs j"
 )
 
 _SELECT_ORPHAN_CANDIDATES = (

@@ -24,7 +24,7 @@ def runner(*args: str, cwd: Path | None = None, home: Path | None = None) -> sub
     env = {**os.environ, "CI": "true"}
     if home is not None:
         env["RUNNER_HOME"] = str(home)
-    return subprocess.run(
+    return subprocess.run(  # noqa: PLW1510 - every test checks the exit code itself
         [sys.executable, "-m", "runner", *args],
         capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=120,
     )

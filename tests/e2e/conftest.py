@@ -7,8 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ class Cli:
         self.env.pop("RUNNER_DEBUG", None)
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = False) -> Any:
-        proc = subprocess.run(
+        proc = subprocess.run(  # noqa: PLW1510 - the caller checks, with the output shown
             [sys.executable, "-m", "runner", *args],
             cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout,
         )

@@ -13,7 +13,7 @@ PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 
 @pytest.fixture
 def fleet_inventory(fleet, tmp_path):
-    (h1, a1, port), (h2, a2, _), (h3, a3, _) = fleet.hosts[:3]
+    (_, a1, port), (_, a2, _), (_, a3, _) = fleet.hosts[:3]
     common = f"ansible_port={port} ansible_user=root ansible_ssh_private_key_file={fleet.client_key}"
     path = tmp_path / "fleet.ini"
     path.write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 from e2e_helpers import processes_matching, started_job, wait_until
 
@@ -22,8 +23,8 @@ def _play(cli, steps: str, targets: str = THREE, name: str = "work", extra: str 
             targets: "{targets}"
             {extra}
             steps:
-        """
-        + "".join(f"      - {line}\n" for line in steps.strip().splitlines())
+"""
+        + "".join(f"              - {line}\n" for line in steps.strip().splitlines())
     )
 
 
@@ -332,7 +333,7 @@ def test_a_session_is_one_connection_per_host_reused_by_every_job(cli, inventory
 def test_unreachable_host_exits_3_and_the_others_finish(cli, inventory, tmp_path):
     bad = tmp_path / "bad.ini"
     bad.write_text(
-        open(inventory).read()
+        Path(inventory).read_text()
         + "ghost ansible_host=127.0.0.1 ansible_port=1 ansible_user=root\n"
     )
     play = _play(cli, "run: echo ok", targets="host1:ghost:host2")

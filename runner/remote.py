@@ -1,0 +1,248 @@
+"""Jobs that keep their work and output on the target: detached jobs and remote results.
+
+A child of such a job runs on its target as one shell script in a per-job directory
+(``~/.runner/jobs/<child id>-<random>/``, mode 0700, so hosts sharing a home never
+collide). The script runs in its own session and process group, independent of the SSH
+connection and of the runner, and writes into its directory:
+
+- ``pid``: its process id, which is also its process group id;
+- ``N.out`` / ``N.err``: the output of step N, stdout and stderr apart;
+- ``N.rc``: step N's exit status, once it has ended;
+- ``done``: ``Completed``, ``Failed N RC`` or ``Stopped``, written last (atomically).
+
+Everything is rendered when the job starts, so a step of such a job cannot use a result
+registered by an earlier step of the same job (the planner refuses that).
+"""
+
+from __future__ import annotations
+
+import shlex
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runner.connections.base import Connection
+
+JOBS_ROOT = ".runner/jobs"
+DONE_COMPLETED = "Completed"
+DONE_STOPPED = "Stopped"
+
+
+@dataclass(frozen=True)
+class ScriptStep:
+    """One step as the target will run it: its commands already rendered."""
+
+    index: int
+    commands: tuple[str, ...]  # several for a loop, one per item
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    sudo: bool = False
+    timeout: float | None = None
+    ignore_errors: bool = False
+    no_log: bool = False
+
+
+@dataclass
+class RemoteStatus:
+    """What the job directory on the target says now."""
+
+    exists: bool
+    alive: bool = False
+    done: str | None = None
+    sizes: dict[tuple[int, str], int] = field(default_factory=dict)
+    rcs: dict[int, int] = field(default_factory=dict)
+    pid: int | None = None
+
+    @property
+    def state(self) -> str:
+        """The child's state, as the target reports it."""
+        if self.done is not None:
+            return self.done.split()[0]
+        return "Running" if self.alive else "Failed"
+
+    @property
+    def reason(self) -> str | None:
+        if self.done is not None:
+            parts = self.done.split()
+            if parts[0] == "Failed" and len(parts) == 3:
+                return f"step {parts[1]} exited with status {parts[2]}"
+            return None
+        if not self.exists:
+            return "its job directory is gone from the target"
+        if not self.alive:
+            return "its process on the target ended without finishing (killed?)"
+        return None
+
+
+def new_directory(child_id: int) -> str:
+    """A job directory name unique per job and per host, relative to the remote home."""
+    return f"{JOBS_ROOT}/{child_id}-{uuid.uuid4().hex[:12]}"
+
+
+def _q(text: str) -> str:
+    return shlex.quote(text)
+
+
+def build_script(directory: str, steps: list[ScriptStep]) -> str:
+    """The /bin/sh script that runs every step, writing into `directory`.
+
+    Each command runs in the background and the script waits for it, so a TERM sent to
+    the job's process group reaches the script's trap at once. A step's `timeout` is a
+    watchdog that marks the step timed out, then ends the whole group.
+    """
+    lines = [
+        "#!/bin/sh",
+        f'd="$HOME"/{_q(directory)}',
+        "umask 077",
+        'finish() { echo "$1" > "$d/done.tmp" && mv "$d/done.tmp" "$d/done"; exit "${2:-0}"; }',
+        (
+            'on_term() { if [ -f "$d/timedout" ]; then '
+            'finish "Failed $(cat "$d/timedout") 124" 124; else finish Stopped 143; fi; }'
+        ),
+        "trap on_term TERM",
+        'echo $$ > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid"',
+    ]
+    for step in steps:
+        lines.extend(_step_lines(step))
+    lines.append(f"finish {DONE_COMPLETED}")
+    return "\n".join(lines) + "\n"
+
+
+def _step_lines(step: ScriptStep) -> list[str]:
+    n = step.index
+    out = "/dev/null" if step.no_log else f'"$d/{n}.out"'
+    err = "/dev/null" if step.no_log else f'"$d/{n}.err"'
+    lines = [f": > {out}; : > {err}; rc=0"]
+    if step.timeout:
+        lines.append(
+            f"(sleep {step.timeout:g} & echo $! > \"$d/watchdog\"; wait $!; "
+            f"echo {n} > \"$d/timedout\"; kill -TERM -$$) & w=$!"
+        )
+    for i, command in enumerate(step.commands):
+        run = f"{_step_command(step, command)} >> {out} 2>> {err} < /dev/null & wait $!; rc=$?"
+        guard = i > 0 and not step.ignore_errors
+        lines.append(f'if [ "$rc" -eq 0 ]; then {run}; fi' if guard else run)
+    if step.timeout:
+        lines.append('kill "$w" "$(cat "$d/watchdog")" 2>/dev/null; rm -f "$d/watchdog"')
+    lines.append(f'echo "$rc" > "$d/{n}.rc"')
+    if not step.ignore_errors:
+        lines.append(f'[ "$rc" -eq 0 ] || finish "Failed {n} $rc" "$rc"')
+    return lines
+
+
+def _step_command(step: ScriptStep, command: str) -> str:
+    body = [f"export {name}={_q(str(value))}" for name, value in step.env.items()]
+    if step.cwd:
+        body.append(f"cd {_q(step.cwd)} || exit 1")
+    body.append(command)
+    wrapped = f"sh -c {_q('; '.join(body))}"
+    if step.sudo:
+        wrapped = f'if [ "$(id -u)" -ne 0 ]; then exec sudo -n {wrapped}; else exec {wrapped}; fi'
+        wrapped = f"sh -c {_q(wrapped)}"
+    return wrapped
+
+
+def launch(conn: Connection, directory: str, script: str) -> int:
+    """Create the job directory, write the script, start it detached: one round trip.
+    Returns the job's process group id on the target."""
+    d = f'"$HOME"/{_q(directory)}'
+    marker = f"RUNNER_SCRIPT_{uuid.uuid4().hex}"
+    text = _check(
+        conn,
+        f"umask 077; mkdir -p {d} && cat > {d}/job.sh <<'{marker}'\n{script}{marker}\n"
+        f"(cd / && setsid sh {d}/job.sh > /dev/null 2>&1 < /dev/null &); "
+        f"i=0; while [ ! -s {d}/pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
+        f"cat {d}/pid",
+        f"could not start the job in ~/{directory}",
+    )
+    if not text.isdigit():
+        raise OSError(f"{conn.host}: the job in ~/{directory} did not start")
+    return int(text)
+
+
+def _check(conn: Connection, command: str, what: str) -> str:
+    """Run a short command; its stdout, or OSError with its stderr."""
+    output: list[bytes] = []
+    errors: list[bytes] = []
+
+    def collect(stream: str, data: bytes) -> None:
+        (output if stream == "stdout" else errors).append(data)
+
+    result = conn.run(command, on_output=collect, timeout=30)
+    if result.rc != 0:
+        why = b"".join(errors).decode(errors="replace").strip() or f"exit status {result.rc}"
+        raise OSError(f"{conn.host}: {what}: {why}")
+    return b"".join(output).decode(errors="replace").strip()
+
+
+_STATUS = """d="$HOME"/{dir}
+[ -d "$d" ] || {{ echo missing; exit 0; }}
+pid=$(cat "$d/pid" 2>/dev/null)
+echo "pid $pid"
+if [ -n "$pid" ] && kill -0 -"$pid" 2>/dev/null; then echo alive; fi
+[ -f "$d/done" ] && echo "done $(cat "$d/done")"
+for f in "$d"/*.out "$d"/*.err; do [ -f "$f" ] && echo "size ${{f##*/}} $(wc -c < "$f")"; done
+for f in "$d"/*.rc; do [ -f "$f" ] && echo "rc ${{f##*/}} $(cat "$f")"; done
+exit 0
+"""
+
+
+def status(conn: Connection, directory: str) -> RemoteStatus:
+    """Read the job directory's state in one round trip."""
+    return parse_status(_check(conn, _STATUS.format(dir=_q(directory)), "could not read status"))
+
+
+def parse_status(text: str) -> RemoteStatus:
+    lines = text.splitlines()
+    if lines and lines[0] == "missing":
+        return RemoteStatus(exists=False)
+    result = RemoteStatus(exists=True)
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        if word == "pid" and rest.strip().isdigit():
+            result.pid = int(rest)
+        elif word == "alive":
+            result.alive = True
+        elif word == "done":
+            result.done = rest.strip()
+        elif word == "size":
+            name, _, size = rest.partition(" ")
+            step, _, ext = name.partition(".")
+            if step.isdigit() and size.strip().isdigit():
+                stream = "stdout" if ext == "out" else "stderr"
+                result.sizes[(int(step), stream)] = int(size)
+        elif word == "rc":
+            name, _, rc = rest.partition(" ")
+            step = name.partition(".")[0]
+            if step.isdigit() and rc.strip().lstrip("-").isdigit():
+                result.rcs[int(step)] = int(rc)
+    return result
+
+
+def read(
+    conn: Connection, directory: str, step: int, stream: str, offset: int, length: int,
+    on_data: Callable[[bytes], None],
+) -> None:
+    """Stream `length` bytes of step `step`'s `stream` from byte `offset` to `on_data`."""
+    ext = "out" if stream == "stdout" else "err"
+    path = f'"$HOME"/{_q(directory)}/{int(step)}.{ext}'
+    command = f"tail -c +{int(offset) + 1} {path} | head -c {int(length)}"
+    result = conn.run(command, on_output=lambda s, d: on_data(d) if s == "stdout" else None,
+                      timeout=None)
+    if result.rc != 0:
+        raise OSError(f"could not read {directory}/{step}.{ext} on {conn.host}")
+
+
+def mark_stopped(conn: Connection, directory: str, pgid: int | None) -> None:
+    """End the job's process group on the target and record that it was stopped."""
+    if pgid:
+        conn.kill_process_group(pgid)
+    d = f'"$HOME"/{_q(directory)}'
+    _check(conn, f"[ -f {d}/done ] || echo {DONE_STOPPED} > {d}/done", "could not mark it stopped")
+
+
+def remove_directory(conn: Connection, directory: str) -> None:
+    """Delete the job directory on the target."""
+    if not directory.startswith(JOBS_ROOT + "/") or ".." in directory:
+        raise ValueError(f"refusing to remove {directory!r}")
+    _check(conn, f'rm -rf "$HOME"/{_q(directory)}', f"could not remove {directory}")

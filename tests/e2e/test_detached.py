@@ -1,0 +1,228 @@
+"""Detached jobs and results kept on the target, over real sshd: they survive the
+runner, a later invocation reconnects, and no output is lost or delivered twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import processes_matching, started_job, wait_until
+
+COUNTER = 'run: "for i in $(seq 1 {n}); do echo line $i; sleep {pause}; done"'
+
+
+def _detached_play(cli, host: str, steps: list[str], extra: str = "detach: true") -> str:
+    body = "".join(f"              - {s}\n" for s in steps)
+    return cli.playbook(
+        f"""
+        jobs:
+          - name: far
+            targets: {host}
+            {extra}
+            steps:
+"""
+        + body
+    )
+
+
+def _lines(records: list[dict]) -> list[str]:
+    return "".join(r["data"] for r in records if r["stream"] == "stdout").splitlines()
+
+
+def _remote_dir(cli, child_id: int) -> Path:
+    return Path.home() / cli.job(child_id)["RemoteDir"]
+
+
+def test_detached_job_survives_the_runner_and_is_disconnected_until_reconnected(cli, inventory):
+    play = _detached_play(cli, "host1", [COUNTER.format(n=5, pause=0.3)])
+    proc = cli("run", play, "-i", inventory, check=True)
+    assert "job 1 far started (detached)" in proc.stdout
+    child = cli.jobs()[0]["ChildJobs"][0]
+    assert cli.job(1)["State"] == "Disconnected"  # nobody is attached to it now
+    assert cli.job(child)["State"] == "Disconnected"
+    listed = json.loads(
+        cli("job", "list", "--refresh", "--format", "json", check=True).stdout
+    )
+    assert listed[0]["State"] in ("Running", "Completed")  # reconnected: the real state
+    cli("job", "wait", "1", check=True)
+    assert cli.job(1)["State"] == "Completed"
+    assert _lines(cli.receive(1)) == [f"line {i}" for i in range(1, 6)]
+
+
+def test_reconnect_delivers_what_was_produced_while_nobody_was_attached_once(cli, inventory):
+    play = _detached_play(cli, "host2", [COUNTER.format(n=8, pause=0.1)])
+    cli("run", play, "-i", inventory, check=True)
+    time.sleep(1.5)  # the job writes its output with nobody attached
+    first = _lines(cli.receive(1))
+    second = _lines(cli.receive(1))
+    assert first == [f"line {i}" for i in range(1, 9)]
+    assert second == []
+    assert cli.job(1)["HasMoreData"] is False
+
+
+def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inventory):
+    play = cli.playbook(
+        """
+        jobs:
+          - name: attached
+            targets: host3
+            steps: [{run: "sleep 30.31"}]
+          - name: counter
+            targets: host3
+            detach: true
+            steps:
+              - run: "for i in $(seq 1 50); do echo $i; sleep 0.2; done; exit 7"
+        """
+    )
+    run = cli.start("run", play, "-i", inventory)
+    started_job(cli, "attached")
+    counter = started_job(cli, "counter")
+    time.sleep(2)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait(timeout=10)
+    jobs = {j["Name"]: j for j in cli.jobs()}
+    assert jobs["attached"]["State"] == "Stopped"  # reconciled: its runner is gone
+    assert jobs["counter"]["State"] in ("Disconnected", "Running")
+    for pid in processes_matching("sleep 30.31"):  # the attached step's orphan
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(3)  # about 5 s after the start
+    early = cli.receive(counter["Id"])
+    assert early, "the first receive found nothing"
+    proc = cli("job", "wait", str(counter["Id"]), "--timeout", "30")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    late = cli.receive(counter["Id"])
+    numbers = [int(line) for line in _lines(early) + _lines(late)]
+    assert numbers == list(range(1, 51))
+    job = cli.job(counter["Id"])
+    assert job["State"] == "Failed"  # `exit 7`: the job ends with its exit status
+    show = cli("job", "show", str(counter["Id"]), check=True).stdout
+    assert "7" in show and "failed" in show
+
+
+def test_host_going_down_leaves_the_child_disconnected_and_loses_nothing(cli, inventory, fleet):
+    play = _detached_play(cli, "host5", [COUNTER.format(n=30, pause=0.1)])
+    cli("run", play, "-i", inventory, check=True)
+    child = cli.jobs()[0]["ChildJobs"][0]
+    time.sleep(0.5)
+    part1 = _lines(cli.receive(1))
+    fleet.stop_host(4)
+    try:
+        proc = cli("job", "receive", "1", "--format", "json")
+        assert proc.returncode == 0
+        job = cli.job(child)
+        assert job["State"] == "Disconnected"
+        assert "host5" in job["Reason"]
+        time.sleep(2)  # the job finishes while its host's sshd is down
+    finally:
+        fleet.start_host(4)
+    part2 = _lines(cli.receive(1))
+    numbers = [int(line.split()[1]) for line in part1 + part2]
+    assert numbers == list(range(1, 31))
+    assert cli.job(child)["State"] == "Completed"
+
+
+def test_receive_keep_twice_then_receive_then_nothing(cli, inventory):
+    play = _detached_play(cli, "host1", [COUNTER.format(n=3, pause=0)])
+    cli("run", play, "-i", inventory, check=True)
+    cli("job", "wait", "1", check=True)
+    kept1 = cli.receive(1, "--keep")
+    kept2 = cli.receive(1, "--keep")
+    assert _lines(kept1) == _lines(kept2) == ["line 1", "line 2", "line 3"]
+    assert cli.job(1)["HasMoreData"] is True
+    assert _lines(cli.receive(1)) == ["line 1", "line 2", "line 3"]
+    assert cli.receive(1) == []
+    assert cli.job(1)["HasMoreData"] is False
+
+
+def test_stop_ends_the_remote_process_group_and_remove_deletes_the_directory(cli, inventory):
+    play = _detached_play(cli, "host2", ['run: "sleep 600.41"'])
+    cli("run", play, "-i", inventory, check=True)
+    child = cli.jobs()[0]["ChildJobs"][0]
+    directory = _remote_dir(cli, child)
+    assert directory.is_dir() and oct(directory.stat().st_mode & 0o777) == "0o700"
+    wait_until(lambda: processes_matching("sleep 600.41"), what="the detached sleep")
+    cli("job", "stop", "1", check=True)
+    assert cli.job(1)["State"] == "Stopped"
+    assert processes_matching("sleep 600.41") == []
+    cli("job", "remove", "1", check=True)
+    assert cli.jobs() == []
+    assert not directory.exists()
+
+
+def test_remove_keep_remote_leaves_the_directory(cli, inventory):
+    play = _detached_play(cli, "host2", ['run: "echo kept"'])
+    cli("run", play, "-i", inventory, check=True)
+    cli("job", "wait", "1", check=True)
+    directory = _remote_dir(cli, cli.jobs()[0]["ChildJobs"][0])
+    cli("job", "remove", "1", "--keep-remote", check=True)
+    assert (directory / "0.out").read_text() == "kept\n"
+
+
+def test_failing_step_ends_the_detached_job_failed_with_status_and_stderr(cli, inventory):
+    play = _detached_play(cli, "host3", ['run: "echo ok"', 'run: "echo broken >&2; exit 3"',
+                                         'run: "echo never"'])
+    cli("run", play, "-i", inventory, check=True)
+    cli("job", "wait", "1", check=True)
+    assert cli.job(1)["State"] == "Failed"
+    records = cli.receive(1)
+    assert "".join(r["data"] for r in records if r["stream"] == "stderr") == "broken\n"
+    assert _lines(records) == ["ok"]
+    show = cli("job", "show", "1", check=True).stdout
+    assert "step 1 exited with status 3" in show
+
+
+@pytest.mark.parametrize("detach", ["detach: true", "detach: false"])
+def test_results_kept_on_the_target_never_enter_the_store(cli, inventory, detach):
+    play = _detached_play(cli, "host4", [COUNTER.format(n=4, pause=0)],
+                          extra=f"{detach}\n            results: {{to: remote}}")
+    cli("run", play, "-i", inventory, check=True)
+    cli("job", "wait", "1", check=True)
+    assert cli.job(1)["State"] == "Completed"
+    store = sqlite3.connect(cli.home / "jobs.db")
+    assert store.execute("SELECT COUNT(*) FROM output").fetchone()[0] == 0
+    assert cli.job(1)["HasMoreData"] is True
+    assert _lines(cli.receive(1, "--keep")) == [f"line {i}" for i in range(1, 5)]
+    assert _lines(cli.receive(1)) == [f"line {i}" for i in range(1, 5)]
+    assert cli.receive(1) == []
+    assert store.execute("SELECT COUNT(*) FROM output").fetchone()[0] == 0
+
+
+def test_wait_returns_for_a_disconnected_job_unless_force(cli, inventory, fleet):
+    play = _detached_play(cli, "host5", ['run: "sleep 5"'])
+    cli("run", play, "-i", inventory, check=True)
+    fleet.stop_host(4)
+    try:
+        proc = cli("job", "wait", "1", "--timeout", "20")
+        assert proc.returncode == 0
+        assert cli.job(1)["State"] == "Disconnected"
+        forced = cli("job", "wait", "1", "--force", "--timeout", "1")
+        assert forced.returncode == 124
+    finally:
+        fleet.start_host(4)
+    cli("job", "wait", "1", "--force", check=True)
+    assert cli.job(1)["State"] == "Completed"
+
+
+def test_detached_background_job_outlives_the_runner(cli, inventory):
+    play = cli.playbook(
+        """
+        jobs:
+          - name: bg
+            type: background
+            targets: host1
+            detach: true
+            steps:
+              - local: "sleep 1; echo background done"
+        """
+    )
+    proc = cli("run", play, "-i", inventory, check=True)
+    assert "(detached)" in proc.stdout
+    assert cli.job(1)["State"] == "Running"  # its own worker process runs it
+    cli("job", "wait", "1", "--timeout", "30", check=True)
+    assert cli.job(1)["State"] == "Completed"
+    assert _lines(cli.receive(1)) == ["background done"]
