@@ -120,6 +120,7 @@ def test_host_going_down_leaves_the_child_disconnected_and_loses_nothing(cli, in
         time.sleep(2)  # the job finishes while its host's sshd is down
     finally:
         fleet.start_host(4)
+    cli("job", "wait", "1", "--timeout", "60", check=True)
     part2 = _lines(cli.receive(1))
     numbers = [int(line.split()[1]) for line in part1 + part2]
     assert numbers == list(range(1, 31))

@@ -223,7 +223,7 @@ def test_ids_are_unique_and_increasing_across_invocations(cli, inventory):
 
 
 def test_thread_and_background_jobs_run_at_the_same_time_as_a_remote_job(cli, inventory):
-    step = 'run: "date +%s.%N; sleep 1; date +%s.%N"'
+    step = 'run: "date +%s.%N; sleep 3; date +%s.%N"'
     play = cli.playbook(
         f"""
         jobs:
