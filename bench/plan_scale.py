@@ -14,9 +14,8 @@ as the median of --runs runs each:
      `ansible-inventory -i INV --list`, as subprocesses over the same file.
 
 In-process runs start from freshly loaded objects each time, so no cache carries over
-from one run to the next. A run past --cap seconds is stopped and reported as missed,
-and a series whose runs together would pass the cap makes fewer runs (the table says
-how many). `--profile` adds a cProfile of one render_plan run.
+from one run to the next. A run past --cap seconds is stopped, ends its series and is
+reported as missed (the table says how many runs each median has). `--profile` adds a cProfile of one render_plan run.
 """
 
 from __future__ import annotations
@@ -165,8 +164,7 @@ def _alarm(signum: int, frame: Any) -> None:
 
 
 def repeat(runs: int, cap: float, once: Callable[[], tuple[float, Any]]) -> Timing:
-    """Median of `runs` calls of `once`; a run past the cap, or slow enough that the rest
-    would take longer than the cap, ends the series early."""
+    """Median of `runs` calls of `once`; a run stopped at the cap ends the series."""
     times: list[float] = []
     result = None
     for _ in range(runs):
@@ -175,8 +173,6 @@ def repeat(runs: int, cap: float, once: Callable[[], tuple[float, Any]]) -> Timi
         except OverCap:
             return Timing(cap, len(times) + 1, capped=True)
         times.append(seconds)
-        if sum(times) * runs / len(times) > cap:
-            break
     return Timing(statistics.median(times), len(times), result=result)
 
 
@@ -363,7 +359,8 @@ def machine() -> str:
     return (
         f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), "
         f"Python {platform.python_version()}, {platform.machine()}, "
-        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+        f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+        f"load average {os.getloadavg()[0]:.1f} (other work on the machine skews the figures)"
     )
 
 
@@ -375,7 +372,7 @@ def main() -> None:
         "--cap",
         type=float,
         default=120.0,
-        help="stop a run past this many seconds, and make fewer runs when they are this slow",
+        help="stop a run past this many seconds and make no more runs of that measure",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile render_plan")
     args = parser.parse_args()
