@@ -281,24 +281,25 @@ class Bench:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        quick = self.sizes
-        if not self.args.skip_pyinfra:
+        sizes, only = self.sizes, self.args.only
+        if not self.args.skip_pyinfra and only & {2, 3}:
             self.pyinfra, note = peers.pyinfra_venv(CACHE)
             self.notes.append(note if self.pyinfra is None else f"pyinfra {note}")
-        print("1. per step", flush=True)
-        self.per_step()
-        print("2. 10 steps x 1 host", flush=True)
-        one = self.whole("2", 1, 10, quick.reps)
-        self.compare("2", one, {"ansible": 8})
-        print(f"3. 10 steps x {quick.fleet_hosts} hosts", flush=True)
-        many = self.whole("3", quick.fleet_hosts, 10, quick.fleet_reps, floor=True)
-        self.compare("3", many, {"ansible": 10, "pyinfra": 1.5, "paramiko floor": 1.5})
-        print(f"4. 3 steps x {quick.big_hosts} hosts", flush=True)
-        self.scale()
-        print("5. start-up", flush=True)
-        self.startup()
-        print("6. big output", flush=True)
-        self.big_output()
+        sections: list[tuple[int, str, Callable[[], None]]] = [
+            (1, "per step", self.per_step),
+            (2, "10 steps x 1 host", lambda: self.compare(
+                "2", self.whole("2", 1, 10, sizes.reps), {"ansible": 8})),
+            (3, f"10 steps x {sizes.fleet_hosts} hosts", lambda: self.compare(
+                "3", self.whole("3", sizes.fleet_hosts, 10, sizes.fleet_reps, floor=True),
+                {"ansible": 10, "pyinfra": 1.5, "paramiko floor": 1.5})),
+            (4, f"3 steps x {sizes.big_hosts} hosts", self.scale),
+            (5, "start-up", self.startup),
+            (6, "big output", self.big_output),
+        ]
+        for number, title, section in sections:
+            if number in only:
+                print(f"{number}. {title}", flush=True)
+                section()
 
 
 def machine() -> str:
@@ -321,6 +322,10 @@ def _s(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def _numbers(text: str) -> set[int]:
+    return {int(part) for part in text.split(",") if part.strip()}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
@@ -329,6 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-pyinfra", action="store_true")
     parser.add_argument("--ansible-200", action="store_true",
                         help="also time ansible-playbook on the 200-host run (minutes)")
+    parser.add_argument("--only", type=_numbers, default=set(range(1, 7)), metavar="1,2,..",
+                        help="run only these sections")
     parser.add_argument("--tablefmt", default="simple", help="tabulate format (github...)")
     return parser.parse_args(argv)
 
