@@ -256,7 +256,7 @@ def remove(
                     remove_child(child)
                 except (ConnectError, OSError) as error:
                     raise RunnerError(
-                        f"job {child.id}: cannot remove ~/{child.remote_dir} on "
+                        f"job {child.id}: cannot remove {child.remote_dir} on "
                         f"{child.location} ({error}); nothing was removed "
                         "(--keep-remote removes the job and leaves the directory)"
                     ) from None

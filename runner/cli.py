@@ -70,17 +70,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rows = render_plan(plan)
     _warn(plan.warnings)
     if args.format == "json":
-        _print_json(
-            {
-                "playbook": plan.playbook.file,
-                "jobs": [
-                    {"name": jp.name, "type": jp.job.type, "hosts": list(jp.hosts)}
-                    for jp in plan.jobs
-                ],
-                "steps": [row.__dict__ for row in rows],
-                "warnings": list(plan.warnings),
-            }
-        )
+        _print_plan_json(plan, rows)
         return EXIT_OK
     from tabulate import tabulate
 
@@ -97,6 +87,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     ]
     print(tabulate(table, headers=["job", "type", "host", "step", "command", "when"]))
     return EXIT_OK
+
+
+def _print_plan_json(plan: Any, rows: list[Any]) -> None:
+    """The plan as one JSON document, a step row per line: compact and fast for 200,000
+    rows (the C encoder only serves dumps without indentation)."""
+    head = {
+        "playbook": plan.playbook.file,
+        "jobs": [{"name": jp.name, "type": jp.job.type, "hosts": list(jp.hosts)}
+                 for jp in plan.jobs],
+        "warnings": list(plan.warnings),
+    }
+    out = sys.stdout
+    out.write(json.dumps(head)[:-1] + ', "steps": [')
+    encode = json.JSONEncoder(default=str).encode
+    out.write(",".join("\n  " + encode(row.__dict__) for row in rows))
+    out.write("\n]}\n")
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:

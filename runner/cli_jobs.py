@@ -284,7 +284,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for child in children:
         steps = store.steps(child.id)
         if child.remote_dir:
-            print(f"\nJob directory of job {child.id}: {child.location}:~/{child.remote_dir}")
+            print(f"\nJob directory of job {child.id}: {child.location}:{child.remote_dir}")
         if not steps:
             continue
         print(f"\nSteps on {child.location} (job {child.id}):")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConnectError, JobStateError
+from runner.errors import ConnectError, JobStateError, RunnerError
 from runner.jobs import TERMINAL, JobState
 from runner.model import PS_JOB_TYPE_NAMES  # noqa: F401 - re-exported for reporters
 from runner.output import FileWriter, StoreWriter
@@ -343,6 +343,8 @@ class Executor:
             report = self._run_child(jp, host, child, control)
         except ConnectError as exc:
             report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
+        except (RunnerError, OSError) as exc:
+            report = ChildReport("Failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
             report = ChildReport("Failed", f"internal error: {type(exc).__name__}: {exc}")
         finally:

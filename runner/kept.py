@@ -57,7 +57,8 @@ def run_kept_child(executor: Any, jp: JobPlan, host: str, child: int, control: C
     steps = script_steps(executor, jp, host, child)
     conn = executor.sessions.acquire(jp, host)
     try:
-        directory = remote.new_directory(child)
+        root = executor.plan.inventory.host_vars(host).get("runner_job_dir")
+        directory = remote.new_directory(child, root)
         executor.store.set_runtime(child, remote_dir=directory)
         started = time.time()
         pgid = remote.launch(conn, directory, remote.build_script(directory, steps))
@@ -66,7 +67,7 @@ def run_kept_child(executor: Any, jp: JobPlan, host: str, child: int, control: C
             name = next(s.name for s in jp.steps if s.index == step.index)
             executor.store.record_step(child, step.index, name, None, "running", started, None)
         if jp.job.detach:
-            return ChildReport(JobState.Running.value, f"detached: job directory ~/{directory}")
+            return ChildReport(JobState.Running.value, f"detached: job directory {directory}")
         return _follow(executor, child, conn, directory, pgid, control)
     finally:
         executor.sessions.release(jp, host, conn)

@@ -17,7 +17,7 @@ from runner.errors import PatternError, TemplateError, UsageError
 from runner.inventory import Inventory
 from runner.model import JobDef, Playbook, SessionDef, Step
 from runner.patterns import select_hosts
-from runner.templating import Templar, Variables
+from runner.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
 NO_LOG_COMMAND = "(hidden: no_log)"
@@ -103,9 +103,9 @@ class Plan:
             self.inventory.host_vars(host),
             self.playbook.vars,
             job.vars if job else {},
-            registered or {},
+            Literal(registered or {}),
             self.extra_vars,
-            magic,
+            Literal(magic),
         )
 
 

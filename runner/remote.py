@@ -1,8 +1,8 @@
 """Jobs that keep their work and output on the target: detached jobs and remote results.
 
 A child of such a job runs on its target as one shell script in a per-job directory
-(``~/.runner/jobs/<child id>-<random>/``, mode 0700, so hosts sharing a home never
-collide). The script runs in its own session and process group, independent of the SSH
+(``~/.runner/jobs/<child id>-<random>/`` unless the host's inventory variable
+``runner_job_dir`` names another root; mode 0700; hosts sharing a home never collide). The script runs in its own session and process group, independent of the SSH
 connection and of the runner, and writes into its directory:
 
 - ``pid``: its process id, which is also its process group id;
@@ -16,14 +16,16 @@ registered by an earlier step of the same job (the planner refuses that).
 
 from __future__ import annotations
 
+import re
 import shlex
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runner.connections.base import Connection
+from runner.errors import StepError
 
-JOBS_ROOT = ".runner/jobs"
+JOBS_ROOT = "~/.runner/jobs"  # per host: the inventory variable `runner_job_dir`
 DONE_COMPLETED = "Completed"
 DONE_STOPPED = "Stopped"
 
@@ -74,13 +76,23 @@ class RemoteStatus:
         return None
 
 
-def new_directory(child_id: int) -> str:
-    """A job directory name unique per job and per host, relative to the remote home."""
-    return f"{JOBS_ROOT}/{child_id}-{uuid.uuid4().hex[:12]}"
+def new_directory(child_id: int, root: str | None = None) -> str:
+    """A job directory unique per job and per host, under `root` (`~/...` or absolute)."""
+    root = (root or JOBS_ROOT).rstrip("/")
+    if not root.startswith(("~/", "/")) or "\0" in root or ".." in root.split("/"):
+        raise StepError(f"runner_job_dir must be absolute or start with ~/, not {root!r}")
+    return f"{root}/{child_id}-{uuid.uuid4().hex[:12]}"
 
 
 def _q(text: str) -> str:
     return shlex.quote(text)
+
+
+def shell_path(directory: str) -> str:
+    """`directory` for /bin/sh on the target: `~/x` becomes "$HOME"/'x', quoted."""
+    if directory.startswith("~/"):
+        return f'"$HOME"/{_q(directory[2:])}'
+    return _q(directory)
 
 
 def build_script(directory: str, steps: list[ScriptStep]) -> str:
@@ -92,7 +104,7 @@ def build_script(directory: str, steps: list[ScriptStep]) -> str:
     """
     lines = [
         "#!/bin/sh",
-        f'd="$HOME"/{_q(directory)}',
+        f"d={shell_path(directory)}",
         "umask 077",
         'finish() { echo "$1" > "$d/done.tmp" && mv "$d/done.tmp" "$d/done"; exit "${2:-0}"; }',
         (
@@ -145,7 +157,7 @@ def _step_command(step: ScriptStep, command: str) -> str:
 def launch(conn: Connection, directory: str, script: str) -> int:
     """Create the job directory, write the script, start it detached: one round trip.
     Returns the job's process group id on the target."""
-    d = f'"$HOME"/{_q(directory)}'
+    d = shell_path(directory)
     marker = f"RUNNER_SCRIPT_{uuid.uuid4().hex}"
     text = _check(
         conn,
@@ -153,10 +165,10 @@ def launch(conn: Connection, directory: str, script: str) -> int:
         f"(cd / && setsid sh {d}/job.sh > /dev/null 2>&1 < /dev/null &); "
         f"i=0; while [ ! -s {d}/pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
         f"cat {d}/pid",
-        f"could not start the job in ~/{directory}",
+        f"could not start the job in {directory}",
     )
     if not text.isdigit():
-        raise OSError(f"{conn.host}: the job in ~/{directory} did not start")
+        raise OSError(f"{conn.host}: the job in {directory} did not start")
     return int(text)
 
 
@@ -175,7 +187,7 @@ def _check(conn: Connection, command: str, what: str) -> str:
     return b"".join(output).decode(errors="replace").strip()
 
 
-_STATUS = """d="$HOME"/{dir}
+_STATUS = """d={dir}
 [ -d "$d" ] || {{ echo missing; exit 0; }}
 pid=$(cat "$d/pid" 2>/dev/null)
 echo "pid $pid"
@@ -189,7 +201,7 @@ exit 0
 
 def status(conn: Connection, directory: str) -> RemoteStatus:
     """Read the job directory's state in one round trip."""
-    return parse_status(_check(conn, _STATUS.format(dir=_q(directory)), "could not read status"))
+    return parse_status(_check(conn, _STATUS.format(dir=shell_path(directory)), "could not read status"))
 
 
 def parse_status(text: str) -> RemoteStatus:
@@ -225,7 +237,7 @@ def read(
 ) -> None:
     """Stream `length` bytes of step `step`'s `stream` from byte `offset` to `on_data`."""
     ext = "out" if stream == "stdout" else "err"
-    path = f'"$HOME"/{_q(directory)}/{int(step)}.{ext}'
+    path = f"{shell_path(directory)}/{int(step)}.{ext}"
     command = f"tail -c +{int(offset) + 1} {path} | head -c {int(length)}"
     result = conn.run(command, on_output=lambda s, d: on_data(d) if s == "stdout" else None,
                       timeout=None)
@@ -237,12 +249,13 @@ def mark_stopped(conn: Connection, directory: str, pgid: int | None) -> None:
     """End the job's process group on the target and record that it was stopped."""
     if pgid:
         conn.kill_process_group(pgid)
-    d = f'"$HOME"/{_q(directory)}'
+    d = shell_path(directory)
     _check(conn, f"[ -f {d}/done ] || echo {DONE_STOPPED} > {d}/done", "could not mark it stopped")
 
 
 def remove_directory(conn: Connection, directory: str) -> None:
     """Delete the job directory on the target."""
-    if not directory.startswith(JOBS_ROOT + "/") or ".." in directory:
-        raise ValueError(f"refusing to remove {directory!r}")
-    _check(conn, f'rm -rf "$HOME"/{_q(directory)}', f"could not remove {directory}")
+    name = directory.rsplit("/", 1)[-1]
+    if not re.fullmatch(r"\d+-[0-9a-f]{12}", name) or ".." in directory.split("/"):
+        raise ValueError(f"refusing to remove {directory!r}: not a job directory")
+    _check(conn, f"rm -rf {shell_path(directory)}", f"could not remove {directory}")

@@ -389,12 +389,6 @@ class StepRunner:
         def on_output(stream: str, data: bytes) -> None:
             buffers[stream].feed(data)
 
-        def on_start(pgid: int) -> None:
-            try:
-                self.store.set_runtime(self.child_id, remote_pgid=pgid)
-            except Exception:  # noqa: BLE001, S110 - bookkeeping only; the step goes on
-                pass
-
         result = conn.run(
             command,
             on_output=on_output,
@@ -403,7 +397,6 @@ class StepRunner:
             cwd=cwd,
             sudo=step.sudo,
             stop_event=self.control.event,
-            on_start=on_start,
         )
         for buffer in buffers.values():
             buffer.close()

@@ -67,25 +67,34 @@ def _environment(cls: type[jinja2.Environment]) -> jinja2.Environment:
     return env
 
 
+class Literal(dict):  # type: ignore[type-arg]
+    """A layer of values used as they are, never rendered: registered results (a command's
+    output may hold `{{`, as Ansible's "unsafe" values) and the runner's own variables."""
+
+
 class Variables(Mapping[str, Any]):
-    """Layers of variables, the last layer winning, with values rendered on lookup."""
+    """Layers of variables, the last layer winning, with values rendered on lookup
+    (except in `Literal` layers)."""
 
     def __init__(self, templar: Templar, *layers: Mapping[str, Any]) -> None:
         self._templar = templar
         self._layers = [layer for layer in layers if layer]
         self._depth = 0
 
-    def raw(self, key: str) -> Any:
+    def _find(self, key: str) -> tuple[Any, bool]:
         for layer in reversed(self._layers):
             if key in layer:
-                return layer[key]
+                return layer[key], not isinstance(layer, Literal)
         if key in self._templar.env.globals:
-            return self._templar.env.globals[key]
+            return self._templar.env.globals[key], False
         raise KeyError(key)
 
+    def raw(self, key: str) -> Any:
+        return self._find(key)[0]
+
     def __getitem__(self, key: str) -> Any:
-        value = self.raw(key)
-        if not _needs_render(value):
+        value, render = self._find(key)
+        if not render or not _needs_render(value):
             return value
         if self._depth >= _MAX_DEPTH:
             raise jinja2.TemplateError(f"variable '{key}' refers to itself")
@@ -110,8 +119,9 @@ class Variables(Mapping[str, Any]):
         return sum(1 for _ in self)
 
     def child(self, *layers: Mapping[str, Any]) -> Variables:
-        """These variables with more layers on top (loop `item`, registered results)."""
-        return Variables(self._templar, *self._layers, *layers)
+        """These variables with more layers on top (loop `item`, `until`'s result): values
+        the runner made, used as they are."""
+        return Variables(self._templar, *self._layers, *(Literal(layer) for layer in layers))
 
 
 def _needs_render(value: Any) -> bool:
@@ -132,7 +142,8 @@ class Templar:
         self.native_env = _environment(jinja2.nativetypes.NativeEnvironment)
         self._cache: dict[str, jinja2.Template] = {}
         self._native_cache: dict[str, jinja2.Template] = {}
-        self._expr_cache: dict[str, Any] = {}
+        self._expr_cache: dict[str, jinja2.Template] = {}
+        self._names_cache: dict[str, frozenset[str]] = {}
 
     def _compile(self, text: str, native: bool = False) -> jinja2.Template:
         cache = self._native_cache if native else self._cache
@@ -189,11 +200,14 @@ class Templar:
         if text.startswith("{{") and text.endswith("}}"):
             text = text[2:-2]
         try:
-            compiled = self._expr_cache.get(text)
-            if compiled is None:
-                compiled = self.env.compile_expression(text, undefined_to_none=False)
-                self._expr_cache[text] = compiled
-            result = compiled(variables)
+            template = self._expr_cache.get(text)
+            if template is None:
+                # As compile_expression does, but run with a shared context (see _run):
+                # only the variables the expression reads are looked up and rendered.
+                template = self.native_env.from_string("{{ (" + text + ") }}")
+                self._expr_cache[text] = template
+            ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]
+            result = self.native_env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
             if isinstance(result, jinja2.Undefined):
                 result._fail_with_undefined_error()
             return result
@@ -201,17 +215,25 @@ class Templar:
             raise self._error(exc, str(expr), where) from None
 
     def names(self, value: Any) -> set[str]:
-        """The variable names a template (or a container of them) reads."""
+        """The variable names a template (or a container of them) reads (cached by text)."""
+        if isinstance(value, str):
+            found = self._names_cache.get(value)
+            if found is None:
+                found = self._names_cache[value] = self._parse_names(value)
+            return found
         if isinstance(value, dict):
             return set().union(*(self.names(v) for v in value.values())) if value else set()
         if isinstance(value, list):
             return set().union(*(self.names(v) for v in value)) if value else set()
+        return set()
+
+    def _parse_names(self, value: str) -> frozenset[str]:
         if not is_template(value):
-            return set()
+            return frozenset()
         try:
-            return jinja2.meta.find_undeclared_variables(self.env.parse(value))
+            return frozenset(jinja2.meta.find_undeclared_variables(self.env.parse(value)))
         except jinja2.TemplateSyntaxError:
-            return set()
+            return frozenset()
 
     def expression_names(self, expr: Any) -> set[str]:
         """The variable names a bare `when:`/`until:` expression reads."""
