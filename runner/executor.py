@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConnectError, JobStateError, RunnerError
+from runner.guard import confine_located
 from runner.jobs import TERMINAL, JobState
 from runner.model import PS_JOB_TYPE_NAMES  # noqa: F401 - re-exported for reporters
 from runner.output import FileWriter, StoreWriter
@@ -383,6 +384,7 @@ class Executor:
         child = self.child_ids[(jp.name, host)]
         if JobState(self.store.get(child).state) in TERMINAL:
             return
+        report.reason = self.plan.redactor(report.reason)
         if report.state == JobState.Running.value:  # detached: it goes on without us
             state = report.state
         else:
@@ -406,15 +408,26 @@ def open_sink(
     plan: Plan, jp: JobPlan, host: str, child: int, writer: Any, files: FileWriter, store: Any
 ) -> Any:
     """Where a child's output goes: the store's batched writer, or its own result file."""
-    if jp.job.results.to != "file":
-        return writer.write
-    files.open(child, Path(render_results_path(plan, jp, host)))
-    return files.write
+    sink = writer.write
+    if jp.job.results.to == "file":
+        files.open(child, Path(render_results_path(plan, jp, host)))
+        sink = files.write
+    redact = plan.redactor
+    if not redact:
+        return sink
+
+    def masked(job_id: int, host_: str, step: int, stream: str, data: str) -> None:
+        sink(job_id, host_, step, stream, redact(data))
+
+    return masked
 
 
 def render_results_path(plan: Plan, jp: JobPlan, host: str) -> str:
+    """A child's result file, confined to the directory the path's literal part names."""
     variables = plan.variables(host, jp.job)
-    return str(plan.templar.render(jp.job.results.path, variables, jp.job.where))
+    template = str(jp.job.results.path)
+    rendered = str(plan.templar.render(template, variables, jp.job.where))
+    return confine_located(template, rendered, "results.path", jp.job.where)
 
 
 def _batch_size(size: Any, total: int) -> int:

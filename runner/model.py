@@ -104,3 +104,4 @@ class Playbook:
     vars: dict[str, Any]
     sessions: dict[str, SessionDef]
     jobs: tuple[JobDef, ...]
+    secrets: tuple[str, ...] = ()  # names of variables whose values are masked everywhere

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from runner.errors import PatternError, TemplateError, UsageError
+from runner.guard import Redactor, confine_located, secret_values
 from runner.inventory import Inventory
 from runner.model import JobDef, Playbook, SessionDef, Step
 from runner.patterns import select_hosts
@@ -78,6 +79,20 @@ class Plan:
     @cached_property
     def _groups(self) -> dict[str, list[str]]:
         return self.inventory.groups_map()
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """Masks the values of the playbook's `secrets:` variables, for every host."""
+        names = self.playbook.secrets
+        if not names:
+            return Redactor()
+        values = [v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])]
+        for host in dict.fromkeys(h for jp in self.jobs for h in jp.hosts):
+            variables = self.variables(host)
+            for name in names:
+                if name in variables:
+                    values.extend(secret_values(self.templar.render_native(variables.raw(name), variables)))
+        return Redactor(values)
 
     def job(self, name: str) -> JobPlan:
         for job in self.jobs:
@@ -231,7 +246,8 @@ def render_plan(plan: Plan) -> list[PlannedStep]:
         for host in jp.hosts:
             variables = plan.variables(host, jp.job)
             if jp.job.results.path:
-                templar.render(jp.job.results.path, variables, jp.job.where)
+                rendered = str(templar.render(jp.job.results.path, variables, jp.job.where))
+                confine_located(jp.job.results.path, rendered, "results.path", jp.job.where)
             for step in jp.steps:
                 rows.extend(_render_step(plan, jp, host, step, variables))
     return rows
@@ -273,4 +289,4 @@ def _render_step(
         if step.cwd:
             templar.render(step.cwd, scope, step.where)
         command = NO_LOG_COMMAND if step.no_log else describe_step(step.action, args)
-        yield PlannedStep(command=command, item=item, **row)
+        yield PlannedStep(command=plan.redactor(command), item=item, **row)

@@ -33,13 +33,14 @@ def load_playbook(path: str | Path) -> Playbook:
     _check_sessions(document, jobs, sessions)
     _check_needs(document, jobs)
     _check_no_cycle(document, jobs)
-    _check_kept_on_target(document, jobs)
+    _check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ()))
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
         vars=dict(data.get("vars") or {}),
         sessions=sessions,
         jobs=jobs,
+        secrets=tuple(data.get("secrets") or ()),
     )
 
 
@@ -95,7 +96,7 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
     args = spec[action]
     return Step(
         index=index,
-        name=spec.get("name") or derive_step_name(action, args),
+        name=spec.get("name") or derive_step_name(action, "(no_log)" if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
         where=document.location(job_path + ("steps", index)),
@@ -185,7 +186,9 @@ def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
             raise document.error(message, _needs_path(document, index, position))
 
 
-def _check_kept_on_target(document: Document, jobs: tuple[JobDef, ...]) -> None:
+def _check_kept_on_target(
+    document: Document, jobs: tuple[JobDef, ...], secrets: frozenset[str]
+) -> None:
     """Jobs that run on without the runner (detach, results kept on the target) are
     rendered whole when they start: only shell steps, nothing that needs the runner."""
     from runner.templating import Templar
@@ -206,7 +209,7 @@ def _check_kept_on_target(document: Document, jobs: tuple[JobDef, ...]) -> None:
         registered: set[str] = set()
         for position, step in enumerate(job.steps):
             where = path + ("steps", position)
-            why = _not_on_target(step, registered, templar)
+            why = _not_on_target(step, registered, secrets, templar)
             if why:
                 kind = "a detached job" if job.detach else "a job with results.to: remote"
                 raise document.error(f"{why}: {kind} runs on the target without the runner",
@@ -215,15 +218,20 @@ def _check_kept_on_target(document: Document, jobs: tuple[JobDef, ...]) -> None:
                 registered.add(step.register)
 
 
-def _not_on_target(step: Step, registered: set[str], templar: Any) -> str | None:
+def _not_on_target(
+    step: Step, registered: set[str], secrets: frozenset[str], templar: Any
+) -> str | None:
     if step.action not in ("run",):
         return f"'{step.action}' steps cannot run in it, only 'run'"
     if step.until or step.retries:
         return "'retries'/'until' cannot be used in it"
-    used = (templar.names(step.args) | templar.expression_names(step.when)
-            | templar.names(step.loop)) & registered
-    if used:
-        return f"uses '{min(used)}', registered by an earlier step of the same job"
+    reads = (templar.names(step.args) | templar.expression_names(step.when)
+             | templar.names(step.loop) | templar.names(step.env) | templar.names(step.cwd))
+    if reads & registered:
+        return f"uses '{min(reads & registered)}', registered by an earlier step of the same job"
+    if reads & secrets and not step.no_log:
+        return (f"uses secret '{min(reads & secrets)}' without no_log: its output is read "
+                "later, where the secret is not known to mask it")
     return None
 
 

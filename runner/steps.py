@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConnectError, RunnerError, TemplateError
+from runner.guard import confine
 from runner.model import Step
 from runner.output import LineBuffer
 from runner.planner import JobPlan, Plan, describe_step
@@ -139,6 +140,7 @@ class StepRunner:
         )
         self.diff = diff
         self.templar = plan.templar
+        self.redact = plan.redactor
 
     # -- the child -------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ class StepRunner:
 
     def _record(self, step: Step, outcome: StepOutcome, started: float) -> None:
         ended = time.time()
+        outcome.error = self.redact(outcome.error)
         self.store.record_step(
             self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
             outcome.error,
@@ -271,6 +274,8 @@ class StepRunner:
         if action == "script":
             return self._script(step, str(args), env, cwd)
         try:
+            if "dest" in args:
+                confine(str(step.args["dest"]), str(args["dest"]), f"{action} dest")
             if action in ("put", "template") and (self.check or self.diff):
                 return self._write_with_diff(step, args, variables)
             if action == "put":
@@ -298,7 +303,7 @@ class StepRunner:
     def _notify(self, event: str, step: Step, text: str) -> None:
         handler = getattr(self.events, event, None)
         if handler is not None:
-            handler(self.jp, self.host, step, text)
+            handler(self.jp, self.host, step, self.redact(text))
 
     def _write_with_diff(self, step: Step, args: dict[str, Any], variables: Any) -> StepOutcome:
         """put/template under --diff or --check: compare with the target's file first;
@@ -380,7 +385,7 @@ class StepRunner:
                 if not step.no_log:
                     self.sink(self.child_id, self.host, step.index, stream, text)
                 if self.events is not None and not step.no_log:
-                    self.events.output(self.jp, self.host, stream, text)
+                    self.events.output(self.jp, self.host, stream, self.redact(text))
 
             return emit
 

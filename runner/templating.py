@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import jinja2.nativetypes
+import jinja2.sandbox
 
 from runner.errors import TemplateError
 from runner.model import Location
@@ -59,6 +60,11 @@ FILTERS = {
     "b64decode": lambda v: base64.b64decode(str(v)).decode(),
     "mandatory": _mandatory,
 }
+
+
+class _SandboxedNative(jinja2.sandbox.ImmutableSandboxedEnvironment,
+                       jinja2.nativetypes.NativeEnvironment):
+    """Renders to Python values (a loop's list), inside the same sandbox."""
 
 
 def _environment(cls: type[jinja2.Environment]) -> jinja2.Environment:
@@ -138,8 +144,10 @@ class Templar:
     """Renders strings and evaluates conditions; compiled templates are cached by text."""
 
     def __init__(self) -> None:
-        self.env = _environment(jinja2.Environment)
-        self.native_env = _environment(jinja2.nativetypes.NativeEnvironment)
+        # Sandboxed: a value from an inventory or -e is rendered too (as Ansible does), so
+        # it must not reach Python internals ('{{ "".__class__ }}') or mutate data.
+        self.env = _environment(jinja2.sandbox.ImmutableSandboxedEnvironment)
+        self.native_env = _environment(_SandboxedNative)
         self._cache: dict[str, jinja2.Template] = {}
         self._native_cache: dict[str, jinja2.Template] = {}
         self._expr_cache: dict[str, jinja2.Template] = {}

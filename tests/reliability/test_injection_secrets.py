@@ -1,0 +1,276 @@
+"""No one let in: injected values never run as shell, paths built from variables stay in
+their directory, secrets appear in no artifact, and what the runner writes is private."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWNED4 #"
+
+
+def runner(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RUNNER_HOME": str(work / "home"), "CI": "true"}
+    return subprocess.run(  # noqa: PLW1510 - each test reads the exit code
+        [sys.executable, "-m", "runner", *args],
+        cwd=work, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    write(tmp_path / "hosts.yml", f"""
+        all:
+          hosts:
+            web1:
+              ansible_connection: local
+              evil: {json.dumps(EVIL)}
+        """)
+    return tmp_path
+
+
+def _pwned(work: Path) -> list[str]:
+    return sorted(p.name for p in work.rglob("PWNED*"))
+
+
+# -- injection ----------------------------------------------------------------------------
+
+
+def test_injected_inventory_and_extra_vars_never_run_when_quoted_or_in_env(work):
+    (work / "vars.yml").write_text(json.dumps({"evil2": EVIL.replace("PWNED", "PWNEDX")}))
+    play = write(work / "play.yml", """
+        jobs:
+          - name: safe
+            targets: web1
+            steps:
+              - run: "printf '%s' {{ evil | quote }}"
+              - run: printf '%s' "$EVIL"
+                env: {EVIL: "{{ evil }}"}
+              - run: "printf '%s' {{ evil2 | quote }}"
+              - run: pwd
+                cwd: "{{ dir }}"
+        """)
+    weird_dir = work / "dir $(touch PWNED5) `x`"
+    weird_dir.mkdir()
+    proc = runner(work, "run", str(play), "-i", "hosts.yml", "-e", "@vars.yml",
+                  "-e", json.dumps({"dir": str(weird_dir)}))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _pwned(work) == []
+    records = json.loads(runner(work, "job", "receive", "1", "--format", "json").stdout)
+    by_step = {}
+    for r in records:
+        by_step[r["step"]] = by_step.get(r["step"], "") + r["data"]
+    assert by_step[0] == EVIL and by_step[1] == EVIL
+    assert by_step[2] == EVIL.replace("PWNED", "PWNEDX")
+    assert by_step[3].strip() == str(weird_dir)
+
+
+def test_a_value_cannot_reach_python_through_the_template_engine(work):
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: web1
+            steps:
+              - run: "echo {{ payload }}"
+        """)
+    payload = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
+    proc = runner(work, "run", str(play), "-i", "hosts.yml", "-e", json.dumps({"payload": payload}))
+    assert proc.returncode == 4  # refused while planning: nothing runs
+    assert "jobs[0].steps[0]: template error: access to attribute '__class__'" in proc.stderr
+    assert "unsafe" in proc.stderr
+    assert json.loads(runner(work, "job", "list", "--format", "json").stdout) == []
+
+
+def test_only_an_unquoted_value_written_into_run_by_the_author_runs(work):
+    """The one documented way a value becomes shell: the author wrote it into `run:`
+    without `| quote`. This is what `| quote` is for."""
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: web1
+            steps:
+              - run: "echo {{ value }}"
+        """)
+    runner(work, "run", str(play), "-i", "hosts.yml", "-e", json.dumps({"value": "x; touch PWNED9"}))
+    assert _pwned(work) == ["PWNED9"]
+
+
+# -- paths ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/../../escaped", "../out2/escaped"])
+def test_results_path_built_from_a_variable_cannot_leave_its_directory(work, name):
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: web1
+            steps: [{run: "echo hi"}]
+            results: {to: file, path: "out/{{ where }}.log"}
+        """)
+    proc = runner(work, "run", str(play), "-i", "hosts.yml", "-e", f"where={name}")
+    assert proc.returncode == 4
+    line = proc.stderr.strip()
+    assert line.startswith(f"{play}:2:5: jobs[0]: results.path") and "leaves 'out/'" in line
+    assert "\n" not in line and "Traceback" not in proc.stderr
+    assert not (work.parent / "escaped.log").exists() and not (work / "escaped.log").exists()
+    assert not (work / "out2").exists()
+    assert json.loads(runner(work, "job", "list", "--format", "json").stdout) == []
+
+
+def test_results_path_from_a_host_name_cannot_climb(work):
+    write(work / "hosts.ini", "../../climber ansible_connection=local\n")
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: all
+            steps: [{run: "echo hi"}]
+            results: {to: file, path: "{{ inventory_hostname }}.log"}
+        """)
+    proc = runner(work, "run", str(play), "-i", "hosts.ini")
+    assert proc.returncode == 4
+    assert "results.path '../../climber.log' leaves '.'" in proc.stderr
+    assert not (work.parent.parent / "climber.log").exists()
+
+
+@pytest.mark.parametrize("action", ["put", "template", "get"])
+def test_transfer_destinations_built_from_variables_stay_in_their_directory(work, action):
+    (work / "src.txt").write_text("content {{ inventory_hostname }}\n")
+    (work / "dest").mkdir()
+    src = str(work / "src.txt")
+    play = write(work / "play.yml", f"""
+        jobs:
+          - name: j
+            targets: web1
+            steps:
+              - {action}: {{src: "{src}", dest: "{work}/dest/{{{{ name }}}}"}}
+        """)
+    for name, ok in (("fine.txt", True), ("../escaped.txt", False), ("a/../../escaped.txt", False)):
+        proc = runner(work, "run", str(play), "-i", "hosts.yml", "-e", f"name={name}")
+        assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
+        if not ok:
+            assert "leaves" in proc.stdout and "escaped.txt" in proc.stdout
+    assert (work / "dest" / "fine.txt").exists()
+    assert not (work / "escaped.txt").exists()
+
+
+def test_a_nul_byte_in_a_path_is_refused(work):
+    write(work / "vars.yml", 'name: "a\\0b"\n')
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: web1
+            steps: [{run: "true"}]
+            results: {to: file, path: "out/{{ name }}"}
+        """)
+    proc = runner(work, "run", str(play), "-i", "hosts.yml", "-e", "@vars.yml")
+    assert proc.returncode == 4
+    assert "NUL" in proc.stderr
+
+
+# -- secrets --------------------------------------------------------------------------------
+
+SECRET = "Sup3r-S3cret-Pa55"
+TOKEN = "tok-9f8e7d6c5b4a"
+NO_LOG = "NoLogValue-1234"
+
+
+def test_secrets_and_no_log_output_appear_in_no_artifact(work):
+    write(work / "hosts.ini", f"web1 ansible_connection=local db_password={SECRET}\n")
+    play = write(work / "play.yml", f"""
+        secrets: [db_password, api_token]
+        jobs:
+          - name: uses-secrets
+            targets: web1
+            steps:
+              - run: "echo password is {{{{ db_password }}}} and token {{{{ api_token }}}}"
+              - run: printf '%s\\n' "$PW"
+                env: {{PW: "{{{{ db_password }}}}"}}
+              - run: echo {NO_LOG}; echo {NO_LOG} >&2
+                no_log: true
+              - run: "echo bad {{{{ db_password }}}} >&2; exit 3"
+          - name: to-file
+            targets: web1
+            steps: [{{run: "echo file {{{{ api_token }}}}"}}]
+            results: {{to: file, path: "results/{{{{ job }}}}.log"}}
+        """)
+    plan = runner(work, "plan", str(play), "-i", "hosts.ini", "-e", f"api_token={TOKEN}")
+    run = runner(work, "run", str(play), "-i", "hosts.ini", "-e", f"api_token={TOKEN}",
+                 "-vv", "--junit", "report.xml", "--format", "json")
+    assert run.returncode == 2, run.stderr
+    received = runner(work, "job", "receive", "1", "--keep", "--format", "json")
+    show = runner(work, "job", "show", "2")
+    listing = runner(work, "job", "list", "--children", "--format", "json")
+    assert "password is ******** and token ********" in received.stdout
+    assert "bad ********" in received.stdout
+    artifacts = {
+        "plan": plan.stdout + plan.stderr,
+        "run": run.stdout + run.stderr,
+        "receive": received.stdout + received.stderr,
+        "show": show.stdout,
+        "list": listing.stdout,
+    }
+    for path in [work / "report.xml", *work.glob("results/**/*"), *(work / "home").glob("*")]:
+        if path.is_file():
+            artifacts[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+    assert any(name.endswith("jobs.db") for name in artifacts)
+    for name, text in artifacts.items():
+        for secret in (SECRET, TOKEN, NO_LOG):
+            assert secret not in text, f"{secret} leaked into {name}"
+    assert "file ********" in (work / "results" / "to-file.log").read_text()
+
+
+def test_a_detached_job_may_not_use_a_secret_without_no_log(work):
+    play = write(work / "play.yml", """
+        secrets: [pw]
+        vars: {pw: hidden-value}
+        jobs:
+          - name: j
+            targets: web1
+            detach: true
+            steps: [{run: "echo {{ pw }}"}]
+        """)
+    proc = runner(work, "validate", str(play))
+    assert proc.returncode == 4
+    assert "uses secret 'pw' without no_log" in proc.stderr
+
+
+# -- permissions ----------------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_store_known_hosts_and_result_files_are_private(work, fleet):
+    inventory = fleet.write_inventory(work / "fleet.ini")
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: host1
+            steps: [{run: "echo hi"}]
+            results: {to: file, path: "results/deep/{{ inventory_hostname }}.log"}
+        """)
+    old = os.umask(0o022)
+    try:
+        proc = runner(work, "run", str(play), "-i", str(inventory))
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    home = work / "home"
+    assert _mode(home) == 0o700
+    assert _mode(home / "jobs.db") == 0o600
+    assert _mode(home / "known_hosts") == 0o600
+    assert _mode(work / "results" / "deep" / "host1.log") == 0o600
+    assert _mode(work / "results" / "deep") == 0o700
