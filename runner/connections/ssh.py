@@ -291,8 +291,11 @@ class _ChannelPump:
             last_heard = self._check_alive(last_heard)
         self._drain()
         self._finished = True
+        rc = self._exit_status()
+        if rc == -1 and not self.connection.is_open:  # closed by the peer going away
+            raise self._lost()
         return RunResult(
-            rc=self._exit_status(),
+            rc=rc,
             timed_out=reason == "timed_out",
             stopped=reason == "stopped",
             pgid=self.pgid,
@@ -314,8 +317,14 @@ class _ChannelPump:
         if channel.eof_received or channel.closed:
             return True
         if not self.connection.is_open:
-            raise ConnectError(self.connection.host, "connection lost while running")
+            raise self._lost()
         return False
+
+    def _lost(self) -> ConnectError:
+        conn = self.connection
+        return ConnectError(
+            conn.host, f"connection to {conn.address}:{conn.port} lost while a step ran"
+        )
 
     def _drain(self) -> bool:
         """Forward what has arrived; True if anything had."""
