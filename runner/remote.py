@@ -8,7 +8,10 @@ connection and of the runner, and writes into its directory:
 - ``pid``: its process id, which is also its process group id;
 - ``N.out`` / ``N.err``: the output of step N, stdout and stderr apart;
 - ``N.rc``: step N's exit status, once it has ended;
-- ``done``: ``Completed``, ``Failed N RC`` or ``Stopped``, written last (atomically).
+- ``done``: ``Completed``, ``Failed N RC`` or ``Stopped``, written last (atomically);
+  ``Failed N RC nospace`` when the target's disk filled up during step N;
+- ``reserve``: a few KiB held from the start and freed to write ``N.rc`` and ``done``,
+  so a full disk is reported rather than leaving a job that ends without a word.
 
 Everything is rendered when the job starts, so a step of such a job cannot use a result
 registered by an earlier step of the same job (the planner refuses that).
@@ -28,6 +31,8 @@ from runner.errors import StepError
 JOBS_ROOT = "~/.runner/jobs"  # per host: the inventory variable `runner_job_dir`
 DONE_COMPLETED = "Completed"
 DONE_STOPPED = "Stopped"
+DONE_NO_SPACE = "nospace"
+RESERVE_BYTES = 16384  # room for the last files on a full disk: a few blocks of any size
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,12 @@ class RemoteStatus:
     def reason(self) -> str | None:
         if self.done is not None:
             parts = self.done.split()
+            if parts[0] == "Failed" and parts[3:] == [DONE_NO_SPACE]:
+                return (
+                    f"no space left on device in its job directory on the target during step"
+                    f" {parts[1]} (its output may be incomplete); the step exited with status"
+                    f" {parts[2]}"
+                )
             if parts[0] == "Failed" and len(parts) == 3:
                 return f"step {parts[1]} exited with status {parts[2]}"
             return None
@@ -100,13 +111,20 @@ def build_script(directory: str, steps: list[ScriptStep]) -> str:
 
     Each command runs in the background and the script waits for it, so a TERM sent to
     the job's process group reaches the script's trap at once. A step's `timeout` is a
-    watchdog that marks the step timed out, then ends the whole group.
+    watchdog that marks the step timed out, then ends the whole group. After each step a
+    one-byte write probes the disk: when it fails, the reserve is freed and the job ends
+    `Failed ... nospace`, since the step's output may have been cut short.
     """
     lines = [
         "#!/bin/sh",
         f"d={shell_path(directory)}",
         "umask 077",
-        'finish() { echo "$1" > "$d/done.tmp" && mv "$d/done.tmp" "$d/done"; exit "${2:-0}"; }',
+        (
+            'finish() { rm -f "$d/reserve"; echo "$1" > "$d/done.tmp" && '
+            'mv "$d/done.tmp" "$d/done"; exit "${2:-0}"; }'
+        ),
+        'full() { printf x 2>/dev/null > "$d/space"; r=$?; rm -f "$d/space"; [ "$r" -ne 0 ]; }',
+        f'head -c {RESERVE_BYTES} /dev/zero 2>/dev/null > "$d/reserve" || rm -f "$d/reserve"',
         (
             'on_term() { if [ -f "$d/timedout" ]; then '
             'finish "Failed $(cat "$d/timedout") 124" 124; else finish Stopped 143; fi; }'
@@ -136,6 +154,10 @@ def _step_lines(step: ScriptStep) -> list[str]:
         lines.append(f'if [ "$rc" -eq 0 ]; then {run}; fi' if guard else run)
     if step.timeout:
         lines.append('kill "$w" "$(cat "$d/watchdog")" 2>/dev/null; rm -f "$d/watchdog"')
+    lines.append(
+        f'if full; then rm -f "$d/reserve"; echo "$rc" > "$d/{n}.rc"; '
+        f'finish "Failed {n} $rc {DONE_NO_SPACE}" 1; fi'
+    )
     lines.append(f'echo "$rc" > "$d/{n}.rc"')
     if not step.ignore_errors:
         lines.append(f'[ "$rc" -eq 0 ] || finish "Failed {n} $rc" "$rc"')
