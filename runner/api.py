@@ -182,6 +182,21 @@ def run(
     return the_plan, executor.run()
 
 
+def resolve_job(store: Any, token: str | int) -> int:
+    """A job named on the command line: its id, or a name standing for the newest parent
+    job of that name (as `Receive-Job -Name` selects by name)."""
+    from runner.errors import JobNotFoundError
+
+    text = str(token).strip()
+    if text.isdigit():
+        store.get(int(text))  # JobNotFoundError: no job with id N
+        return int(text)
+    named = [r for r in store.list_jobs() if r.name == text]
+    if not named:
+        raise JobNotFoundError(f"no job with id or name {text!r}")
+    return named[-1].id
+
+
 def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
     """Reconnect to jobs kept on their targets (detached, remote results) and bring
     their state and output up to date; return the problems met (unreachable hosts)."""

@@ -61,11 +61,11 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p.set_defaults(func=cmd_list)
 
     p = jsub.add_parser("show", help="a job, its children and their steps")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="ID|NAME", help="a job id, or a name: the newest job of that name")
     p.set_defaults(func=cmd_show)
 
     p = jsub.add_parser("receive", help="output not yet received (Receive-Job)")
-    p.add_argument("id", type=int)
+    p.add_argument("id", metavar="ID|NAME", help="a job id, or a name: the newest job of that name")
     p.add_argument("--keep", action="store_true", help="do not mark the output received")
     p.add_argument("--wait", action="store_true", help="follow the job until it finishes")
     p.add_argument("--host", help="only the child job on this host")
@@ -73,18 +73,18 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p.set_defaults(func=cmd_receive)
 
     p = jsub.add_parser("wait", help="wait until jobs finish (Wait-Job)")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME")
     p.add_argument("--any", action="store_true", help="return when the first one finishes")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
     p.add_argument("--force", action="store_true", help="do not return for Disconnected jobs")
     p.set_defaults(func=cmd_wait)
 
     p = jsub.add_parser("stop", help="stop jobs and end their processes (Stop-Job)")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME")
     p.set_defaults(func=cmd_stop)
 
     p = jsub.add_parser("remove", help="delete finished jobs and their output (Remove-Job)")
-    p.add_argument("ids", type=int, nargs="+", metavar="ID")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME")
     p.add_argument("--force", action="store_true", help="stop unfinished jobs first")
     p.add_argument("--keep-remote", action="store_true",
                    help="leave the job directories on the targets")
@@ -270,6 +270,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
+    args.id = api.resolve_job(store, args.id)
     record = store.get(args.id)
     d = _record_dict(record)
     for key in ("Id", "Name", "PSJobTypeName", "State", "Reason", "HasMoreData", "Location",
@@ -299,6 +300,7 @@ def cmd_receive(args: argparse.Namespace) -> int:
     from runner.jobs import is_terminal
 
     store = api.open_store()
+    args.id = api.resolve_job(store, args.id)
     record = store.get(args.id)
     if args.host is not None and args.host not in {c.location for c in store.children(args.id)}:
         raise RunnerError(f"job {args.id} has no child job on host '{args.host}'")
@@ -340,8 +342,7 @@ def cmd_wait(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
-    for job_id in args.ids:
-        store.get(job_id)
+    args.ids = [api.resolve_job(store, token) for token in args.ids]
     pending = api.wait(store, args.ids, any_=args.any, timeout=args.timeout, force=args.force)
     if pending:
         print(f"timed out after {args.timeout:g} s; still running:", file=sys.stderr)
@@ -355,6 +356,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
+    args.ids = [api.resolve_job(store, token) for token in args.ids]
     pending = api.stop(store, args.ids)
     print(_table([store.get(job_id) for job_id in args.ids]))
     if pending:
@@ -367,5 +369,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
+    args.ids = [api.resolve_job(store, token) for token in args.ids]
     api.remove(store, args.ids, force=args.force, keep_remote=args.keep_remote)
     return EXIT_OK

@@ -65,6 +65,12 @@ def test_every_example_plans_and_runs_on_the_local_inventory(playbook, tmp_path)
     listed = json.loads(
         runner("job", "list", "--format", "json", home=tmp_path / "home").stdout
     )
+    ids = [str(j["Id"]) for j in listed]
+    waited = runner("job", "wait", *ids, "--force", "--timeout", "60", home=tmp_path / "home")
+    assert waited.returncode == 0, waited.stdout + waited.stderr  # detached ones too
+    listed = json.loads(
+        runner("job", "list", "--format", "json", home=tmp_path / "home").stdout
+    )
     assert listed and {j["State"] for j in listed} == {"Completed"}
 
 
@@ -236,7 +242,7 @@ def test_a_directory_as_playbook_exit_4(tmp_path):
         ["plan", "x.yml", "-e", "not a pair"],
         ["job", "wait"],
         ["job", "list", "--format", "xml"],
-        ["job", "receive", "one"],
+        ["job", "receive"],
         ["plan", "playbooks/hello.yml", "--start-at-job", "nosuchjob"],
     ],
     ids=lambda a: " ".join(a) or "(nothing)",
@@ -253,6 +259,18 @@ def test_unknown_job_id_is_a_one_line_error(tmp_path):
         proc = runner(*command, home=tmp_path)
         assert proc.returncode == 1
         assert "no job with id 42" in one_error_line(proc)
+
+
+def test_a_job_can_be_named_instead_of_numbered(tmp_path):
+    run = runner("run", "playbooks/hello.yml", "-i", "inventory/local.ini", home=tmp_path)
+    assert run.returncode == 0
+    again = runner("run", "playbooks/hello.yml", "-i", "inventory/local.ini", home=tmp_path)
+    newest = json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout)[-1]
+    shown = runner("job", "show", "hello", home=tmp_path)
+    assert again.returncode == 0 and f"Id            : {newest['Id']}" in shown.stdout
+    missing = runner("job", "receive", "nosuch", home=tmp_path)
+    assert missing.returncode == 1
+    assert "no job with id or name 'nosuch'" in one_error_line(missing)
 
 
 def test_version_and_help():

@@ -29,6 +29,8 @@ def fleet_inventory(fleet, tmp_path):
 def test_example_runs_over_ssh(playbook, cli, fleet_inventory):
     proc = cli("run", str(playbook), "-i", fleet_inventory)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = [str(j["Id"]) for j in cli.jobs()]
+    cli("job", "wait", *ids, "--force", "--timeout", "60", check=True)  # detached ones too
     jobs = cli.jobs("--children")
     assert jobs and {j["State"] for j in jobs} == {"Completed"}
     assert "RECAP" in proc.stdout
