@@ -13,6 +13,7 @@ second channel.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import select
 import shlex
@@ -40,6 +41,11 @@ from runner.connections.base import (
 )
 from runner.errors import ConnectError, HostKeyError
 from runner.knownhosts import AcceptNewPolicy, KnownHosts
+
+# paramiko's transport thread logs what ended it (a banner timeout...) with a traceback,
+# which Python prints to stderr when nobody configured logging; the reason is reported
+# once, as one line, by `SSHConnection._reason`.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 PGID_MARKER = b"\x1erunner-pgid "
 DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's channel stays open
@@ -99,9 +105,7 @@ class SSHConnection(Connection):
             config=fabric.Config(overrides={"load_ssh_configs": False}),
             connect_kwargs={
                 "sock": sock,
-                "key_filename": self.key_file,
-                "look_for_keys": False,
-                "allow_agent": False,
+                **self._identities(),
                 "timeout": remaining,
                 "banner_timeout": remaining,
                 "auth_timeout": remaining,
@@ -125,6 +129,12 @@ class SSHConnection(Connection):
         _report_exit_signals(conn.transport)
         return conn
 
+    def _identities(self) -> dict[str, object]:
+        """The inventory's key alone; without one, the agent and ~/.ssh/id_* as OpenSSH."""
+        if self.key_file:
+            return {"key_filename": self.key_file, "look_for_keys": False, "allow_agent": False}
+        return {"look_for_keys": True, "allow_agent": True}
+
     def _dial(self) -> socket.socket:
         """A TCP socket to the host with TCP_NODELAY and TCP keepalives on."""
         try:
@@ -138,8 +148,10 @@ class SSHConnection(Connection):
     def _reason(self, error: BaseException) -> str:
         """One line saying why connecting failed."""
         where = f"{self.address}:{self.port}"
-        if isinstance(error, paramiko.AuthenticationException):
-            return f"authentication failed for user {self.user} with key {self.key_file}"
+        no_methods = "No authentication methods" in str(error)  # no key at all to offer
+        if isinstance(error, paramiko.AuthenticationException) or no_methods:
+            keys = f"key {self.key_file}" if self.key_file else "the agent and ~/.ssh/id_* keys"
+            return f"authentication failed for user {self.user} with {keys}"
         if isinstance(error, FileNotFoundError) and self.key_file:
             return f"private key file not found: {self.key_file}"
         if isinstance(error, (socket.timeout, TimeoutError)) or _caused_by_timeout(error):
