@@ -94,8 +94,8 @@ def test_host_that_accepts_and_never_answers_times_out_by_name(cli, faulty_fleet
         silent.bind((address, 0))
         silent.listen(8)  # the kernel completes the handshake; nobody ever speaks
         port = silent.getsockname()[1]
-        line = _host_line(faulty_fleet, 0, ansible_host=address, ansible_port=str(port))
-        inventory = _inventory(tmp_path / "hosts.ini", [line.replace("fault1", "mute1", 1)])
+        line = f"mute1 ansible_host={address} ansible_port={port}"  # no user, no key: defaults
+        inventory = _inventory(tmp_path / "hosts.ini", [line])
         play = cli.playbook(
             """
             sessions:
@@ -108,21 +108,36 @@ def test_host_that_accepts_and_never_answers_times_out_by_name(cli, faulty_fleet
         )
         proc = cli("run", play, "-i", inventory, timeout=60)
     assert proc.returncode == EXIT_UNREACHABLE, proc.stdout + proc.stderr
-    assert "mute1" in proc.stdout and "timed out" in proc.stdout, proc.stdout
+    said = next(x for x in proc.stdout.splitlines() if "Failed" in x and "mute1" in x)
+    assert f"{address}:{port} timed out after 1 s" in said, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr  # paramiko's own log stays quiet
     child = _children(cli)["mute1"]
     assert child["State"] == "Failed" and "timed out" in child["Reason"]
 
 
-def test_wrong_key_is_an_authentication_failure_naming_user_and_key(cli, faulty_fleet, tmp_path):
+@pytest.mark.parametrize("key", ["stranger", "none"])
+def test_wrong_key_is_an_authentication_failure_naming_user_and_key(
+    cli, faulty_fleet, tmp_path, key
+):
+    """A key the host does not accept, or no key in the inventory and none of the
+    controller's own defaults (an empty HOME, no agent) that it accepts."""
     stranger = tmp_path / "stranger_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
                    check=True, stdin=subprocess.DEVNULL)
-    line = _host_line(faulty_fleet, 0, ansible_ssh_private_key_file=str(stranger))
+    if key == "stranger":
+        line = _host_line(faulty_fleet, 0, ansible_ssh_private_key_file=str(stranger))
+        named = f"with key {stranger}"
+    else:
+        line = _host_line(faulty_fleet, 0).split(" ansible_ssh_private_key_file=")[0]
+        cli.env = {**cli.env, "HOME": str(tmp_path)}
+        cli.env.pop("SSH_AUTH_SOCK", None)
+        named = "with the agent and ~/.ssh/id_* keys"
     inventory = _inventory(tmp_path / "hosts.ini", [line])
     proc = cli("run", _play(cli, "fault1", {"run": "true"}), "-i", inventory)
     assert proc.returncode == EXIT_UNREACHABLE, proc.stdout + proc.stderr
-    message = next(x for x in proc.stdout.splitlines() if "authentication failed" in x)
-    assert "fault1" in message and "root" in message and str(stranger) in message
+    said = next(x for x in proc.stdout.splitlines() if "Failed" in x and "fault1" in x)
+    assert f"authentication failed for user root {named}" in said, said
+    assert "Traceback" not in proc.stderr, proc.stderr
     assert "authentication failed" in _children(cli)["fault1"]["Reason"]
 
 
