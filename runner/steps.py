@@ -45,7 +45,8 @@ class Control:
         self.reason = ""
         self.fail = False  # a job timeout fails the job; a user's stop stops it
         self._children: list[Control] = []
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler may call stop() while this thread is inside it.
+        self._lock = threading.RLock()
         if parent is not None:
             parent._adopt(self)
 
