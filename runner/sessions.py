@@ -86,13 +86,23 @@ def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float)
     info = plan.inventory.connection(host)
     if session is not None and session.connect_timeout:
         connect_timeout = session.connect_timeout
+    given = plan.inventory.host_vars(host)
+    config: dict[str, Any] = {}
+    if info.connection != "local":
+        from runner.connections.sshconfig import lookup
+
+        config = lookup(info.address)
+    port = session.port if session is not None and session.port else None
+    if port is None:
+        port = info.port if "ansible_port" in given else config.get("port", info.port)
+    user = session.user if session is not None and session.user else info.user
     return {
         "connection": info.connection,
-        "address": info.address,
-        "port": session.port if session is not None and session.port else info.port,
-        "user": (session.user if session is not None and session.user else info.user)
-        or getpass.getuser(),
-        "key_file": info.key_file,
+        "address": info.address if "ansible_host" in given else config.get("address",
+                                                                           info.address),
+        "port": port,
+        "user": user or config.get("user") or getpass.getuser(),
+        "key_file": info.key_file or config.get("key_file"),
         "connect_timeout": connect_timeout,
     }
 
