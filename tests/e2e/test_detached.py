@@ -35,7 +35,7 @@ def _lines(records: list[dict]) -> list[str]:
 
 
 def _remote_dir(cli, child_id: int) -> Path:
-    return Path.home() / cli.job(child_id)["RemoteDir"]
+    return Path(cli.job(child_id)["RemoteDir"]).expanduser()
 
 
 def test_detached_job_survives_the_runner_and_is_disconnected_until_reconnected(cli, inventory):
