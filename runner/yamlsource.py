@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
+from yaml.events import CollectionEndEvent, CollectionStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from runner.errors import LocatedError, PlaybookError
 from runner.model import Location
@@ -32,6 +34,7 @@ KeyPath = tuple[Any, ...]
 Position = tuple[int, int]
 
 EMPTY_PLAYBOOK = "file is empty; a playbook is a mapping with 'jobs'"
+MAX_DEPTH = 100  # lists and mappings inside each other; no real file comes close
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
@@ -97,9 +100,14 @@ def load_yaml(
     file = str(path)
     text = _read_text(Path(path), file, error_class)
     try:
+        check_depth(text, file, error_class)
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, text, file, error_class) from None
+    except ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        message = f"YAML error: character U+{exc.character:04X} not allowed: {exc.reason}"
+        raise error_class(message, file, line, col) from None
     except yaml.YAMLError as exc:
         raise error_class(f"YAML error: {exc}", file) from None
     if root is None:
@@ -108,6 +116,27 @@ def load_yaml(
     builder.positions[()] = _position(root)
     data = builder.build(root, ())
     return Document(file, data, builder.positions, error_class)
+
+
+def check_depth(text: str, file: str, error_class: type[LocatedError]) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing: libyaml's composer recurses
+    in C, and a file of a few hundred kilobytes of ``[[[[`` would crash the process."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                message = f"lists and mappings nested more than {MAX_DEPTH} deep"
+                raise error_class(message, file, line, col)
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+
+
+def _line_col(text: str, position: int) -> Position:
+    """The 1-based line and column of character `position` in `text`."""
+    position = max(0, min(position, len(text)))
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
 
 
 def _read_text(path: Path, file: str, error_class: type[LocatedError]) -> str:
@@ -120,6 +149,8 @@ def _read_text(path: Path, file: str, error_class: type[LocatedError]) -> str:
         raise error_class("is a directory, not a file", file) from None
     except OSError as exc:
         raise error_class(f"cannot read: {exc.strerror or exc}", file) from None
+    except ValueError:  # a NUL in the path
+        raise error_class("not a file name: it holds a NUL character", file) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -193,6 +224,9 @@ class _Builder:
             return self._scalars.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             raise self.fail(str(exc.problem or exc).strip(), node, path) from None
+        except (ValueError, OverflowError) as exc:  # a 5000-digit number, a 13th month...
+            why = str(exc).split(";")[0]
+            raise self.fail(f"cannot read the value {node.value[:40]!r}: {why}", node, path) from None
 
     def sequence(self, node: SequenceNode, path: KeyPath) -> list[Any]:
         items = []
