@@ -28,6 +28,7 @@ from runner.errors import InventoryError
 from runner.hostnames import expand_host_pattern, expand_hostname_range, parse_address
 from runner.inventory_ini import IniParser, parse_ini_value
 from runner.inventory_yaml import YamlParser
+from runner.yamlsource import check_depth
 
 __all__ = [
     "LOCALHOST_NAMES",
@@ -273,6 +274,7 @@ def load_vars_file(path: str) -> dict[str, Any]:
     """A YAML/JSON mapping of variables; an empty file is no variables."""
     text = _read_text(path)
     try:
+        check_depth(text, path, InventoryError)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, path) from None
@@ -286,6 +288,11 @@ def load_vars_file(path: str) -> dict[str, Any]:
 
 
 def _yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
+    if isinstance(exc, yaml.reader.ReaderError):  # its text spans two lines
+        return InventoryError(
+            f"invalid YAML: character U+{exc.character:04X} not allowed: {exc.reason}",
+            file=path,
+        )
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is None:
@@ -470,8 +477,7 @@ def _load_file(builder: InventoryBuilder, path: str) -> None:
     if ext and ext not in YAML_EXTENSIONS:
         IniParser(builder).parse(text.splitlines())
         return
-    loader = yaml.SafeLoader(text)
-    root, yaml_problem = _compose(loader, path)
+    root, loader, yaml_problem = _compose(text, path)
     if isinstance(root, yaml.MappingNode):
         YamlParser(builder, loader).parse(root)
         return
@@ -485,9 +491,16 @@ def _load_file(builder: InventoryBuilder, path: str) -> None:
         raise
 
 
-def _compose(loader: yaml.SafeLoader, path: str) -> tuple[yaml.Node | None, InventoryError | None]:
-    """The YAML node tree (None for an empty file) or the error to show if it did not parse."""
+def _compose(
+    text: str, path: str
+) -> tuple[yaml.Node | None, Any, InventoryError | None]:
+    """The YAML node tree (None for an empty file) and its loader, or the error to show
+    if it did not parse."""
     try:
-        return loader.get_single_node(), None
+        check_depth(text, path, InventoryError)  # the composer recurses once per level
+        loader = yaml.SafeLoader(text)  # refuses control characters already
+        return loader.get_single_node(), loader, None
     except yaml.YAMLError as exc:
-        return None, _yaml_error(exc, path)
+        return None, None, _yaml_error(exc, path)
+    except InventoryError as exc:
+        return None, None, exc
