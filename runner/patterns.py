@@ -61,8 +61,12 @@ def _limit_terms(limit: str) -> list[str]:
         path = term[1:]
         if not os.path.isfile(path):
             raise PatternError("limit file not found (or not a file)", file=path)
-        with open(path, encoding="utf-8") as handle:
-            terms.extend(line.strip() for line in handle.read().split("\n"))
+        try:
+            with open(path, encoding="utf-8") as handle:
+                terms.extend(line.strip() for line in handle.read().split("\n"))
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise PatternError(f"cannot read the limit file: {why}", file=path) from None
     return terms
 
 
