@@ -10,6 +10,7 @@ from their action) so the planner never has to ask what form a user chose.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def load_playbook(path: str | Path) -> Playbook:
     """Read, validate and check a playbook file; raise `PlaybookError` on the first problem."""
     document = load_yaml(path)
     validate(document)
+    _check_not_nan(document)
     data = document.data
     sessions = {
         name: _session(document, name, spec) for name, spec in (data.get("sessions") or {}).items()
@@ -145,6 +147,20 @@ def _env_value(value: str | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _check_not_nan(document: Document) -> None:
+    """NaN passes every bound of the schema (no comparison with it holds): refuse it."""
+    data = document.data
+    places = [(("sessions", name), spec) for name, spec in (data.get("sessions") or {}).items()]
+    for index, job in enumerate(data["jobs"]):
+        places.append((("jobs", index), job))
+        places += [(("jobs", index, "steps", i), step) for i, step in enumerate(job["steps"])]
+    for path, spec in places:
+        for key in ("timeout", "connect_timeout", "delay", "max_fail_percentage"):
+            value = spec.get(key)
+            if isinstance(value, float) and math.isnan(value):
+                raise document.error("must be a number, not NaN", path + (key,))
 
 
 def _check_unique_names(document: Document, jobs: tuple[JobDef, ...]) -> None:

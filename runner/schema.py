@@ -109,12 +109,15 @@ def _value_message(error: ValidationError) -> str:
         return "must not be empty"
     if kind == "minItems":
         return f"needs at least {rule} items"
+    shown = str(value)
+    if len(shown) > 40:  # a 400-digit number
+        shown = f"{shown[:20]}... ({len(shown)} digits)"
     if kind == "minimum":
-        return f"{value} is below the minimum {rule}"
+        return f"{shown} is below the minimum {rule}"
     if kind == "maximum":
-        return f"{value} is above the maximum {rule}"
+        return f"{shown} is above the maximum {rule}"
     if kind == "exclusiveMinimum":
-        return f"{value} must be greater than {rule}"
+        return f"{shown} must be greater than {rule}"
     if kind == "pattern":
         return f"{value!r} does not match the pattern {rule}"
     return error.message
