@@ -34,13 +34,20 @@ def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
         elif value.startswith("{"):
             try:
                 data = yaml.safe_load(value)
-            except yaml.YAMLError as exc:
-                raise UsageError(f"-e {value!r}: not valid JSON or YAML: {exc}") from None
+            except RecursionError:
+                raise UsageError(f"-e {value!r}: nested too deep") from None
+            except yaml.YAMLError as exc:  # its text spans lines: keep the first
+                why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
             if not isinstance(data, dict):
                 raise UsageError(f"-e {value!r}: expected a mapping")
             result.update(data)
         else:
-            for pair in shlex.split(value):
+            try:
+                pairs = shlex.split(value)
+            except ValueError as exc:  # an unbalanced quote
+                raise UsageError(f"-e {value!r}: {exc}") from None
+            for pair in pairs:
                 key, sep, val = pair.partition("=")
                 if not sep or not key.isidentifier():
                     raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
@@ -188,7 +195,7 @@ def resolve_job(store: Any, token: str | int) -> int:
     from runner.errors import JobNotFoundError
 
     text = str(token).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²', which int() refuses
         store.get(int(text))  # JobNotFoundError: no job with id N
         return int(text)
     named = [r for r in store.list_jobs() if r.name == text]

@@ -30,9 +30,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+def _one_line(text: str) -> str:
+    """Control characters escaped (a newline in a file name, an escape sequence in a
+    pattern...), so that one message stays one line and cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 def _warn(messages: list[str] | tuple[str, ...]) -> None:
     for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {_one_line(message)}", file=sys.stderr)
 
 
 def _print_json(data: Any) -> None:
@@ -175,9 +183,9 @@ def _add_run_commands(sub: Any) -> None:
 def report(error: BaseException) -> None:
     """Print an error as the one line a user sees."""
     if isinstance(error, LocatedError) and error.file:
-        print(str(error), file=sys.stderr)
+        print(_one_line(str(error)), file=sys.stderr)
     else:
-        print(f"runner: error: {error}", file=sys.stderr)
+        print(f"runner: error: {_one_line(str(error))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

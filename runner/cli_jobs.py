@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -75,7 +76,7 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = jsub.add_parser("wait", help="wait until jobs finish (Wait-Job)")
     p.add_argument("ids", nargs="+", metavar="ID|NAME")
     p.add_argument("--any", action="store_true", help="return when the first one finishes")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up after this long")
     p.add_argument("--force", action="store_true", help="do not return for Disconnected jobs")
     p.set_defaults(func=cmd_wait)
 
@@ -98,6 +99,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < math.inf:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more: {text}")
     return value
 
 

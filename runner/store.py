@@ -317,6 +317,7 @@ class JobStore:
 
     def get(self, job_id: int) -> JobRecord:
         """The job with this id (a parent or a child); `JobNotFoundError` if none."""
+        _check_id(job_id)
         with self._read() as conn:
             rows = conn.execute(
                 f"{_SELECT_JOBS} WHERE j.id = ? OR j.parent_id = ? ORDER BY j.id",
@@ -709,8 +710,15 @@ _SELECT_ORPHAN_CANDIDATES = (
 )
 
 
+def _check_id(job_id: int) -> None:
+    """An id SQLite cannot hold (past 64 bits) names no job; say so rather than overflow."""
+    if not -(2**63) <= job_id < 2**63:
+        raise JobNotFoundError(f"no job with id {job_id}")
+
+
 def _require_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
     """The job's row, or `JobNotFoundError`."""
+    _check_id(job_id)
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
     if row is None:
         raise JobNotFoundError(f"no job with id {job_id}")
