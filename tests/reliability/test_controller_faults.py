@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 LINES = 12  # numbered lines each job prints
 TYPES = ("remote", "thread", "background")
 TERMINAL = {"Completed", "Failed", "Stopped"}
@@ -60,7 +61,8 @@ class Runner:
         self.cwd = tmp_path
         self.inventory = tmp_path / "hosts.ini"
         self.inventory.write_text(INVENTORY)
-        self.env = {**os.environ, "RUNNER_HOME": str(self.home), "CI": "true"}
+        self.env = {**os.environ, "RUNNER_HOME": str(self.home), "CI": "true",
+                    "PYTHONPATH": str(ROOT)}  # this checkout, wherever it was installed from
         self.env.pop("RUNNER_DEBUG", None)
 
     def write(self, name: str, text: str) -> str:
