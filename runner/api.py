@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from runner.errors import PlaybookError, UsageError
@@ -64,6 +65,39 @@ def _extra_vars_file(path: str) -> dict[str, Any]:
     return document.data
 
 
+def load_playbook_cached(path: str):  # -> Playbook
+    """`load_playbook`, skipping the JSON Schema pass for bytes that passed it before.
+
+    `runner plan` and `runner run` of a playbook that has not changed since it last
+    validated skip importing jsonschema (about a third of a run's start-up). The key is
+    the file's bytes, the schema's bytes and this runner's version, kept as an empty
+    file under $RUNNER_HOME/cache/; `runner validate` always runs the full check.
+    """
+    import hashlib
+
+    from runner import __version__
+    from runner.playbook import load_playbook
+    from runner.schema import SCHEMA_PATH
+    from runner.settings import runner_home
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes())
+        digest.update(SCHEMA_PATH.read_bytes())
+    except OSError:
+        return load_playbook(path)  # load_playbook reports it, with the file's name
+    digest.update(__version__.encode())
+    marker = runner_home() / "cache" / f"valid-{digest.hexdigest()}"
+    if marker.exists():
+        return load_playbook(path, schema_checked=True)
+    playbook = load_playbook(path)
+    try:
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return playbook
+
+
 def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[str], list[Any]]:
     """Check every playbook (schema + semantics; with an inventory, also host patterns and
     templates). Returns (warnings, errors): one bad file does not hide the next one's."""
@@ -98,10 +132,9 @@ def plan(
 ):  # -> Plan
     """Load, validate and resolve a playbook against an inventory; nothing runs."""
     from runner.planner import build_plan
-    from runner.playbook import load_playbook
 
     parsed_vars = parse_extra_vars(extra_vars)
-    playbook = load_playbook(playbook_path)
+    playbook = load_playbook_cached(playbook_path)
     inv = load_inventory(inventory)
     return build_plan(
         playbook,
@@ -159,6 +192,7 @@ def run(
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
     from runner.executor import Executor, RunOptions
     from runner.progress import Reporter
+    from runner.sessions import SessionPool
     from runner.settings import runner_home, store_path
 
     sources = {
@@ -174,7 +208,6 @@ def run(
     from runner.planner import render_plan
 
     render_plan(the_plan)  # an undefined variable is an error before anything starts
-    store = open_store()
     options = RunOptions(
         forks=forks,
         check=check,
@@ -183,7 +216,10 @@ def run(
         sources=sources,
         store_path=store_path(),
     )
-    executor = Executor(the_plan, store, options, events or Reporter(quiet=True))
+    sessions = SessionPool(the_plan, options)
+    sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
+    store = open_store()
+    executor = Executor(the_plan, store, options, events or Reporter(quiet=True), sessions)
     if on_start is not None:
         on_start(executor)
     return the_plan, executor.run()

@@ -82,11 +82,14 @@ class RunReport:
 class Executor:
     """Runs one Plan. Create, call `run()`, read the RunReport."""
 
-    def __init__(self, plan: Plan, store: Any, options: RunOptions, events: Any) -> None:
+    def __init__(
+        self, plan: Plan, store: Any, options: RunOptions, events: Any,
+        sessions: SessionPool | None = None,
+    ) -> None:
         self.plan, self.store, self.options, self.events = plan, store, options, events
         self.writer = StoreWriter(store)
         self.files = FileWriter()
-        self.sessions = SessionPool(plan, options)
+        self.sessions = sessions or SessionPool(plan, options)
         self.stop_all = Control()
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
         self.registered: dict[str, dict[str, Any]] = {h: {} for h in plan.inventory.hosts}

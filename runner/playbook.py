@@ -21,10 +21,15 @@ from runner.yamlsource import Document, KeyPath, load_yaml
 STEP_NAME_WIDTH = 60
 
 
-def load_playbook(path: str | Path) -> Playbook:
-    """Read, validate and check a playbook file; raise `PlaybookError` on the first problem."""
+def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
+    """Read, validate and check a playbook file; raise `PlaybookError` on the first problem.
+
+    `schema_checked`: these very bytes already passed the schema (see
+    `runner.api.load_playbook_cached`), so the costly schema pass is skipped; every other
+    check still runs."""
     document = load_yaml(path)
-    validate(document)
+    if not schema_checked:
+        validate(document)
     _check_not_nan(document)
     data = document.data
     sessions = {

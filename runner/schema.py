@@ -20,12 +20,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from runner.yamlsource import Document
+
+if TYPE_CHECKING:  # jsonschema costs ~50 ms to import: only `validate` needs it
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "playbook.schema.json"
 
@@ -51,6 +52,8 @@ def playbook_schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(playbook_schema())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from runner.connections.base import Connection
@@ -29,6 +30,30 @@ class SessionPool:
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
         self._local: dict[str, LocalConnection] = {}
+        self._pending: dict[tuple[str, ...], Future[Connection]] = {}
+        self._prefetcher: ThreadPoolExecutor | None = None
+
+    def prefetch(self, jobs: list[JobPlan], limit: int) -> None:
+        """Start opening the connections the first jobs will ask for, `limit` at a time,
+        so that handshakes overlap the rest of start-up (and each other). A failure is
+        kept and raised where the job asks for the connection."""
+        wanted = [
+            (_key(jp, host), host, jp.session)
+            for jp in jobs
+            if jp.job.type == "remote" and not jp.job.needs
+            for host in jp.hosts
+        ]
+        wanted = list({key: (key, host, s) for key, host, s in wanted}.values())
+        if not wanted:
+            return
+        self._prefetcher = ThreadPoolExecutor(min(limit, len(wanted)), "connect")
+        for key, host, session in wanted:
+            self._pending[key] = self._prefetcher.submit(self.connect, host, session)
+
+    def _take_pending(self, key: tuple[str, ...]) -> Connection | None:
+        with self._lock:
+            future = self._pending.pop(key, None)
+        return None if future is None else future.result()
 
     def local(self, host: str) -> LocalConnection:
         """The controller itself, for `local:` steps and thread jobs."""
@@ -48,9 +73,9 @@ class SessionPool:
 
     def acquire(self, jp: JobPlan, host: str) -> Connection:
         """The session's connection to `host` (opened once), or a temporary one."""
+        key = _key(jp, host)
         if jp.session is None:
-            return self.connect(host)
-        key = (jp.session.name, host)
+            return self._take_pending(key) or self.connect(host)
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -59,7 +84,7 @@ class SessionPool:
             conn = self._sessions.get(key)
             if conn is None or not conn.is_open:
                 try:
-                    conn = self.connect(host, jp.session)
+                    conn = self._take_pending(key) or self.connect(host, jp.session)
                 except ConnectError as exc:
                     self._failures[key] = exc
                     raise
@@ -74,11 +99,20 @@ class SessionPool:
     def close(self) -> None:
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
+            pending, self._pending = list(self._pending.values()), {}
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True)
+        sessions += [f.result() for f in pending if f.exception() is None]  # never used
         for conn in sessions:
             try:
                 conn.close()
             except Exception:  # noqa: BLE001, S110 - closing at exit must not hide the result
                 pass
+
+
+def _key(jp: JobPlan, host: str) -> tuple[str, ...]:
+    """A session's connection is shared by its jobs; a temporary one is the job's own."""
+    return ("session", jp.session.name, host) if jp.session else ("job", jp.name, host)
 
 
 def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float) -> dict[str, Any]:

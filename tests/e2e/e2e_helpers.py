@@ -44,3 +44,27 @@ def started_job(cli: Any, name: str, timeout: float = 30) -> dict[str, Any]:
         return None
 
     return wait_until(find, timeout, f"job {name} Running")
+
+
+def tcp_connections(pid: int, address: str, port: int) -> set[int]:
+    """Socket inodes of process `pid` connected to address:port (IPv4, established)."""
+    remote = "".join(f"{int(part):02X}" for part in reversed(address.split("."))) + f":{port:04X}"
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            if fields[2] == remote and fields[3] == "01":
+                inodes.add(int(fields[9]))
+    mine = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and int(link[8:-1]) in inodes:
+                mine.add(int(link[8:-1]))
+    except OSError:
+        pass  # the process has just ended
+    return mine
