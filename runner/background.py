@@ -141,7 +141,7 @@ def main() -> int:
     local = SessionPool(plan, None).local(host)
     try:
         sink = open_sink(plan, jp, host, child, writer, files, store)
-        runner = StepRunner(plan, jp, host, child, local, local, sink, store, control, {},
+        runner = StepRunner(plan, jp, host, child, local, local, sink, writer, control, {},
                             None, payload["check"])
         report = runner.run_all()
     finally:

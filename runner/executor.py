@@ -373,7 +373,7 @@ class Executor:
             conn = self.sessions.acquire(jp, host)
         try:
             runner = StepRunner(
-                self.plan, jp, host, child, conn, local, sink, self.store, control,
+                self.plan, jp, host, child, conn, local, sink, self.writer, control,
                 self.registered.setdefault(host, {}), self.events, self.options.check,
                 diff=self.options.diff,
             )

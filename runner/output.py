@@ -53,11 +53,12 @@ class LineBuffer:
 
 
 class StoreWriter:
-    """Batches output records into the job store from a single writer thread."""
+    """Batches output records and step results into the job store from one writer
+    thread: a transaction per batch, however many hosts are writing."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
-        self._queue: queue.Queue[Record | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[bool, tuple[Any, ...]] | None] = queue.Queue()
         self._bytes = 0
         self._cond = threading.Condition()
         self._error: BaseException | None = None
@@ -70,12 +71,17 @@ class StoreWriter:
             while self._bytes > _QUEUE_BYTES and self._error is None:
                 self._cond.wait(0.5)
             self._bytes += size
-        self._queue.put((job_id, host, step, stream, data, time.time()))
+        self._queue.put((True, (job_id, host, step, stream, data, time.time())))
+
+    def record_step(self, *result: Any) -> None:
+        """`JobStore.record_step`, batched with the output around it."""
+        self._queue.put((False, result))
 
     def _loop(self) -> None:
         done = False
         while not done:
-            batch: list[Record] = []
+            outputs: list[Record] = []
+            steps: list[tuple[Any, ...]] = []
             size = 0
             item = self._queue.get()
             deadline = time.monotonic() + _FLUSH_SECONDS
@@ -83,20 +89,24 @@ class StoreWriter:
                 if item is None:
                     done = True
                     break
-                batch.append(item)
-                size += len(item[4])
+                is_output, row = item
+                if is_output:
+                    outputs.append(row)  # type: ignore[arg-type]
+                    size += len(row[4])
+                else:
+                    steps.append(row)
                 if size >= _BATCH_BYTES:
                     break
                 try:
                     item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
-            if batch:
-                self._commit(batch, size)
+            if outputs or steps:
+                self._commit(outputs, steps, size)
 
-    def _commit(self, batch: list[Record], size: int) -> None:
+    def _commit(self, outputs: list[Record], steps: list[tuple[Any, ...]], size: int) -> None:
         try:
-            self._store.append_output(batch)
+            self._store.append_batch(outputs, steps)
         except BaseException as exc:  # noqa: BLE001 - reported by close()
             self._error = exc
         with self._cond:

@@ -127,7 +127,7 @@ class StepRunner:
         conn: Any,
         local: Any,
         sink: Sink,
-        store: Any,
+        results: Any,
         control: Control,
         registered: dict[str, Any],
         events: Any = None,
@@ -135,7 +135,8 @@ class StepRunner:
         diff: bool = False,
     ) -> None:
         self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
-        self.conn, self.local, self.sink, self.store = conn, local, sink, store
+        self.conn, self.local, self.sink = conn, local, sink
+        self.record_step = results.record_step  # a StoreWriter (batched) or the JobStore
         self.control, self.registered, self.events, self.check = (
             control, registered, events, check,
         )
@@ -190,7 +191,7 @@ class StepRunner:
     def _record(self, step: Step, outcome: StepOutcome, started: float) -> None:
         ended = time.time()
         outcome.error = self.redact(outcome.error)
-        self.store.record_step(
+        self.record_step(
             self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
             outcome.error,
         )

@@ -18,7 +18,6 @@ change, so that indexed queries (`reconcile`) skip finished parents cheaply.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import sqlite3
@@ -26,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,16 @@ from runner.jobs import (
     is_terminal,
     transition_path,
 )
-from runner.model import JOB_TYPES, PS_JOB_TYPE_NAMES, RESULT_PLACES
+from runner.model import JOB_TYPES, RESULT_PLACES
+from runner.processes import owner_alive, process_start_time
+from runner.records import (
+    JobFilter,
+    JobRecord,
+    OutputRecord,
+    StepRecord,
+    build_record,
+    epoch,
+)
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
@@ -119,6 +126,8 @@ _SCHEMA = (
 
 # (job_id, host, step, stream, data, time): what the executor hands to append_output.
 OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
+# (child_id, index, name, rc, status, started, ended, error): a step's result.
+StepRow = tuple[int, int, str, "int | None", str, "float | None", "float | None", "str | None"]
 
 
 class _Unset:
@@ -129,68 +138,6 @@ UNSET: Any = _Unset()
 
 # Connections a forked child inherited from its parent, kept open on purpose.
 _INHERITED: list[sqlite3.Connection] = []
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A job as stored; for a parent, `state`, `started`, `ended` come from its children."""
-
-    id: int
-    parent_id: int | None
-    name: str
-    type: str
-    state: JobState
-    reason: str | None
-    location: str
-    command: str
-    detach: bool
-    results_to: str
-    results_path: str | None
-    playbook: str | None
-    owner_pid: int | None
-    owner_start: int | None
-    stop_requested: bool
-    created: float
-    started: float | None
-    ended: float | None
-    remote_dir: str | None
-    remote_pgid: int | None
-    local_pid: int | None
-    spec: Any
-    has_more_data: bool
-    child_ids: tuple[int, ...]
-
-    @property
-    def ps_type_name(self) -> str:
-        """The PowerShell type name `job list` shows: RemoteJob, BackgroundJob, ThreadJob."""
-        return PS_JOB_TYPE_NAMES[self.type]
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """The result of one step on one child job (one host)."""
-
-    child_id: int
-    index: int
-    name: str
-    rc: int | None
-    status: str
-    started: float | None
-    ended: float | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class OutputRecord:
-    """One chunk of output; `id` is its place in the global production order."""
-
-    id: int
-    job_id: int
-    host: str
-    step: int | None
-    stream: str
-    data: str
-    time: float
 
 
 class JobStore:
@@ -326,7 +273,7 @@ class JobStore:
         own = [row for row in rows if row["id"] == job_id]
         if not own:
             raise JobNotFoundError(f"no job with id {job_id}")
-        return _build_record(own[0], [row for row in rows if row["id"] != job_id])
+        return build_record(own[0], [row for row in rows if row["id"] != job_id])
 
     def children(self, job_id: int) -> list[JobRecord]:
         """The child jobs of a parent, in id order (one per host)."""
@@ -335,7 +282,7 @@ class JobStore:
             rows = conn.execute(
                 f"{_SELECT_JOBS} WHERE j.parent_id = ? ORDER BY j.id", (job_id,)
             ).fetchall()
-        return [_build_record(row, []) for row in rows]
+        return [build_record(row, []) for row in rows]
 
     def list_jobs(
         self,
@@ -360,10 +307,10 @@ class JobStore:
         for row in rows:
             if row["parent_id"] is not None:
                 by_parent.setdefault(row["parent_id"], []).append(row)
-        records = [_build_record(row, by_parent.get(row["id"], [])) for row in rows]
+        records = [build_record(row, by_parent.get(row["id"], [])) for row in rows]
         if not include_children:
             records = [r for r in records if r.parent_id is None]
-        wanted = _JobFilter(state, name, has_more_data, _epoch(before), _epoch(after))
+        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after))
         records = [r for r in records if wanted.matches(r)]
         return records[-newest:] if newest else records
 
@@ -538,17 +485,7 @@ class JobStore:
         error: str | None = None,
     ) -> None:
         """Record (or replace) the result of step `index` on a child job."""
-        if status not in STEP_STATUSES:
-            raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
-        with self._write() as conn:
-            _require_job(conn, child_id)
-            conn.execute(
-                "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child_id, idx) DO UPDATE SET"
-                " name = excluded.name, rc = excluded.rc, status = excluded.status,"
-                " started = excluded.started, ended = excluded.ended, error = excluded.error",
-                (child_id, index, name, rc, status, started, ended, error),
-            )
+        self.append_batch([], [(child_id, index, name, rc, status, started, ended, error)])
 
     def steps(self, child_id: int) -> list[StepRecord]:
         """A child job's step results, in step order."""
@@ -571,10 +508,29 @@ class JobStore:
         `data` may be bytes; it is decoded as UTF-8 (invalid bytes replaced), so the
         producer should decode a stream incrementally to keep characters whole.
         """
+        self.append_batch(records, [])
+
+    def append_batch(self, records: Iterable[OutputRow], steps: Iterable[StepRow]) -> None:
+        """Output records and step results (`record_step`'s arguments, as tuples) in one
+        transaction: the executor's writer thread batches both, so a fleet of hosts
+        finishing steps at once costs a few transactions, not one each."""
         rows = [_output_row(record) for record in records]
-        if not rows:
+        results = list(steps)
+        for result in results:
+            if result[4] not in STEP_STATUSES:
+                raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
+        if not rows and not results:
             return
         with self._write() as conn:
+            for child_id in {result[0] for result in results}:
+                _require_job(conn, child_id)
+            conn.executemany(
+                "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child_id, idx) DO UPDATE SET"
+                " name = excluded.name, rc = excluded.rc, status = excluded.status,"
+                " started = excluded.started, ended = excluded.ended, error = excluded.error",
+                results,
+            )
             conn.executemany(
                 "INSERT INTO output (job_id, host, step, stream, data, time)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -843,61 +799,6 @@ def _output_row(record: OutputRow) -> tuple[int, str, int | None, str, str, floa
     return (job_id, host, step, stream, data, when)
 
 
-def _build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
-    """A `JobRecord` from a job row (with its `more` flag) and its children's rows."""
-    state, started, ended = JobState(row["state"]), row["started"], row["ended"]
-    more = bool(row["more"])
-    if children:
-        state = derive_parent_state(child["state"] for child in children)
-        starts = [c["started"] for c in children if c["started"] is not None]
-        started = min(starts) if starts else None
-        ends = [c["ended"] for c in children if c["ended"] is not None]
-        ended = max(ends) if ends and state in TERMINAL else None
-        more = any(child["more"] for child in children)
-    return JobRecord(
-        id=row["id"], parent_id=row["parent_id"], name=row["name"], type=row["type"],
-        state=state, reason=row["reason"], location=row["location"], command=row["command"],
-        detach=bool(row["detach"]), results_to=row["results_to"],
-        results_path=row["results_path"], playbook=row["playbook"],
-        owner_pid=row["owner_pid"], owner_start=row["owner_start"],
-        stop_requested=bool(row["stop_requested"]), created=row["created"],
-        started=started, ended=ended, remote_dir=row["remote_dir"],
-        remote_pgid=row["remote_pgid"], local_pid=row["local_pid"],
-        spec=None if row["spec"] is None else json.loads(row["spec"]),
-        has_more_data=more, child_ids=tuple(child["id"] for child in children),
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _JobFilter:
-    """The Get-Job filters of `list_jobs`; None means "any"."""
-
-    state: JobState | str | None
-    name: str | None
-    has_more_data: bool | None
-    before: float | None
-    after: float | None
-
-    def matches(self, record: JobRecord) -> bool:
-        """Whether the record passes every filter given."""
-        if self.state is not None and record.state != JobState(self.state):
-            return False
-        if self.name is not None and not fnmatch.fnmatchcase(
-            record.name.lower(), self.name.lower()
-        ):
-            return False
-        if self.has_more_data is not None and record.has_more_data != self.has_more_data:
-            return False
-        if self.before is not None and (record.ended is None or record.ended >= self.before):
-            return False
-        return self.after is None or (record.ended is not None and record.ended > self.after)
-
-
-def _epoch(moment: datetime | float | None) -> float | None:
-    """A datetime or epoch seconds as epoch seconds."""
-    return moment.timestamp() if isinstance(moment, datetime) else moment
-
-
 # -- files, connections, processes ---------------------------------------------------------
 
 
@@ -940,45 +841,3 @@ def _retry_busy(action: Any) -> Any:
                 raise
             time.sleep(0.05 * (attempt + 1))
     return None  # pragma: no cover
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks since boot) from /proc/PID/stat."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return fields[0], int(fields[19])  # fields 3 and 22 of proc(5)
-
-
-def process_start_time(pid: int) -> int | None:
-    """When the process started (field 22 of /proc/PID/stat); None where unknown."""
-    stat = _proc_stat(pid)
-    return None if stat is None else stat[1]
-
-
-def owner_alive(pid: int | None, start: int | None) -> bool:
-    """Whether process `pid` still runs and is the one that started at `start`.
-
-    A zombie counts as gone; so does a live process with another start time (the pid
-    was reused). Without /proc, only the pid can be checked.
-    """
-    if pid is None or pid <= 0:
-        return False
-    stat = _proc_stat(pid)
-    if stat is None:
-        return not Path("/proc/self/stat").exists() and _pid_exists(pid)
-    state, started = stat
-    return state not in ("Z", "X") and (start is None or started == start)
-
-
-def _pid_exists(pid: int) -> bool:
-    """Whether a process with this pid exists (signal 0 checks without sending)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

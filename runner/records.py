@@ -1,0 +1,134 @@
+"""What the job store hands out: jobs, step results and output records, as values.
+
+A parent job's state, start and end come from its children (`build_record`), with
+PowerShell's rules, so no reader ever sees a parent that disagrees with them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from runner.jobs import TERMINAL, JobState, derive_parent_state
+from runner.model import PS_JOB_TYPE_NAMES
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as stored; for a parent, `state`, `started`, `ended` come from its children."""
+
+    id: int
+    parent_id: int | None
+    name: str
+    type: str
+    state: JobState
+    reason: str | None
+    location: str
+    command: str
+    detach: bool
+    results_to: str
+    results_path: str | None
+    playbook: str | None
+    owner_pid: int | None
+    owner_start: int | None
+    stop_requested: bool
+    created: float
+    started: float | None
+    ended: float | None
+    remote_dir: str | None
+    remote_pgid: int | None
+    local_pid: int | None
+    spec: Any
+    has_more_data: bool
+    child_ids: tuple[int, ...]
+
+    @property
+    def ps_type_name(self) -> str:
+        """The PowerShell type name `job list` shows: RemoteJob, BackgroundJob, ThreadJob."""
+        return PS_JOB_TYPE_NAMES[self.type]
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The result of one step on one child job (one host)."""
+
+    child_id: int
+    index: int
+    name: str
+    rc: int | None
+    status: str
+    started: float | None
+    ended: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """One chunk of output; `id` is its place in the global production order."""
+
+    id: int
+    job_id: int
+    host: str
+    step: int | None
+    stream: str
+    data: str
+    time: float
+
+
+def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
+    """A `JobRecord` from a job row (with its `more` flag) and its children's rows."""
+    state, started, ended = JobState(row["state"]), row["started"], row["ended"]
+    more = bool(row["more"])
+    if children:
+        state = derive_parent_state(child["state"] for child in children)
+        starts = [c["started"] for c in children if c["started"] is not None]
+        started = min(starts) if starts else None
+        ends = [c["ended"] for c in children if c["ended"] is not None]
+        ended = max(ends) if ends and state in TERMINAL else None
+        more = any(child["more"] for child in children)
+    return JobRecord(
+        id=row["id"], parent_id=row["parent_id"], name=row["name"], type=row["type"],
+        state=state, reason=row["reason"], location=row["location"], command=row["command"],
+        detach=bool(row["detach"]), results_to=row["results_to"],
+        results_path=row["results_path"], playbook=row["playbook"],
+        owner_pid=row["owner_pid"], owner_start=row["owner_start"],
+        stop_requested=bool(row["stop_requested"]), created=row["created"],
+        started=started, ended=ended, remote_dir=row["remote_dir"],
+        remote_pgid=row["remote_pgid"], local_pid=row["local_pid"],
+        spec=None if row["spec"] is None else json.loads(row["spec"]),
+        has_more_data=more, child_ids=tuple(child["id"] for child in children),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The Get-Job filters of `list_jobs`; None means "any"."""
+
+    state: JobState | str | None
+    name: str | None
+    has_more_data: bool | None
+    before: float | None
+    after: float | None
+
+    def matches(self, record: JobRecord) -> bool:
+        """Whether the record passes every filter given."""
+        if self.state is not None and record.state != JobState(self.state):
+            return False
+        if self.name is not None and not fnmatch.fnmatchcase(
+            record.name.lower(), self.name.lower()
+        ):
+            return False
+        if self.has_more_data is not None and record.has_more_data != self.has_more_data:
+            return False
+        if self.before is not None and (record.ended is None or record.ended >= self.before):
+            return False
+        return self.after is None or (record.ended is not None and record.ended > self.after)
+
+
+def epoch(moment: datetime | float | None) -> float | None:
+    """A datetime or epoch seconds as epoch seconds."""
+    return moment.timestamp() if isinstance(moment, datetime) else moment
