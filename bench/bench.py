@@ -340,12 +340,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def precompile() -> None:
+    """Byte-compile the runner package, as `pip install .` does for any package.
+
+    An editable checkout run with PYTHONDONTWRITEBYTECODE set (as on CI machines) would
+    otherwise compile every runner module from source on every start, while the peers'
+    packages load their installed .pyc files: not the same race.
+    """
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "runner"), quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not sshd_available():
         print("bench: needs OpenSSH's server (apt-get install openssh-server)", file=sys.stderr)
         return 1
     sizes = Sizes(args.quick, args.reps)
+    precompile()
     tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
     try:
         with Fleet(max(sizes.big_hosts, sizes.fleet_hosts)) as fleet:

@@ -120,14 +120,15 @@ class Executor:
             job_control = Control(self.stop_all)
             self.controls[parent] = job_control
             location = "localhost" if job.type != "remote" else None
-            for host in jp.hosts:
-                child = self.store.create_job(
-                    job.name, job.type, command, location or host,
-                    detach=job.detach, results_to=job.results.to,
-                    results_path=self._results_path(jp, host), parent_id=parent,
-                    playbook=os.path.abspath(self.plan.playbook.file),
-                    spec=self._child_spec(jp, host),
-                )
+            places = [
+                (location or host, self._results_path(jp, host), self._child_spec(jp, host))
+                for host in jp.hosts
+            ]
+            children = self.store.create_children(
+                parent, job.name, job.type, command, places, detach=job.detach,
+                results_to=job.results.to, playbook=os.path.abspath(self.plan.playbook.file),
+            )
+            for host, child in zip(jp.hosts, children, strict=True):
                 self.child_ids[(job.name, host)] = child
                 self.controls[child] = Control(job_control)
             if not jp.hosts:

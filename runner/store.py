@@ -239,28 +239,53 @@ class JobStore:
         `owner_pid` defaults to this process: the runner that must end the job if it
         ends. Its start time is recorded too, so a reused pid is not taken for it.
         """
+        common = {"detach": detach, "results_to": results_to, "playbook": playbook,
+                  "owner_pid": owner_pid}
+        return self.create_children(
+            parent_id, name, type, command, [(location, results_path, spec)], **common
+        )[0]
+
+    def create_children(
+        self,
+        parent_id: int | None,
+        name: str,
+        type: str,
+        command: str,
+        places: list[tuple[str, str | None, Any]],
+        *,
+        detach: bool = False,
+        results_to: str = "controller",
+        playbook: str | None = None,
+        owner_pid: int | None = None,
+    ) -> list[int]:
+        """`create_job` for many jobs alike but for (location, results_path, spec), in one
+        transaction: a job's children on a fleet of hosts. Returns their ids, in order."""
         if type not in JOB_TYPES:
             raise ValueError(f"job type must be one of {', '.join(JOB_TYPES)}, not {type!r}")
         if results_to not in RESULT_PLACES:
             raise ValueError(f"results_to must be one of {', '.join(RESULT_PLACES)}")
         pid = os.getpid() if owner_pid is None else owner_pid
-        values = (
-            parent_id, name, type, JobState.NotStarted.value, location, command, int(detach),
-            results_to, results_path, playbook, pid, process_start_time(pid), time.time(),
-            None if spec is None else json.dumps(spec),
-        )  # fmt: skip
+        start, now = process_start_time(pid), time.time()
+        ids = []
         with self._write() as conn:
             if parent_id is not None:
                 _require_job(conn, parent_id)
-            cursor = conn.execute(
-                "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
-                " results_to, results_path, playbook, owner_pid, owner_start, created, spec)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            if parent_id is not None:
+            for location, results_path, spec in places:
+                values = (
+                    parent_id, name, type, JobState.NotStarted.value, location, command,
+                    int(detach), results_to, results_path, playbook, pid, start, now,
+                    None if spec is None else json.dumps(spec),
+                )  # fmt: skip
+                cursor = conn.execute(
+                    "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
+                    " results_to, results_path, playbook, owner_pid, owner_start, created, spec)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            if parent_id is not None and places:
                 _refresh_parent(conn, parent_id)
-            return int(cursor.lastrowid or 0)
+        return ids
 
     def get(self, job_id: int) -> JobRecord:
         """The job with this id (a parent or a child); `JobNotFoundError` if none."""
