@@ -66,15 +66,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from runner import api
     from runner.planner import render_plan
 
-    plan = api.plan(
-        args.playbook,
-        inventory=args.inventory,
-        extra_vars=args.extra_vars,
-        limit=args.limit,
-        tags=args.tags,
-        skip_tags=args.skip_tags,
-        start_at_job=args.start_at_job,
-    )
+    plan = api.plan(**plan_sources(args))
     rows = render_plan(plan)
     _warn(plan.warnings)
     if args.format == "json":
@@ -126,6 +118,19 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for host in result["hosts"]:
         print(f"    {host}")
     return EXIT_OK
+
+
+def plan_sources(args: argparse.Namespace) -> dict[str, Any]:
+    """What `plan` and `run` plan from: the playbook and the options of _add_plan_options."""
+    return {
+        "playbook_path": args.playbook,
+        "inventory": args.inventory,
+        "extra_vars": args.extra_vars,
+        "limit": args.limit,
+        "tags": args.tags,
+        "skip_tags": args.skip_tags,
+        "start_at_job": args.start_at_job,
+    }
 
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:

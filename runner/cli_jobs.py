@@ -142,14 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         threading.Thread(target=importlib.import_module, args=("tabulate",), daemon=True).start()
 
     began = time.monotonic()
+    from runner.cli import plan_sources
+
     plan, report = api.run(
-        args.playbook,
-        inventory=args.inventory,
-        extra_vars=args.extra_vars,
-        limit=args.limit,
-        tags=args.tags,
-        skip_tags=args.skip_tags,
-        start_at_job=args.start_at_job,
+        **plan_sources(args),
         forks=args.forks,
         check=args.check,
         diff=args.diff,
