@@ -35,6 +35,7 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
         "check": executor.options.check,
         "sources": executor.options.sources,
         "detach": jp.job.detach,
+        "runner": os.getpid(),
     }
     if jp.job.detach:
         return _start_detached(executor, child, payload)
@@ -120,7 +121,7 @@ def main() -> int:
     detach = bool(payload.get("detach"))
     if not detach:
         _die_with_parent()
-        if os.getppid() == 1:
+        if os.getppid() != payload["runner"]:  # gone before the death signal was armed
             return 1  # the runner is already gone
     control = Control()
     signal.signal(signal.SIGTERM, lambda *_: control.stop("stopped"))
