@@ -22,7 +22,6 @@ from typing import Any
 from runner.errors import ConnectError, JobStateError, RunnerError
 from runner.guard import confine_located
 from runner.jobs import TERMINAL, JobState
-from runner.model import PS_JOB_TYPE_NAMES  # noqa: F401 - re-exported for reporters
 from runner.output import FileWriter, StoreWriter
 from runner.planner import JobPlan, Plan, describe_step
 from runner.sessions import SessionPool
