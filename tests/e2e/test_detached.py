@@ -227,3 +227,25 @@ def test_detached_background_job_outlives_the_runner(cli, inventory):
     cli("job", "wait", "1", "--timeout", "30", check=True)
     assert cli.job(1)["State"] == "Completed"
     assert _lines(cli.receive(1)) == ["background done"]
+
+
+def test_a_job_that_needs_a_detached_job_waits_for_it_to_finish(cli, inventory):
+    play = cli.playbook(
+        """
+        jobs:
+          - name: far
+            targets: host1
+            detach: true
+            steps: [{run: "sleep 1; date +%s.%N"}]
+          - name: after
+            targets: host1
+            needs: [far]
+            steps: [{run: "date +%s.%N"}]
+        """
+    )
+    cli("run", play, "-i", inventory, check=True)
+    jobs = {j["Name"]: j for j in cli.jobs()}
+    assert jobs["far"]["State"] == "Completed" and jobs["after"]["State"] == "Completed"
+    far_end = float(_lines(cli.receive(jobs["far"]["Id"]))[0])
+    after_start = float(_lines(cli.receive(jobs["after"]["Id"]))[0])
+    assert after_start > far_end
