@@ -191,6 +191,7 @@ def run(
 ):  # -> tuple[Plan, RunReport]
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
     from runner.executor import Executor, RunOptions
+    from runner.planner import render_plan
     from runner.progress import Reporter
     from runner.sessions import SessionPool
     from runner.settings import runner_home, store_path
@@ -205,8 +206,6 @@ def run(
         "start_at_job": start_at_job,
     }
     the_plan = plan(**sources)
-    from runner.planner import render_plan
-
     render_plan(the_plan)  # an undefined variable is an error before anything starts
     options = RunOptions(
         forks=forks,
