@@ -20,6 +20,7 @@ import tempfile
 import threading
 from typing import Any
 
+from runner.signals import handle_signals
 from runner.steps import ChildReport, Control
 
 _GRACE = 3.0
@@ -124,7 +125,7 @@ def main() -> int:
         if os.getppid() != payload["runner"]:  # gone before the death signal was armed
             return 1  # the runner is already gone
     control = Control()
-    signal.signal(signal.SIGTERM, lambda *_: control.stop("stopped"))
+    handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
 
     from runner import api
     from runner.executor import open_sink
@@ -137,7 +138,9 @@ def main() -> int:
     jp = plan.job(payload["job"])
     host, child = payload["host"], payload["child"]
     store = JobStore(payload["store"])
-    threading.Thread(target=_poll_stop, args=(store, child, control), daemon=True).start()
+    runner_pid = None if detach else payload["runner"]
+    threading.Thread(target=_poll_stop, args=(store, child, control, runner_pid),
+                     daemon=True).start()
     writer, files = StoreWriter(store), FileWriter()
     local = SessionPool(plan, None).local(host)
     try:
@@ -155,11 +158,14 @@ def main() -> int:
     return 0
 
 
-def _poll_stop(store: Any, child: int, control: Control) -> None:
-    """Honour `runner job stop` on this child, whoever asks."""
+def _poll_stop(store: Any, child: int, control: Control, runner_pid: int | None) -> None:
+    """Honour `runner job stop` on this child, whoever asks; an attached worker also
+    stops when its runner is gone, should the death signal ever be missed."""
     while not control.event.wait(0.2):
         if store.stop_requested(child):
             control.stop("stopped by 'runner job stop'")
+        elif runner_pid is not None and os.getppid() != runner_pid:
+            control.stop("stopped: the runner that started it ended")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,7 @@ def _time(text: str) -> datetime:
 def cmd_run(args: argparse.Namespace) -> int:
     from runner import api
     from runner.progress import Reporter
+    from runner.signals import handle_signals
 
     if args.quiet and args.verbose:
         raise UsageError("-q and -v cannot be used together")
@@ -135,8 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet, check=args.check)
 
     def hook(executor: Any) -> None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda num, _f: executor.stop(f"runner received signal {num}"))
+        handle_signals((signal.SIGTERM, signal.SIGHUP),
+                       lambda num: executor.stop(f"runner received signal {num}"))
         # The recap needs tabulate (~35 ms to import): import it while the jobs wait on
         # their hosts, when this process would otherwise sit idle.
         threading.Thread(target=importlib.import_module, args=("tabulate",), daemon=True).start()

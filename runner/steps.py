@@ -45,7 +45,7 @@ class Control:
         self.reason = ""
         self.fail = False  # a job timeout fails the job; a user's stop stops it
         self._children: list[Control] = []
-        # Re-entrant: a signal handler may call stop() while this thread is inside it.
+        # Re-entrant, so that a stop reaching this control twice over can never hang.
         self._lock = threading.RLock()
         if parent is not None:
             parent._adopt(self)
