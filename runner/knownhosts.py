@@ -17,9 +17,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import paramiko
-
+from runner.connections.sshstack import load
 from runner.errors import HostKeyError
+
+_fabric, paramiko = load()
 
 SSH_PORT = 22
 

@@ -23,9 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-import fabric
-import paramiko
-
 from runner.connections.base import (
     KILL_GRACE,
     READ_SIZE,
@@ -39,8 +36,11 @@ from runner.connections.base import (
     StartCallback,
     kill_script,
 )
+from runner.connections.sshstack import load
 from runner.errors import ConnectError, HostKeyError
 from runner.knownhosts import AcceptNewPolicy, KnownHosts
+
+fabric, paramiko = load()
 
 # paramiko's transport thread logs what ended it (a banner timeout...) with a traceback,
 # which Python prints to stderr when nobody configured logging; the reason is reported

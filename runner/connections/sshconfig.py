@@ -18,8 +18,9 @@ _lock = threading.Lock()
 
 @lru_cache(maxsize=1)
 def _config(path: str) -> Any:
-    import paramiko
+    from runner.connections.sshstack import load
 
+    _fabric, paramiko = load()
     try:
         return paramiko.SSHConfig.from_path(path)
     except (OSError, ValueError):
