@@ -67,7 +67,7 @@ class KnownHosts:
         with os.fdopen(fd, "r+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
-            entries = [e for e in parse(f.read()) if e.names(hostname)]
+            entries = [e for e in parse(f.read(), hostname) if e.names(hostname)]
             if not entries:
                 f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
                 return
@@ -85,10 +85,13 @@ class KnownHosts:
         )
 
 
-def parse(text: str) -> list[KnownKey]:
-    """The usable lines of a known_hosts file (markers, comments and junk skipped)."""
+def parse(text: str, hostname: str | None = None) -> list[KnownKey]:
+    """The usable lines of a known_hosts file (markers, comments and junk skipped); with
+    `hostname`, only those that may name it (a file holds one line per host)."""
     entries = []
     for number, raw in enumerate(text.splitlines(), start=1):
+        if hostname is not None and hostname not in raw and "|1|" not in raw:
+            continue
         fields = raw.split()
         if len(fields) < 3 or fields[0].startswith(("#", "@")):
             continue

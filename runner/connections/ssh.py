@@ -68,6 +68,62 @@ class _QuickAckSocket(socket.socket):
         return data
 
 
+_AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+_shared_lock = threading.Lock()
+_shared_config: list[fabric.Config] = []
+_keys: dict[tuple[str, int, int], paramiko.PKey] = {}
+
+
+def _fabric_config() -> fabric.Config:
+    """One Fabric config for every connection of this process.
+
+    Building one reads Invoke's and Fabric's config file locations and merges their
+    layers: about 0.5 ms each, 50 times over for a fleet of 50. Connections only read it
+    (checked: creating a Connection leaves its config unchanged).
+    """
+    with _shared_lock:
+        if not _shared_config:
+            _shared_config.append(fabric.Config(overrides={"load_ssh_configs": False}))
+        return _shared_config[0]
+
+
+def _private_key(path: str) -> paramiko.PKey | None:
+    """The key in `path`, read once per process (paramiko would try each key type in
+    turn on every connection); None when it cannot be read here, so that paramiko reads
+    it itself and reports why (missing file, passphrase...), or offers the certificate
+    beside it."""
+    try:
+        if os.path.exists(f"{path}-cert.pub"):
+            return None
+        stat = os.stat(path)
+        cache_key = (path, stat.st_mtime_ns, stat.st_size)
+        with _shared_lock:
+            key = _keys.get(cache_key)
+        if key is None:
+            key = paramiko.PKey.from_path(path)
+            with _shared_lock:
+                _keys[cache_key] = key
+        return key
+    except Exception:  # noqa: BLE001 - any failure: let paramiko try and explain it
+        return None
+
+
+def _aead_first_transport(sock: socket.socket, **kwargs: object) -> paramiko.Transport:
+    """A transport that offers AES-GCM first, as OpenSSH offers an AEAD cipher first.
+
+    paramiko prefers AES-CTR with a separate HMAC, whose check it makes byte by byte in
+    Python for every packet received; with GCM the check is part of the decryption, in
+    C. Measured on an open session: 0.42-0.55 ms of CPU per `true` with AES-CTR,
+    0.35-0.37 ms with AES-GCM. Servers without GCM still get the usual ciphers.
+    """
+    transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+    options = transport.get_security_options()
+    offered = tuple(options.ciphers)
+    first = tuple(c for c in _AEAD_CIPHERS if c in offered)
+    options.ciphers = first + tuple(c for c in offered if c not in first)
+    return transport
+
+
 def default_known_hosts() -> Path:
     """$RUNNER_HOME/known_hosts, RUNNER_HOME defaulting as DESIGN.md section 5 says."""
     home = os.environ.get("RUNNER_HOME")
@@ -119,13 +175,14 @@ class SSHConnection(Connection):
             host=self.address,
             user=self.user,
             port=self.port,
-            config=fabric.Config(overrides={"load_ssh_configs": False}),
+            config=_fabric_config(),
             connect_kwargs={
                 "sock": sock,
                 **self._identities(),
                 "timeout": remaining,
                 "banner_timeout": remaining,
                 "auth_timeout": remaining,
+                "transport_factory": _aead_first_transport,
             },
         )
         policy = AcceptNewPolicy(KnownHosts(self.known_hosts), self.host)
@@ -149,7 +206,9 @@ class SSHConnection(Connection):
     def _identities(self) -> dict[str, object]:
         """The inventory's key alone; without one, the agent and ~/.ssh/id_* as OpenSSH."""
         if self.key_file:
-            return {"key_filename": self.key_file, "look_for_keys": False, "allow_agent": False}
+            key = _private_key(self.key_file)
+            given = {"pkey": key} if key is not None else {"key_filename": self.key_file}
+            return {**given, "look_for_keys": False, "allow_agent": False}
         return {"look_for_keys": True, "allow_agent": True}
 
     def _dial(self) -> socket.socket:

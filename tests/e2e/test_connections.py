@@ -70,6 +70,12 @@ def test_run_returns_rc_and_streams_stdout_and_stderr_apart(conn: SSHConnection)
     assert out.stderr == "err\n"  # the process-group line is not shown
 
 
+def test_the_session_is_encrypted_with_aes_gcm(conn: SSHConnection) -> None:
+    # OpenSSH offers it; paramiko would pick AES-CTR with a MAC checked in Python.
+    transport = conn._transport()
+    assert (transport.local_cipher, transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+
+
 def test_env_and_cwd_apply_to_the_command(conn: SSHConnection, tmp_path: Path) -> None:
     out = Collector()
     env = {"GREETING": "it's a 'quoted' $value"}
