@@ -1,7 +1,7 @@
 """Run-time performance: runner against raw paramiko, ansible-core and pyinfra, in one run.
 
     python bench/bench.py [--quick] [--reps N] [--skip-ansible] [--skip-pyinfra]
-                          [--ansible-200] [--tablefmt github]
+                          [--ansible-200] [--runner-on-path] [--tablefmt github]
 
 Starts its own fleet of OpenSSH daemons on 127.0.0.2.. (tests/fleet.py: `SetEnv
 SHLVL=1`, `MaxStartups 200:30:400`), uses a RUNNER_HOME in a temporary directory, and
@@ -19,7 +19,9 @@ measures, as medians of several repetitions interleaved between the tools:
 
 ansible-playbook runs with pipelining, ControlPersist and forks = hosts (the first,
 untimed run opens the ControlPersist masters, as a user's previous run would have);
-pyinfra is installed into its own venv under ~/.cache/runner-bench (skipped, with a
+runner is this checkout installed with `pip install .` into a venv in the temp dir, as a
+user installs it (`--runner-on-path` times the `runner` on PATH instead, e.g. an editable
+install); pyinfra is installed into its own venv under ~/.cache/runner-bench (skipped, with a
 note, if that fails). `--quick` runs smaller sizes and fewer repetitions.
 """
 
@@ -101,8 +103,12 @@ class Bench:
                                   check=False)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
-            tail = out.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{argv[0]} exited {done.returncode}:\n{tail}")
+            text = out.read_text(errors="replace")
+            CACHE.mkdir(parents=True, exist_ok=True)
+            kept = CACHE / f"failed-{log}-{int(time.time())}.log"
+            kept.write_text(text)
+            head = "\n".join(text.splitlines()[:40])
+            raise RuntimeError(f"{argv[0]} exited {done.returncode} (whole log: {kept}):\n{head}")
         return seconds
 
     def medians(self, commands: dict[str, Callable[[], float]], reps: int) -> dict[str, float]:
@@ -334,6 +340,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-pyinfra", action="store_true")
     parser.add_argument("--ansible-200", action="store_true",
                         help="also time ansible-playbook on the 200-host run (minutes)")
+    parser.add_argument("--runner-on-path", action="store_true",
+                        help="time the `runner` first on PATH (an editable install, say) "
+                        "instead of installing this checkout into a venv of its own")
     parser.add_argument("--only", type=_numbers, default=set(range(1, 7)), metavar="1,2,..",
                         help="run only these sections")
     parser.add_argument("--tablefmt", default="simple", help="tabulate format (github...)")
@@ -358,9 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs OpenSSH's server (apt-get install openssh-server)", file=sys.stderr)
         return 1
     sizes = Sizes(args.quick, args.reps)
-    precompile()
     tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
     try:
+        if args.runner_on_path:
+            precompile()
+        else:  # every `runner` below, by PATH, is the one a user's `pip install .` gives
+            print("installing this checkout into a venv of its own...", flush=True)
+            os.environ["PATH"] = f"{peers.runner_venv(tmp, REPO)}{os.pathsep}{os.environ['PATH']}"
         with Fleet(max(sizes.big_hosts, sizes.fleet_hosts)) as fleet:
             bench = Bench(args, fleet, tmp)
             try:

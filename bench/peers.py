@@ -2,8 +2,9 @@
 
 Each `*_workload` function writes, in a directory of its own, what its tool needs to run
 STEPS `true` commands on the first HOSTS hosts of a `Fleet`, and returns the argv and
-environment of the whole command. Nothing here starts a process except `pyinfra_venv`,
-which installs pyinfra in its own virtual environment outside the repository.
+environment of the whole command. Nothing here starts a process except `pyinfra_venv` and
+`runner_venv`, which install pyinfra and this checkout in virtual environments of their own
+outside the repository.
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def pyinfra_workload(
     deploy.write_text(f"from pyinfra.operations import server\n\n{ops}\n")
     argv = [str(pyinfra), "-y", "--parallel", str(hosts), str(inventory), str(deploy)]
     return argv, {}
+
+
+def runner_venv(root: Path, source: Path) -> Path:
+    """This checkout installed into a new venv under `root` as the README installs it
+    (`pip install .`, not editable): the venv's bin directory."""
+    home = root / "runner-venv"
+    venv.EnvBuilder(with_pip=True, clear=True).create(home)
+    subprocess.run(
+        [str(home / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
+        check=True, stdout=subprocess.DEVNULL, timeout=900,
+    )
+    return home / "bin"
 
 
 def pyinfra_venv(cache: Path) -> tuple[Path | None, str]:
