@@ -104,6 +104,11 @@ class Bench:
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             text = out.read_text(errors="replace")
+            if argv[0] == "runner":  # which jobs failed, and why
+                jobs = subprocess.run(["runner", "job", "list", "--children", "--state", "Failed",
+                                       "--format", "json"], env=self.env,
+                                      capture_output=True, text=True, check=False)
+                text += f"\n$ runner job list --children --state Failed\n{jobs.stdout}{jobs.stderr}"
             CACHE.mkdir(parents=True, exist_ok=True)
             kept = CACHE / f"failed-{log}-{int(time.time())}.log"
             kept.write_text(text)

@@ -69,22 +69,8 @@ class _QuickAckSocket(socket.socket):
 
 
 _AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-_shared_lock = threading.Lock()
-_shared_config: list[fabric.Config] = []
+_keys_lock = threading.Lock()
 _keys: dict[tuple[str, int, int], paramiko.PKey] = {}
-
-
-def _fabric_config() -> fabric.Config:
-    """One Fabric config for every connection of this process.
-
-    Building one reads Invoke's and Fabric's config file locations and merges their
-    layers: about 0.5 ms each, 50 times over for a fleet of 50. Connections only read it
-    (checked: creating a Connection leaves its config unchanged).
-    """
-    with _shared_lock:
-        if not _shared_config:
-            _shared_config.append(fabric.Config(overrides={"load_ssh_configs": False}))
-        return _shared_config[0]
 
 
 def _private_key(path: str) -> paramiko.PKey | None:
@@ -97,11 +83,11 @@ def _private_key(path: str) -> paramiko.PKey | None:
             return None
         stat = os.stat(path)
         cache_key = (path, stat.st_mtime_ns, stat.st_size)
-        with _shared_lock:
+        with _keys_lock:
             key = _keys.get(cache_key)
         if key is None:
             key = paramiko.PKey.from_path(path)
-            with _shared_lock:
+            with _keys_lock:
                 _keys[cache_key] = key
         return key
     except Exception:  # noqa: BLE001 - any failure: let paramiko try and explain it
@@ -175,7 +161,9 @@ class SSHConnection(Connection):
             host=self.address,
             user=self.user,
             port=self.port,
-            config=_fabric_config(),
+            # A Config of its own: Invoke's config objects re-merge their layers in place
+            # on access, so one shared between threads can be seen empty mid-merge.
+            config=fabric.Config(overrides={"load_ssh_configs": False}),
             connect_kwargs={
                 "sock": sock,
                 **self._identities(),

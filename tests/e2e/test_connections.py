@@ -152,6 +152,38 @@ def test_another_connection_can_kill_a_process_group(
     assert live_processes(sleep) == []
 
 
+def test_many_connections_opened_and_closed_at_once_all_work(
+    fleet: Fleet, runner_home: Path
+) -> None:
+    # As a fleet run opens, uses and closes its connections from many threads at once.
+    hosts = range(len(fleet.hosts))
+    before = [fleet.count_connections(i) for i in hosts]
+    problems: list[str] = []
+
+    def cycle(i: int) -> None:
+        try:
+            for _ in range(3):
+                with connect(fleet, i % len(fleet.hosts), runner_home) as connection:
+                    rc = connection.run("true", on_output=Collector()).rc
+                    if rc != 0:
+                        problems.append(f"exit status {rc}")
+        except Exception as error:  # noqa: BLE001 - each is what a host would fail with
+            problems.append(f"{type(error).__name__}: {error}")
+
+    threads = [threading.Thread(target=cycle, args=(i,)) for i in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert problems == []
+    # Every connection was closed: sshd's side goes away too (the next tests count them).
+    deadline = time.monotonic() + 10
+    while any(fleet.count_connections(i) > n for i, n in zip(hosts, before, strict=True)):
+        now = [fleet.count_connections(i) for i in hosts]
+        assert time.monotonic() < deadline, f"connections still open: {now}, before: {before}"
+        time.sleep(0.05)
+
+
 def test_commands_share_one_ssh_connection(fleet: Fleet, runner_home: Path) -> None:
     before = fleet.count_connections(1)
     with connect(fleet, 1, runner_home) as connection:
