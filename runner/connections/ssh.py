@@ -37,6 +37,7 @@ from runner.connections.base import (
     kill_script,
 )
 from runner.connections.sshstack import load
+from runner.connections.stepshell import Boundary, StepShell
 from runner.errors import ConnectError, HostKeyError
 from runner.knownhosts import AcceptNewPolicy, KnownHosts
 
@@ -47,7 +48,8 @@ fabric, paramiko = load()
 # once, as one line, by `SSHConnection._reason`.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-PGID_MARKER = b"\x1erunner-pgid "
+PGID_MARKER = b"\x1erunner-pgid "  # then the number and PGID_END, first on stderr
+PGID_END = b"\x1f"  # not a newline: a step shell holds a last newline back (Boundary)
 DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's channel stays open
 
 
@@ -132,6 +134,7 @@ class SSHConnection(Connection):
         connect_timeout: float = 10.0,
         known_hosts: Path | None = None,
         keepalive: int = 15,
+        step_shell: bool = True,
     ) -> None:
         super().__init__(host)
         self.address = address
@@ -143,6 +146,11 @@ class SSHConnection(Connection):
         self.keepalive = keepalive
         self._fabric: fabric.Connection | None = None
         self._lock = threading.Lock()  # opening, closing and SFTP are one at a time
+        # Steps run in one long-lived shell on the target (runner.connections.stepshell)
+        # unless it is refused, busy, or the step needs sudo: then on an exec channel.
+        self.step_shell = step_shell
+        self._shell: StepShell | None = None
+        self._shell_lock = threading.Lock()
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -242,6 +250,10 @@ class SSHConnection(Connection):
             self._close_quietly()
 
     def _close_quietly(self) -> None:
+        with self._shell_lock:
+            shell, self._shell = self._shell, None
+        if shell is not None:
+            shell.close()
         if self._fabric is not None:
             self._fabric.close()
             self._fabric = None
@@ -264,6 +276,9 @@ class SSHConnection(Connection):
     # -- running ---------------------------------------------------------------------------
 
     def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
+        shell = self._take_shell(script) if not sudo or self.user == "root" else None
+        if shell is not None:
+            return self._execute_in_shell(shell, script, execution)
         channel = self._channel()
         pump = _ChannelPump(self, channel, execution.on_output, execution.on_start)
         try:
@@ -276,6 +291,37 @@ class SSHConnection(Connection):
         finally:
             channel.close()
 
+    def _take_shell(self, script: str) -> StepShell | None:
+        """The connection's step shell, locked for one step; None when the step must use
+        an exec channel (the shell is refused, busy with another step, or too small)."""
+        if not self.step_shell or not StepShell.fits(script):
+            return None
+        with self._shell_lock:
+            shell = self._shell
+            if shell is None:
+                shell = StepShell.start(self._channel(), self.connect_timeout)
+                if shell is None:  # no bash or no job control on the target
+                    self.step_shell = False
+                    return None
+                self._shell = shell
+        return shell if shell.lock.acquire(blocking=False) else None
+
+    def _execute_in_shell(self, shell: StepShell, script: str, execution: Execution) -> RunResult:
+        pump = _ShellPump(self, shell, execution.on_output, execution.on_start)
+        try:
+            shell.send(_with_pgid_line(script))
+            return pump.run(execution.deadline)
+        except BaseException:
+            pump.abort()
+            raise
+        finally:
+            if not pump.reusable:  # it left, died, or is still busy with a killed step
+                with self._shell_lock:
+                    if self._shell is shell:
+                        self._shell = None
+                shell.close()
+            shell.lock.release()
+
     def _wrap(self, script: str, sudo: bool) -> str:
         """The command line for sshd: the script in a process group of its own, reporting its id.
 
@@ -287,7 +333,7 @@ class SSHConnection(Connection):
         ended by a signal is reported by sshd as exit-signal, which `_ChannelPump` maps
         to 128 + N as a shell would.
         """
-        inner = shlex.quote(f"printf '\\036runner-pgid %s\\n' \"$$\" >&2\n{script}")
+        inner = shlex.quote(_with_pgid_line(script))
         if sudo and self.user != "root":
             return f"exec sudo -n /bin/sh -c {shlex.quote(_under_setsid(inner))}"
         fallback = _under_setsid('"$c"')
@@ -362,6 +408,8 @@ class _ChannelPump:
             wait = deadline.wait_time() if reason is None else 0.1
             if poller.poll(wait * 1000) and self._drain():
                 last_heard = time.monotonic()
+            else:
+                self._idle()
             if reason is None and self._head_done:
                 reason = deadline.reason()
                 if reason is not None and self.pgid is not None:
@@ -380,6 +428,9 @@ class _ChannelPump:
             stopped=reason == "stopped",
             pgid=self.pgid,
         )
+
+    def _idle(self) -> None:
+        """Called when a poll saw nothing new."""
 
     def abort(self) -> None:
         """End the remote group of a run that is being abandoned (error, Ctrl-C)."""
@@ -425,8 +476,8 @@ class _ChannelPump:
         if not self._head.startswith(PGID_MARKER[: len(self._head)]):
             self._give_up_marker()  # the wrapper itself failed: show what it said
             return
-        line, newline, rest = self._head.partition(b"\n")
-        if not newline:
+        line, end, rest = self._head.partition(PGID_END)
+        if not end:
             return
         self.pgid = int(line[len(PGID_MARKER) :])
         self._head, self._head_done = b"", True
@@ -458,6 +509,93 @@ class _ChannelPump:
         if self.channel.status_event.wait(self.connection.connect_timeout):
             return self.channel.exit_status
         return -1
+
+
+class _ShellPump(_ChannelPump):
+    """Reads one step from the connection's step shell, up to the shell's end marks."""
+
+    def __init__(
+        self,
+        connection: SSHConnection,
+        shell: StepShell,
+        on_output: OutputCallback,
+        on_start: StartCallback | None,
+    ) -> None:
+        super().__init__(connection, shell.channel, on_output, on_start)
+        self.out = Boundary(shell.stdout_end)
+        self.err = Boundary(shell.stderr_end)
+        self.rc: int | None = None
+        self.left = False  # the shell left: the step's processes live on (see stepshell)
+
+    @property
+    def reusable(self) -> bool:
+        """True when the shell ended the step cleanly and waits for the next one."""
+        return self.rc is not None and self.err.found and not self.left and self._finished
+
+    def _at_end(self) -> bool:
+        channel = self.channel
+        if channel.recv_ready() or channel.recv_stderr_ready():
+            return False
+        if self.rc is not None and self.err.found and not self.left:
+            return True
+        if channel.eof_received or channel.closed:  # the shell left, or died
+            return True
+        if not self.connection.is_open:
+            raise self._lost()
+        return False
+
+    def _drain(self) -> bool:
+        got = False
+        while self.channel.recv_ready():
+            self._stdout(self.channel.recv(READ_SIZE))
+            got = True
+        while self.channel.recv_stderr_ready():
+            data = self.channel.recv_stderr(READ_SIZE)
+            if not self.err.found:
+                data = self.err.feed(data) + self.err.after
+                self.err.after = b""
+            if data:
+                self._stderr(data)
+            got = True
+        return got
+
+    def _stdout(self, data: bytes) -> None:
+        if self.rc is not None:  # after the end mark: what the step's processes left
+            self.on_output(STDOUT, data)
+            return
+        before = self.out.feed(data)
+        if before:
+            self.on_output(STDOUT, before)
+        status, newline, rest = self.out.after.partition(b"\n")
+        if not self.out.found or not newline:
+            return
+        kind, _, rc = status.partition(b" ")
+        self.rc, self.left, self.out.after = int(rc), kind == b"x", b""
+        if rest:
+            self.on_output(STDOUT, rest)
+
+    def _idle(self) -> None:
+        """A quiet stream's held-back newline is the step's: show it now, not at the end."""
+        self._flush_held()
+
+    def _flush_held(self) -> None:
+        for stream, boundary in ((STDOUT, self.out), (STDERR, self.err)):
+            held = boundary.flush()
+            if held and (stream == STDOUT or self._head_done):
+                self.on_output(stream, held)
+            elif held:
+                self._stderr(held)
+
+    def _exit_status(self) -> int:
+        self._flush_held()  # the shell ended without its marks: the held bytes are the step's
+        if self._head:
+            self._give_up_marker()
+        return -1 if self.rc is None else self.rc
+
+
+def _with_pgid_line(script: str) -> str:
+    """`script` preceded by the line that reports its process group (`PGID_MARKER`)."""
+    return f"printf '\\036runner-pgid %s\\037' \"$$\" >&2\n{script}"
 
 
 def _report_exit_signals(transport: paramiko.Transport) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shlex
 import signal
 import socket
 import threading
@@ -50,9 +51,11 @@ def connect(fleet: Fleet, i: int, home: Path, **kwargs: object) -> SSHConnection
     return SSHConnection(name, address, port, **options)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def conn(fleet: Fleet, runner_home: Path) -> Iterator[SSHConnection]:
-    with connect(fleet, 0, runner_home) as connection:
+@pytest.fixture(params=["step shell", "exec channels"])
+def conn(fleet: Fleet, runner_home: Path, request: pytest.FixtureRequest) -> Iterator[SSHConnection]:
+    """A connection running steps in its step shell, and one running each on a channel."""
+    step_shell = request.param == "step shell"
+    with connect(fleet, 0, runner_home, step_shell=step_shell) as connection:
         yield connection
 
 
@@ -326,3 +329,113 @@ def test_print_latency_of_true_on_an_open_connection(conn: SSHConnection) -> Non
     for _ in range(count):
         conn.run("true", on_output=Collector())
     print(f"\nSSH run('true') latency: {(time.perf_counter() - started) / count * 1000:.2f} ms")
+
+
+# -- the step shell (runner.connections.stepshell) ------------------------------------------
+
+
+def test_steps_on_one_connection_run_in_one_shell_on_the_target(
+    fleet: Fleet, runner_home: Path
+) -> None:
+    def parents(step_shell: bool) -> set[str]:
+        seen = set()
+        with connect(fleet, 2, runner_home, step_shell=step_shell) as connection:
+            for _ in range(3):
+                out = Collector()
+                assert connection.run('echo "$PPID $(cat /proc/$PPID/comm)"', on_output=out).rc == 0
+                seen.add(out.stdout)
+        return seen
+
+    in_shell = parents(step_shell=True)
+    assert len(in_shell) == 1 and in_shell.pop().split()[1] == "bash"
+    on_channels = {line.split()[1] for line in parents(step_shell=False)}
+    assert len(on_channels) == 1 and on_channels.pop().startswith("sshd")
+
+
+def test_a_step_in_the_shell_has_default_signals_and_a_group_of_its_own(
+    conn: SSHConnection,
+) -> None:
+    # `cmd &` in a shell without job control would start the step with SIGINT ignored.
+    out = Collector()
+    script = "trap 'echo got INT' INT; kill -INT $$; ps -o pgid= -p $$"
+    result = conn.run(script, on_output=out)
+    assert result.rc == 0
+    assert out.stdout.split() == ["got", "INT", str(result.pgid)]
+
+
+def test_output_of_processes_a_step_leaves_behind_is_still_the_steps(conn: SSHConnection) -> None:
+    out = Collector()
+    result = conn.run("(sleep 0.3; echo late; echo late-err >&2) & echo early", on_output=out)
+    assert result.rc == 0
+    assert out.stdout == "early\nlate\n"
+    assert out.stderr == "late-err\n"
+    after = Collector()
+    assert conn.run("echo next", on_output=after).rc == 0
+    assert after.stdout == "next\n"
+
+
+def test_a_detached_background_process_does_not_hold_the_step(conn: SSHConnection) -> None:
+    sleep = unique_sleep()
+    out = Collector()
+    started = time.monotonic()
+    result = conn.run(f"nohup {sleep} >/dev/null 2>&1 & echo started", on_output=out)
+    took = time.monotonic() - started
+    try:
+        assert result.rc == 0 and out.stdout == "started\n"
+        assert took < 60  # not the sleep's 600 s
+        follow = Collector()
+        assert conn.run("echo next", on_output=follow).rc == 0
+        assert follow.stdout == "next\n"
+    finally:
+        for pid in live_processes(sleep):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_output_without_a_last_newline_and_blank_lines_arrive_exactly(conn: SSHConnection) -> None:
+    for text in ["", "no newline", "\n", "a\n\n\n", "x\n" * 5000 + "end"]:
+        out = Collector()
+        result = conn.run(f"printf '%s' {shlex.quote(text)}; printf '%s' {shlex.quote(text)} >&2",
+                          on_output=out)
+        assert result.rc == 0
+        assert (out.stdout, out.stderr) == (text, text)
+
+
+def test_a_line_is_shown_while_the_step_still_runs(conn: SSHConnection) -> None:
+    seen = threading.Event()
+    out = Collector()
+
+    def on_output(stream: str, data: bytes) -> None:
+        out(stream, data)
+        if out.stdout == "waiting\n":
+            seen.set()
+
+    thread = threading.Thread(target=conn.run, args=("echo waiting; sleep 3",),
+                              kwargs={"on_output": on_output})
+    thread.start()
+    try:
+        assert seen.wait(2.5), f"only {out.stdout!r} while the step ran"
+    finally:
+        thread.join()
+
+
+def test_a_script_too_long_for_the_shell_runs_on_a_channel(conn: SSHConnection) -> None:
+    script = "# " + "x" * 20000 + "\necho long script ran"
+    out = Collector()
+    assert conn.run(script, on_output=out).rc == 0
+    assert out.stdout == "long script ran\n"
+
+
+def test_steps_at_once_on_one_connection_each_get_their_own_output(conn: SSHConnection) -> None:
+    outs = [Collector() for _ in range(6)]
+    results: list[int] = [-1] * 6
+
+    def one(i: int) -> None:
+        results[i] = conn.run(f"sleep 0.1; echo step {i}; exit {i}", on_output=outs[i]).rc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == list(range(6))
+    assert [o.stdout for o in outs] == [f"step {i}\n" for i in range(6)]

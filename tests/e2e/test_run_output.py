@@ -149,3 +149,24 @@ def test_serial_batches_and_forks_run_every_host_once(cli, inventory):
     children = json.loads(proc.stdout)["jobs"][0]["children"]
     assert sorted(c["host"] for c in children) == [f"host{i}" for i in range(1, 6)]
     assert {c["State"] for c in children} == {"Completed"}
+
+
+def test_runner_step_shell_false_runs_each_step_on_its_own_ssh_session(cli, fleet, tmp_path):
+    play = cli.playbook("""
+        jobs:
+          - name: where
+            targets: "host1:host2"
+            steps:
+              - run: cat /proc/$PPID/comm
+              - run: cat /proc/$PPID/comm
+        """)
+    inv = fleet.write_inventory(tmp_path / "hosts.ini", ["host1", "host2"])
+    lines = inv.read_text().splitlines()
+    inv.write_text("\n".join(
+        line + (" runner_step_shell=false" if line.startswith("host2 ") else "") for line in lines
+    ) + "\n")
+    cli("run", play, "-i", str(inv), check=True)
+    parents = {(r["host"], r["data"].strip()) for r in cli.receive(1)}
+    assert {p for h, p in parents if h == "host1"} == {"bash"}  # the step shell
+    (sshd,) = {p for h, p in parents if h == "host2"}
+    assert sshd.startswith("sshd")

@@ -1,0 +1,174 @@
+"""One long-lived shell per SSH connection that runs its steps.
+
+An exec channel per step makes sshd open a session, fork, and start the user's login
+shell, which then starts /bin/sh: about 3.5 ms of the target's CPU per step on a test
+machine, more than the whole step costs the controller. A step shell is one bash per
+connection, on a channel of its own, that starts each step as `/bin/sh -c SCRIPT` in a
+process group of its own (bash's job control, `set -m`): about 1.6 ms (BENCHMARKS.md).
+The step sees what it would see on an exec channel: /bin/sh, stdin at end of file, the
+login environment, stdout and stderr apart, its own process group, default signal
+dispositions (which is why bash with job control and not `sh ... &`, which would ignore
+SIGINT and SIGQUIT).
+
+The protocol on the shell's channel, with TOKEN a random word of this shell:
+
+- start: the shell prints ``TOKEN ok PID``; ``TOKEN no`` when the target has no bash or
+  no job control, and the connection then runs every step on an exec channel.
+- a step: the script's lines, then a line holding only TOKEN. Scripts longer than
+  `MAX_SCRIPT` bytes go on an exec channel (the shell reads its input byte by byte).
+- its end: ``\\nTOKEN e RC\\n`` on stdout and ``\\nTOKEN\\n`` on stderr, each after the
+  step's last output on that stream; the leading newline is the shell's, not the step's.
+- ``x`` instead of ``e``: processes the step started still live in its group. The shell
+  leaves, and the step's output goes on until its channel ends, as on an exec channel.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shlex
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import paramiko
+
+MAX_SCRIPT = 16384  # bytes; a longer script runs on an exec channel
+
+_SHELL = """\
+set -m; case $- in *m*) ;; *) echo "$E no"; exit 0;; esac
+exec 3>&2 2>/dev/null
+echo "$E ok $$"
+while :; do
+  c= ; f=
+  while IFS= read -r l; do [ "$l" = "$E" ] && { f=1; break; }; c="$c$l
+"; done
+  [ "$f" ] || exit 0
+  /bin/sh -c "$c" </dev/null 2>&3 3>&- &
+  p=$!; wait "$p"; r=$?
+  if kill -0 -"$p" 2>/dev/null; then k=x; else k=e; fi
+  printf '\\n%s %s %s\\n' "$E" "$k" "$r"; printf '\\n%s\\n' "$E" >&3
+  [ "$k" = e ] || exit 0
+done
+"""
+
+
+class StepShell:
+    """The step shell of one connection; one step at a time (`lock`)."""
+
+    def __init__(self, channel: paramiko.Channel, token: str) -> None:
+        self.channel = channel
+        self.token = token
+        self.stdout_end = f"\n{token} ".encode()
+        self.stderr_end = f"\n{token}\n".encode()
+        self.lock = threading.Lock()
+
+    @classmethod
+    def start(cls, channel: paramiko.Channel, timeout: float) -> StepShell | None:
+        """Start the shell on a new session `channel`; None (channel closed) when the
+        target cannot have one."""
+        token = "runner-" + secrets.token_hex(16)
+        program = f"E={token}\n{_SHELL}"
+        command = (
+            f"command -v bash >/dev/null 2>&1 && exec bash -c {shlex.quote(program)}; "
+            f"echo '{token} no'"
+        )
+        try:
+            channel.exec_command(command)
+            ready = _hello(channel, token, timeout)
+        except Exception:  # noqa: BLE001 - any failure here means: use exec channels
+            ready = False
+        if not ready:
+            channel.close()
+            return None
+        return cls(channel, token)
+
+    @staticmethod
+    def fits(script: str) -> bool:
+        """True when `script` is short enough to send to a step shell."""
+        return len(script) <= MAX_SCRIPT and len(script.encode()) <= MAX_SCRIPT
+
+    def send(self, script: str) -> None:
+        """Start `script` (a /bin/sh script) as the next step."""
+        self.channel.sendall(f"{script}\n{self.token}\n".encode())
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def _hello(channel: paramiko.Channel, token: str, timeout: float) -> bool:
+    """True once the shell says it is ready; False when it says it cannot be, ends, or
+    is silent for `timeout` s. Lines before its answer (a noisy ~/.bashrc) are skipped."""
+    channel.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    ok, no = f"{token} ok ".encode(), f"{token} no".encode()
+    while time.monotonic() < deadline:
+        chunk = channel.recv(4096)
+        if not chunk:
+            return False
+        data += chunk
+        lines = data.split(b"\n")
+        data = lines.pop()  # an unfinished line, kept for the next read
+        for line in lines:
+            if line.startswith(ok):
+                channel.settimeout(None)
+                return True
+            if line.startswith(no):
+                return False
+    return False
+
+
+class Boundary:
+    """Finds the step shell's end mark in one output stream, forwarding what precedes it.
+
+    `feed` returns the bytes that surely belong to the step: everything before the mark,
+    less a tail that could be the start of a mark split across reads (held until the
+    next read, or handed back by `flush` when the stream goes quiet). What follows the
+    mark is kept in `after`.
+    """
+
+    def __init__(self, mark: bytes) -> None:
+        self.mark = mark
+        self.found = False
+        self.after = b""
+        self._held = b""
+        self._flushed = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self.found:
+            self.after += data
+            return b""
+        if self._flushed:  # a quiet pause came inside the mark itself (see `flush`)
+            rest, self._flushed = self.mark[len(self._flushed) :], b""
+            if data.startswith(rest):
+                self.found, self.after = True, data[len(rest) :]
+                return b""
+        buf = self._held + data if self._held else data
+        at = buf.find(self.mark)
+        if at >= 0:
+            self.found, self._held, self.after = True, b"", buf[at + len(self.mark) :]
+            return buf[:at]
+        keep = _partial_mark(buf, self.mark)
+        self._held = buf[len(buf) - keep :] if keep else b""
+        return buf[: len(buf) - keep]
+
+    def flush(self) -> bytes:
+        """What is held back, for a stream that has gone quiet (or ended without a mark):
+        nearly always the step's own last newline. Should the rest of a mark follow after
+        all, `feed` still takes it as the end."""
+        held, self._held = self._held, b""
+        self._flushed = held
+        return held
+
+
+def _partial_mark(buf: bytes, mark: bytes) -> int:
+    """The length of the longest end of `buf` that is a proper start of `mark`
+    (which begins with a newline, so only newlines in the last bytes are candidates)."""
+    low = max(0, len(buf) - len(mark) + 1)
+    at = buf.rfind(b"\n", low)
+    while at >= 0:
+        if mark.startswith(buf[at:]):
+            return len(buf) - at
+        at = buf.rfind(b"\n", low, at)
+    return 0
