@@ -406,7 +406,10 @@ class _ChannelPump:
         give_up_at = float("inf")
         while not self._at_end() and time.monotonic() < give_up_at:
             wait = deadline.wait_time() if reason is None else 0.1
-            if poller.poll(wait * 1000) and self._drain():
+            # Look before sleeping: paramiko's one pipe for two streams can miss a wakeup
+            # (stderr arriving while a read of stdout clears the pipe).
+            ready = self.channel.recv_ready() or self.channel.recv_stderr_ready()
+            if (ready or poller.poll(wait * 1000)) and self._drain():
                 last_heard = time.monotonic()
             else:
                 self._idle()
