@@ -293,11 +293,15 @@ class SSHConnection(Connection):
 
     def _take_shell(self, script: str) -> StepShell | None:
         """The connection's step shell, locked for one step; None when the step must use
-        an exec channel (the shell is refused, busy with another step, or too small)."""
+        an exec channel (the shell is refused, busy with another step, or the script is
+        too long). A shell that ended since its last step is replaced."""
         if not self.step_shell or not StepShell.fits(script):
             return None
         with self._shell_lock:
             shell = self._shell
+            if shell is not None and shell.ended:
+                shell.close()
+                shell = self._shell = None
             if shell is None:
                 shell = StepShell.start(self._channel(), self.connect_timeout)
                 if shell is None:  # no bash or no job control on the target

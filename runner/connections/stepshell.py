@@ -92,6 +92,12 @@ class StepShell:
         """Start `script` (a /bin/sh script) as the next step."""
         self.channel.sendall(f"{script}\n{self.token}\n".encode())
 
+    @property
+    def ended(self) -> bool:
+        """True once the shell's channel has ended (the shell was killed between steps)."""
+        channel = self.channel
+        return channel.closed or channel.eof_received or channel.exit_status_ready()
+
     def close(self) -> None:
         self.channel.close()
 

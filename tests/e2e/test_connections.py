@@ -439,3 +439,16 @@ def test_steps_at_once_on_one_connection_each_get_their_own_output(conn: SSHConn
         thread.join()
     assert results == list(range(6))
     assert [o.stdout for o in outs] == [f"step {i}\n" for i in range(6)]
+
+
+def test_a_step_that_kills_its_shell_leaves_the_next_step_working(
+    fleet: Fleet, runner_home: Path
+) -> None:
+    with connect(fleet, 2, runner_home) as connection:
+        out = Collector()
+        result = connection.run("kill -KILL $PPID; echo still here", on_output=out)
+        assert out.stdout == "still here\n"
+        assert result.rc == -1  # the shell that would have reported the status is gone
+        after = Collector()
+        assert connection.run("echo next", on_output=after).rc == 0
+        assert after.stdout == "next\n"
