@@ -90,6 +90,7 @@ class HostConnection:
     user: str | None
     key_file: str | None
     connection: str
+    step_shell: bool = True  # `runner_step_shell`: steps in one shell per connection
 
 
 class Inventory:
@@ -206,6 +207,7 @@ class Inventory:
                 _first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
             ),
             connection=str(merged.get("ansible_connection") or "ssh"),
+            step_shell=_yes_no(merged, "runner_step_shell", name),
         )
 
 
@@ -214,6 +216,21 @@ def _first(values: dict[str, Any], *keys: str) -> Any:
         if values.get(key) is not None:
             return values[key]
     return None
+
+
+_YES = ("true", "yes", "on", "1")
+_NO = ("false", "no", "off", "0")
+
+
+def _yes_no(values: dict[str, Any], key: str, host: str) -> bool:
+    """A yes/no variable (true by default); an INI file gives it as a string."""
+    value = values.get(key, True)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _YES or text in _NO:
+        return text in _YES
+    raise InventoryError(f"{key} must be true or false, not {value!r}", path=host)
 
 
 def _optional_str(value: Any) -> str | None:

@@ -138,15 +138,8 @@ def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float)
         "user": user or config.get("user") or getpass.getuser(),
         "key_file": info.key_file or config.get("key_file"),
         "connect_timeout": connect_timeout,
-        "step_shell": _flag(given.get("runner_step_shell", True)),
+        "step_shell": info.step_shell,
     }
-
-
-def _flag(value: Any) -> bool:
-    """An inventory yes/no (`false`, `no`, `0`... from an INI file are strings)."""
-    if isinstance(value, str):
-        return value.strip().lower() not in ("no", "false", "off", "0", "n", "f", "")
-    return bool(value)
 
 
 def open_connection(host: str, spec: dict[str, Any], known_hosts: Any = None) -> Connection:

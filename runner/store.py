@@ -146,11 +146,13 @@ _INHERITED: list[sqlite3.Connection] = []
 # its hosts. Other processes on the same file still meet SQLite's own lock.
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
+# A forked child starts afresh: a lock held by a thread the fork left behind stays held.
+os.register_at_fork(after_in_child=_WRITE_LOCKS.clear)
 
 
-def _write_lock(path: Path) -> threading.Lock:
+def _write_lock(key: str) -> threading.Lock:
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(str(path.resolve()), threading.Lock())
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
 
 
 class JobStore:
@@ -163,7 +165,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._pid = os.getpid()
-        self._write_lock = _write_lock(self.path)
+        self._lock_key = str(self.path.resolve())
         self._migrate()
 
     # -- connections and transactions ------------------------------------------------
@@ -174,9 +176,6 @@ class JobStore:
             # Never close a connection inherited across fork: SQLite forbids using it there.
             _INHERITED.extend(self._connections)
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
-            with _WRITE_LOCKS_GUARD:  # a lock held by a thread the fork left behind
-                _WRITE_LOCKS.clear()
-            self._write_lock = _write_lock(self.path)
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = _connect(self.path)
@@ -189,7 +188,7 @@ class JobStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the write lock from its first statement."""
         conn = self._conn()
-        with self._write_lock:
+        with _write_lock(self._lock_key):
             _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn

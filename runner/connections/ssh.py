@@ -586,12 +586,12 @@ class _ShellPump(_ChannelPump):
         self._flush_held()
 
     def _flush_held(self) -> None:
-        for stream, boundary in ((STDOUT, self.out), (STDERR, self.err)):
-            held = boundary.flush()
-            if held and (stream == STDOUT or self._head_done):
-                self.on_output(stream, held)
-            elif held:
-                self._stderr(held)
+        held = self.out.flush()
+        if held:
+            self.on_output(STDOUT, held)
+        held = self.err.flush()
+        if held:
+            self._stderr(held)  # it may complete the process-group line
 
     def _exit_status(self) -> int:
         self._flush_held()  # the shell ended without its marks: the held bytes are the step's

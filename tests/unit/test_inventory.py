@@ -228,3 +228,15 @@ def test_ten_thousand_hosts_parse(tmp_path: Path) -> None:
     inv = load_inventory(write(tmp_path / "hosts", "\n".join(lines) + "\n"))
     assert len(inv.hosts) == 10_000
     assert inv.host_vars("h7-99")["n"] == 99
+
+
+def test_runner_step_shell_is_a_yes_no_variable(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path / "hosts", """\
+        a
+        b runner_step_shell=false
+        c runner_step_shell=Yes
+        d runner_step_shell=maybe
+        """))
+    assert [inv.connection(h).step_shell for h in "abc"] == [True, False, True]
+    with pytest.raises(InventoryError, match="runner_step_shell must be true or false, not 'maybe'"):
+        inv.connection("d")
