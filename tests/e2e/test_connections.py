@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_helpers import wait_until
 
 from runner.connections.base import READ_SIZE
 from runner.connections.ssh import SSHConnection
@@ -180,13 +181,10 @@ def test_many_connections_opened_and_closed_at_once_all_work(
         thread.join()
     assert problems == []
     # Every connection was closed: sshd's side goes away too (the next tests count them).
-    deadline = time.monotonic() + 10
-    while True:
-        now = [fleet.count_connections(i) for i in hosts]
-        if all(n <= b for n, b in zip(now, before, strict=True)):
-            break
-        assert time.monotonic() < deadline, f"connections still open: {now}, before: {before}"
-        time.sleep(0.05)
+    wait_until(
+        lambda: all(fleet.count_connections(i) <= before[i] for i in hosts),
+        what=f"sshd's connections to go back to {before}",
+    )
 
 
 def test_commands_share_one_ssh_connection(fleet: Fleet, runner_home: Path) -> None:
