@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -319,10 +320,13 @@ def test_bad_files_through_a_real_process(case, tmp_path):
 # -- each crash the properties found, kept as a case -------------------------------------
 
 DEEP = "[" * 5000 + "]" * 5000
+LOCATED = object()  # the error line starts with FILE:1: (any wording after it)
 FOUND = {
     # name: (file name, file text, argv after the command, exit code, what the line says)
     "NUL in a playbook": ("p.yml", "name: a\nb: x\x00y\n", ["validate"], 4, ":2:5: YAML error: character U+0000"),
-    "lists nested 5000 deep": ("p.yml", f"jobs: {DEEP}\n", ["validate"], 4, "nested more than 100 deep"),
+    # Refused either by runner's own depth check or by libyaml's (PyYAML 6.0.4 stops at
+    # 1000 levels with words of its own): what counts is one line naming file and line.
+    "lists nested 5000 deep": ("p.yml", f"jobs: {DEEP}\n", ["validate"], 4, LOCATED),
     "a 5000-digit number": ("p.yml", f"vars: {{n: {'9' * 5000}}}\njobs: []\n", ["validate"], 4,
                             "4300 digits"),
     "a 13th month": ("p.yml", "vars: {t: !!timestamp 2001-13-45}\njobs: []\n", ["validate"], 4,
@@ -333,7 +337,7 @@ FOUND = {
                       "jobs[0].timeout: must be a number, not NaN"),
     "NUL in an inventory": ("hosts.yml", "all:\n  hosts:\n    h\x00st:\n", ["inventory", "-i"], 4, "U+0000"),
     "inventory nested 5000 deep": ("hosts.yml", f"all: {DEEP}\n", ["inventory", "-i"], 4,
-                                   "nested more than 100 deep"),
+                                   LOCATED),
     "a limit file not UTF-8": ("l.retry", "\udcff\n", ["inventory", "--limit", "@"], 4,
                                "not UTF-8"),
 }
@@ -346,7 +350,11 @@ def test_inputs_that_once_crashed_get_one_located_line(case, tmp_path):
     argv = [*argv[:-1], argv[-1] + path] if argv[-1] == "@" else [*argv, path]
     got, _out, err = invoke(*argv)
     assert_clean(tuple(argv), got, err)
-    assert got == code and words in err, err
+    assert got == code, err
+    if words is LOCATED:
+        assert re.match(re.escape(path) + r":1:\d+: \S", err), err
+    else:
+        assert words in err, err
 
 
 @pytest.mark.parametrize(
