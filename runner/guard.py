@@ -17,8 +17,11 @@ files, terminal lines, the JSON and JUnit reports, step errors and the plan.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
+import shlex
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +29,7 @@ from runner.errors import LocatedError, StepError
 from runner.model import Location
 
 MASK = "********"
+MIN_SECRET = 3  # characters; a shorter value is not masked
 _MARKERS = ("{{", "{%")
 
 
@@ -69,19 +73,62 @@ def confine_located(template: str, rendered: str, what: str, where: Location) ->
 
 
 class Redactor:
-    """Masks secret values in text. Empty (a no-op) when the playbook names no secrets."""
+    """Masks secret values in text, in the forms runner itself derives from them too.
 
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        found = sorted({v for v in values if v}, key=len, reverse=True)  # longest first
-        self._pattern = re.compile("|".join(re.escape(v) for v in found)) if found else None
+    Empty (a no-op) when the playbook names no secrets. A secret registered while the
+    run goes on (`secrets:` naming a `register:`ed variable) is added with `add`, and is
+    masked from then on by every holder of this redactor.
+    """
+
+    def __init__(self, values: Iterable[str] = (), active: bool = False) -> None:
+        self._active = active
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+        self._longest = 0
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        """Mask these values (and their shell-quoted and JSON-escaped forms) from now on."""
+        forms = {form for value in values if value for form in _derived_forms(value)}
+        with self._lock:
+            if forms <= self._values:
+                return
+            self._values |= forms
+            found = sorted(self._values, key=len, reverse=True)  # longest first
+            self._pattern = re.compile("|".join(re.escape(v) for v in found))
+            self._longest = len(found[0])
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return self._active or self._pattern is not None
 
     def __call__(self, text: Any) -> Any:
-        if self._pattern is None or not isinstance(text, str):
+        pattern = self._pattern
+        if pattern is None or not isinstance(text, str):
             return text
-        return self._pattern.sub(MASK, text)
+        return pattern.sub(MASK, text)
+
+    def partial_tail(self, text: str) -> int:
+        """How many characters at the end of `text` could begin a secret: what a stream
+        must hold back, so that no secret is cut in two records and escapes its mask."""
+        pattern, values = self._pattern, self._values
+        if pattern is None:
+            return 0
+        for size in range(min(len(text), self._longest - 1), 0, -1):
+            tail = text[-size:]
+            if any(value.startswith(tail) for value in values):
+                return size
+        return 0
+
+
+def _derived_forms(value: str) -> set[str]:
+    """A secret and the forms runner writes it in: `| quote`'s shell quoting, and the
+    JSON string escaping of `plan --format json` and the reports."""
+    quoted = shlex.quote(value)
+    forms = {value, quoted}
+    forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in (value, quoted)}
+    forms |= {json.dumps(form)[1:-1] for form in (value, quoted)}
+    return {form for form in forms if len(form) >= MIN_SECRET}
 
 
 def secret_values(value: Any) -> list[str]:
@@ -93,4 +140,4 @@ def secret_values(value: Any) -> list[str]:
     if value is None or isinstance(value, bool):
         return []
     text = str(value)
-    return [text] if len(text) >= 3 else []  # masking "1" or "no" would mask everything
+    return [text] if len(text) >= MIN_SECRET else []  # masking "1" or "no" would mask everything

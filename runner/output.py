@@ -27,10 +27,17 @@ _QUEUE_BYTES = 16 << 20
 
 
 class LineBuffer:
-    """Decodes one stream's bytes (UTF-8, errors replaced) and emits whole lines."""
+    """Decodes one stream's bytes (UTF-8, errors replaced) and emits whole lines.
 
-    def __init__(self, emit: Callable[[str], None]) -> None:
+    `hold(text)`, when given, says how many characters at the end of what would be
+    emitted must wait for more (the start of a secret, which must reach its mask whole).
+    """
+
+    def __init__(
+        self, emit: Callable[[str], None], hold: Callable[[str], int] | None = None
+    ) -> None:
         self._emit = emit
+        self._hold = hold
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""
 
@@ -42,6 +49,11 @@ class LineBuffer:
             return
         if cut == 0:
             cut = len(text)
+        if self._hold is not None:
+            cut -= self._hold(text[:cut])
+            if cut == 0:
+                self._pending = text
+                return
         self._pending = text[cut:]
         self._emit(text[:cut])
 

@@ -92,7 +92,7 @@ class Plan:
             for name in names:
                 if name in variables:
                     values.extend(secret_values(self.templar.render_native(variables.raw(name), variables)))
-        return Redactor(values)
+        return Redactor(values, active=True)
 
     def job(self, name: str) -> JobPlan:
         for job in self.jobs:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConnectError, RunnerError, TemplateError
-from runner.guard import confine
+from runner.guard import confine, secret_values
 from runner.model import Step
 from runner.output import LineBuffer
 from runner.planner import JobPlan, Plan, describe_step
@@ -164,6 +164,8 @@ class StepRunner:
             self._record(step, outcome, started)
             if step.register:
                 self.registered[step.register] = outcome.registered()
+                if step.register in self.plan.playbook.secrets:
+                    self.redact.add(secret_values(self.registered[step.register]))
             if outcome.status == STATUS_STOPPED or self.control.stopped:
                 return self._stopped(counts)
             if outcome.failed and step.ignore_errors:
@@ -391,7 +393,8 @@ class StepRunner:
 
             return emit
 
-        buffers = {"stdout": LineBuffer(emitter("stdout")), "stderr": LineBuffer(emitter("stderr"))}
+        hold = self.redact.partial_tail if self.redact else None
+        buffers = {s: LineBuffer(emitter(s), hold) for s in ("stdout", "stderr")}
 
         def on_output(stream: str, data: bytes) -> None:
             buffers[stream].feed(data)

@@ -274,3 +274,86 @@ def test_store_known_hosts_and_result_files_are_private(work, fleet):
     assert _mode(home / "known_hosts") == 0o600
     assert _mode(work / "results" / "deep" / "host1.log") == 0o600
     assert _mode(work / "results" / "deep") == 0o700
+
+
+# -- secrets in every form, on every path ----------------------------------------------------
+
+LONG_SECRET = "s3cr3t-VALUE-0123456789abcdef"
+
+
+@pytest.mark.parametrize("first", [1, 10, 20])
+def test_a_secret_cut_by_the_record_boundary_is_still_masked(work, first):
+    # Output without a newline is cut into records once 64 KiB are pending. The step
+    # writes 64 KiB less `first` bytes and the secret's first characters at once, then
+    # the rest later: the cut falls inside the secret unless the stream holds it back.
+    play = write(work / "play.yml", f"""
+        secrets: [pw]
+        vars: {{pw: {LONG_SECRET}}}
+        jobs:
+          - name: long
+            targets: web1
+            steps:
+              - run: >-
+                  printf '%s%s' "$(head -c {65536 - first} /dev/zero | tr '\\0' x)"
+                  "$(printf '%s' "$PW" | cut -c1-{first})"; sleep 0.5;
+                  printf '%s' "$PW" | cut -c{first + 1}-
+                env: {{PW: "{{{{ pw }}}}"}}
+        """)
+    run = runner(work, "run", str(play), "-i", "hosts.yml", "-v")
+    assert run.returncode == 0, run.stderr
+    received = runner(work, "job", "receive", "1", "--keep", "--format", "json")
+    records = json.loads(received.stdout)
+    assert len(records) > 1  # the output really was cut into records
+    assert "".join(r["data"] for r in records) == "x" * (65536 - first) + "********\n"
+    for shown in (received.stdout, run.stdout + run.stderr):
+        assert LONG_SECRET[first:] not in shown and "xxx" + LONG_SECRET[:first] not in shown
+
+
+def test_a_quoted_secret_holding_a_quote_is_masked_in_plan_and_run(work):
+    value = "it's-a-s3cret"
+    play = write(work / "play.yml", f"""
+        secrets: [pw]
+        jobs:
+          - name: q
+            targets: web1
+            steps:
+              - run: "printf '%s' {{{{ pw | quote }}}} >/dev/null; echo {{{{ pw | to_json }}}}"
+        """)
+    extra = ("-e", json.dumps({"pw": value}))
+    outputs = {
+        "plan": runner(work, "plan", str(play), "-i", "hosts.yml", *extra),
+        "plan json": runner(work, "plan", str(play), "-i", "hosts.yml", "--format", "json",
+                            *extra),
+        "run -vv": runner(work, "run", str(play), "-i", "hosts.yml", "-vv", *extra),
+    }
+    for name, proc in outputs.items():
+        assert proc.returncode == 0, (name, proc.stderr)
+        shown = proc.stdout + proc.stderr
+        assert "********" in shown, name
+        for piece in ("s3cret", "it'\"'\"'s"):
+            assert piece not in shown, f"{piece!r} shown by {name}:\n{shown}"
+
+
+def test_a_registered_secret_is_masked_from_the_moment_it_is_registered(work):
+    play = write(work / "play.yml", """
+        secrets: [token]
+        jobs:
+          - name: reg
+            targets: web1
+            steps:
+              - run: echo gen-tok-424242
+                register: token
+                no_log: true
+              - run: "echo using {{ token.stdout }}; echo again {{ token.stdout }} >&2"
+              - run: "echo failing {{ token.stdout }}; exit 3"
+        """)
+    run = runner(work, "run", str(play), "-i", "hosts.yml", "-vv", "--format", "json",
+                 "--junit", "report.xml")
+    assert run.returncode == 2, run.stderr
+    received = runner(work, "job", "receive", "1", "--keep")
+    show = runner(work, "job", "show", "1")
+    assert "using ********" in received.stdout and "again ********" in received.stderr
+    for name, text in {"run": run.stdout + run.stderr, "receive": received.stdout +
+                       received.stderr, "show": show.stdout,
+                       "junit": (work / "report.xml").read_text()}.items():
+        assert "gen-tok-424242" not in text, f"the registered secret leaked into {name}"
