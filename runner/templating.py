@@ -29,7 +29,7 @@ _MARKERS = ("{{", "{%", "{#")
 _MAX_DEPTH = 20
 # What one operation in a template may make: a string or list of this many items, an
 # integer of this many bits. Past them the render fails instead of filling the memory
-# (`'x' * 10**10`) or computing for hours (`9 ** 9 ** 9`). `range` has the sandbox's own
+# (`'x' * 10**10`) or computing for hours (`10 ** 100000000`). `range` has the sandbox's own
 # limit (jinja2.sandbox.MAX_RANGE).
 MAX_LENGTH = 10_000_000
 MAX_INT_BITS = 100_000
