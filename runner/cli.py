@@ -51,15 +51,18 @@ def _print_json(data: Any) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner import api
 
-    warnings, errors = api.validate(args.playbooks, inventory=args.inventory)
-    _warn(warnings)
-    for error in errors:
-        report(error)
-    bad = {error.file for error in errors}
+    # One playbook at a time: an error may name another file (a `template:` source).
+    codes = []
     for path in args.playbooks:
-        if path not in bad:
+        warnings, errors = api.validate([path], inventory=args.inventory)
+        _warn(warnings)
+        for error in errors:
+            report(error)
+        if errors:
+            codes.append(errors[0].exit_code)
+        else:
             print(f"{path}: ok")
-    return errors[0].exit_code if errors else EXIT_OK
+    return codes[0] if codes else EXIT_OK
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -11,14 +11,23 @@ from their action) so the planner never has to ask what form a user chose.
 from __future__ import annotations
 
 import math
+import os.path
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from runner.errors import TemplateError
 from runner.model import ACTIONS, JobDef, Playbook, Results, SessionDef, Step
 from runner.schema import did_you_mean, validate
-from runner.yamlsource import Document, KeyPath, load_yaml
+from runner.yamlsource import Document, KeyPath, format_path, load_yaml
 
 STEP_NAME_WIDTH = 60
+_MARKERS = ("{{", "{%", "{#")  # as runner.templating, which this module imports lazily
+# Keys whose values are names, never rendered; and the keys that hold bare expressions.
+_NOT_RENDERED = frozenset(("name", "needs", "tags", "register", "session", "targets", "type",
+                           "secrets"))
+_EXPRESSIONS = frozenset(("when", "until"))
+_FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
 
 
 def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
@@ -41,6 +50,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
     _check_needs(document, jobs)
     _check_no_cycle(document, jobs)
     _check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ()))
+    _check_templates(document)
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
@@ -254,6 +264,73 @@ def _not_on_target(
         return (f"uses secret '{min(reads & secrets)}' without no_log: its output is read "
                 "later, where the secret is not known to mask it")
     return None
+
+
+def _check_templates(document: Document) -> None:
+    """Parse every template of the playbook and every `template:` source file, so a
+    syntax error is reported by `validate` and before a run starts anything. Jinja2 is
+    imported only when the playbook has a template or an expression."""
+    strings = list(_template_strings(document.data, (), free=False))
+    sources = list(_template_sources(document))
+    if not strings and not sources:
+        return
+    from runner.templating import describe_error, syntax_error
+
+    for path, text, expression in strings:
+        problem = syntax_error(text, expression)
+        if problem is not None:
+            raise document.error(describe_error(problem, text), path)
+    for path, file, text in sources:
+        problem = syntax_error(text)
+        if problem is not None:
+            message = f"template syntax error: {problem.message}"
+            raise TemplateError(message, file, problem.lineno, None, format_path(path))
+
+
+def _template_strings(
+    value: Any, path: KeyPath, free: bool
+) -> Iterator[tuple[KeyPath, str, bool]]:
+    """(key path, text, is an expression) of each string the runner renders."""
+    if isinstance(value, str):
+        if not free and _is_expression(path):
+            yield path, value, True
+        elif any(marker in value for marker in _MARKERS):
+            yield path, value, False
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _template_strings(item, path + (index,), free)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if free or key not in _NOT_RENDERED:
+                yield from _template_strings(item, path + (key,), free or key in _FREE)
+
+
+def _is_expression(path: KeyPath) -> bool:
+    """`when:`, `until:`, or an item of a `when:` list."""
+    if path and path[-1] in _EXPRESSIONS:
+        return True
+    return len(path) >= 2 and path[-2] == "when" and isinstance(path[-1], int)
+
+
+def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str]]:
+    """(key path of `src`, file, text) of each `template:` step's source file that exists.
+    A source whose name is a template, or that is missing, is left to the run."""
+    base = os.path.dirname(document.file)
+    for index, job in enumerate(document.data["jobs"]):
+        for position, step in enumerate(job["steps"]):
+            spec = step.get("template")
+            src = spec.get("src") if isinstance(spec, dict) else None
+            if not isinstance(src, str) or any(marker in src for marker in _MARKERS):
+                continue
+            file = src if os.path.isabs(src) else os.path.join(base, src)
+            path = ("jobs", index, "steps", position, "template", "src")
+            try:
+                text = Path(file).read_text(encoding="utf-8")
+            except OSError:
+                continue
+            except UnicodeDecodeError:
+                raise document.error(f"template {file} is not UTF-8 text", path) from None
+            yield path, file, text
 
 
 def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> None:

@@ -10,6 +10,7 @@ prints only the recap. `--diff` output is shown at every verbosity but `-q`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -17,6 +18,16 @@ from collections import defaultdict
 from typing import Any, TextIO
 
 STAT_KEYS = ("ok", "changed", "failed", "skipped", "unreachable", "stopped")
+# Control characters but tab (newlines split lines before this applies).
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def plain(text: str) -> str:
+    """`text` with its control characters escaped (`\\x1b`, `\\r`, `\\x07`), so that a
+    target's output cannot move the cursor, recolour or clear a log, or split a line."""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def is_interactive(stream: TextIO) -> bool:
@@ -55,6 +66,8 @@ class Reporter:
             if self._status_shown:
                 self.stream.write("\r\x1b[K")
                 self._status_shown = False
+            if not self.live:
+                texts = tuple(plain(text) for text in texts)
             self.stream.write("".join(text + "\n" for text in texts))
             self._draw_status()
             self.stream.flush()
@@ -138,7 +151,10 @@ class Reporter:
         if self.verbosity < 1 or self.quiet:
             return
         mark = "|" if stream == "stdout" else "!"
-        self._line(*(f"    {host} {mark} {line}" for line in text.splitlines()))
+        # Split at newlines only (and CRLF): a lone `\r` is shown, not taken for a line end.
+        lines = text.removesuffix("\n").split("\n") if text else []
+        lines = [line.removesuffix("\r") for line in lines]
+        self._line(*(f"    {host} {mark} {line}" for line in lines))
 
     def host_done(self, jp: Any, host: str, result: Any) -> None:
         with self._lock:

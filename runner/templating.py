@@ -8,6 +8,8 @@ does, so precedence layers never need to be rendered up front for 10,000 hosts.
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import json
 import os.path
 import re
@@ -20,11 +22,17 @@ import jinja2.meta
 import jinja2.nativetypes
 import jinja2.sandbox
 
-from runner.errors import TemplateError
+from runner.errors import RunnerError, TemplateError
 from runner.model import Location
 
 _MARKERS = ("{{", "{%", "{#")
 _MAX_DEPTH = 20
+# What one operation in a template may make: a string or list of this many items, an
+# integer of this many bits. Past them the render fails instead of filling the memory
+# (`'x' * 10**10`) or computing for hours (`10 ** 100000000`). `range` has the sandbox's own
+# limit (jinja2.sandbox.MAX_RANGE).
+MAX_LENGTH = 10_000_000
+MAX_INT_BITS = 100_000
 
 
 def is_template(value: Any) -> bool:
@@ -42,28 +50,85 @@ def _regex_replace(value: Any, pattern: str, replacement: str = "") -> str:
     return re.sub(pattern, replacement, str(value))
 
 
+def _regex_search(value: Any, pattern: str) -> str | None:
+    """Ansible's `regex_search`: the first match of `pattern`, or None."""
+    match = re.search(pattern, str(value))
+    return match.group(0) if match else None
+
+
 def _mandatory(value: Any, msg: str | None = None) -> Any:
     if isinstance(value, jinja2.Undefined):
         raise jinja2.UndefinedError(msg or "a mandatory variable is undefined")
     return value
 
 
+def _named(name: str, function: Any) -> Any:
+    """`function` as a filter whose bad input fails the render naming the filter
+    (`from_json: Expecting value...`), as a template error rather than a crash."""
+
+    def apply(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, TypeError, re.error, binascii.Error) as exc:
+            raise jinja2.TemplateRuntimeError(f"{name}: {exc}") from None
+
+    return apply
+
+
 FILTERS = {
-    "quote": lambda v: shlex.quote(str(v)),
-    "to_json": lambda v, **kw: json.dumps(v, **kw),
-    "from_json": json.loads,
-    "bool": _to_bool,
-    "basename": os.path.basename,
-    "dirname": os.path.dirname,
-    "regex_replace": _regex_replace,
-    "b64encode": lambda v: base64.b64encode(str(v).encode()).decode(),
-    "b64decode": lambda v: base64.b64decode(str(v)).decode(),
-    "mandatory": _mandatory,
+    name: _named(name, function)
+    for name, function in {
+        "quote": lambda v: shlex.quote(str(v)),
+        "to_json": lambda v, **kw: json.dumps(v, **kw),
+        "from_json": json.loads,
+        "bool": _to_bool,
+        "basename": os.path.basename,
+        "dirname": os.path.dirname,
+        "regex_replace": _regex_replace,
+        "regex_search": _regex_search,
+        "b64encode": lambda v: base64.b64encode(str(v).encode()).decode(),
+        "b64decode": lambda v: base64.b64decode(str(v)).decode(),
+    }.items()
 }
+FILTERS["mandatory"] = _mandatory
 
 
-class _SandboxedNative(jinja2.sandbox.ImmutableSandboxedEnvironment,
-                       jinja2.nativetypes.NativeEnvironment):
+def _check_size(operator: str, left: Any, right: Any) -> None:
+    """Refuse `*`, `+` and `**` whose result would pass MAX_LENGTH or MAX_INT_BITS,
+    before Python starts making it."""
+    sized = (str, bytes, list, tuple)
+    if operator == "**":
+        if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
+            if right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
+                raise jinja2.sandbox.SecurityError(
+                    f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)")
+        return
+    if operator == "*":
+        sequence, count = (left, right) if isinstance(left, sized) else (right, left)
+        if isinstance(sequence, sized) and _is_int(count) and len(sequence) * count > MAX_LENGTH:
+            raise jinja2.sandbox.SecurityError(
+                f"repeating a {type(sequence).__name__} {count} times makes more than "
+                f"{MAX_LENGTH} items")
+        return
+    if isinstance(left, sized) and isinstance(right, sized) and len(left) + len(right) > MAX_LENGTH:
+        raise jinja2.sandbox.SecurityError(f"joining them makes more than {MAX_LENGTH} items")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class _Sandboxed(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with the results of `*`, `+` and `**` bounded."""
+
+    intercepted_binops = frozenset(("*", "+", "**"))
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _check_size(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+
+class _SandboxedNative(_Sandboxed, jinja2.nativetypes.NativeEnvironment):
     """Renders to Python values (a loop's list), inside the same sandbox."""
 
 
@@ -146,7 +211,7 @@ class Templar:
     def __init__(self) -> None:
         # Sandboxed: a value from an inventory or -e is rendered too (as Ansible does), so
         # it must not reach Python internals ('{{ "".__class__ }}') or mutate data.
-        self.env = _environment(jinja2.sandbox.ImmutableSandboxedEnvironment)
+        self.env = _environment(_Sandboxed)
         self.native_env = _environment(_SandboxedNative)
         self._cache: dict[str, jinja2.Template] = {}
         self._native_cache: dict[str, jinja2.Template] = {}
@@ -186,7 +251,9 @@ class Templar:
             return text
         try:
             return self._run(self._compile(text), variables)
-        except jinja2.TemplateError as exc:
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, text, where) from None
 
     def render_native(
@@ -195,7 +262,9 @@ class Templar:
         """Render keeping Python types (a loop's list, a number), recursing into containers."""
         try:
             return self.render_value(value, variables)
-        except jinja2.TemplateError as exc:
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, str(value), where) from None
 
     def evaluate(self, expr: Any, variables: Mapping[str, Any], where: Location | None = None) -> Any:
@@ -204,22 +273,22 @@ class Templar:
             return expr
         if isinstance(expr, list):
             return all(self.evaluate(e, variables, where) for e in expr)
-        text = str(expr).strip()
-        if text.startswith("{{") and text.endswith("}}"):
-            text = text[2:-2]
+        text = str(expr)
         try:
             template = self._expr_cache.get(text)
             if template is None:
                 # As compile_expression does, but run with a shared context (see _run):
                 # only the variables the expression reads are looked up and rendered.
-                template = self.native_env.from_string("{{ (" + text + ") }}")
+                template = self.native_env.from_string(expression_source(text))
                 self._expr_cache[text] = template
             ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]
             result = self.native_env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
             if isinstance(result, jinja2.Undefined):
                 result._fail_with_undefined_error()
             return result
-        except jinja2.TemplateError as exc:
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, str(expr), where) from None
 
     def names(self, value: Any) -> set[str]:
@@ -255,17 +324,56 @@ class Templar:
         return self.names(text)
 
     @staticmethod
-    def _error(exc: jinja2.TemplateError, text: str, where: Location | None) -> TemplateError:
-        short = text if len(text) <= 60 else text[:57] + "..."
-        if isinstance(exc, jinja2.UndefinedError):
-            message = f"undefined variable: {_undefined_name(exc)} in {short!r}"
-        elif isinstance(exc, jinja2.TemplateSyntaxError):
-            message = f"template syntax error: {exc.message} in {short!r}"
-        else:
-            message = f"template error: {exc} in {short!r}"
+    def _error(exc: Exception, text: str, where: Location | None) -> TemplateError:
+        message = describe_error(exc, text)
         if where is None:
             return TemplateError(message)
         return TemplateError(message, where.file, where.line, where.col, where.path)
+
+
+def expression_source(expr: str) -> str:
+    """A bare `when:`/`until:` expression as the template that evaluates it (Ansible
+    takes it with or without braces)."""
+    text = expr.strip()
+    if text.startswith("{{") and text.endswith("}}"):
+        text = text[2:-2]
+    return "{{ (" + text + ") }}"
+
+
+def describe_error(exc: Exception, text: str) -> str:
+    """One line saying what went wrong in template `text`: the variable that is
+    undefined, the syntax error, or the failure of a filter or an operation."""
+    short = text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined variable: {_undefined_name(exc)} in {short!r}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        line = f" (line {exc.lineno} of the template)" if (exc.lineno or 1) > 1 else ""
+        return f"template syntax error: {exc.message}{line} in {short!r}"
+    if isinstance(exc, jinja2.TemplateError):
+        return f"template error: {exc} in {short!r}"
+    if isinstance(exc, MemoryError):
+        return f"template error: out of memory in {short!r}"
+    if isinstance(exc, RecursionError):
+        return f"template error: nested too deep in {short!r}"
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"template error: {detail} in {short!r}"
+
+
+@functools.lru_cache(maxsize=1)
+def _checker() -> jinja2.Environment:
+    return _environment(_Sandboxed)
+
+
+def syntax_error(text: str, expression: bool = False) -> jinja2.TemplateSyntaxError | None:
+    """The syntax error in template `text` (an expression, for `when:`), or None.
+
+    Only parses: nothing is rendered or folded, so no value is needed and no constant
+    in the template is computed."""
+    try:
+        _checker().parse(expression_source(text) if expression else text)
+    except jinja2.TemplateSyntaxError as exc:
+        return exc
+    return None
 
 
 def _undefined_name(exc: jinja2.UndefinedError) -> str:

@@ -1,0 +1,217 @@
+"""Templates as a user meets their errors: when each is caught, and what is shown.
+
+A syntax error is found by `validate` (with or without an inventory) and before a run
+starts anything, in the playbook or in a `template:` source file. A template that fails
+while it renders (a filter given bad input, a division by zero, a result too large) is
+exit 4 when `plan` can render it, and a failed step, with the step's file and line, when
+only the run knows its values. Names are one line, and target output in a log is plain.
+Every case runs `python -m runner` as a process, with local-connection hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import one_error_line, runner, write
+
+LOCAL = "localhost ansible_connection=local\n"
+
+# -- syntax errors: validate, plan, and before a run --------------------------------------
+
+SYNTAX_ERRORS = {
+    "run": ('run: "echo {{ foo( }}"', "jobs[0].steps[0].run", 6),
+    "when": ('run: echo hi\n        when: "x ==="', "jobs[0].steps[0].when", 7),
+    "when-list": ("run: echo hi\n        when: [true, \"x ===\"]", "jobs[0].steps[0].when[1]", 7),
+    "until": ('run: echo hi\n        retries: 1\n        until: "rc =="', "jobs[0].steps[0].until", 8),
+    "env": ('run: echo hi\n        env: {A: "{{ a b }}"}', "jobs[0].steps[0].env.A", 7),
+    "loop": ('run: echo {{ item }}\n        loop: "{{ [1, }}"', "jobs[0].steps[0].loop", 7),
+    "vars": ('run: echo hi\n    vars: {name: "{% if %}"}', "jobs[0].vars.name", 7),
+}
+
+
+def _one_step(step: str) -> str:
+    return f"name: p\njobs:\n  - name: a\n    targets: all\n    steps:\n      - {step}\n"
+
+
+def _refused(tmp_path: Path, command: str, playbook: str, *extra: str) -> str:
+    """`runner COMMAND PLAYBOOK` (with an inventory, but for a bare `validate`) must
+    exit 4 with one error line: that line."""
+    args = [command.split()[0], playbook, *extra]
+    if command != "validate":
+        args += ["-i", write(tmp_path / "hosts", LOCAL)]
+    proc = runner(*args, home=tmp_path / "home")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    return one_error_line(proc)
+
+
+@pytest.mark.parametrize("case", sorted(SYNTAX_ERRORS))
+@pytest.mark.parametrize("command", ["validate", "validate -i", "plan"])
+def test_a_template_syntax_error_is_exit_4_at_its_line(case, command, tmp_path):
+    step, key, line = SYNTAX_ERRORS[case]
+    playbook = write(tmp_path / "p.yml", _one_step(step))
+    error = _refused(tmp_path, command, playbook)
+    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: "
+                    "template syntax error: ", error), error
+
+
+TWO_JOBS = """
+name: p
+jobs:
+  - name: first
+    targets: all
+    steps:
+      - local: touch {marker}
+  - name: second
+    targets: all
+    needs: first
+    steps:
+      - template: {{src: conf.j2, dest: {dest}}}
+"""
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "run"])
+def test_a_syntax_error_in_a_template_file_is_found_before_anything_runs(command, tmp_path):
+    write(tmp_path / "conf.j2", "port = {{ port }}\n# fine so far\nhost = {{ host( }}\n")
+    marker, dest = tmp_path / "first-ran", tmp_path / "conf"
+    playbook = write(tmp_path / "p.yml", TWO_JOBS.format(marker=marker, dest=dest))
+    error = _refused(tmp_path, command, playbook)
+    assert error.startswith(f"{tmp_path / 'conf.j2'}:3: jobs[1].steps[0].template.src: "
+                            "template syntax error: "), error
+    assert not marker.exists()
+    listed = runner("job", "list", "--format", "json", home=tmp_path / "home")
+    assert json.loads(listed.stdout or "[]") == []
+
+
+# -- errors while rendering ---------------------------------------------------------------
+
+# Each reads a registered result, so only the run knows its value.
+RUN_TIME = {
+    "from_json": ("echo not-json", "{{ (out.stdout | from_json).a }}", "from_json"),
+    "division": ("echo 0", "{{ 1 / (out.stdout | int) }}", "division by zero"),
+    "regex_replace": ("echo '('", "{{ 'a' | regex_replace(out.stdout, 'b') }}", "regex_replace"),
+    "regex_search": ("echo '['", "{{ 'a' | regex_search(out.stdout) }}", "regex_search"),
+    "b64decode": ("echo '%%garbage'", "{{ out.stdout | b64decode }}", "b64decode"),
+    "repeat": ("echo x", "{{ out.stdout * 10**10 }}", "more than"),
+    "range": ("echo 10000000", "{{ range(out.stdout | int) | list | length }}", "range"),
+}
+
+RUN_TIME_PLAYBOOK = """
+name: p
+jobs:
+  - name: a
+    targets: all
+    steps:
+      - local: {produce}
+        register: out
+      - name: use it
+        local: "echo {template}"
+        ignore_errors: {ignore}
+      - local: echo after
+"""
+
+
+def _run_time(tmp_path: Path, case: str, ignore: bool, *extra: str):
+    produce, template, _ = RUN_TIME[case]
+    playbook = write(tmp_path / "p.yml", RUN_TIME_PLAYBOOK.format(
+        produce=produce, template=template, ignore=str(ignore).lower()))
+    hosts = write(tmp_path / "hosts", LOCAL)
+    return runner("run", playbook, "-i", hosts, *extra, home=tmp_path / "home")
+
+
+@pytest.mark.parametrize("case", sorted(RUN_TIME))
+def test_a_template_failing_at_run_time_is_a_failed_step(case, tmp_path):
+    junit = tmp_path / "junit.xml"
+    proc = _run_time(tmp_path, case, False, "--format", "json", "--junit", str(junit))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "internal error" not in proc.stdout + proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["stats"]["localhost"]["failed"] == 1
+    steps = document["jobs"][0]["children"][0]["steps"]
+    assert [s["status"] for s in steps] == ["changed", "failed"]
+    error = steps[1]["error"]
+    assert error.startswith(f"{tmp_path / 'p.yml'}:8:") and "template error" in error, error
+    assert RUN_TIME[case][2] in error, error
+    failures = ET.parse(junit).getroot().findall(".//testcase/failure")
+    assert len(failures) == 1
+    shown = runner("job", "show", "a", home=tmp_path / "home").stdout
+    assert re.search(r"use it\s+failed", shown), shown
+
+
+@pytest.mark.parametrize("case", ["from_json", "repeat"])
+def test_ignore_errors_lets_the_job_go_on_past_a_template_error(case, tmp_path):
+    proc = _run_time(tmp_path, case, True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"ignored\s+localhost\s+a \| use it .*template error", proc.stdout)
+    assert re.search(r"changed\s+localhost\s+a \| local: echo after", proc.stdout)
+
+
+PLAN_TIME = {
+    "from_json": ("{{ x | from_json }}", "x=not-json"),
+    "division": ("{{ 1 / 0 }}", "x=1"),
+    "b64decode": ("{{ x | b64decode }}", "x=%%garbage"),
+    "range": ("{{ range(10**7) | list }}", "x=1"),
+    "repeat": ("{{ 'x' * 10**10 }}", "x=1"),
+    "list-repeat": ("{{ [0] * 10**9 }}", "x=1"),
+    "power": ("{{ 2 ** 10000000 }}", "x=1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLAN_TIME))
+def test_a_template_failing_at_plan_time_is_exit_4(case, tmp_path):
+    template, extra = PLAN_TIME[case]
+    playbook = write(tmp_path / "p.yml", _one_step(f'run: "echo {template}"'))
+    error = _refused(tmp_path, "plan", playbook, "-e", extra)
+    assert error.startswith(f"{playbook}:6:9: jobs[0].steps[0]: template error: "), error
+
+
+# -- names and output ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, key, line", [
+    (r'"two\nlines"', "jobs[0].name", 3),
+    (r'"red\e[31m"', "jobs[0].steps[0].name", 6),
+    (r'"bell\a"', "jobs[0].steps[0].name", 6),
+])
+def test_a_name_with_a_control_character_is_refused(name, key, line, tmp_path):
+    job, step = (name, "ok") if key == "jobs[0].name" else ("ok", name)
+    playbook = write(tmp_path / "p.yml", f"""
+        name: p
+        jobs:
+          - name: {job}
+            targets: all
+            steps:
+              - name: {step}
+                run: echo hi
+        """)
+    error = _refused(tmp_path, "validate", playbook)
+    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: .*control char",
+                    error), error
+
+
+def test_target_output_in_a_log_has_its_control_characters_escaped(tmp_path):
+    playbook = write(tmp_path / "p.yml", r"""
+        name: p
+        jobs:
+          - name: a
+            targets: all
+            steps:
+              - local: printf 'red\033[31mX\033[0m cr\rback bell\a tab\tend\r\nnext\n'
+        """)
+    hosts = write(tmp_path / "hosts", LOCAL)
+    env = {**os.environ, "CI": "true", "RUNNER_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(  # bytes, not text: text mode would turn a lone \r into \n
+        [sys.executable, "-m", "runner", "run", playbook, "-v", "-i", hosts],
+        capture_output=True, env=env, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", proc.stdout), proc.stdout
+    assert rb"localhost | red\x1b[31mX\x1b[0m cr\rback bell\x07 tab" + b"\tend\n" in proc.stdout
+    assert b"localhost | next\n" in proc.stdout
