@@ -166,7 +166,8 @@ def _open_result_file(path: Path) -> int:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise RunnerError(f"result file {path} is a symbolic link: refusing to write through it") from None
+            why = "is a symbolic link: refusing to write through it"
+            raise RunnerError(f"result file {path} {why}") from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)

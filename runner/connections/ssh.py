@@ -3,7 +3,7 @@
 Fabric (`fabric.Connection`) is the connection layer: it opens the session over a socket we
 connect ourselves (TCP_NODELAY, so small exchanges do not wait on Nagle), with our host key
 policy (the runner's own known_hosts, accept-new, changed keys refused) and SFTP for
-`put`/`get` (written under a temporary name and renamed: `runner.connections.transfer`). Commands do not go through Fabric's Runner, which keeps all output in memory
+`put`/`get`. Commands do not go through Fabric's Runner, which keeps all output in memory
 and polls stdin: each runs on a channel of the transport Fabric opened, read chunk by chunk
 as it arrives. The command runs under ``setsid`` and reports its process group id in-band
 (the first line of stderr, stripped), so timeouts and stops end the whole group through a

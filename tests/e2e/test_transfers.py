@@ -182,12 +182,13 @@ def test_get_replaces_a_planted_link_and_creates_the_file_0600(cli, inventory, t
     fetched = tmp_path / "fetched"
     fetched.mkdir()
     (fetched / "host1.conf").symlink_to(victim)
+    dest = f"{fetched}/{{{{ inventory_hostname }}}}.conf"
     play = cli.playbook(f"""
         jobs:
           - name: fetch
             targets: host1:host2
             steps:
-              - get: {{src: "{remote}/app.conf", dest: "{fetched}/{{{{ inventory_hostname }}}}.conf"}}
+              - get: {{src: "{remote}/app.conf", dest: "{dest}"}}
         """)
     proc = cli("run", play, "-i", inventory)
     assert proc.returncode == 0, proc.stdout + proc.stderr

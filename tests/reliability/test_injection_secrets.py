@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.junit_xml import parse_junit
+
 EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWNED4 #"
 
 
@@ -209,6 +211,7 @@ def test_secrets_and_no_log_output_appear_in_no_artifact(work):
     run = runner(work, "run", str(play), "-i", "hosts.ini", "-e", f"api_token={TOKEN}",
                  "-vv", "--junit", "report.xml", "--format", "json")
     assert run.returncode == 2, run.stderr
+    parse_junit(work / "report.xml")
     received = runner(work, "job", "receive", "1", "--keep", "--format", "json")
     show = runner(work, "job", "show", "2")
     listing = runner(work, "job", "list", "--children", "--format", "json")
