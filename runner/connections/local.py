@@ -74,7 +74,7 @@ class LocalConnection(Connection):
         )
 
     def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
-        dest = into_directory(Path(remote_path).expanduser(), str(local_path))
+        dest = into_directory(Path(remote_path).expanduser(), str(local_path), follow=True)
         copy_local(Path(local_path), dest, mode)
 
     def get(self, remote_path: str, local_path: str | Path) -> None:

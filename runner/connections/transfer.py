@@ -26,9 +26,13 @@ FETCHED_MODE = 0o600
 _TEMP_PREFIX = ".runner-put-"
 
 
-def into_directory(dest: Path, source_name: str) -> Path:
-    """`dest`, or `dest/source_name` when `dest` is an existing directory (not a link)."""
-    if dest.is_dir() and not dest.is_symlink():
+def into_directory(dest: Path, source_name: str, follow: bool = False) -> Path:
+    """`dest`, or `dest/source_name` when `dest` is an existing directory.
+
+    A link to a directory counts only with `follow` (a target's own links, as over SSH);
+    on the controller's side of a `get` a link is replaced, never followed.
+    """
+    if dest.is_dir() and (follow or not dest.is_symlink()):
         return dest / posixpath.basename(source_name)
     return dest
 
@@ -82,10 +86,11 @@ def sftp_put(sftp: Any, local_path: str, remote_path: str, mode: int | None) -> 
     sftp.mkdir(folder, 0o700)
     try:
         sftp.put(local_path, temp)
-        final = mode if mode is not None else _sftp_kept_mode(previous, sftp, temp)
         if previous is not None and mode is None:
             _chown_quietly(lambda uid, gid: sftp.chown(temp, uid, gid), previous)
-        sftp.chmod(temp, final)
+            mode = stat.S_IMODE(previous.st_mode)
+        if mode is not None:  # else a new file keeps the server's default mode
+            sftp.chmod(temp, mode)
         sftp.posix_rename(temp, dest)
     except BaseException:
         _quietly(sftp.remove, temp)
@@ -138,13 +143,6 @@ def _kept_mode(previous: Any) -> int:
     if previous is None:
         return default_file_mode()
     return stat.S_IMODE(previous.st_mode)
-
-
-def _sftp_kept_mode(previous: Any, sftp: Any, temp: str) -> int:
-    """Over SFTP the server's umask gave the new file its default mode: keep that."""
-    if previous is not None:
-        return stat.S_IMODE(previous.st_mode)
-    return stat.S_IMODE(sftp.stat(temp).st_mode)
 
 
 def _sftp_stat(call: Callable[[str], Any], path: str) -> Any:
