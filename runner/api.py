@@ -6,6 +6,7 @@ formats the answers.
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,7 +93,7 @@ def load_playbook_cached(path: str):  # -> Playbook
     playbook = load_playbook(path)
     try:
         marker.parent.mkdir(mode=0o700, exist_ok=True)
-        marker.touch()
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     except OSError:
         pass  # a cache that cannot be written only costs time
     return playbook

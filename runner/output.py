@@ -10,13 +10,17 @@ of output never sits in memory.
 from __future__ import annotations
 
 import codecs
+import errno
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from runner.errors import RunnerError
 
 Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
 
@@ -141,8 +145,10 @@ class FileWriter:
         self._lock = threading.Lock()
 
     def open(self, job_id: int, path: Path) -> None:
+        """Start `path` empty, 0600. A symbolic link or anything but a regular file there
+        is refused (RunnerError naming it): output is never written through a link."""
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = _open_result_file(path)
         with self._lock:
             self._files[job_id] = os.fdopen(fd, "w", encoding="utf-8")
 
@@ -160,3 +166,25 @@ class FileWriter:
     def close(self) -> None:
         for job_id in list(self._files):
             self.close_job(job_id)
+
+
+def _open_result_file(path: Path) -> int:
+    """`path` opened for writing, emptied and 0600, if it is (or becomes) a regular file.
+
+    O_NONBLOCK keeps a FIFO planted there from blocking the open.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            why = "is a symbolic link: refusing to write through it"
+            raise RunnerError(f"result file {path} {why}") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunnerError(f"result file {path} is not a regular file: refusing to write to it")
+    os.set_blocking(fd, True)
+    os.ftruncate(fd, 0)
+    os.fchmod(fd, 0o600)
+    return fd

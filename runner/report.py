@@ -4,11 +4,15 @@ Both are built from the same `RunSummary`: the run's jobs and children as the st
 holds them (ids, states, every step's rc, status and duration), the per-host stats the
 reporter counted, and the exit code. `runner run --format json` prints the document;
 `--junit FILE` writes one testcase per job x host x step, the form GitLab, Jenkins and
-GitHub test reporters read.
+GitHub test reporters read. Every text and attribute of the XML is made well formed:
+terminal escape sequences (colours, cursor moves) are dropped and any other character
+XML 1.0 forbids is written as its Python escape (`\x07`, `\ufffe`), so a step's coloured
+stderr or a control character in a name still yields a file every parser reads.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 STDERR_TAIL_LINES = 20
+
+# ECMA-48 control sequences (CSI, e.g. colours) and operating system commands (OSC).
+_TERMINAL_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # A step status as a JUnit verdict: failed steps are failures, skipped ones skipped.
 FAILED_STATUSES = ("failed", "timedout", "unreachable")
@@ -230,8 +238,26 @@ def junit_tree(summary: RunSummary) -> ET.ElementTree:
     for key, value in totals.items():
         root.set(key, str(value))
     root.set("time", f"{summary.duration:.3f}")
+    _make_well_formed(root)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+def xml_safe(text: str) -> str:
+    """`text` without terminal escape sequences, other characters XML 1.0 forbids escaped."""
+    text = _TERMINAL_SEQUENCE.sub("", text)
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _make_well_formed(root: ET.Element) -> None:
+    """Pass every text, tail and attribute value of the tree through `xml_safe`."""
+    for element in root.iter():
+        if element.text:
+            element.text = xml_safe(element.text)
+        if element.tail:
+            element.tail = xml_safe(element.tail)
+        for key, value in element.attrib.items():
+            element.set(key, xml_safe(value))
 
 
 def _child_cases(job: JobSummary, child: ChildSummary) -> list[ET.Element]:

@@ -326,13 +326,16 @@ class StepRunner:
         if self.check:
             return StepOutcome(STATUS_CHANGED if changed else STATUS_OK,
                                error="check mode: not written" if changed else None)
-        with tempfile.NamedTemporaryFile("wb", delete=False) as handle:
-            handle.write(content)
-        try:
-            self.conn.put(Path(handle.name), args["dest"], _mode(args.get("mode")))
-        finally:
-            os.unlink(handle.name)
+        self._put_content(content, args)
         return StepOutcome(STATUS_CHANGED, rc=0)
+
+    def _put_content(self, content: bytes, args: dict[str, Any]) -> None:
+        """Upload `content` as the step's `src` would be (a directory `dest` receives it
+        under the source's name); staged in a private directory on the controller."""
+        with tempfile.TemporaryDirectory(prefix="runner-put-") as folder:
+            staged = Path(folder) / Path(str(args["src"])).name
+            staged.write_bytes(content)
+            self.conn.put(staged, args["dest"], _mode(args.get("mode")))
 
     def _remote_content(self, path: str) -> bytes:
         """The target's file at `path`, or b"" when there is none (a new file)."""
@@ -358,12 +361,7 @@ class StepRunner:
 
     def _template(self, args: dict[str, Any], variables: Any, step: Step) -> None:
         rendered = self._render_template(args, variables, step)
-        with tempfile.NamedTemporaryFile("w", delete=False, encoding="utf-8") as handle:
-            handle.write(rendered)
-        try:
-            self.conn.put(Path(handle.name), args["dest"], _mode(args.get("mode")))
-        finally:
-            os.unlink(handle.name)
+        self._put_content(rendered.encode("utf-8"), args)
 
     def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
         path, _, rest = text.strip().partition(" ")

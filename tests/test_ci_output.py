@@ -14,10 +14,11 @@ import subprocess
 import sys
 import textwrap
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from tests.junit_xml import parse_junit
 
 INVENTORY = """\
 alpha ansible_connection=local
@@ -132,7 +133,7 @@ def test_json_ids_are_the_ids_job_commands_take(run):
 def test_junit_has_a_testcase_per_job_host_step_and_counts_that_add_up(run, tmp_path):
     proc = run.play("--junit", "reports/junit.xml")
     assert proc.returncode == 2
-    root = ET.parse(tmp_path / "reports" / "junit.xml").getroot()
+    root = parse_junit(tmp_path / "reports" / "junit.xml")
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "build"
@@ -161,7 +162,7 @@ def test_junit_has_a_testcase_per_job_host_step_and_counts_that_add_up(run, tmp_
 def test_junit_and_json_together_agree(run, tmp_path):
     proc = run.play("--format", "json", "--junit", "junit.xml")
     document = json.loads(proc.stdout)
-    root = ET.parse(tmp_path / "junit.xml").getroot()
+    root = parse_junit(tmp_path / "junit.xml")
     steps = [s for j in document["jobs"] for c in j["children"] for s in c["steps"]]
     assert int(root.get("tests")) == len(steps)
     assert int(root.get("failures")) == sum(s["status"] == "failed" for s in steps)
@@ -177,10 +178,45 @@ def test_junit_ignored_failure_is_not_a_failure(run, tmp_path):
               - {name: after, run: "true"}
         """)
     assert proc.returncode == 0
-    root = ET.parse(tmp_path / "j.xml").getroot()
+    root = parse_junit(tmp_path / "j.xml")
     assert root.get("tests") == "2" and root.get("failures") == "0"
     step = json.loads(proc.stdout)["jobs"][0]["children"][0]["steps"][0]
     assert step["status"] == "failed" and step["ignored"] is True
+
+
+def test_junit_is_well_formed_with_control_characters_anywhere(run, tmp_path):
+    """Coloured stderr (what test tools print), control characters in the host, job and
+    step names and in a reason: colour sequences are dropped, the rest shown escaped."""
+    run.write("ctl.yml", """\
+        all:
+          hosts:
+            "bell\\x07\\e":
+              ansible_connection: local
+        """)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "log\x01").symlink_to(tmp_path / "victim")
+    proc = run("run", run.write("ctl-play.yml", """\
+        jobs:
+          - name: "tests \\e[32m\\x07job"
+            targets: all
+            steps:
+              - name: "unit\\x01 tests\\e[0m"
+                run: "printf 'out\\\\001\\\\n'
+                  ; printf '\\\\033[31mFAIL\\\\033[0m\\\\002\\\\n' >&2; exit 1"
+          - name: logged
+            targets: all
+            steps: [{run: "true"}]
+            results: {to: file, path: "out/log\\x01"}
+        """), "-i", "ctl.yml", "--junit", "ctl.xml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    root = parse_junit(tmp_path / "ctl.xml")
+    cases = {(case.get("classname"), case.get("name")): case for case in root.iter("testcase")}
+    assert set(cases) == {("tests \\x07job", "bell\\x07\\x1b: unit\\x01 tests"),
+                          ("logged", "bell\\x07\\x1b: (host)")}
+    failure = cases["tests \\x07job", "bell\\x07\\x1b: unit\\x01 tests"].find("failure")
+    assert failure.text == "FAIL\\x02"
+    reason = cases["logged", "bell\\x07\\x1b: (host)"].find("failure").get("message")
+    assert "out/log\\x01 is a symbolic link" in reason
 
 
 # -- exit codes ------------------------------------------------------------------------------

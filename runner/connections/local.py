@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +25,7 @@ from runner.connections.base import (
     OutputCallback,
     RunResult,
 )
+from runner.connections.transfer import FETCHED_MODE, copy_local, into_directory
 
 DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's pipes stay open
 
@@ -74,13 +74,12 @@ class LocalConnection(Connection):
         )
 
     def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
-        target = Path(remote_path).expanduser()
-        shutil.copyfile(local_path, target)
-        if mode is not None:
-            target.chmod(mode)
+        dest = into_directory(Path(remote_path).expanduser(), str(local_path), follow=True)
+        copy_local(Path(local_path), dest, mode)
 
     def get(self, remote_path: str, local_path: str | Path) -> None:
-        shutil.copyfile(Path(remote_path).expanduser(), local_path)
+        dest = into_directory(Path(local_path), remote_path)
+        copy_local(Path(remote_path).expanduser(), dest, FETCHED_MODE)
 
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
         if pgid <= 1:

@@ -38,6 +38,7 @@ from runner.connections.base import (
 )
 from runner.connections.sshstack import load
 from runner.connections.stepshell import Boundary, StepShell
+from runner.connections.transfer import sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
 from runner.knownhosts import AcceptNewPolicy, KnownHosts
 
@@ -368,14 +369,11 @@ class SSHConnection(Connection):
 
     def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
         with self._lock:
-            conn = self._open_fabric()
-            conn.put(str(local_path), remote=remote_path)
-            if mode is not None:
-                conn.sftp().chmod(remote_path, mode)
+            sftp_put(self._open_fabric().sftp(), str(local_path), remote_path, mode)
 
     def get(self, remote_path: str, local_path: str | Path) -> None:
         with self._lock:
-            self._open_fabric().get(remote_path, local=str(local_path))
+            sftp_get(self._open_fabric().sftp(), remote_path, local_path)
 
     def _open_fabric(self) -> fabric.Connection:
         self._transport()

@@ -6,8 +6,9 @@ mode and diffs over SFTP, forks and serial, and receive's structured records.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from tests.junit_xml import parse_junit
 
 GHOST = "ghost ansible_host=127.0.0.1 ansible_port=1 ansible_user=root\n"
 
@@ -48,7 +49,7 @@ def test_failed_and_unreachable_hosts_in_json_junit_and_the_retry_file(cli, inve
     assert document["stats"]["host1"] == {**document["stats"]["host1"], "changed": 2,
                                           "failed": 0, "unreachable": 0}
 
-    root = ET.parse(cli.cwd / "junit.xml").getroot()
+    root = parse_junit(cli.cwd / "junit.xml")
     cases = {c.get("name"): c for c in root.iter("testcase")}
     ran = [f"{c['host']}: {s['name']}" for c in job["children"] for s in c["steps"]]
     assert set(ran) <= set(cases)

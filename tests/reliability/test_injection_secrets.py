@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.junit_xml import parse_junit
+
 EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWNED4 #"
 
 
@@ -209,6 +211,7 @@ def test_secrets_and_no_log_output_appear_in_no_artifact(work):
     run = runner(work, "run", str(play), "-i", "hosts.ini", "-e", f"api_token={TOKEN}",
                  "-vv", "--junit", "report.xml", "--format", "json")
     assert run.returncode == 2, run.stderr
+    parse_junit(work / "report.xml")
     received = runner(work, "job", "receive", "1", "--keep", "--format", "json")
     show = runner(work, "job", "show", "2")
     listing = runner(work, "job", "list", "--children", "--format", "json")
@@ -357,3 +360,58 @@ def test_a_registered_secret_is_masked_from_the_moment_it_is_registered(work):
                        received.stderr, "show": show.stdout,
                        "junit": (work / "report.xml").read_text()}.items():
         assert "gen-tok-424242" not in text, f"the registered secret leaked into {name}"
+
+
+def test_everything_under_runner_home_is_owner_only(work, fleet):
+    """After a run (over SSH, so known_hosts is written), a plan and a validate under
+    umask 022, every file under RUNNER_HOME is 0600 and every directory 0700."""
+    inventory = fleet.write_inventory(work / "fleet.ini")
+    play = write(work / "play.yml", """
+        jobs:
+          - name: j
+            targets: host1
+            steps: [{run: "echo hi"}]
+        """)
+    old = os.umask(0o022)
+    try:
+        procs = [runner(work, "run", str(play), "-i", str(inventory)),
+                 runner(work, "plan", str(play), "-i", str(inventory)),
+                 runner(work, "validate", str(play))]
+    finally:
+        os.umask(old)
+    assert [p.returncode for p in procs] == [0, 0, 0], [p.stderr for p in procs]
+    home = work / "home"
+    found = {str(p.relative_to(home)): _mode(p) for p in [home, *home.rglob("*")]}
+    assert any(name.startswith("cache/valid-") for name in found)
+    wrong = {name: oct(mode) for name, mode in found.items()
+             if mode != (0o700 if (home / name).is_dir() else 0o600)}
+    assert wrong == {}
+
+
+def test_a_link_planted_at_a_result_file_or_a_get_dest_is_not_written_through(work):
+    """A result file that is a link is refused, naming it; a fetched file replaces the
+    link. The link's target is untouched either way, and what is written is 0600."""
+    victim = work / "victim.txt"
+    victim.write_text("precious\n")
+    (work / "out").mkdir()
+    (work / "out" / "web1.log").symlink_to(victim)
+    (work / "fetched.txt").symlink_to(victim)
+    (work / "source.txt").write_text("fetched\n")
+    play = write(work / "play.yml", f"""
+        jobs:
+          - name: logged
+            targets: web1
+            steps: [{{run: "echo overwritten"}}]
+            results: {{to: file, path: "out/{{{{ inventory_hostname }}}}.log"}}
+          - name: fetch
+            targets: web1
+            steps:
+              - get: {{src: "{work}/source.txt", dest: "{work}/fetched.txt"}}
+        """)
+    proc = runner(work, "run", str(play), "-i", "hosts.yml")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "logged: result file out/web1.log is a symbolic link" in proc.stdout
+    assert victim.read_text() == "precious\n"
+    fetched = work / "fetched.txt"
+    assert not fetched.is_symlink()
+    assert (fetched.read_text(), _mode(fetched)) == ("fetched\n", 0o600)

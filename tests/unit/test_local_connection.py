@@ -99,3 +99,34 @@ def test_put_and_get_copy_files(tmp_path: Path) -> None:
     connection.get(str(tmp_path / "b"), tmp_path / "c")
     assert (tmp_path / "c").read_bytes() == b"payload"
     assert (tmp_path / "b").stat().st_mode & 0o777 == 0o600
+
+
+def test_put_renames_into_place_with_ansible_copy_modes(tmp_path: Path) -> None:
+    """A put replaces the destination by rename (new inode, a link replaced, not
+    followed); without a mode an existing file keeps its mode and a new one gets the
+    umask default, not the source's; a directory receives the file under its name."""
+    source = tmp_path / "tool"
+    source.write_bytes(b"payload")
+    source.chmod(0o755)
+    (tmp_path / "kept").write_bytes(b"old")
+    (tmp_path / "kept").chmod(0o604)
+    inode = (tmp_path / "kept").stat().st_ino
+    (tmp_path / "victim").write_bytes(b"precious")
+    (tmp_path / "link").symlink_to(tmp_path / "victim")
+    (tmp_path / "into").mkdir()
+    connection = LocalConnection()
+    old = os.umask(0o022)
+    try:
+        for dest in ("kept", "fresh", "link", "into"):
+            connection.put(source, str(tmp_path / dest))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "kept").stat().st_ino != inode
+    modes = {name: (tmp_path / name).lstat().st_mode & 0o777 for name in ("kept", "fresh")}
+    assert modes == {"kept": 0o604, "fresh": 0o644}
+    assert (tmp_path / "victim").read_bytes() == b"precious"
+    assert not (tmp_path / "link").is_symlink()
+    for name in ("kept", "fresh", "link", "into/tool"):
+        assert (tmp_path / name).read_bytes() == b"payload"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fresh", "into", "kept", "link", "tool", "victim"]
