@@ -667,8 +667,9 @@ class JobStore:
         if not ids:
             yield
             return
-        with _write_lock(self._lock_key + "#receive"), _store_faults(self.path):
-            fd = os.open(f"{self.path}-receive", os.O_RDWR | os.O_CREAT, 0o600)
+        with _write_lock(self._lock_key + "#receive"):
+            with _store_faults(self.path):
+                fd = os.open(f"{self.path}-receive", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX, max(ids) - min(ids) + 1, min(ids))
                 yield
