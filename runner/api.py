@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +358,56 @@ def wait(
 def receive(store: Any, job_id: int, keep: bool = False, host: str | None = None) -> Any:
     """Output not received yet, in order, marked received unless `keep`; reconnects to
     children kept on their targets first. An iterator of OutputRecords."""
+    in_store = yield from _receive_kept(store, job_id, keep, host)
+    if in_store:
+        yield from store.iter_receive(job_id, keep=keep, host=host)
+
+
+def deliver(
+    store: Any,
+    job_id: int,
+    write: Callable[[Any], None],
+    flush: Callable[[], None],
+    keep: bool = False,
+    host: str | None = None,
+) -> None:
+    """`receive`, handing each record to `write`; a record is marked received only once
+    `flush` returned after it. An exception from either (a closed pipe, Ctrl-C) leaves
+    every record not flushed unreceived, for the next receiver."""
+    in_store = _write_each(_receive_kept(store, job_id, keep, host), write, flush)
+    after = 0
+    while in_store:
+        with store.delivering(job_id, keep=keep, host=host, after=after) as delivery:
+            if not delivery.records:
+                return
+            pending = 0
+            for number, record in enumerate(delivery.records, 1):
+                write(record)
+                pending += len(record.data)
+                if pending >= DELIVER_FLUSH_CHARS:
+                    flush()
+                    delivery.done, pending = number, 0
+            flush()
+            delivery.done = len(delivery.records)
+            after = delivery.records[-1].id
+
+
+DELIVER_FLUSH_CHARS = 64 * 1024  # written out and marked received this much at a time
+
+
+def _write_each(records: Any, write: Callable[[Any], None], flush: Callable[[], None]) -> Any:
+    """Write and flush each record of a generator; its return value."""
+    while True:
+        try:
+            record = next(records)
+        except StopIteration as end:
+            return end.value
+        write(record)
+        flush()
+
+
+def _receive_kept(store: Any, job_id: int, keep: bool, host: str | None) -> Any:
+    """Yield the output kept on targets; return whether some output is in the store."""
     from runner.errors import ConnectError
     from runner.reconnect import is_remote_kept, leaves, receive_remote
 
@@ -370,5 +420,4 @@ def receive(store: Any, job_id: int, keep: bool = False, host: str | None = None
                 yield from receive_remote(store, child, keep)
             except ConnectError:
                 continue  # left Disconnected with the reason by refresh
-    if not all(c.results_to == "remote" for c in children):
-        yield from store.iter_receive(job_id, keep=keep, host=host)
+    return not all(c.results_to == "remote" for c in children)

@@ -19,7 +19,9 @@ from runner.errors import (
     EXIT_UNEXPECTED,
     LocatedError,
     RunnerError,
+    StoreError,
     UsageError,
+    store_fault_code,
 )
 
 
@@ -228,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except Exception as error:
+        if store_fault_code(error) is not None:  # read outside the store's own checks
+            from runner.settings import store_path
+
+            store_error = StoreError.wrap(error, store_path())
+            report(store_error)
+            return store_error.exit_code
         if os.environ.get("RUNNER_DEBUG"):
             raise
         print(

@@ -160,11 +160,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     code = _run_exit_code(report)
     if args.format == "json" or args.junit or args.retry_file:
         _run_outputs(args, plan, report, reporter, hosts, code, time.monotonic() - began)
+    if report.store_error is not None:
+        raise report.store_error
     return code
 
 
 def _run_exit_code(report: Any) -> int:
-    """DESIGN.md's order: interrupted, then unreachable (outranks failed), then failed."""
+    """DESIGN.md's order: a store that refused the output (the run stopped), interrupted,
+    then unreachable (outranks failed), then failed."""
+    if report.store_error is not None:
+        return report.store_error.exit_code
     if report.interrupted:
         return EXIT_INTERRUPTED
     if report.any_unreachable:
@@ -310,7 +315,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from runner import api
-    from runner.jobs import is_terminal
 
     store = api.open_store()
     args.id = api.resolve_job(store, args.id)
@@ -318,27 +322,47 @@ def cmd_receive(args: argparse.Namespace) -> int:
     if args.host is not None and args.host not in {c.location for c in store.children(args.id)}:
         raise RunnerError(f"job {args.id} has no child job on host '{args.host}'")
     several = len(record.child_ids) > 1 and args.host is None
-    first = True
-    if args.format == "json":
+    _receive_output(store, args.id, args.keep, args.host, args.wait, args.format, several)
+    return EXIT_OK
+
+
+def _receive_output(store: Any, job_id: int, keep: bool, host: str | None, wait: bool,
+                    fmt: str, several: bool) -> None:
+    """Write the job's unreceived output (following it to its end with `wait`); each
+    record is marked received once it is flushed to stdout or stderr. A reader that
+    goes away (`| head -1`) ends the command quietly, as a Unix filter ends."""
+    from runner import api
+    from runner.jobs import is_terminal
+
+    items = 0
+
+    def write(rec: Any) -> None:
+        nonlocal items
+        if fmt == "json":
+            item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
+                    "stream": rec.stream, "data": rec.data, "time": rec.time}
+            sys.stdout.write((",\n  " if items else "\n  ") + json.dumps(item))
+            items += 1
+        else:
+            _write_text(rec, several)
+
+    if fmt == "json":
         sys.stdout.write("[")
     while True:
-        finished = is_terminal(store.get(args.id).state)
-        for rec in api.receive(store, args.id, keep=args.keep, host=args.host):
-            if args.format == "json":
-                item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
-                        "stream": rec.stream, "data": rec.data, "time": rec.time}
-                sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(item))
-                first = False
-            else:
-                _write_text(rec, several)
-        sys.stdout.flush()
-        if not args.wait or finished:
+        finished = is_terminal(store.get(job_id).state)  # then all its output is stored
+        api.deliver(store, job_id, write, _flush_both, keep=keep, host=host)
+        if not wait or finished:
             break
         time.sleep(0.2)
         store.reconcile()
-    if args.format == "json":
-        sys.stdout.write("\n]\n" if not first else "]\n")
-    return EXIT_OK
+    if fmt == "json":
+        sys.stdout.write("\n]\n" if items else "]\n")
+    _flush_both()
+
+
+def _flush_both() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 def _write_text(rec: Any, several: bool) -> None:

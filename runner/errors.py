@@ -109,3 +109,52 @@ class JobStateError(RunnerError):
 
 class JobNotFoundError(RunnerError):
     """No job with that id in the store."""
+
+
+class StoreError(RunnerError):
+    """The job store cannot be opened, read or written: names the file, the cause and
+    what to do about it."""
+
+    def __init__(self, path: object, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+    @classmethod
+    def wrap(cls, error: BaseException, path: object) -> StoreError:
+        """`error` (from SQLite or the file system) as a StoreError on `path`."""
+        if isinstance(error, StoreError):
+            return error
+        return cls(path, describe_store_fault(error, path))
+
+
+# SQLite's primary result codes for a store that cannot be used, and what to say.
+_MOVE_ASIDE = "move it aside (mv {path} {path}.bad) and runner starts a new, empty store"
+_STORE_FAULTS = {
+    3: "permission denied on the job store: {hint}",  # SQLITE_PERM
+    8: "the job store is read-only: {hint}",  # SQLITE_READONLY
+    10: "input/output error on the job store ({detail})",  # SQLITE_IOERR
+    11: "the job store is damaged ({detail}): " + _MOVE_ASIDE,  # SQLITE_CORRUPT
+    13: "the disk is full: the job store cannot be written",  # SQLITE_FULL
+    14: "the job store cannot be opened: {hint}",  # SQLITE_CANTOPEN
+    26: "not a job store (not a SQLite database, or damaged): " + _MOVE_ASIDE,  # NOTADB
+}
+_WRITABLE = "make it and its directory writable, or set RUNNER_HOME to a writable directory"
+STORE_FAULT_CODES = frozenset(_STORE_FAULTS)
+
+
+def store_fault_code(error: BaseException) -> int | None:
+    """SQLite's primary result code of `error` when it says the store is unusable."""
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is None or code & 0xFF not in STORE_FAULT_CODES:
+        return None
+    return code & 0xFF
+
+
+def describe_store_fault(error: BaseException, path: object) -> str:
+    """The cause of a store fault in runner's words, with what to do."""
+    code = store_fault_code(error)
+    if code is not None:
+        return _STORE_FAULTS[code].format(path=path, hint=_WRITABLE, detail=error)
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot use the job store: {error.strerror}; {_WRITABLE}"
+    return f"job store error: {type(error).__name__}: {error}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConnectError, JobStateError, RunnerError
+from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
 from runner.guard import confine_located
 from runner.jobs import TERMINAL, JobState
 from runner.output import FileWriter, StoreWriter
@@ -68,6 +68,7 @@ class RunReport:
 
     jobs: list[JobResult]
     interrupted: bool = False
+    store_error: StoreError | None = None  # the job store refused a write: the run stopped
 
     @property
     def any_unreachable(self) -> bool:
@@ -86,7 +87,7 @@ class Executor:
         sessions: SessionPool | None = None,
     ) -> None:
         self.plan, self.store, self.options, self.events = plan, store, options, events
-        self.writer = StoreWriter(store)
+        self.writer = StoreWriter(store, on_error=self._store_failed)
         self.files = FileWriter()
         self.sessions = sessions or SessionPool(plan, options)
         self.stop_all = Control()
@@ -99,6 +100,7 @@ class Executor:
         self.results: dict[str, JobResult] = {}
         self.finished: dict[str, threading.Event] = {}
         self.failed_hosts: dict[str, set[str]] = {}
+        self._store_error: StoreError | None = None
 
     # -- records ---------------------------------------------------------------------
 
@@ -175,10 +177,24 @@ class Executor:
             self.pool.shutdown(wait=True)
             self.sessions.close()
             self.files.close()
-            self.writer.close()
+            self._close_writer()
             self._leave_detached()
         interrupted = interrupted or (self.stop_all.stopped and not self.stop_all.fail)
-        return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted)
+        return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted,
+                         self._store_error)
+
+    def _store_failed(self, error: BaseException) -> None:
+        """The store refused a write: a job's output would have a hole, so the run stops
+        and its jobs fail with the reason."""
+        if self._store_error is None:
+            self._store_error = StoreError.wrap(error, self.store.path)
+        self.stop_all.stop(str(self._store_error), fail=True)
+
+    def _close_writer(self) -> None:
+        try:
+            self.writer.close()
+        except BaseException as error:  # noqa: BLE001 - kept in the report, told by the CLI
+            self._store_failed(error)
 
     def _leave_detached(self) -> None:
         """Detached children still running go on without us: Disconnected until a later
@@ -387,11 +403,13 @@ class Executor:
         child = self.child_ids[(jp.name, host)]
         if JobState(self.store.get(child).state) in TERMINAL:
             return
+        if self.writer.flush() is not None:  # terminal only once its output is stored
+            report = ChildReport("Failed", str(self._store_error), counts=report.counts)
         report.reason = self.plan.redactor(report.reason)
         if report.state == JobState.Running.value:  # detached: it goes on without us
             state = report.state
         else:
-            state = self.store.finish(child, JobState(report.state), report.reason).value
+            state = self._record_end(child, report)
         if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
                 self.failed_hosts[jp.name].add(host)
@@ -400,6 +418,16 @@ class Executor:
         with self._lock:
             self.results[jp.name].children.append(result)
         self.events.host_done(jp, host, result)
+
+
+    def _record_end(self, child: int, report: ChildReport) -> str:
+        """`store.finish`; when the store refuses even that, the run stops and the child's
+        end is only in the report (the next runner settles its row)."""
+        try:
+            return self.store.finish(child, JobState(report.state), report.reason).value
+        except StoreError as error:
+            self._store_failed(error)
+            return report.state
 
 
 def kept_on_target(jp: JobPlan) -> bool:

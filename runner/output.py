@@ -4,7 +4,9 @@ Output arrives in chunks from reader threads. A `LineBuffer` turns chunks into r
 that end on a line boundary (so a received record is whole lines) while never holding
 more than a bounded tail. `StoreWriter` moves records into the store from one thread,
 one transaction per batch, and pushes back on producers when it falls behind, so 100 MB
-of output never sits in memory.
+of output never sits in memory. `flush` waits until everything queued is committed (a
+child becomes terminal only after its output is in the store); the first batch the
+store refuses ends the writing for good (a job never has a hole in its output).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _MAX_PENDING = 64 * 1024  # emit a record without a newline once this much is pe
 _FLUSH_SECONDS = 0.05
 _BATCH_BYTES = 1 << 20
 _QUEUE_BYTES = 16 << 20
+_EMPTY = object()
 
 
 class LineBuffer:
@@ -72,9 +75,12 @@ class StoreWriter:
     """Batches output records and step results into the job store from one writer
     thread: a transaction per batch, however many hosts are writing."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(
+        self, store: Any, on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._store = store
-        self._queue: queue.Queue[tuple[bool, tuple[Any, ...]] | None] = queue.Queue()
+        self._on_error = on_error
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._bytes = 0
         self._cond = threading.Condition()
         self._error: BaseException | None = None
@@ -93,11 +99,27 @@ class StoreWriter:
         """`JobStore.record_step`, batched with the output around it."""
         self._queue.put((False, result))
 
+    def flush(self) -> BaseException | None:
+        """Wait until everything queued so far is committed; the writer's error, if any.
+
+        Flushes asked for together share one transaction, so a fleet of children
+        finishing at once still costs a few commits."""
+        committed = threading.Event()
+        self._queue.put(committed)
+        committed.wait()
+        return self._error
+
+    @property
+    def error(self) -> BaseException | None:
+        """The store's refusal that ended the writing, if one did."""
+        return self._error
+
     def _loop(self) -> None:
         done = False
         while not done:
             outputs: list[Record] = []
             steps: list[tuple[Any, ...]] = []
+            flushes: list[threading.Event] = []
             size = 0
             item = self._queue.get()
             deadline = time.monotonic() + _FLUSH_SECONDS
@@ -105,6 +127,13 @@ class StoreWriter:
                 if item is None:
                     done = True
                     break
+                if isinstance(item, threading.Event):
+                    flushes.append(item)
+                    deadline = 0.0  # commit what is queued now, without waiting for more
+                    item = self._next(deadline)
+                    if item is _EMPTY:
+                        break
+                    continue
                 is_output, row = item
                 if is_output:
                     outputs.append(row)  # type: ignore[arg-type]
@@ -113,18 +142,29 @@ class StoreWriter:
                     steps.append(row)
                 if size >= _BATCH_BYTES:
                     break
-                try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
+                item = self._next(deadline)
+                if item is _EMPTY:
                     break
             if outputs or steps:
                 self._commit(outputs, steps, size)
+            for committed in flushes:
+                committed.set()
+
+    def _next(self, deadline: float) -> Any:
+        """The next queued item, waiting until `deadline` at most; `_EMPTY` if none came."""
+        try:
+            return self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return _EMPTY
 
     def _commit(self, outputs: list[Record], steps: list[tuple[Any, ...]], size: int) -> None:
-        try:
-            self._store.append_batch(outputs, steps)
-        except BaseException as exc:  # noqa: BLE001 - reported by close()
-            self._error = exc
+        if self._error is None:  # after a lost batch nothing later is stored: no holes
+            try:
+                self._store.append_batch(outputs, steps)
+            except BaseException as exc:  # noqa: BLE001 - reported by flush() and close()
+                self._error = exc
+                if self._on_error is not None:
+                    self._on_error(exc)
         with self._cond:
             self._bytes -= size
             self._cond.notify_all()

@@ -74,6 +74,7 @@ class RunSummary:
     interrupted: bool
     check: bool
     duration: float
+    error: str | None = None  # why the run stopped short: the job store refused a write
 
 
 def _seconds(started: float | None, ended: float | None) -> float:
@@ -140,8 +141,10 @@ def summarize(
                 )
             )
         jobs.append(summary)
+    error = getattr(report, "store_error", None)
     return RunSummary(
-        playbook, jobs, stats, exit_code, report.interrupted, check, round(duration, 6)
+        playbook, jobs, stats, exit_code, report.interrupted, check, round(duration, 6),
+        None if error is None else str(error),
     )
 
 
@@ -201,6 +204,7 @@ def run_document(summary: RunSummary) -> dict[str, Any]:
         "interrupted": summary.interrupted,
         "exit_code": summary.exit_code,
         "duration": summary.duration,
+        "error": summary.error,
     }
 
 

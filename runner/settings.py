@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from runner.errors import StoreError
+
 STORE_FILE = "jobs.db"
 
 
@@ -23,11 +25,14 @@ def runner_home(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     home = _resolve_home(env)
     if not home.is_dir():
-        home.parent.mkdir(parents=True, exist_ok=True)
         try:
+            home.parent.mkdir(parents=True, exist_ok=True)
             home.mkdir(mode=0o700)
         except FileExistsError:
             return home  # another runner process created it just now
+        except OSError as error:
+            raise StoreError(home, f"cannot create the runner's state directory: {error.strerror};"
+                             " set RUNNER_HOME to a writable directory") from None
         home.chmod(0o700)  # mkdir's mode is reduced by the umask
     return home
 

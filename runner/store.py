@@ -18,6 +18,8 @@ change, so that indexed queries (`reconcile`) skip finished parents cheaply.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sqlite3
@@ -25,11 +27,18 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runner.errors import JobNotFoundError, JobStateError, RunnerError
+from runner.errors import (
+    JobNotFoundError,
+    JobStateError,
+    RunnerError,
+    StoreError,
+    store_fault_code,
+)
 from runner.jobs import (
     ACTIVE,
     TERMINAL,
@@ -130,6 +139,14 @@ OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
 StepRow = tuple[int, int, str, "int | None", str, "float | None", "float | None", "str | None"]
 
 
+@dataclass
+class Delivery:
+    """A chunk of output being delivered: `done` records of it were written out."""
+
+    records: list[OutputRecord]
+    done: int = 0
+
+
 class _Unset:
     """Marks an argument left out, where None means "clear it"."""
 
@@ -160,7 +177,8 @@ class JobStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        _create_private_file(self.path)
+        with _store_faults(self.path):
+            _create_private_file(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -178,7 +196,8 @@ class JobStore:
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path)
+            with _store_faults(self.path):
+                conn = _connect(self.path)
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -188,7 +207,7 @@ class JobStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the write lock from its first statement."""
         conn = self._conn()
-        with _write_lock(self._lock_key):
+        with _write_lock(self._lock_key), _store_faults(self.path):
             _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
                 yield conn
@@ -202,11 +221,12 @@ class JobStore:
     def _read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot, never blocked by the writer."""
         conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
+        with _store_faults(self.path):
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         """Create the schema in a new file; refuse a file written by a newer runner."""
@@ -614,6 +634,48 @@ class JobStore:
             yield from chunk
             after = chunk[-1].id
 
+    @contextmanager
+    def delivering(
+        self, job_id: int, *, keep: bool = False, host: str | None = None,
+        limit: int = 1000, after: int = 0,
+    ) -> Iterator[Delivery]:
+        """Up to `limit` unreceived records (ids above `after`) for a receiver to write out.
+
+        Only the first `delivery.done` of them are marked received, when the block ends
+        (an exception included): what a closed pipe, Ctrl-C or a kill kept from being
+        written stays unreceived. Receivers of the same jobs take turns, one chunk at a
+        time, so no record is delivered twice.
+        """
+        with self._read() as conn:
+            ids = [leaf["id"] for leaf in _leaf_rows(conn, job_id)
+                   if host is None or leaf["location"] == host]
+        with contextlib.nullcontext() if keep else self._receive_turn(ids):
+            with self._read() as conn:
+                delivery = Delivery(_unreceived_by_id(conn, ids, after, limit))
+            try:
+                yield delivery
+            finally:
+                if not keep and delivery.done:
+                    with self._write() as conn:
+                        _advance_cursors(conn, delivery.records[: delivery.done])
+
+    @contextmanager
+    def _receive_turn(self, ids: list[int]) -> Iterator[None]:
+        """This process's turn to deliver the output of jobs `ids`: a lock on their id
+        range in a file beside the store, held by other processes' receivers too, and
+        released by the kernel if the process dies."""
+        if not ids:
+            yield
+            return
+        with _write_lock(self._lock_key + "#receive"):
+            with _store_faults(self.path):
+                fd = os.open(f"{self.path}-receive", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX, max(ids) - min(ids) + 1, min(ids))
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
     # -- output kept on a target ------------------------------------------------------
 
     def remote_streams(self, child_id: int) -> dict[tuple[int, str], tuple[int, int, int]]:
@@ -820,6 +882,17 @@ def _unreceived(
     return [OutputRecord(*row) for row in rows]
 
 
+def _unreceived_by_id(
+    conn: sqlite3.Connection, ids: list[int], after: int, limit: int | None
+) -> list[OutputRecord]:
+    """`_unreceived` for the jobs `ids`, read afresh (their cursors may have moved)."""
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    leaves = conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", ids).fetchall()
+    return _unreceived(conn, leaves, after, limit)
+
+
 def _advance_cursors(conn: sqlite3.Connection, records: list[OutputRecord]) -> None:
     """Mark records received: each job's cursor moves to its last record returned."""
     last: dict[int, int] = {}
@@ -844,20 +917,58 @@ def _output_row(record: OutputRow) -> tuple[int, str, int | None, str, str, floa
 # -- files, connections, processes ---------------------------------------------------------
 
 
+@contextmanager
+def _store_faults(path: Path) -> Iterator[None]:
+    """SQLite's and the file system's word that the store is unusable (damaged, full,
+    read-only) as a StoreError naming the file; anything else goes through unchanged."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if store_fault_code(error) is None:
+            raise
+        raise StoreError.wrap(error, path) from None
+    except OSError as error:
+        raise StoreError.wrap(error, path) from None
+
+
 def _create_private_file(path: Path) -> None:
     """Create the store file with mode 0600 (its parent 0700) before SQLite opens it.
 
     SQLite gives its -wal and -shm files the database file's mode, so they stay
-    private too.
+    private too. A new file is made a SQLite database under another name and linked
+    into place, so `jobs.db` is never empty: an empty one was truncated, and is refused
+    rather than taken for a new store (every job in it would vanish without a word).
     """
     if not path.parent.is_dir():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
+    if path.exists():
+        _refuse_empty(path)
         return
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    fd = os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     os.close(fd)
-    os.chmod(path, 0o600)
+    try:
+        os.chmod(draft, 0o600)
+        conn = sqlite3.connect(draft, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")  # writes the header: a non-empty file
+        conn.close()
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            _refuse_empty(path)  # another process created it first
+    finally:
+        os.unlink(draft)
+
+
+def _refuse_empty(path: Path) -> None:
+    """A 0-byte store was not created by runner (see `_create_private_file`): refuse it,
+    unless a write-ahead log beside it holds its content."""
+    wal = path.with_name(path.name + "-wal")
+    if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+        raise StoreError(
+            path, "the job store is empty (0 bytes: truncated?): move it aside "
+            f"(mv {path} {path}.bad) and runner starts a new, empty store"
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
