@@ -308,18 +308,29 @@ class InventoryBuilder:
             raise self.error(f"port {exc}", path=name) from None
 
     def add_hosts(
-        self, names: list[str], group: str, port: int | None, variables: dict[str, Any]
+        self,
+        names: list[str],
+        group: str,
+        port: int | None,
+        variables: dict[str, Any],
+        lines: dict[str, int] | None = None,
     ) -> None:
-        """The hosts of one inventory entry, each with the entry's variables."""
-        for name in names:
-            self.add_host(name, group, port).vars.update(self.check_vars(variables, name))
+        """The hosts of one inventory entry, each with the entry's variables (`lines`:
+        the line of each variable, where the format knows it)."""
+        hosts = [self.add_host(name, group, port) for name in names]
+        self.check_vars(variables, names[0] if names else group, lines)
+        for host in hosts:
+            host.vars.update(variables)
 
-    def check_vars(self, variables: dict[str, Any], where: str) -> dict[str, Any]:
+    def check_vars(
+        self, variables: dict[str, Any], where: str, lines: dict[str, int] | None = None
+    ) -> dict[str, Any]:
         """`variables`, once every connection variable in them is one runner accepts."""
         for key, value in variables.items():
             try:
                 check_connection_var(key, value)
             except ValueError as exc:
+                self.line = (lines or {}).get(key, self.line)
                 raise self.error(str(exc), path=where) from None
         return variables
 

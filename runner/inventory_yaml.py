@@ -125,7 +125,10 @@ class YamlParser:
             names, port = expand_host_pattern(entry)
         except ValueError as exc:
             raise self.b.error(f"bad host range: {exc}", path=entry) from None
-        self.b.add_hosts(names, group, port, variables)
+        lines = {}
+        if isinstance(node, yaml.MappingNode):
+            lines = {key.value: key.start_mark.line + 1 for key, _value in node.value}
+        self.b.add_hosts(names, group, port, variables, lines)
 
     def _value(self, node: yaml.Node | None) -> Any:
         return None if node is None else self.loader.construct_object(node, deep=True)
