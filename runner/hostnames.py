@@ -178,7 +178,7 @@ def check_connection(value: Any) -> str:
 def check_user(value: Any) -> str:
     """A remote user name OpenSSH's `valid_ruser` accepts, else ValueError."""
     if not isinstance(value, str) or not value or value.startswith("-"):
-        raise ValueError(f"a user name must be a string not starting with '-', not {_short(value)}")
+        raise ValueError(f"a user name must be a string not starting with '-': {_short(value)}")
     bad = _BAD_USER_CHAR.search(value)
     if bad:
         raise ValueError(f"user name {_short(value)} must not hold {bad.group()!r}")

@@ -207,10 +207,11 @@ class Inventory:
         connects gets a name that could run a command."""
         merged = self.host_vars(name)
         port = _first(merged, "ansible_port", "ansible_ssh_port")
+        address = _first(merged, "ansible_host", "ansible_ssh_host") or name
         try:
             return HostConnection(
                 name=name,
-                address=check_hostname(_first(merged, "ansible_host", "ansible_ssh_host") or name),
+                address=check_hostname(address),
                 port=22 if port is None else check_port(port),
                 user=_optional_str(_first(merged, "ansible_user", "ansible_ssh_user")),
                 key_file=_optional_str(

@@ -117,7 +117,8 @@ def load_vars_file(path: str) -> dict[str, Any]:
         try:
             check_connection_var(key_node.value, data.get(key_node.value))
         except ValueError as exc:
-            raise InventoryError(str(exc), file=path, line=key_node.start_mark.line + 1) from None
+            line = key_node.start_mark.line + 1
+            raise InventoryError(str(exc), file=path, line=line) from None
     return data
 
 

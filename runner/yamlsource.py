@@ -129,7 +129,7 @@ def check_depth(text: str, file: str, error_class: type[LocatedError]) -> None:
 
 def alias_budget(written: int) -> int:
     """How many nodes aliases may add to a file of `written` nodes: ALIAS_NODES, plus ten
-    for each node written, so a large file that reuses anchors a lot is never refused."""
+    for each node written, so a large file may reuse its anchors in proportion."""
     return ALIAS_NODES + 10 * written
 
 
@@ -185,8 +185,10 @@ class _EventCheck:
         self.added += nodes
         if self.added > alias_budget(self.written):
             budget = alias_budget(self.written)
-            message = f"aliases expand the data past {budget:,} nodes (*{event.anchor}: {nodes:,})"
-            raise self.fail(message, event)
+            raise self.fail(
+                f"aliases expand the data past {budget:,} nodes (*{event.anchor}: {nodes:,})",
+                event,
+            )
         if self.open:
             self.open[-1][1] += nodes
 
