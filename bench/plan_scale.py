@@ -11,7 +11,10 @@ as the median of --runs runs each:
   2. the full rendered plan: render_plan over every host x step, in-process, and the
      whole command `runner plan PLAYBOOK -i INV --format json > /dev/null`;
   3. inventory parsing: `runner inventory -i INV --format json` against
-     `ansible-inventory -i INV --list`, as subprocesses over the same file.
+     `ansible-inventory -i INV --list`, as subprocesses over the same file;
+  4. `runner inventory --format json` of 100,000 hosts in one group (each with
+     `ansible_host` and a variable): loading is linear in the hosts of a group.
+     `--only-big-inventory` runs this measure alone.
 
 In-process runs start from freshly loaded objects each time, so no cache carries over
 from one run to the next. A run past --cap seconds is stopped, ends its series and is
@@ -47,6 +50,8 @@ from runner.planner import build_plan, render_plan
 from runner.playbook import load_playbook
 
 GROUPS = 50
+BIG_HOSTS = 100_000
+BIG_GOAL = 5.0  # seconds for `runner inventory` of BIG_HOSTS hosts
 PARENTS = 5  # region_0..region_4, each with GROUPS // PARENTS child groups
 STEPS = 20
 
@@ -89,6 +94,15 @@ def write_inventory(path: Path, hosts: int) -> None:
     lines.append("[all:vars]")
     lines.append("ansible_user=deploy")
     lines.append("log_dir=/var/log/{{ service }}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_flat_inventory(path: Path, hosts: int) -> None:
+    """N hosts in one group, each with an address and a variable."""
+    lines = ["[big]"]
+    for i in range(hosts):
+        address = f"10.{i // 65536}.{i // 256 % 256}.{i % 256}"
+        lines.append(f"node{i:06d}.example.com ansible_host={address} node_id={i}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -311,11 +325,7 @@ def run_bench(tmp: Path, hosts: int, runs: int, cap: float) -> list[list[str]]:
         sys.exit(f"render_plan gave {len(render.result)} rows, expected {hosts * STEPS}")
 
     def versus(goal: float, t: Timing) -> str:
-        if t.capped:
-            return f"missed, stopped at {cap:g} s"
-        if t.seconds <= goal:
-            return f"met, {goal / t.seconds:.1f}x under"
-        return f"missed, {t.seconds / goal:.1f}x over"
+        return verdict(goal, t, cap)
 
     faster = inv_theirs.seconds / inv_ours.seconds
     if inv_ours.capped:
@@ -342,6 +352,27 @@ def run_bench(tmp: Path, hosts: int, runs: int, cap: float) -> list[list[str]]:
         ],
         ["3. ansible-inventory --list", inv_theirs, "", "reference"],
     ]
+
+
+def verdict(goal: float, t: Timing, cap: float) -> str:
+    """Whether a timing met a goal of `goal` seconds, and by how much."""
+    if t.capped:
+        return f"missed, stopped at {cap:g} s"
+    if t.seconds <= goal:
+        return f"met, {goal / t.seconds:.1f}x under"
+    return f"missed, {t.seconds / goal:.1f}x over"
+
+
+def big_inventory_row(tmp: Path, runs: int, cap: float) -> list[Any]:
+    """Measure 4: `runner inventory` of BIG_HOSTS hosts in one group."""
+    inventory = tmp / "big.ini"
+    write_flat_inventory(inventory, BIG_HOSTS)
+    argv = ["runner", "inventory", "-i", str(inventory), "--format", "json"]
+    print(f"  timing runner inventory, {BIG_HOSTS} hosts ...", end=" ", flush=True)
+    timing = time_command(runs, cap, argv, command_env(tmp), tmp)
+    print(f"{timing.text()} s ({timing.runs} runs)", flush=True)
+    label = f"4. runner inventory, {BIG_HOSTS} hosts in one group"
+    return [label, timing, f"< {BIG_GOAL:g} s", verdict(BIG_GOAL, timing, cap)]
 
 
 def profile_render(tmp: Path, hosts: int) -> None:
@@ -375,13 +406,18 @@ def main() -> None:
         help="stop a run past this many seconds and make no more runs of that measure",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile render_plan")
+    parser.add_argument(
+        "--only-big-inventory", action="store_true", help="run measure 4 alone"
+    )
     args = parser.parse_args()
-    for tool in ("runner", "ansible-inventory"):
+    tools = ["runner"] if args.only_big_inventory else ["runner", "ansible-inventory"]
+    for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not on PATH")
     with tempfile.TemporaryDirectory(prefix="plan-scale-") as name:
         tmp = Path(name)
-        table = run_bench(tmp, args.hosts, args.runs, args.cap)
+        table = [] if args.only_big_inventory else run_bench(tmp, args.hosts, args.runs, args.cap)
+        table.append(big_inventory_row(tmp, args.runs, args.cap))
         rows = [[name, t.text(), t.runs, goal, verdict] for name, t, goal, verdict in table]
         print()
         print(f"machine: {machine()}")

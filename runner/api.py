@@ -28,6 +28,8 @@ def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
     """`-e` values as ansible-playbook takes them: KEY=VALUE pairs, JSON/YAML, or @file."""
     import yaml
 
+    from runner.yamlsource import check_depth
+
     result: dict[str, Any] = {}
     for value in values:
         value = value.strip()
@@ -35,7 +37,10 @@ def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
             result.update(_extra_vars_file(value[1:]))
         elif value.startswith("{"):
             try:
+                check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
                 data = yaml.safe_load(value)
+            except PlaybookError as exc:
+                raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
             except RecursionError:
                 raise UsageError(f"-e {value!r}: nested too deep") from None
             except yaml.YAMLError as exc:  # its text spans lines: keep the first

@@ -8,7 +8,9 @@ warns (a group also used as a host name, a stray key in a YAML group), we refuse
 an `InventoryError`, since a typo silently dropping hosts is worse than a stop.
 
 Merged variables are computed on demand and cached: a 10,000-host inventory costs
-only the parse until someone asks for a host's variables.
+only the parse (and its group_vars/ and host_vars/ files) until someone asks for a
+host's variables. Host names and connection variables are checked as they are read
+(`hostnames.check_*`): a name reaches ~/.ssh/config's `Match exec` through a shell.
 
 This module holds the model, the builder both parsers fill, loading and variable
 merging; the formats live in `inventory_ini` and `inventory_yaml`, host name syntax
@@ -25,9 +27,18 @@ from typing import Any
 import yaml
 
 from runner.errors import InventoryError
-from runner.hostnames import expand_host_pattern, expand_hostname_range, parse_address
+from runner.hostnames import (
+    check_connection,
+    check_connection_var,
+    check_hostname,
+    check_port,
+    expand_host_pattern,
+    expand_hostname_range,
+    parse_address,
+)
 from runner.inventory_ini import IniParser, parse_ini_value
-from runner.inventory_yaml import YamlParser
+from runner.inventory_vars import VarsFiles, find_vars_files, load_vars_file, read_text
+from runner.inventory_yaml import InventoryLoader, YamlParser, yaml_error
 from runner.yamlsource import check_depth
 
 __all__ = [
@@ -49,7 +60,6 @@ __all__ = [
 
 # Names that Ansible treats as the controller itself when they are not in the inventory.
 LOCALHOST_NAMES = ("127.0.0.1", "localhost", "::1")
-VARS_EXTENSIONS = ("", ".yml", ".yaml", ".json")
 YAML_EXTENSIONS = (".yml", ".yaml", ".json")
 _IGNORED_IN_DIR = re.compile(
     r"^\.|^host_vars$|^group_vars$|^vars_plugins$"
@@ -101,7 +111,7 @@ class Inventory:
     ) -> None:
         self.hosts = hosts
         self.groups = groups
-        self._vars_files = [_VarsFiles(d) for d in vars_dirs]
+        self._vars_files = [VarsFiles(d) for d in vars_dirs]
         self._implicit: dict[str, Host] = {}
         self._group_hosts: dict[str, list[str]] = {}
         self._group_layer: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -191,24 +201,27 @@ class Inventory:
         return layer
 
     def connection(self, name: str) -> HostConnection:
-        """How to connect to a host, from ansible_host/port/user/key file/connection."""
+        """How to connect to a host, from ansible_host/port/user/key file/connection.
+
+        Every value is checked again here, whatever source it came from: nothing that
+        connects gets a name that could run a command."""
         merged = self.host_vars(name)
         port = _first(merged, "ansible_port", "ansible_ssh_port")
+        address = _first(merged, "ansible_host", "ansible_ssh_host") or name
         try:
-            port_number = 22 if port is None else int(port)
-        except (TypeError, ValueError):
-            raise InventoryError(f"ansible_port is not a number: {port!r}", path=name) from None
-        return HostConnection(
-            name=name,
-            address=str(_first(merged, "ansible_host", "ansible_ssh_host") or name),
-            port=port_number,
-            user=_optional_str(_first(merged, "ansible_user", "ansible_ssh_user")),
-            key_file=_optional_str(
-                _first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
-            ),
-            connection=str(merged.get("ansible_connection") or "ssh"),
-            step_shell=_yes_no(merged, "runner_step_shell", name),
-        )
+            return HostConnection(
+                name=name,
+                address=check_hostname(address),
+                port=22 if port is None else check_port(port),
+                user=_optional_str(_first(merged, "ansible_user", "ansible_ssh_user")),
+                key_file=_optional_str(
+                    _first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
+                ),
+                connection=check_connection(merged.get("ansible_connection") or "ssh"),
+                step_shell=_yes_no(merged, "runner_step_shell", name),
+            )
+        except ValueError as exc:
+            raise InventoryError(str(exc), path=repr(name)) from None
 
 
 def _first(values: dict[str, Any], *keys: str) -> Any:
@@ -237,103 +250,6 @@ def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-class _VarsFiles:
-    """group_vars/ and host_vars/ beside one inventory source, read on first use."""
-
-    def __init__(self, basedir: str) -> None:
-        self.basedir = basedir
-        self._cache: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def group(self, name: str) -> dict[str, Any]:
-        return self._load("group_vars", name)
-
-    def host(self, name: str) -> dict[str, Any]:
-        return self._load("host_vars", name)
-
-    def _load(self, subdir: str, name: str) -> dict[str, Any]:
-        key = (subdir, name)
-        if key not in self._cache:
-            data: dict[str, Any] = {}
-            if not name.startswith(os.sep):
-                for path in find_vars_files(os.path.join(self.basedir, subdir), name):
-                    data.update(load_vars_file(path))
-            self._cache[key] = data
-        return self._cache[key]
-
-
-def find_vars_files(directory: str, name: str) -> list[str]:
-    """Ansible's `find_vars_files`: NAME, NAME.yml, NAME.yaml, NAME.json or NAME/ (first wins)."""
-    base = os.path.join(directory, name)
-    for ext in VARS_EXTENSIONS:
-        path = base + ext
-        if os.path.isdir(path):
-            return _dir_vars_files(path)
-        if os.path.exists(path):
-            return [path]
-    return []
-
-
-def _dir_vars_files(path: str) -> list[str]:
-    found: list[str] = []
-    for entry in sorted(os.listdir(path)):
-        if entry.startswith(".") or entry.endswith("~"):
-            continue
-        full = os.path.join(path, entry)
-        ext = os.path.splitext(entry)[1]
-        if os.path.isdir(full) and not ext:
-            found.extend(_dir_vars_files(full))
-        elif os.path.isfile(full) and ext in VARS_EXTENSIONS:
-            found.append(full)
-    return found
-
-
-def load_vars_file(path: str) -> dict[str, Any]:
-    """A YAML/JSON mapping of variables; an empty file is no variables."""
-    text = _read_text(path)
-    try:
-        check_depth(text, path, InventoryError)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise _yaml_error(exc, path) from None
-    if not data:
-        return {}
-    if not isinstance(data, dict):
-        raise InventoryError(
-            f"variables file must be a mapping, got {type(data).__name__}", file=path, line=1
-        )
-    return data
-
-
-def _yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
-    if isinstance(exc, yaml.reader.ReaderError):  # its text spans two lines
-        return InventoryError(
-            f"invalid YAML: character U+{exc.character:04X} not allowed: {exc.reason}",
-            file=path,
-        )
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is None:
-        return InventoryError(f"invalid YAML: {problem}", file=path)
-    return InventoryError(
-        f"invalid YAML: {problem}", file=path, line=mark.line + 1, col=mark.column + 1
-    )
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise InventoryError("inventory file not found", file=path) from None
-    except OSError as exc:
-        raise InventoryError(f"cannot read: {exc.strerror}", file=path) from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise InventoryError("not valid UTF-8", file=path, line=line) from None
-
-
 # --------------------------------------------------------------------------- building
 
 
@@ -344,6 +260,7 @@ class InventoryBuilder:
         self.hosts: dict[str, Host] = {}
         self.groups: dict[str, Group] = {}
         self.vars_dirs: list[str] = []
+        self._members: dict[str, set[str]] = {}  # each group's hosts, for a linear load
         self.source = ""
         self.line: int | None = None
         self.add_group("all")
@@ -363,6 +280,7 @@ class InventoryBuilder:
     def add_host(self, name: str, group: str | None, port: int | None = None) -> Host:
         host = self.hosts.get(name)
         if host is None:
+            self._check_name(name, port)
             if name in self.groups:
                 raise self.error("name is used for both a group and a host", path=name)
             host = self.hosts[name] = Host(name)
@@ -371,14 +289,55 @@ class InventoryBuilder:
             host.vars["inventory_file"] = self.source
             host.vars["inventory_dir"] = os.path.dirname(self.source)
         if group:
-            members = self.groups[group].hosts
+            members = self._members.get(group)
+            if members is None:
+                members = self._members[group] = set(self.groups[group].hosts)
             if name not in members:
-                members.append(name)
+                members.add(name)
+                self.groups[group].hosts.append(name)
         return host
+
+    def _check_name(self, name: str, port: int | None) -> None:
+        try:
+            check_hostname(name)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
+        try:
+            if port is not None:
+                check_port(port)
+        except ValueError as exc:
+            raise self.error(f"port {exc}", path=name) from None
+
+    def add_hosts(
+        self,
+        names: list[str],
+        group: str,
+        port: int | None,
+        variables: dict[str, Any],
+        lines: dict[str, int] | None = None,
+    ) -> None:
+        """The hosts of one inventory entry, each with the entry's variables (`lines`:
+        the line of each variable, where the format knows it)."""
+        hosts = [self.add_host(name, group, port) for name in names]
+        self.check_vars(variables, names[0] if names else group, lines)
+        for host in hosts:
+            host.vars.update(variables)
+
+    def check_vars(
+        self, variables: dict[str, Any], where: str, lines: dict[str, int] | None = None
+    ) -> dict[str, Any]:
+        """`variables`, once every connection variable in them is one runner accepts."""
+        for key, value in variables.items():
+            try:
+                check_connection_var(key, value)
+            except ValueError as exc:
+                self.line = (lines or {}).get(key, self.line)
+                raise self.error(str(exc), path=where) from None
+        return variables
 
     def set_group_var(self, group: str, key: str, value: Any) -> None:
         if key != "ansible_group_priority":
-            self.groups[group].vars[key] = value
+            self.groups[group].vars.update(self.check_vars({key: value}, group))
             return
         try:
             self.groups[group].priority = int(value)
@@ -419,24 +378,32 @@ class InventoryBuilder:
             for host in group.hosts:
                 direct[host].append(group.name)
         ungrouped = self.groups["ungrouped"]
-        for name, host in self.hosts.items():
-            self._place(host, direct[name], ancestry, ungrouped)
+        leaving = {
+            name
+            for name, host in self.hosts.items()
+            if self._place(host, direct[name], ancestry, ungrouped)
+        }
+        if leaving:
+            ungrouped.hosts[:] = [name for name in ungrouped.hosts if name not in leaving]
         return Inventory(self.hosts, self.groups, self.vars_dirs)
 
     def _place(
         self, host: Host, direct: list[str], ancestry: dict[str, set[str]], ungrouped: Group
-    ) -> None:
+    ) -> bool:
+        """Set the host's groups; True if it leaves `ungrouped` for a group of its own."""
         memberships: dict[str, None] = {}
+        leaves = False
         for group in direct:
             memberships.update(dict.fromkeys(sorted(ancestry[group])))
             memberships[group] = None
         if "ungrouped" in memberships and set(memberships) - {"all", "ungrouped"}:
-            ungrouped.hosts.remove(host.name)
+            leaves = True
             del memberships["ungrouped"]
         elif not set(memberships) - {"all"}:
             ungrouped.hosts.append(host.name)
             memberships.update({"all": None, "ungrouped": None})
         host.groups = list(memberships)
+        return leaves
 
     def _depth(self, name: str, depths: dict[str, int]) -> int:
         if name not in depths:
@@ -461,7 +428,10 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     else:
         raise InventoryError("inventory file not found", file=os.fspath(path))
     builder.source, builder.line = source, None
-    return builder.finish()
+    inventory = builder.finish()
+    for files in inventory._vars_files:
+        files.preload(inventory.groups, inventory.hosts)
+    return inventory
 
 
 def implicit_localhost() -> Inventory:
@@ -487,7 +457,7 @@ def _load_dir(builder: InventoryBuilder, directory: str) -> None:
 def _load_file(builder: InventoryBuilder, path: str) -> None:
     """YAML first for .yml/.yaml/.json or no extension (as Ansible's plugin order), else INI."""
     builder.source, builder.line = path, None
-    text = _read_text(path)
+    text = read_text(path)
     ext = os.path.splitext(path)[1]
     if ext == ".toml":
         raise InventoryError("TOML inventories are not supported", file=path)
@@ -496,7 +466,7 @@ def _load_file(builder: InventoryBuilder, path: str) -> None:
         return
     root, loader, yaml_problem = _compose(text, path)
     if isinstance(root, yaml.MappingNode):
-        YamlParser(builder, loader).parse(root)
+        _parse_yaml(builder, loader, root, path)
         return
     try:
         IniParser(builder).parse(text.splitlines())
@@ -504,8 +474,15 @@ def _load_file(builder: InventoryBuilder, path: str) -> None:
         if ext and yaml_problem is not None:
             raise yaml_problem from None
         if ext and root is not None:
-            YamlParser(builder, loader).parse(root)
+            _parse_yaml(builder, loader, root, path)
         raise
+
+
+def _parse_yaml(builder: InventoryBuilder, loader: Any, root: yaml.Node, path: str) -> None:
+    try:
+        YamlParser(builder, loader).parse(root)
+    except yaml.YAMLError as exc:  # a value that cannot be built: a bad tag, a 13th month
+        raise yaml_error(exc, path) from None
 
 
 def _compose(
@@ -515,9 +492,9 @@ def _compose(
     if it did not parse."""
     try:
         check_depth(text, path, InventoryError)  # the composer recurses once per level
-        loader = yaml.SafeLoader(text)  # refuses control characters already
+        loader = InventoryLoader(text)  # refuses control characters already
         return loader.get_single_node(), loader, None
     except yaml.YAMLError as exc:
-        return None, None, _yaml_error(exc, path)
+        return None, None, yaml_error(exc, path)
     except InventoryError as exc:
         return None, None, exc

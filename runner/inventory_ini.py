@@ -122,9 +122,7 @@ class IniParser:
             if not sep:
                 raise self.b.error(f"expected key=value host variable, got {token!r}", entry)
             variables[key] = parse_ini_value(value)
-        for name in names:
-            host = self.b.add_host(name, group, port)
-            host.vars.update(variables)
+        self.b.add_hosts(names, group, port, variables)
 
     def _split(self, line: str) -> list[str]:
         if not any(c in line for c in "'\"\\#"):

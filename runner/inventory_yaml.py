@@ -9,11 +9,42 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml.constructor import ConstructorError
 
+from runner.errors import InventoryError
 from runner.hostnames import expand_host_pattern
 
 if TYPE_CHECKING:
     from runner.inventory import InventoryBuilder
+
+
+class InventoryLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, whose value errors (a 5000-digit number, a 13th month) carry
+    the node's position as its own errors do, instead of escaping as a bare ValueError."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as exc:
+            why = str(exc).split(";")[0]
+            problem = f"cannot read the value {str(node.value)[:40]!r}: {why}"
+            raise ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
+    """One located line for a YAML error in an inventory or variables file."""
+    if isinstance(exc, yaml.reader.ReaderError):  # its text spans two lines
+        return InventoryError(
+            f"invalid YAML: character U+{exc.character:04X} not allowed: {exc.reason}",
+            file=path,
+        )
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is None:
+        return InventoryError(f"invalid YAML: {problem}", file=path)
+    return InventoryError(
+        f"invalid YAML: {problem}", file=path, line=mark.line + 1, col=mark.column + 1
+    )
 
 
 class YamlParser:
@@ -94,9 +125,10 @@ class YamlParser:
             names, port = expand_host_pattern(entry)
         except ValueError as exc:
             raise self.b.error(f"bad host range: {exc}", path=entry) from None
-        for name in names:
-            host = self.b.add_host(name, group, port)
-            host.vars.update(variables)
+        lines = {}
+        if isinstance(node, yaml.MappingNode):
+            lines = {key.value: key.start_mark.line + 1 for key, _value in node.value}
+        self.b.add_hosts(names, group, port, variables, lines)
 
     def _value(self, node: yaml.Node | None) -> Any:
         return None if node is None else self.loader.construct_object(node, deep=True)

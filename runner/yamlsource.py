@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.events import CollectionEndEvent, CollectionStartEvent
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
@@ -35,6 +35,7 @@ Position = tuple[int, int]
 
 EMPTY_PLAYBOOK = "file is empty; a playbook is a mapping with 'jobs'"
 MAX_DEPTH = 100  # lists and mappings inside each other; no real file comes close
+ALIAS_NODES = 100_000  # nodes aliases may add to any file, more to a large one (alias_budget)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
@@ -119,18 +120,77 @@ def load_yaml(
 
 
 def check_depth(text: str, file: str, error_class: type[LocatedError]) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before composing: libyaml's composer recurses
-    in C, and a file of a few hundred kilobytes of ``[[[[`` would crash the process."""
-    depth = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                line, col = event.start_mark.line + 1, event.start_mark.column + 1
-                message = f"lists and mappings nested more than {MAX_DEPTH} deep"
-                raise error_class(message, file, line, col)
-        elif isinstance(event, CollectionEndEvent):
-            depth -= 1
+    """Refuse, before composing, nesting deeper than MAX_DEPTH (libyaml's composer recurses
+    in C, and a few hundred kilobytes of ``[[[[`` would crash the process), an alias inside
+    the node it names, and aliases that expand the data past `alias_budget` nodes (nine
+    levels of nine aliases, a few hundred bytes, are nearly 400 million nodes)."""
+    _EventCheck(file, error_class).run(yaml.parse(text, Loader=_Loader))
+
+
+def alias_budget(written: int) -> int:
+    """How many nodes aliases may add to a file of `written` nodes: ALIAS_NODES, plus ten
+    for each node written, so a large file may reuse its anchors in proportion."""
+    return ALIAS_NODES + 10 * written
+
+
+class _EventCheck:
+    """One pass over the parse events, counting nesting and what aliases expand to.
+
+    The size of each anchored node (its nodes once aliases in it are expanded) is known
+    when it closes, so each alias adds that size without building anything."""
+
+    def __init__(self, file: str, error_class: type[LocatedError]) -> None:
+        self.file = file
+        self.error_class = error_class
+        self.open: list[list[Any]] = []  # [anchor, nodes so far] per open collection
+        self.sizes: dict[str, int | None] = {}  # None while the anchored node is open
+        self.written = 0
+        self.added = 0
+
+    def fail(self, message: str, event: Any) -> LocatedError:
+        mark = event.start_mark
+        return self.error_class(message, self.file, mark.line + 1, mark.column + 1)
+
+    def run(self, events: Iterable[Any]) -> None:
+        for event in events:
+            if isinstance(event, CollectionStartEvent):
+                self.start(event)
+            elif isinstance(event, CollectionEndEvent):
+                anchor, nodes = self.open.pop()
+                self.close(anchor, nodes)
+            elif isinstance(event, AliasEvent):
+                self.alias(event)
+            elif isinstance(event, ScalarEvent):
+                self.written += 1
+                self.close(event.anchor, 1)
+
+    def start(self, event: CollectionStartEvent) -> None:
+        if len(self.open) >= MAX_DEPTH:
+            raise self.fail(f"lists and mappings nested more than {MAX_DEPTH} deep", event)
+        self.written += 1
+        self.open.append([event.anchor, 1])
+        if event.anchor is not None:
+            self.sizes[event.anchor] = None
+
+    def close(self, anchor: str | None, nodes: int) -> None:
+        if anchor is not None:
+            self.sizes[anchor] = nodes
+        if self.open:
+            self.open[-1][1] += nodes
+
+    def alias(self, event: AliasEvent) -> None:
+        if event.anchor in self.sizes and self.sizes[event.anchor] is None:
+            raise self.fail(f"alias *{event.anchor} is inside the node it refers to", event)
+        nodes = self.sizes.get(event.anchor) or 1  # an undefined one: the composer says so
+        self.added += nodes
+        if self.added > alias_budget(self.written):
+            budget = alias_budget(self.written)
+            raise self.fail(
+                f"aliases expand the data past {budget:,} nodes (*{event.anchor}: {nodes:,})",
+                event,
+            )
+        if self.open:
+            self.open[-1][1] += nodes
 
 
 def _line_col(text: str, position: int) -> Position:

@@ -13,6 +13,8 @@ import threading
 from functools import lru_cache
 from typing import Any
 
+from runner.hostnames import check_hostname
+
 _lock = threading.Lock()
 
 
@@ -28,7 +30,12 @@ def _config(path: str) -> Any:
 
 
 def lookup(alias: str, path: str | None = None) -> dict[str, Any]:
-    """The options ~/.ssh/config gives for `alias` (empty when there is no such file)."""
+    """The options ~/.ssh/config gives for `alias` (empty when there is no such file).
+
+    paramiko runs a `Match exec` line through a shell with the alias in place of `%h`,
+    so an alias that is not a valid host name is refused (ValueError) before it is read;
+    the inventory refuses such names when it loads, this is the last line of defence."""
+    check_hostname(alias)
     path = path or os.path.expanduser("~/.ssh/config")
     if not os.path.isfile(path):
         return {}

@@ -218,6 +218,7 @@ PATTERNS = st.one_of(
 
 def write(directory: str, name: str, text: str) -> str:
     path = Path(directory) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8", errors="surrogateescape")
     return str(path)
 
@@ -293,6 +294,9 @@ REAL_PROCESS_CASES = {
     "control characters": ("play", "name: a\x1b[31m\x00\njobs: []\n"),
     "ini with a broken range": ("inventory", "[web]\nweb[01:\n"),
     "yaml inventory a list": ("inventory", "- a\n- b\n"),
+    "python tag in an inventory": (
+        "inventory", "all:\n  vars:\n    x: !!python/object/apply:os.system ['touch pwned']\n"
+    ),
 }
 
 
@@ -321,6 +325,19 @@ def test_bad_files_through_a_real_process(case, tmp_path):
 
 DEEP = "[" * 5000 + "]" * 5000
 LOCATED = object()  # the error line starts with FILE:1: (any wording after it)
+HELLO = str(ROOT / "playbooks" / "hello.yml")
+
+
+def _bomb(indent: str) -> str:
+    """Nine levels of nine aliases ("billion laughs"): 340 bytes, 387 million nodes."""
+    lines = [f"{indent}a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{indent}{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_inventory(vars_text: str) -> str:
+    return "all:\n  hosts:\n    h1:\n  vars:\n" + vars_text
 FOUND = {
     # name: (file name, file text, argv after the command, exit code, what the line says)
     "NUL in a playbook": ("p.yml", "name: a\nb: x\x00y\n", ["validate"], 4, ":2:5: YAML error: character U+0000"),
@@ -340,6 +357,38 @@ FOUND = {
                                    LOCATED),
     "a limit file not UTF-8": ("l.retry", "\udcff\n", ["inventory", "--limit", "@"], 4,
                                "not UTF-8"),
+    # Words starting with ':' are the position: FILE:LINE:COL: must start the line.
+    "an alias bomb in a playbook": ("p.yml", f"vars:\n{_bomb('  ')}jobs: []\n", ["validate"],
+                                    4, ":7:10: aliases expand the data past"),
+    "an alias bomb in an extra-vars file": ("v.yml", _bomb(""), ["plan", HELLO, "-e", "@"], 4,
+                                            ":6:8: aliases expand the data past"),
+    "an alias bomb in an inventory": ("hosts.yml", _yaml_inventory(_bomb("    ")),
+                                      ["inventory", "-i"], 4, ":10:12: aliases expand"),
+    "a recursive alias in an inventory": ("hosts.yml", _yaml_inventory("    a: &a [*a]\n"),
+                                          ["inventory", "-i"], 4, ":5:12: alias *a is inside"),
+    "a 5000-digit number in an inventory": ("hosts.yml", _yaml_inventory(f"    n: {'9' * 5000}\n"),
+                                            ["inventory", "-i"], 4, ":5:8: invalid YAML: cannot read"),
+    "a 13th month in an inventory": ("hosts.yml", _yaml_inventory("    t: !!timestamp 2001-13-45\n"),
+                                     ["inventory", "-i"], 4, ":5:8: invalid YAML: cannot read"),
+    "a merge of a number in an inventory": ("hosts.yml", _yaml_inventory("    m:\n      <<: [1]\n"),
+                                            ["inventory", "-i"], 4, ":6:12: invalid YAML"),
+    "a range of 100 million hosts": ("hosts.ini", "[web]\nweb[1:99999999]\n", ["inventory", "-i"],
+                                     4, ":2: web[1:99999999]: bad host range: the range names more"),
+    "a range of ranges in YAML": ("hosts.yml", "all:\n  hosts:\n    h[1:9999][1:9999]:\n",
+                                  ["inventory", "-i"], 4, ":3: h[1:9999][1:9999]: bad host range"),
+    "a port past 65535": ("hosts.ini", "[web]\nh ansible_port=123565\n", ["inventory", "-i"], 4,
+                          ":2: h: ansible_port: must be a port number from 1 to 65535"),
+    "a port past 65535 after the name": ("hosts.ini", "[web]\nh:123565\n", ["inventory", "-i"], 4,
+                                         ":2: h: port must be a port number from 1 to 65535"),
+    "a port that is true": ("hosts.ini", "[web]\nh\n[web:vars]\nansible_port=True\n",
+                            ["inventory", "-i"], 4, ":4: web: ansible_port: must be a port number"),
+    "a port of 1e400": ("hosts.yml", "all:\n  hosts:\n    h:\n      ansible_port: 1e400\n",
+                        ["inventory", "-i"], 4, ":4: h: ansible_port: must be a port number"),
+    "a winrm connection": ("hosts.ini", "[web]\nh ansible_connection=winrm\n", ["inventory", "-i"],
+                           4, ":2: h: ansible_connection: connection 'winrm' is not one runner has"),
+    "a docker connection for a group": (
+        "hosts.yml", "all:\n  hosts:\n    h:\n  vars:\n    ansible_connection: docker\n",
+        ["inventory", "-i"], 4, ":5: all: ansible_connection: connection 'docker' is not one"),
 }
 
 
@@ -353,6 +402,8 @@ def test_inputs_that_once_crashed_get_one_located_line(case, tmp_path):
     assert got == code, err
     if words is LOCATED:
         assert re.match(re.escape(path) + r":1:\d+: \S", err), err
+    elif words.startswith(":"):
+        assert err.startswith(path + words), err
     else:
         assert words in err, err
 
@@ -365,6 +416,7 @@ def test_inputs_that_once_crashed_get_one_located_line(case, tmp_path):
         ("{a: " + "[" * 3000, "-e"),
         ("@\n0", "\\n0: file not found"),  # the newline shown escaped: still one line
         ("@\x00", "NUL"),
+        (_bomb("").replace("\n", ", ").join("{}"), "aliases expand the data past"),
     ],
 )
 def test_garbage_extra_vars_that_once_crashed(extra, words):

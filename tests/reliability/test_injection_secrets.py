@@ -19,7 +19,12 @@ EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWN
 
 
 def runner(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RUNNER_HOME": str(work / "home"), "CI": "true"}
+    return runner_env(work, {}, *args)
+
+
+def runner_env(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`runner ARGS` in `work` as a user starts it, with `env` added to the environment."""
+    env = {**os.environ, "RUNNER_HOME": str(work / "home"), "CI": "true", **env}
     return subprocess.run(  # noqa: PLW1510 - each test reads the exit code
         [sys.executable, "-m", "runner", *args],
         cwd=work, env=env, capture_output=True, text=True, timeout=120,
@@ -107,6 +112,77 @@ def test_only_an_unquoted_value_written_into_run_by_the_author_runs(work):
         """)
     runner(work, "run", str(play), "-i", "hosts.yml", "-e", json.dumps({"value": "x; touch PWNED9"}))
     assert _pwned(work) == ["PWNED9"]
+
+
+def _ssh_home(work: Path) -> dict[str, str]:
+    """A HOME whose ~/.ssh/config has the `Match exec ... %h` line of a bastion set-up:
+    paramiko's SSHConfig.lookup runs it through a shell with the host name as %h."""
+    home = work / "userhome"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "config").write_text(
+        f'Match exec "true %h && touch {work}/looked-up"\n    User nobody\n'
+    )
+    return {"HOME": str(home)}
+
+
+HOSTILE = "x;touch${IFS}%s;#"  # %s: the marker file that must never appear
+HOSTILE_INVENTORIES = {
+    "yaml host name": ("hosts.yml", 'all:\n  hosts:\n    "{evil}":\n', 3),
+    "yaml ansible_host": ("hosts.yml", 'all:\n  hosts:\n    web1:\n      ansible_host: "{evil}"\n', 4),
+    "ini host name": ("hosts.ini", "[web]\n{evil}\n", 2),
+    "ini ansible_host": ("hosts.ini", "[web]\nweb1 ansible_host='{evil}'\n", 2),
+    "host_vars ansible_host": ("hosts.ini", "[web]\nweb1\n", 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INVENTORIES))
+def test_a_hostile_host_name_never_reaches_ssh_config_match_exec(tmp_path, case):
+    """CVE-2023-51385's shape: a host name with shell metacharacters is refused when the
+    inventory loads (exit 4, file and line), so `Match exec` never runs it."""
+    name, text, line = HOSTILE_INVENTORIES[case]
+    marker = tmp_path / "PWNED"
+    evil = HOSTILE % marker
+    inventory = tmp_path / name
+    inventory.write_text(text.format(evil=evil))
+    if case == "host_vars ansible_host":
+        (tmp_path / "host_vars").mkdir()
+        (tmp_path / "host_vars" / "web1.yml").write_text(f"ansible_host: {json.dumps(evil)}\n")
+        inventory = tmp_path / "host_vars" / "web1.yml"
+    play = write(tmp_path / "play.yml", """
+        jobs:
+          - name: j
+            targets: all
+            steps:
+              - run: "true"
+        """)
+    home = _ssh_home(tmp_path)
+    for args in (["inventory"], ["plan", str(play)], ["run", str(play)]):
+        proc = runner_env(tmp_path, home, *args, "-i", str(tmp_path / name))
+        assert proc.returncode == 4, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith(f"{inventory}:{line}:"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_ssh_config_match_exec_runs_for_a_valid_host_name(tmp_path):
+    """The control for the test above: the same ~/.ssh/config is read and its `Match
+    exec` runs when `runner run` connects to a valid name, so a name that got through
+    would have run."""
+    write(tmp_path / "hosts.ini", """
+        [web]
+        good ansible_host=127.0.0.1 ansible_port=1
+        """)
+    play = write(tmp_path / "play.yml", """
+        jobs:
+          - name: j
+            targets: all
+            steps:
+              - run: "true"
+        """)
+    proc = runner_env(tmp_path, _ssh_home(tmp_path), "run", str(play), "-i", "hosts.ini")
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # port 1 refuses: unreachable
+    assert (tmp_path / "looked-up").exists()
 
 
 # -- paths ----------------------------------------------------------------------------------

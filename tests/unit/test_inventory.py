@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from runner.errors import InventoryError
-from runner.inventory import implicit_localhost, load_inventory
+from runner.inventory import InventoryBuilder, implicit_localhost, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -240,3 +241,135 @@ def test_runner_step_shell_is_a_yes_no_variable(tmp_path: Path) -> None:
     assert [inv.connection(h).step_shell for h in "abc"] == [True, False, True]
     with pytest.raises(InventoryError, match="runner_step_shell must be true or false, not 'maybe'"):
         inv.connection("d")
+
+
+# -- what may reach ssh: names, ports, connections ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["web01.example.com", "db_primary", "10.0.0.1", "::1", "fe80::1%eth0", "my-host",
+     "user@jump", "UPPER.case", "h\u00e9te"],
+)
+def test_real_host_names_and_addresses_are_accepted(tmp_path: Path, name: str) -> None:
+    inv = load_inventory(write(tmp_path / "hosts.yml", f"""\
+        all:
+          hosts:
+            "{name}":
+            alias:
+              ansible_host: "{name}"
+        """))
+    assert inv.connection(name).address == name
+    assert inv.connection("alias").address == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x;touch${IFS}/tmp/PWNED;#", "a b", "$(id)", "`id`", "a|b", "a&b", "a>b", "-oProxyCommand=x",
+     "a'b", 'a"b', "a\\b", "a{b}", "a,b", "a\tb", "a\u2028b", "a(b)"],
+)
+def test_host_names_with_shell_metacharacters_are_refused_at_load(
+    tmp_path: Path, name: str
+) -> None:
+    """OpenSSH 9.6's `valid_hostname`: a name reaches `Match exec` through a shell."""
+    for text, line in [
+        (f'all:\n  hosts:\n    {json.dumps(name)}:\n', 3),
+        (f'all:\n  hosts:\n    ok:\n      ansible_host: {json.dumps(name)}\n', 4),
+        (f'all:\n  hosts:\n    ok:\n  vars:\n    ansible_ssh_host: {json.dumps(name)}\n', 5),
+    ]:
+        path = tmp_path / "hosts.yml"
+        path.write_text(text)
+        with pytest.raises(InventoryError, match="host name") as info:
+            load_inventory(path)
+        assert info.value.line == line and "\n" not in str(info.value)
+
+
+def test_a_bad_ansible_host_in_host_vars_is_refused_when_the_inventory_loads(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "host_vars" / "w1" / "net.yml", "a: 1\nansible_host: 'h;id'\n")
+    with pytest.raises(InventoryError, match="ansible_host: host name") as info:
+        load_inventory(write(tmp_path / "hosts", "[web]\nw1\n"))
+    assert info.value.file.endswith("net.yml") and info.value.line == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("22", True), ("1", True), ("65535", True), ("0", False), ("65536", False),
+     ("123565", False), ("True", False), ("'22'", True), ("'2x'", False), ("22.0", False),
+     ("-1", False)],
+)
+def test_ports_are_whole_numbers_from_1_to_65535(tmp_path: Path, value: str, ok: bool) -> None:
+    path = write(tmp_path / "hosts", f"[web]\nh\n[web:vars]\nansible_port={value}\n")
+    if ok:
+        assert load_inventory(path).connection("h").port == int(value.strip("'"))
+        return
+    with pytest.raises(InventoryError, match="ansible_port: must be a port number") as info:
+        load_inventory(path)
+    assert info.value.line == 4
+
+
+def test_a_yaml_port_of_1e400_or_true_is_refused(tmp_path: Path) -> None:
+    for value in ("1e400", "1.0e+400", "true", "[22]"):
+        path = write(tmp_path / "hosts.yml", f"all:\n  hosts:\n    h:\n      ansible_port: {value}\n")
+        with pytest.raises(InventoryError, match="must be a port number") as info:
+            load_inventory(path)
+        assert info.value.line == 4
+
+
+@pytest.mark.parametrize(
+    ("given", "kind"),
+    [("ssh", "ssh"), ("paramiko", "ssh"), ("smart", "ssh"), ("local", "local"),
+     ("ansible.builtin.local", "local"), ("winrm", None), ("docker", None), ("psrp", None)],
+)
+def test_only_connections_runner_has_are_accepted(tmp_path: Path, given: str, kind: str) -> None:
+    path = write(tmp_path / "hosts", f"[web]\nh ansible_connection={given}\n")
+    if kind:
+        assert load_inventory(path).connection("h").connection == kind
+        return
+    with pytest.raises(InventoryError, match=f"connection '{given}' is not one") as info:
+        load_inventory(path)
+    assert info.value.line == 2
+
+
+@pytest.mark.parametrize(
+    "entry", ["web[1:99999999]", "h[1:9999][1:9999]", "h[a:z][1:9999]", "h[0:1" + "0" * 40 + "]"]
+)
+def test_a_range_past_100000_hosts_is_refused_before_it_is_made(
+    tmp_path: Path, entry: str
+) -> None:
+    for name, text in [("hosts", f"[web]\n{entry}\n"), ("hosts.yml", f"all:\n  hosts:\n    {entry}:\n")]:
+        with pytest.raises(InventoryError, match="more than 100,000 hosts") as info:
+            load_inventory(write(tmp_path / name, text))
+        assert info.value.line == (2 if name == "hosts" else 3)
+
+
+def test_a_range_of_100000_hosts_is_accepted(tmp_path: Path) -> None:
+    inv = load_inventory(write(tmp_path / "hosts", "[web]\nn[000001:100000]\n"))
+    assert len(inv.hosts) == 100_000 and list(inv.hosts)[-1] == "n100000"
+
+
+class _CountedName(str):
+    """A host name that counts how often it is compared with another."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        _CountedName.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_adding_hosts_to_a_group_is_linear_and_keeps_order() -> None:
+    """A list scan per host made 100,000 hosts in one group take a minute: count the
+    name comparisons instead of timing (a set finds a name without scanning)."""
+    builder = InventoryBuilder()
+    builder.add_group("web")
+    names = [_CountedName(f"n{i:05d}") for i in range(3000)]
+    _CountedName.comparisons = 0
+    for name in names + names[:10]:  # listed twice: kept once, in first place
+        builder.add_host(name, "web")
+    inventory = builder.finish()
+    assert _CountedName.comparisons < 10 * len(names)
+    assert inventory.groups["web"].hosts == names
