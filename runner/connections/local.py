@@ -2,7 +2,9 @@
 
 Each command is ``/bin/sh -c SCRIPT`` in a new session (so its own process group), read
 through one selector over its stdout and stderr pipes, so output reaches the callback in
-the calling thread as it is produced, never held whole in memory.
+the calling thread as it is produced, never held whole in memory. While it runs, the
+group is held on this process's lifeline (`runner.lifeline`): should the process die,
+even of SIGKILL, the group is ended.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from runner import lifeline
 from runner.connections.base import (
     KILL_GRACE,
     READ_SIZE,
@@ -58,6 +61,14 @@ class LocalConnection(Connection):
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        lifeline.hold(process.pid)
+        try:
+            return self._follow(process, execution)
+        finally:
+            lifeline.release(process.pid)  # after the wait: the group id is not reused before
+
+    def _follow(self, process: subprocess.Popen[bytes], execution: Execution) -> RunResult:
+        """Report the start, pump the output, and wait for the group's leader."""
         if execution.on_start is not None:
             execution.on_start(process.pid)
         try:

@@ -20,6 +20,14 @@ The protocol on the shell's channel, with TOKEN a random word of this shell:
   step's last output on that stream; the leading newline is the shell's, not the step's.
 - ``x`` instead of ``e``: processes the step started still live in its group. The shell
   leaves, and the step's output goes on until its channel ends, as on an exec channel.
+
+While a step runs, a watcher forked beside it (one fork per step, no polling) blocks
+reading the shell's stdin, on which the controller sends nothing until it has seen the
+step's end marks. Should the connection go away (the runner killed, the network gone),
+sshd closes that stdin and the watcher ends the step's group: TERM, then KILL a second
+later. When the step ends, the shell kills the watcher before it prints the marks, so the
+watcher never reads a byte of the next step's script. The step does not see it: the
+watcher is in a group of its own and holds nothing of the step's.
 """
 
 from __future__ import annotations
@@ -45,7 +53,9 @@ while :; do
 "; done
   [ "$f" ] || exit 0
   /bin/sh -c "$c" </dev/null 2>&3 3>&- &
-  p=$!; wait "$p"; r=$?
+  p=$!
+  { read -r l || { kill -TERM -"$p"; sleep 1; kill -KILL -"$p"; }; } >/dev/null 3>&- &
+  w=$!; wait "$p"; r=$?; kill -KILL "$w"; wait "$w"
   if kill -0 -"$p" 2>/dev/null; then k=x; else k=e; fi
   printf '\\n%s %s %s\\n' "$E" "$k" "$r"; printf '\\n%s\\n' "$E" >&3
   [ "$k" = e ] || exit 0
