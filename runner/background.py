@@ -52,7 +52,7 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
             stderr=errors,
             start_new_session=True,
         )
-        lifeline.hold(proc.pid)  # its own group (start_new_session)
+        lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
         try:
             executor.store.set_runtime(child, local_pid=proc.pid)
             assert proc.stdin is not None and proc.stdout is not None

@@ -66,17 +66,23 @@ _lock = threading.Lock()
 _lifeline: _Lifeline | None = None
 
 
+def _current() -> _Lifeline:
+    """This process's lifeline, started on first use (and again in a forked child)."""
+    global _lifeline
+    if _lifeline is None or _lifeline.owner != os.getpid():  # first use, or a fork
+        _lifeline = _Lifeline()
+        _lifeline.start()
+    return _lifeline
+
+
 def hold(pgid: int) -> None:
     """Have process group `pgid` ended should this process end before `release(pgid)`."""
-    global _lifeline
     with _lock:
-        if _lifeline is None or _lifeline.owner != os.getpid():  # first use, or a fork
-            _lifeline = _Lifeline()
-            _lifeline.start()
-        _lifeline.live.add(pgid)
-        if not _lifeline.send(f"+{pgid}\n"):  # the watcher died: start another
-            os.close(_lifeline.fd)
-            _lifeline.start()
+        line = _current()
+        line.live.add(pgid)
+        if not line.send(f"+{pgid}\n"):  # the watcher died: start another
+            os.close(line.fd)
+            line.start()
 
 
 def release(pgid: int) -> None:

@@ -31,6 +31,10 @@ from runner.connections.base import (
 )
 
 DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's pipes stay open
+# The step waits for a line on stdin, written once its group is held on the lifeline, so
+# a runner killed in between cannot leave it running unknown to the watcher; at end of
+# file instead (the runner gone) it does not run. Its stdin is then /dev/null.
+_GATE = "read -r _ || exit 1; exec </dev/null\n"
 
 
 class LocalConnection(Connection):
@@ -51,17 +55,18 @@ class LocalConnection(Connection):
         return self._open
 
     def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
-        argv = ["/bin/sh", "-c", script]
+        argv = ["/bin/sh", "-c", _GATE + script]
         if sudo and os.geteuid() != 0:
             argv = ["sudo", "-n", *argv]
         process = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
         lifeline.hold(process.pid)
+        _open_gate(process)
         try:
             return self._follow(process, execution)
         finally:
@@ -132,6 +137,16 @@ def _pump(
                 connection.kill_process_group(process.pid)
                 give_up_at = time.monotonic() + DRAIN_AFTER_KILL
     return reason
+
+
+def _open_gate(process: subprocess.Popen[bytes]) -> None:
+    """Let the step past `_GATE`."""
+    assert process.stdin is not None
+    try:
+        os.write(process.stdin.fileno(), b"\n")
+    except OSError:
+        pass  # it ended already (sudo refused...): its pipes tell the rest
+    process.stdin.close()
 
 
 def _exit_status(returncode: int) -> int:

@@ -21,13 +21,13 @@ The protocol on the shell's channel, with TOKEN a random word of this shell:
 - ``x`` instead of ``e``: processes the step started still live in its group. The shell
   leaves, and the step's output goes on until its channel ends, as on an exec channel.
 
-While a step runs, a watcher forked beside it (one fork per step, no polling) blocks
-reading the shell's stdin, on which the controller sends nothing until it has seen the
-step's end marks. Should the connection go away (the runner killed, the network gone),
-sshd closes that stdin and the watcher ends the step's group: TERM, then KILL a second
-later. When the step ends, the shell kills the watcher before it prints the marks, so the
-watcher never reads a byte of the next step's script. The step does not see it: the
-watcher is in a group of its own and holds nothing of the step's.
+The shell notices its connection going away even while it waits for a step: it reads
+its input through a relay (`cat`, started once per shell) that signals the shell (URG,
+trapped) when the channel's input reaches end of file, which happens when sshd loses
+the connection (the runner killed, the network gone); the shell then ends the running
+step's group (TERM, then KILL a second later) and leaves. Nothing is added per step,
+and the step does not see the relay: its stdin is /dev/null, and a trap is reset in a
+child. A step's processes left behind after it ended (``x``) are not the relay's to end.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ MAX_SCRIPT = 16384  # bytes; a longer script runs on an exec channel
 _SHELL = """\
 set -m; case $- in *m*) ;; *) echo "$E no"; exit 0;; esac
 exec 3>&2 2>/dev/null
+p=; trap '[ -z "$p" ] || { kill -TERM -"$p"; sleep 1; kill -KILL -"$p"; }; exit 0' URG
+exec 4< <(exec 3>&-; cat; kill -URG $$); q=$!
+exec 0<&4 4<&-
 echo "$E ok $$"
 while :; do
   c= ; f=
@@ -53,12 +56,11 @@ while :; do
 "; done
   [ "$f" ] || exit 0
   /bin/sh -c "$c" </dev/null 2>&3 3>&- &
-  p=$!
-  { read -r l || { kill -TERM -"$p"; sleep 1; kill -KILL -"$p"; }; } >/dev/null 3>&- &
-  w=$!; wait "$p"; r=$?; kill -KILL "$w"; wait "$w"
+  p=$!; wait "$p"; r=$?
   if kill -0 -"$p" 2>/dev/null; then k=x; else k=e; fi
+  p=
   printf '\\n%s %s %s\\n' "$E" "$k" "$r"; printf '\\n%s\\n' "$E" >&3
-  [ "$k" = e ] || exit 0
+  [ "$k" = e ] || { kill "$q"; exit 0; }
 done
 """
 
