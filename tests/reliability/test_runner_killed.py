@@ -39,18 +39,19 @@ def _ppid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def _pid_in(path: Path) -> int | None:
+    """The pid a step wrote to `path`, once it has written the whole line."""
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text.endswith("\n") else None
+
+
 def _start(cli, tmp_path: Path, job: dict, inventory: str) -> tuple[subprocess.Popen, int]:
     """Start `runner run` of one job; return it and the step's pid once the step runs."""
     play = cli.playbook(json.dumps({"jobs": [job]}))
     run = cli.start("run", play, "-i", inventory)
     pidfile = tmp_path / "step.pid"
-
-    def step_pid() -> int | None:
-        text = pidfile.read_text() if pidfile.exists() else ""
-        return int(text) if text.endswith("\n") else None
-
     try:
-        pid = wait_until(step_pid, timeout=60, what="the step to start")
+        pid = wait_until(lambda: _pid_in(pidfile), timeout=60, what="the step to start")
     except AssertionError:
         run.kill()
         raise AssertionError(run.communicate()) from None
@@ -116,3 +117,28 @@ def test_runner_killed_ends_a_step_on_an_ssh_host(cli, faulty_fleet, tmp_path, s
     job = {"name": "k", "targets": "fault1", "steps": [{"run": STEP.format(pidfile=pidfile)}]}
     run, step = _start(cli, tmp_path, job, str(inventory))
     _kill_and_check(run, run.pid, step)
+
+
+def test_runner_killed_leaves_detached_jobs_running(cli, tmp_path):
+    """The watchers end attached steps only: a detached job on the controller (kept in a
+    job directory, and a background worker of its own) goes on after the runner's kill."""
+    pids = {name: tmp_path / f"{name}.pid" for name in ("step", "kept", "worker")}
+    jobs = [
+        {"name": "attached", "targets": "web1",
+         "steps": [{"run": STEP.format(pidfile=pids["step"])}]},
+        {"name": "kept", "targets": "web1", "detach": True,
+         "steps": [{"run": STEP.format(pidfile=pids["kept"])}]},
+        {"name": "worker", "type": "background", "targets": "web1", "detach": True,
+         "steps": [{"run": STEP.format(pidfile=pids["worker"])}]},
+    ]
+    play = cli.playbook(json.dumps({"jobs": jobs}))
+    run = cli.start("run", play, "-i", _local_inventory(tmp_path))
+    try:
+        wait_until(lambda: all(_pid_in(p) for p in pids.values()), timeout=60, what="the steps")
+        step, detached = _pid_in(pids["step"]), [_pid_in(pids["kept"]), _pid_in(pids["worker"])]
+        _kill_and_check(run, run.pid, step)
+        assert [_alive(pid) for pid in detached] == [True, True]
+    finally:
+        for pid in filter(None, map(_pid_in, pids.values())):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)  # the test's own steps, by their pids
