@@ -4,8 +4,11 @@ The runner starts `python -m runner.background` per child, hands it (on stdin) w
 needs to plan the job again (the planner is pure, so the worker's plan is the runner's),
 and waits for it. The worker writes its output and step results straight into the job
 store and reports how the child ended on stdout. A stop ends the worker, which ends its
-step's process group first. The worker dies with the runner (PR_SET_PDEATHSIG), as an
-attached job must.
+step's process group first. An attached worker ends with the runner, as an attached job
+must: the runner's lifeline (`runner.lifeline`) ends the worker's group should the runner
+die, however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent
+changes. The worker's own step is held on the worker's lifeline, so a worker killed with
+SIGKILL (the OOM killer's choice) does not leave it running either.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import threading
 from typing import Any
 
+from runner import lifeline
 from runner.signals import handle_signals
 from runner.steps import ChildReport, Control
 
@@ -48,11 +52,15 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
             stderr=errors,
             start_new_session=True,
         )
-        executor.store.set_runtime(child, local_pid=proc.pid)
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(payload).encode())
-        proc.stdin.close()
-        _wait(proc, control)
+        lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
+        try:
+            executor.store.set_runtime(child, local_pid=proc.pid)
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(payload).encode())
+            proc.stdin.close()
+            _wait(proc, control)
+        finally:
+            lifeline.release(proc.pid)
         out = proc.stdout.read()
         proc.stdout.close()
         if control.stopped and proc.returncode != 0:

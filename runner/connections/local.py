@@ -2,7 +2,9 @@
 
 Each command is ``/bin/sh -c SCRIPT`` in a new session (so its own process group), read
 through one selector over its stdout and stderr pipes, so output reaches the callback in
-the calling thread as it is produced, never held whole in memory.
+the calling thread as it is produced, never held whole in memory. While it runs, the
+group is held on this process's lifeline (`runner.lifeline`): should the process die,
+even of SIGKILL, the group is ended.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from runner import lifeline
 from runner.connections.base import (
     KILL_GRACE,
     READ_SIZE,
@@ -28,6 +31,10 @@ from runner.connections.base import (
 from runner.connections.transfer import FETCHED_MODE, copy_local, into_directory
 
 DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's pipes stay open
+# The step waits for a line on stdin, written once its group is held on the lifeline, so
+# a runner killed in between cannot leave it running unknown to the watcher; at end of
+# file instead (the runner gone) it does not run. Its stdin is then /dev/null.
+_GATE = "read -r _ || exit 1; exec </dev/null\n"
 
 
 class LocalConnection(Connection):
@@ -48,16 +55,25 @@ class LocalConnection(Connection):
         return self._open
 
     def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
-        argv = ["/bin/sh", "-c", script]
+        argv = ["/bin/sh", "-c", _GATE + script]
         if sudo and os.geteuid() != 0:
             argv = ["sudo", "-n", *argv]
         process = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        lifeline.hold(process.pid)
+        _open_gate(process)
+        try:
+            return self._follow(process, execution)
+        finally:
+            lifeline.release(process.pid)  # after the wait: the group id is not reused before
+
+    def _follow(self, process: subprocess.Popen[bytes], execution: Execution) -> RunResult:
+        """Report the start, pump the output, and wait for the group's leader."""
         if execution.on_start is not None:
             execution.on_start(process.pid)
         try:
@@ -120,6 +136,16 @@ def _pump(
                 connection.kill_process_group(process.pid)
                 give_up_at = time.monotonic() + DRAIN_AFTER_KILL
     return reason
+
+
+def _open_gate(process: subprocess.Popen[bytes]) -> None:
+    """Let the step past `_GATE`."""
+    assert process.stdin is not None
+    try:
+        os.write(process.stdin.fileno(), b"\n")
+    except OSError:
+        pass  # it ended already (sudo refused...): its pipes tell the rest
+    process.stdin.close()
 
 
 def _exit_status(returncode: int) -> int:

@@ -283,8 +283,8 @@ class SSHConnection(Connection):
         channel = self._channel()
         pump = _ChannelPump(self, channel, execution.on_output, execution.on_start)
         try:
+            # The step reads /dev/null; the channel's input stays open for its watcher.
             channel.exec_command(self._wrap(script, sudo))
-            channel.shutdown_write()  # no input: a command reading stdin sees EOF
             return pump.run(execution.deadline)
         except BaseException:
             pump.abort()
@@ -337,6 +337,13 @@ class SSHConnection(Connection):
         "Terminated" notice about a killed group is not mistaken for output. A command
         ended by a signal is reported by sshd as exit-signal, which `_ChannelPump` maps
         to 128 + N as a shell would.
+
+        The step reads /dev/null. A watcher forked beside it (`_WATCH_LEADER`,
+        `_WATCH_CHILDREN`) reads the channel's input, which the controller never writes:
+        sshd closes it when the connection goes away, and also right after the step's
+        leader exits. So at end of file the watcher ends the step's group (TERM, then
+        KILL a second later) only while that leader still runs: a process a finished
+        step left behind on purpose lives on, as it does on the controller.
         """
         inner = shlex.quote(_with_pgid_line(script))
         if sudo and self.user != "root":
@@ -345,7 +352,7 @@ class SSHConnection(Connection):
         return (  # POSIX syntax, builtins only until the exec: the login shell runs it
             f"c={inner}; "
             "{ read -r s < /proc/$$/stat; } 2>/dev/null; s=${s##*) }; set -- $s; "
-            f'[ "$3" = $$ ] && exec /bin/sh -c "$c"; {fallback}'
+            f'[ "$3" = $$ ] && {{ {_WATCH_LEADER} exec /bin/sh -c "$c" 4<&-; }}; {fallback}'
         )
 
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
@@ -627,10 +634,32 @@ def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message
     channel.status_event.set()
 
 
+# The step's watchers on an exec channel (see `SSHConnection._wrap`). Both are forked by
+# the shell that runs the step, after it moved the channel's input to fd 4; `$$` is that
+# shell. Where the shell leads the step's group and execs the step, the watcher is in
+# that group (so its id stays in use while the watcher lives) and ignores the TERM it
+# sends it. Otherwise the step is the shell's other child, found in /proc, and leads a
+# session of its own.
+_WATCH_LEADER = (
+    "exec 4<&0 </dev/null; "
+    "(read -r l <&4 || ! kill -0 $$ || { trap '' TERM; kill -TERM -$$; sleep 1; kill -KILL -$$; }"
+    ") >/dev/null 2>&1 &"
+)
+_WATCH_CHILDREN = (
+    "(read -r l <&4 || ! kill -0 $$ || { read -r k < /proc/$$/task/$$/children; "
+    "read -r m l < /proc/self/stat; for s in TERM KILL; do for q in $k; do "
+    '[ "$q" = "$m" ] || kill -$s -$q; done; sleep 1; done; }) >/dev/null 3>&- &'
+)
+
+
 def _under_setsid(argument: str) -> str:
     """Shell text running `/bin/sh -c argument` as a new session, in a subshell whose own
-    stderr is silenced (its notice about a killed group is not the command's output)."""
-    return f"exec 3>&2 2>/dev/null; (exec setsid /bin/sh -c {argument} 2>&3 3>&-)"
+    stderr is silenced (its notice about a killed group is not the command's output),
+    with a watcher beside it."""
+    return (
+        f"exec 3>&2 2>/dev/null 4<&0 </dev/null; {_WATCH_CHILDREN} "
+        f"(exec setsid /bin/sh -c {argument} 2>&3 3>&- 4<&-)"
+    )
 
 
 def _transport_failure(conn: fabric.Connection) -> BaseException | None:

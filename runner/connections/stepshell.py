@@ -20,6 +20,14 @@ The protocol on the shell's channel, with TOKEN a random word of this shell:
   step's last output on that stream; the leading newline is the shell's, not the step's.
 - ``x`` instead of ``e``: processes the step started still live in its group. The shell
   leaves, and the step's output goes on until its channel ends, as on an exec channel.
+
+The shell notices its connection going away even while it waits for a step: it reads
+its input through a relay (`cat`, started once per shell) that signals the shell (URG,
+trapped) when the channel's input reaches end of file, which happens when sshd loses
+the connection (the runner killed, the network gone); the shell then ends the running
+step's group (TERM, then KILL a second later) and leaves. Nothing is added per step,
+and the step does not see the relay: its stdin is /dev/null, and a trap is reset in a
+child. A step's processes left behind after it ended (``x``) are not the relay's to end.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ MAX_SCRIPT = 16384  # bytes; a longer script runs on an exec channel
 _SHELL = """\
 set -m; case $- in *m*) ;; *) echo "$E no"; exit 0;; esac
 exec 3>&2 2>/dev/null
+p=; trap '[ -z "$p" ] || { kill -TERM -"$p"; sleep 1; kill -KILL -"$p"; }; exit 0' URG
+exec 4< <(exec 3>&-; cat; kill -URG $$); q=$!
+exec 0<&4 4<&-
 echo "$E ok $$"
 while :; do
   c= ; f=
@@ -47,8 +58,9 @@ while :; do
   /bin/sh -c "$c" </dev/null 2>&3 3>&- &
   p=$!; wait "$p"; r=$?
   if kill -0 -"$p" 2>/dev/null; then k=x; else k=e; fi
+  p=
   printf '\\n%s %s %s\\n' "$E" "$k" "$r"; printf '\\n%s\\n' "$E" >&3
-  [ "$k" = e ] || exit 0
+  [ "$k" = e ] || { kill "$q"; exit 0; }
 done
 """
 
