@@ -440,9 +440,14 @@ class StepRunner:
             return
         field_name = "local_pid" if isinstance(conn, LocalConnection) else "remote_pgid"
         started: list[int] = []
+        failures: list[Exception] = []
 
         def on_start(pgid: int) -> None:
-            runtime(**{field_name: pgid})
+            try:
+                runtime(**{field_name: pgid})
+            except Exception as error:  # noqa: BLE001 - raised once the step is over
+                failures.append(error)  # raising here would leave the step unwatched
+                return
             started.append(pgid)
 
         try:
@@ -450,6 +455,8 @@ class StepRunner:
         finally:
             if started:
                 runtime(**{field_name: None})
+        if failures:
+            raise failures[0]
 
 
 def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
