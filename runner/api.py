@@ -266,18 +266,24 @@ def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
 
 def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]:
     """Stop jobs and end their processes; return the ids still not finished after
-    `timeout` (their owner has not ended them). Children kept on their targets are
-    ended here, over a fresh connection; the others by the runner that owns them."""
+    `timeout` (their owner has not ended them). Children kept on their targets, and
+    those whose runner is gone, are ended here; the others by the runner that owns
+    them."""
     from runner.errors import ConnectError, RunnerError
     from runner.executor import wait_for_terminal
     from runner.jobs import is_terminal
+    from runner.orphans import owner_gone, stop_orphan
     from runner.reconnect import is_remote_kept, leaves, stop_child
 
     for job_id in job_ids:
         store.get(job_id)  # JobNotFoundError before anything is asked
     for job_id in job_ids:
         for child in leaves(store, job_id):
-            if is_terminal(child.state) or not is_remote_kept(child):
+            if is_terminal(child.state):
+                continue
+            if not is_remote_kept(child):
+                if owner_gone(child):  # nobody else will end its processes
+                    stop_orphan(store, child)
                 continue
             store.claim(child.id)
             try:

@@ -10,6 +10,7 @@ ends the processes for real and leaves the jobs `Stopped`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -101,6 +102,10 @@ class Executor:
         self.finished: dict[str, threading.Event] = {}
         self.failed_hosts: dict[str, set[str]] = {}
         self._store_error: StoreError | None = None
+        self._reported: set[int] = set()
+        # A job stopped by another process (`runner job stop`, or settled by another
+        # invocation) interrupts the run: it must not end as if all went well.
+        self.stopped_outside = False
 
     # -- records ---------------------------------------------------------------------
 
@@ -137,13 +142,14 @@ class Executor:
                 self.store.set_state(parent, JobState.Completed)
 
     def _child_spec(self, jp: JobPlan, host: str) -> dict[str, Any] | None:
-        """What a later invocation needs to reach a child kept on its target."""
-        if jp.job.type != "remote" or not kept_on_target(jp):
+        """What a later invocation needs to reach a child's host: to follow a child kept
+        on its target, or to end a step's process group there should this runner die."""
+        if jp.job.type != "remote":
             return None
-        return {
-            "connection": self.sessions.spec(host, jp.session),
-            "steps": {str(step.index): step.name for step in jp.steps},
-        }
+        spec: dict[str, Any] = {"connection": self.sessions.spec(host, jp.session)}
+        if kept_on_target(jp):
+            spec["steps"] = {str(step.index): step.name for step in jp.steps}
+        return spec
 
     def _results_path(self, jp: JobPlan, host: str) -> str | None:
         """`results.to: file`: the rendered per-host path, absolute."""
@@ -180,6 +186,7 @@ class Executor:
             self._close_writer()
             self._leave_detached()
         interrupted = interrupted or (self.stop_all.stopped and not self.stop_all.fail)
+        interrupted = interrupted or self.stopped_outside
         return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted,
                          self._store_error)
 
@@ -221,6 +228,7 @@ class Executor:
         if not active:
             return
         for job_id in self.store.stop_requested_among(active):
+            self.stopped_outside = True
             self.controls[job_id].stop("stopped by 'runner job stop'")
 
     # -- one job ---------------------------------------------------------------------
@@ -391,7 +399,7 @@ class Executor:
             runner = StepRunner(
                 self.plan, jp, host, child, conn, local, sink, self.writer, control,
                 self.registered.setdefault(host, {}), self.events, self.options.check,
-                diff=self.options.diff,
+                diff=self.options.diff, runtime=functools.partial(self.store.set_runtime, child),
             )
             return runner.run_all()
         finally:
@@ -401,15 +409,23 @@ class Executor:
 
     def _finish(self, jp: JobPlan, host: str, report: ChildReport) -> None:
         child = self.child_ids[(jp.name, host)]
-        if JobState(self.store.get(child).state) in TERMINAL:
-            return
+        with self._lock:
+            if child in self._reported:
+                return
+            self._reported.add(child)
         if self.writer.flush() is not None:  # terminal only once its output is stored
             report = ChildReport("Failed", str(self._store_error), counts=report.counts)
         report.reason = self.plan.redactor(report.reason)
-        if report.state == JobState.Running.value:  # detached: it goes on without us
+        stored = self.store.get(child)
+        if JobState(stored.state) in TERMINAL:  # settled by another invocation meanwhile
+            self.stopped_outside = True
+            state, report.reason = stored.state.value, stored.reason
+        elif report.state == JobState.Running.value:  # detached: it goes on without us
             state = report.state
         else:
             state = self._record_end(child, report)
+            if state == JobState.Stopped.value != report.state:  # a stop won the race
+                self.stopped_outside = True
         if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
                 self.failed_hosts[jp.name].add(host)
@@ -418,7 +434,6 @@ class Executor:
         with self._lock:
             self.results[jp.name].children.append(result)
         self.events.host_done(jp, host, result)
-
 
     def _record_end(self, child: int, report: ChildReport) -> str:
         """`store.finish`; when the store refuses even that, the run stops and the child's

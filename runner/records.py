@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.jobs import TERMINAL, JobState, derive_parent_state
 from runner.model import PS_JOB_TYPE_NAMES
+from runner.processes import Owner
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,14 @@ class JobRecord:
     spec: Any
     has_more_data: bool
     child_ids: tuple[int, ...]
+    owner_machine: str | None = None
+    owner_pidns: int | None = None
+    local_start: int | None = None
+
+    @property
+    def owner(self) -> Owner:
+        """The process that answers for this job, as `runner.processes.judge` takes it."""
+        return Owner(self.owner_machine, self.owner_pidns, self.owner_pid, self.owner_start)
 
     @property
     def ps_type_name(self) -> str:
@@ -101,6 +110,8 @@ def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
         remote_pgid=row["remote_pgid"], local_pid=row["local_pid"],
         spec=None if row["spec"] is None else json.loads(row["spec"]),
         has_more_data=more, child_ids=tuple(child["id"] for child in children),
+        owner_machine=row["owner_machine"], owner_pidns=row["owner_pidns"],
+        local_start=row["local_start"],
     )  # fmt: skip
 
 

@@ -13,11 +13,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.connections.local import LocalConnection
 from runner.errors import ConnectError, RunnerError, TemplateError
 from runner.guard import confine, secret_values
 from runner.model import Step
@@ -133,8 +135,12 @@ class StepRunner:
         events: Any = None,
         check: bool = False,
         diff: bool = False,
+        runtime: Callable[..., None] | None = None,
     ) -> None:
         self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
+        # `JobStore.set_runtime` for this child: each step's process group is recorded
+        # while it runs, so that the group can be ended should this runner die.
+        self.runtime = runtime
         self.conn, self.local, self.sink = conn, local, sink
         self.record_step = results.record_step  # a StoreWriter (batched) or the JobStore
         self.control, self.registered, self.events, self.check = (
@@ -397,15 +403,17 @@ class StepRunner:
         def on_output(stream: str, data: bytes) -> None:
             buffers[stream].feed(data)
 
-        result = conn.run(
-            command,
-            on_output=on_output,
-            timeout=step.timeout,
-            env=env or None,
-            cwd=cwd,
-            sudo=step.sudo,
-            stop_event=self.control.event,
-        )
+        with self._recorded(conn) as on_start:
+            result = conn.run(
+                command,
+                on_output=on_output,
+                timeout=step.timeout,
+                env=env or None,
+                cwd=cwd,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
         for buffer in buffers.values():
             buffer.close()
         if step.no_log:
@@ -422,6 +430,34 @@ class StepRunner:
         elif result.stopped:
             outcome.status = STATUS_STOPPED
         return outcome
+
+    @contextmanager
+    def _recorded(self, conn: Any) -> Iterator[Callable[[int], None] | None]:
+        """Record the step's process group while it runs: `local_pid` on the controller,
+        `remote_pgid` on a target; cleared when the step ends."""
+        runtime = self.runtime
+        if runtime is None:
+            yield None
+            return
+        field_name = "local_pid" if isinstance(conn, LocalConnection) else "remote_pgid"
+        started: list[int] = []
+        failures: list[Exception] = []
+
+        def on_start(pgid: int) -> None:
+            try:
+                runtime(**{field_name: pgid})
+            except Exception as error:  # noqa: BLE001 - raised once the step is over
+                failures.append(error)  # raising here would leave the step unwatched
+                return
+            started.append(pgid)
+
+        try:
+            yield on_start
+        finally:
+            if started:
+                runtime(**{field_name: None})
+        if failures:
+            raise failures[0]
 
 
 def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,7 +49,7 @@ from runner.jobs import (
     transition_path,
 )
 from runner.model import JOB_TYPES, RESULT_PLACES
-from runner.processes import owner_alive, process_start_time
+from runner.processes import Liveness, Owner, current_owner, judge, process_start_time
 from runner.records import (
     JobFilter,
     JobRecord,
@@ -59,7 +59,7 @@ from runner.records import (
     epoch,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 BEGIN_ATTEMPTS = 5
 STREAMS = ("stdout", "stderr")
@@ -80,6 +80,10 @@ _REMOTE_SCHEMA = (
         PRIMARY KEY (child_id, step, stream)
     )""",
 )
+
+# v3: who owns a job across machines and PID namespaces (see runner.processes), and when
+# a child's local process group leader started, so a reused pid is never signalled.
+_OWNER_COLUMNS = ("owner_machine TEXT", "owner_pidns INTEGER", "local_start INTEGER")
 
 _SCHEMA = (
     """CREATE TABLE jobs (
@@ -135,6 +139,8 @@ _SCHEMA = (
 
 # (job_id, host, step, stream, data, time): what the executor hands to append_output.
 OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
+# end_processes(store, records) -> {child id: why its processes could not be ended}.
+EndProcesses = Callable[["JobStore", list[JobRecord]], dict[int, str]]
 # (child_id, index, name, rc, status, started, ended, error): a step's result.
 StepRow = tuple[int, int, str, "int | None", str, "float | None", "float | None", "str | None"]
 
@@ -229,7 +235,8 @@ class JobStore:
                 conn.execute("COMMIT")
 
     def _migrate(self) -> None:
-        """Create the schema in a new file; refuse a file written by a newer runner."""
+        """Create the schema in a new file, upgrade an older one in place; refuse a file
+        written by a newer runner."""
         with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -237,14 +244,14 @@ class JobStore:
                     f"{self.path}: job store schema v{version} is newer than this runner's "
                     f"(v{SCHEMA_VERSION}); upgrade runner"
                 )
-            if version == 1:
-                for statement in _REMOTE_SCHEMA:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            if version == 0:
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version == SCHEMA_VERSION:
+                return
+            # Each step upgrades in place from the version before; a new file takes them all.
+            for statement in _SCHEMA if version == 0 else _REMOTE_SCHEMA if version == 1 else ():
+                conn.execute(statement)
+            for column in _OWNER_COLUMNS:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""
@@ -301,8 +308,7 @@ class JobStore:
             raise ValueError(f"job type must be one of {', '.join(JOB_TYPES)}, not {type!r}")
         if results_to not in RESULT_PLACES:
             raise ValueError(f"results_to must be one of {', '.join(RESULT_PLACES)}")
-        pid = os.getpid() if owner_pid is None else owner_pid
-        start, now = process_start_time(pid), time.time()
+        owner, now = current_owner(owner_pid), time.time()
         ids = []
         with self._write() as conn:
             if parent_id is not None:
@@ -310,13 +316,14 @@ class JobStore:
             for location, results_path, spec in places:
                 values = (
                     parent_id, name, type, JobState.NotStarted.value, location, command,
-                    int(detach), results_to, results_path, playbook, pid, start, now,
-                    None if spec is None else json.dumps(spec),
+                    int(detach), results_to, results_path, playbook, owner.pid, owner.start,
+                    owner.machine, owner.pidns, now, None if spec is None else json.dumps(spec),
                 )  # fmt: skip
                 cursor = conn.execute(
                     "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
-                    " results_to, results_path, playbook, owner_pid, owner_start, created, spec)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " results_to, results_path, playbook, owner_pid, owner_start, owner_machine,"
+                    " owner_pidns, created, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?)",
                     values,
                 )
                 ids.append(int(cursor.lastrowid or 0))
@@ -457,12 +464,13 @@ class JobStore:
         A later invocation that reconnects to a detached job, or stops one, claims it so
         that `reconcile` judges the job by the process actually handling it.
         """
-        pid = os.getpid() if owner_pid is None else owner_pid
+        owner = current_owner(owner_pid)
         with self._write() as conn:
             _require_job(conn, job_id)
             conn.execute(
-                "UPDATE jobs SET owner_pid = ?, owner_start = ? WHERE id = ? OR parent_id = ?",
-                (pid, process_start_time(pid), job_id, job_id),
+                "UPDATE jobs SET owner_pid = ?, owner_start = ?, owner_machine = ?,"
+                " owner_pidns = ? WHERE id = ? OR parent_id = ?",
+                (owner.pid, owner.start, owner.machine, owner.pidns, job_id, job_id),
             )
 
     def set_runtime(
@@ -476,10 +484,12 @@ class JobStore:
         """Record what stop and reconnect need; an argument left out is kept, None clears.
 
         Clear `local_pid` when its process ends, so a later stop cannot signal a
-        stranger that reused the pid.
+        stranger that reused the pid (its start time is kept beside it for the same end).
         """
         given = {"remote_pgid": remote_pgid, "local_pid": local_pid, "remote_dir": remote_dir}
         changes = {key: value for key, value in given.items() if value is not UNSET}
+        if local_pid is not UNSET:
+            changes["local_start"] = None if local_pid is None else process_start_time(local_pid)
         if not changes:
             return
         assignments = ", ".join(f"{key} = ?" for key in changes)
@@ -512,26 +522,46 @@ class JobStore:
             if row["parent_id"] is not None:
                 _refresh_parent(conn, row["parent_id"])
 
-    def reconcile(self) -> list[int]:
+    def reconcile(self, end_processes: EndProcesses | None = None) -> list[int]:
         """Settle jobs whose owning runner process is gone; return their ids.
 
-        Attached jobs end Stopped, with the reason; a detached job that was running is
-        Disconnected (its work may go on where it runs). One indexed query when there
-        is nothing to do; the write lock is taken only when a job must change.
+        Only an owner this process can see is judged (`runner.processes.judge`): one on
+        another machine or in another PID namespace is left to invocations that can.
+        The process groups recorded on an attached job are ended first
+        (`end_processes`, by default `runner.orphans.end_processes`), then it ends
+        Stopped, with the reason; a job whose host could not be reached to end them is
+        Disconnected, with a reason naming the host. A detached job that was running is
+        Disconnected (its work goes on where it runs). One indexed query when there is
+        nothing to do; the write lock is taken only when a job must change.
         """
         with self._read() as conn:
             candidates = conn.execute(_SELECT_ORPHAN_CANDIDATES).fetchall()
-        dead = [row["id"] for row in candidates if not _owner_alive(row)]
+        gone = _OwnerJudge()
+        dead = [row for row in candidates if gone(row)]
         if not dead:
             return []
+        problems = self._end_orphans([row for row in dead if _leaves_processes(row)],
+                                     end_processes)
         settled = []
         with self._write() as conn:
             marks = ", ".join("?" * len(dead))
-            for row in conn.execute(f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})", dead):
-                if not _owner_alive(row):
-                    _settle_orphan(conn, row)
+            rows = conn.execute(f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})",
+                                [row["id"] for row in dead]).fetchall()
+            for row in rows:
+                if gone(row) and _settle_orphan(conn, row, problems.get(row["id"])):
                     settled.append(row["id"])
         return settled
+
+    def _end_orphans(
+        self, rows: list[sqlite3.Row], end_processes: EndProcesses | None
+    ) -> dict[int, str]:
+        """End the recorded processes of these orphans, outside any transaction (it may
+        take a connection timeout); by child id, why some could not be ended."""
+        if not rows:
+            return {}
+        if end_processes is None:
+            from runner.orphans import end_processes
+        return end_processes(self, [self.get(row["id"]) for row in rows])
 
     # -- steps -----------------------------------------------------------------------
 
@@ -764,7 +794,8 @@ _SELECT_JOBS = (
 )
 
 _SELECT_ORPHAN_CANDIDATES = (
-    "SELECT id, parent_id, state, detach, location, owner_pid, owner_start FROM jobs"
+    "SELECT id, parent_id, state, detach, location, owner_pid, owner_start, owner_machine,"
+    " owner_pidns, local_pid, remote_pgid FROM jobs"
     f" WHERE state IN ({', '.join(repr(s.value) for s in sorted(ACTIVE))})"
     " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id)"
 )
@@ -830,20 +861,49 @@ def _refresh_parent(conn: sqlite3.Connection, parent_id: int) -> None:
         )
 
 
-def _owner_alive(row: sqlite3.Row) -> bool:
-    """Whether the process recorded as the job's owner is still that process."""
-    return owner_alive(row["owner_pid"], row["owner_start"])
+class _OwnerJudge:
+    """Whether a row's owner is gone, as this process sees it; each owner judged once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Owner, bool] = {}
+
+    def __call__(self, row: sqlite3.Row) -> bool:
+        owner = Owner(row["owner_machine"], row["owner_pidns"], row["owner_pid"],
+                      row["owner_start"])
+        if owner not in self._seen:
+            self._seen[owner] = judge(owner) == Liveness.GONE
+        return self._seen[owner]
 
 
-def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
-    """Move a job whose owner is gone to Stopped (attached) or Disconnected (detached)."""
+def _runs_detached(row: sqlite3.Row) -> bool:
+    """A detached job still at work: it goes on without its runner, by design."""
+    return bool(row["detach"]) and row["state"] in (JobState.Running, JobState.Blocked)
+
+
+def _leaves_processes(row: sqlite3.Row) -> bool:
+    """An orphan with process groups recorded that must be ended before it is Stopped."""
+    return bool(row["local_pid"] or row["remote_pgid"]) and not _runs_detached(row)
+
+
+def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row, problem: str | None) -> bool:
+    """Move a job whose owner is gone to Stopped (attached) or Disconnected (detached, or
+    its processes could not be ended: `problem` says why). False when it must stay as it
+    is (a stop under way whose processes could not be ended keeps only the reason)."""
     state, pid = JobState(row["state"]), row["owner_pid"]
-    if row["detach"] and state in (JobState.Running, JobState.Blocked):
+    if _runs_detached(row):
         reason = f"runner process {pid} ended; the detached job may still run on {row['location']}"
         _move(conn, row, transition_path(state, JobState.Disconnected), reason)
-        return
+        return True
+    if problem is not None:
+        reason = f"runner process {pid} ended; {problem}"
+        if state == JobState.Stopping:
+            conn.execute("UPDATE jobs SET reason = ? WHERE id = ?", (reason, row["id"]))
+            return False
+        _move(conn, row, transition_path(state, JobState.Disconnected), reason)
+        return True
     reason = f"runner process {pid} ended without stopping it"
     _move(conn, row, transition_path(state, JobState.Stopped), reason)
+    return True
 
 
 def _state_of(row: sqlite3.Row, leaves: list[sqlite3.Row]) -> JobState:
