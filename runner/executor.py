@@ -399,7 +399,7 @@ class Executor:
             runner = StepRunner(
                 self.plan, jp, host, child, conn, local, sink, self.writer, control,
                 self.registered.setdefault(host, {}), self.events, self.options.check,
-                diff=self.options.diff, runtime=functools.partial(self.store.set_runtime, child),
+                diff=self.options.diff, runtime=functools.partial(self.writer.set_runtime, child),
             )
             return runner.run_all()
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
+from runner.store import runtime_changes
 
 Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
 
@@ -31,6 +32,7 @@ _FLUSH_SECONDS = 0.05
 _BATCH_BYTES = 1 << 20
 _QUEUE_BYTES = 16 << 20
 _EMPTY = object()
+_RUNTIME = object()  # a queue item's kind: `set_runtime` changes for one child
 
 
 class LineBuffer:
@@ -99,6 +101,11 @@ class StoreWriter:
         """`JobStore.record_step`, batched with the output around it."""
         self._queue.put((False, result))
 
+    def set_runtime(self, child_id: int, **fields: Any) -> None:
+        """`JobStore.set_runtime` (a step's process group as it starts and ends), batched
+        with the output around it: two writes a step would cost a fleet its speed."""
+        self._queue.put((_RUNTIME, (child_id, runtime_changes(**fields))))
+
     def flush(self) -> BaseException | None:
         """Wait until everything queued so far is committed; the writer's error, if any.
 
@@ -119,6 +126,7 @@ class StoreWriter:
         while not done:
             outputs: list[Record] = []
             steps: list[tuple[Any, ...]] = []
+            runtimes: list[tuple[int, dict[str, Any]]] = []
             flushes: list[threading.Event] = []
             size = 0
             item = self._queue.get()
@@ -134,9 +142,11 @@ class StoreWriter:
                     if item is _EMPTY:
                         break
                     continue
-                is_output, row = item
-                if is_output:
-                    outputs.append(row)  # type: ignore[arg-type]
+                kind, row = item
+                if kind is _RUNTIME:
+                    runtimes.append(row)
+                elif kind:
+                    outputs.append(row)
                     size += len(row[4])
                 else:
                     steps.append(row)
@@ -145,8 +155,8 @@ class StoreWriter:
                 item = self._next(deadline)
                 if item is _EMPTY:
                     break
-            if outputs or steps:
-                self._commit(outputs, steps, size)
+            if outputs or steps or runtimes:
+                self._commit(outputs, steps, runtimes, size)
             for committed in flushes:
                 committed.set()
 
@@ -157,10 +167,16 @@ class StoreWriter:
         except queue.Empty:
             return _EMPTY
 
-    def _commit(self, outputs: list[Record], steps: list[tuple[Any, ...]], size: int) -> None:
+    def _commit(
+        self,
+        outputs: list[Record],
+        steps: list[tuple[Any, ...]],
+        runtimes: list[tuple[int, dict[str, Any]]],
+        size: int,
+    ) -> None:
         if self._error is None:  # after a lost batch nothing later is stored: no holes
             try:
-                self._store.append_batch(outputs, steps)
+                self._store.append_batch(outputs, steps, runtimes)
             except BaseException as exc:  # noqa: BLE001 - reported by flush() and close()
                 self._error = exc
                 if self._on_error is not None:

@@ -486,18 +486,13 @@ class JobStore:
         Clear `local_pid` when its process ends, so a later stop cannot signal a
         stranger that reused the pid (its start time is kept beside it for the same end).
         """
-        given = {"remote_pgid": remote_pgid, "local_pid": local_pid, "remote_dir": remote_dir}
-        changes = {key: value for key, value in given.items() if value is not UNSET}
-        if local_pid is not UNSET:
-            changes["local_start"] = None if local_pid is None else process_start_time(local_pid)
+        changes = runtime_changes(remote_pgid=remote_pgid, local_pid=local_pid,
+                                  remote_dir=remote_dir)
         if not changes:
             return
-        assignments = ", ".join(f"{key} = ?" for key in changes)
         with self._write() as conn:
             _require_job(conn, child_id)
-            conn.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id)
-            )
+            _apply_runtime(conn, child_id, changes)
 
     def remove(self, job_id: int, force: bool = False) -> None:
         """Delete a job, its children, their steps and output.
@@ -602,20 +597,29 @@ class JobStore:
         """
         self.append_batch(records, [])
 
-    def append_batch(self, records: Iterable[OutputRow], steps: Iterable[StepRow]) -> None:
-        """Output records and step results (`record_step`'s arguments, as tuples) in one
-        transaction: the executor's writer thread batches both, so a fleet of hosts
-        finishing steps at once costs a few transactions, not one each."""
+    def append_batch(
+        self,
+        records: Iterable[OutputRow],
+        steps: Iterable[StepRow],
+        runtimes: Iterable[tuple[int, dict[str, Any]]] = (),
+    ) -> None:
+        """Output records, step results (`record_step`'s arguments, as tuples) and
+        `runtime_changes` per child, in one transaction: the executor's writer thread
+        batches them, so a fleet of hosts starting and finishing steps at once costs a
+        few transactions, not one each."""
         rows = [_output_row(record) for record in records]
         results = list(steps)
+        changes = list(runtimes)
         for result in results:
             if result[4] not in STEP_STATUSES:
                 raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
-        if not rows and not results:
+        if not rows and not results and not changes:
             return
         with self._write() as conn:
             for child_id in {result[0] for result in results}:
                 _require_job(conn, child_id)
+            for child_id, change in changes:  # in the order given: a start, then its end
+                _apply_runtime(conn, child_id, change)
             conn.executemany(
                 "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child_id, idx) DO UPDATE SET"
@@ -799,6 +803,23 @@ _SELECT_ORPHAN_CANDIDATES = (
     f" WHERE state IN ({', '.join(repr(s.value) for s in sorted(ACTIVE))})"
     " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id)"
 )
+
+
+def runtime_changes(
+    *, remote_pgid: Any = UNSET, local_pid: Any = UNSET, remote_dir: Any = UNSET
+) -> dict[str, Any]:
+    """The columns `set_runtime` writes; a local pid's start time is read now, while the
+    process lives, so that a pid reused later is never taken for it."""
+    given = {"remote_pgid": remote_pgid, "local_pid": local_pid, "remote_dir": remote_dir}
+    changes = {key: value for key, value in given.items() if value is not UNSET}
+    if local_pid is not UNSET:
+        changes["local_start"] = None if local_pid is None else process_start_time(local_pid)
+    return changes
+
+
+def _apply_runtime(conn: sqlite3.Connection, child_id: int, changes: dict[str, Any]) -> None:
+    assignments = ", ".join(f"{key} = ?" for key in changes)
+    conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id))
 
 
 def _check_id(job_id: int) -> None:
