@@ -336,12 +336,17 @@ class JobStore:
         before: datetime | float | None = None,
         after: datetime | float | None = None,
         newest: int | None = None,
+        child_state: JobState | str | None = None,
+        command: str | None = None,
     ) -> list[JobRecord]:
         """Jobs in id order, filtered as Get-Job filters them.
 
-        `name` is a wildcard pattern (``*``, ``?``, ``[...]``), case-insensitive as in
-        PowerShell. `before` / `after` select finished jobs by their end time, as
-        Get-Job's -Before / -After do. `newest` keeps the N most recently created.
+        `name` and `command` are wildcard patterns (``*``, ``?``, ``[...]``),
+        case-insensitive as in PowerShell. `before` / `after` select finished jobs by
+        their end time, as Get-Job's -Before / -After do. `newest` keeps the N that ended
+        most recently (-Newest), jobs not finished after those. `child_state` keeps the
+        parents with a child in that state and, with `include_children`, only the
+        children in it (-ChildJobState).
         """
         with self._read() as conn:
             rows = conn.execute(f"{_SELECT_JOBS} ORDER BY j.id").fetchall()
@@ -350,11 +355,13 @@ class JobStore:
             if row["parent_id"] is not None:
                 by_parent.setdefault(row["parent_id"], []).append(row)
         records = [build_record(row, by_parent.get(row["id"], [])) for row in rows]
+        if child_state is not None:
+            records = _with_child_state(records, by_parent, JobState(child_state))
         if not include_children:
             records = [r for r in records if r.parent_id is None]
-        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after))
+        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after), command)
         records = [r for r in records if wanted.matches(r)]
-        return records[-newest:] if newest else records
+        return _newest_ended(records, newest) if newest else records
 
     # -- state -----------------------------------------------------------------------
 
@@ -369,6 +376,15 @@ class JobStore:
             row = _require_job(conn, job_id)
             _refuse_parent(conn, job_id)
             _move(conn, row, [new_state], reason)
+
+    def note_disconnected(self, job_id: int, reason: str) -> None:
+        """Give a job already Disconnected the latest reason (its host is still out of
+        reach); a job that has moved on meanwhile keeps its own."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET reason = ? WHERE id = ? AND state = ?",
+                (reason, job_id, JobState.Disconnected.value),
+            )
 
     def finish(self, job_id: int, outcome: JobState | str, reason: str | None = None) -> JobState:
         """End a running job with `outcome`, unless a stop won the race: then Stopped.
@@ -674,7 +690,8 @@ class JobStore:
             return cursor.rowcount == 1
 
     def has_more_data(self, job_id: int) -> bool:
-        """Whether the job (or any of its children) has output not yet received."""
+        """Whether the job (or any of its children) is unfinished or has output not yet
+        received (PowerShell's HasMoreData)."""
         return self.get(job_id).has_more_data
 
     def _receive_chunk(
@@ -691,6 +708,26 @@ class JobStore:
             if not keep:
                 _advance_cursors(conn, records)
         return records
+
+
+def _with_child_state(
+    records: list[JobRecord], by_parent: dict[int, list[sqlite3.Row]], state: JobState
+) -> list[JobRecord]:
+    """Parents with a child in `state`, and those children (not their siblings)."""
+    chosen = {
+        parent for parent, rows in by_parent.items() if any(r["state"] == state for r in rows)
+    }
+    return [
+        r for r in records
+        if r.id in chosen or (r.parent_id in chosen and r.state == state)
+    ]  # fmt: skip
+
+
+def _newest_ended(records: list[JobRecord], count: int) -> list[JobRecord]:
+    """The `count` records that ended last (unfinished ones rank below), in id order."""
+    ranked = sorted(records, key=lambda r: (r.ended is not None, r.ended or 0.0, r.id))
+    keep = {r.id for r in ranked[-count:]}
+    return [r for r in records if r.id in keep]
 
 
 # -- SQL helpers (module level: they take the connection of an open transaction) --------
