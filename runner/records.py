@@ -140,6 +140,21 @@ class JobFilter:
         return self.after is None or (record.ended is not None and record.ended > self.after)
 
 
+def with_child_state(records: list[JobRecord], state: JobState) -> list[JobRecord]:
+    """Get-Job's -ChildJobState: the parents with a child in `state`, and those children
+    (not their siblings)."""
+    chosen = {r.parent_id for r in records if r.parent_id is not None and r.state == state}
+    return [r for r in records if r.id in chosen or (r.parent_id in chosen and r.state == state)]
+
+
+def newest_ended(records: list[JobRecord], count: int) -> list[JobRecord]:
+    """Get-Job's -Newest: the `count` records that ended last (unfinished ones rank
+    below them), kept in their order."""
+    ranked = sorted(records, key=lambda r: (r.ended is not None, r.ended or 0.0, r.id))
+    keep = {r.id for r in ranked[-count:]}
+    return [r for r in records if r.id in keep]
+
+
 def epoch(moment: datetime | float | None) -> float | None:
     """A datetime or epoch seconds as epoch seconds."""
     return moment.timestamp() if isinstance(moment, datetime) else moment

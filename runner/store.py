@@ -48,6 +48,8 @@ from runner.records import (
     StepRecord,
     build_record,
     epoch,
+    newest_ended,
+    with_child_state,
 )
 
 SCHEMA_VERSION = 2
@@ -356,12 +358,12 @@ class JobStore:
                 by_parent.setdefault(row["parent_id"], []).append(row)
         records = [build_record(row, by_parent.get(row["id"], [])) for row in rows]
         if child_state is not None:
-            records = _with_child_state(records, by_parent, JobState(child_state))
+            records = with_child_state(records, JobState(child_state))
         if not include_children:
             records = [r for r in records if r.parent_id is None]
         wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after), command)
         records = [r for r in records if wanted.matches(r)]
-        return _newest_ended(records, newest) if newest else records
+        return newest_ended(records, newest) if newest else records
 
     # -- state -----------------------------------------------------------------------
 
@@ -708,26 +710,6 @@ class JobStore:
             if not keep:
                 _advance_cursors(conn, records)
         return records
-
-
-def _with_child_state(
-    records: list[JobRecord], by_parent: dict[int, list[sqlite3.Row]], state: JobState
-) -> list[JobRecord]:
-    """Parents with a child in `state`, and those children (not their siblings)."""
-    chosen = {
-        parent for parent, rows in by_parent.items() if any(r["state"] == state for r in rows)
-    }
-    return [
-        r for r in records
-        if r.id in chosen or (r.parent_id in chosen and r.state == state)
-    ]  # fmt: skip
-
-
-def _newest_ended(records: list[JobRecord], count: int) -> list[JobRecord]:
-    """The `count` records that ended last (unfinished ones rank below), in id order."""
-    ranked = sorted(records, key=lambda r: (r.ended is not None, r.ended or 0.0, r.id))
-    keep = {r.id for r in ranked[-count:]}
-    return [r for r in records if r.id in keep]
 
 
 # -- SQL helpers (module level: they take the connection of an open transaction) --------

@@ -179,6 +179,22 @@ def test_list_filters_by_end_time_and_has_more_data(store: JobStore) -> None:
     assert [j.id for j in store.list_jobs(has_more_data=False)] == [first]
 
 
+def test_list_newest_by_end_time_child_state_and_command(store: JobStore) -> None:
+    first, (first_child,) = make_parent(store, ["a"], name="first")
+    second, second_children = make_parent(store, ["b", "c"], name="second")
+    running, (running_child,) = make_parent(store, ["d"], name="running")
+    run_children(store, second_children, [S.Completed, S.Failed])
+    run_children(store, [first_child, running_child], [S.Completed, S.Running])
+    assert [j.id for j in store.list_jobs(newest=1)] == [first]  # created first, ended last
+    assert [j.id for j in store.list_jobs(newest=3)] == [first, second, running]
+    assert [j.id for j in store.list_jobs(child_state=S.Failed)] == [second]
+    assert [j.id for j in store.list_jobs(child_state="Failed", include_children=True)] == [
+        second, second_children[1],
+    ]  # fmt: skip
+    assert [j.id for j in store.list_jobs(command="ECHO *")] == [first, second, running]
+    assert store.list_jobs(command="sleep*") == []
+
+
 # -- ids ----------------------------------------------------------------------------------
 
 
