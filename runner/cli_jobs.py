@@ -391,11 +391,9 @@ def _check_receive_options(args: argparse.Namespace) -> None:
 
 def _receive_sources(store: Any, job_ids: list[int], host: str | None) -> int:
     """How many jobs' output the receive interleaves; refuses a --host none of them has."""
-    locations = []
-    for job_id in job_ids:
-        record = store.get(job_id)
-        leaves = store.children(job_id) if record.child_ids else [record]
-        locations.extend(leaf.location for leaf in leaves)
+    from runner.reconnect import leaves
+
+    locations = [leaf.location for job_id in job_ids for leaf in leaves(store, job_id)]
     if host is None:
         return len(locations)
     if host not in locations:
@@ -447,15 +445,14 @@ def _receive_end(
 def _print_disconnected(store: Any, job_ids: list[int]) -> None:
     """One line on stderr per Disconnected job, with its children's reasons."""
     from runner.jobs import JobState
+    from runner.reconnect import leaves
 
     for job_id in job_ids:
-        record = store.get(job_id)
-        if record.state != JobState.Disconnected:
+        if store.get(job_id).state != JobState.Disconnected:
             continue
-        leaves = store.children(job_id) if record.child_ids else [record]
         why = "; ".join(
             " ".join((leaf.reason or f"on {leaf.location}").split())
-            for leaf in leaves if leaf.state == JobState.Disconnected
+            for leaf in leaves(store, job_id) if leaf.state == JobState.Disconnected
         )  # fmt: skip
         print(f"job {job_id} is Disconnected: {why}", file=sys.stderr)
 
