@@ -230,19 +230,35 @@ def run(
     return the_plan, executor.run()
 
 
-def resolve_job(store: Any, token: str | int) -> int:
-    """A job named on the command line: its id, or a name standing for the newest parent
-    job of that name (as `Receive-Job -Name` selects by name)."""
+def resolve_jobs(store: Any, tokens: Sequence[str | int]) -> list[int]:
+    """The jobs named on the command line, each once, in the order given: an id, or a
+    name (wildcards allowed, any case) standing for every parent job it matches, as
+    PowerShell's -Name selects. `JobNotFoundError` for one that matches nothing."""
     from runner.errors import JobNotFoundError
+    from runner.records import wildcard_match
 
-    text = str(token).strip()
-    if text.isascii() and text.isdigit():  # not '²', which int() refuses
-        store.get(int(text))  # JobNotFoundError: no job with id N
-        return int(text)
-    named = [r for r in store.list_jobs() if r.name == text]
-    if not named:
-        raise JobNotFoundError(f"no job with id or name {text!r}")
-    return named[-1].id
+    ids: list[int] = []
+    parents: list[Any] | None = None
+    for token in tokens:
+        text = str(token).strip()
+        if text.isascii() and text.isdigit():  # not '²', which int() refuses
+            store.get(int(text))  # JobNotFoundError: no job with id N
+            found = [int(text)]
+        else:
+            parents = store.list_jobs() if parents is None else parents
+            found = [r.id for r in parents if wildcard_match(r.name, text)]
+            if not found:
+                raise JobNotFoundError(f"no job with id or name {text!r}")
+        ids.extend(job_id for job_id in found if job_id not in ids)
+    return ids
+
+
+def wait_over(state: Any, force: bool = False) -> bool:
+    """Whether waiting for a job in `state` ends, by Wait-Job's rule: it is finished, or
+    Disconnected (a persistent state) unless `force`."""
+    from runner.jobs import JobState, is_terminal
+
+    return is_terminal(state) or (JobState(state) == JobState.Disconnected and not force)
 
 
 def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
@@ -344,11 +360,8 @@ def wait(
     (empty when all were done)."""
     import time
 
-    from runner.jobs import JobState, is_terminal
-
     def done(record: Any) -> bool:
-        state = JobState(record.state)
-        return is_terminal(state) or (state == JobState.Disconnected and not force)
+        return wait_over(record.state, force)
 
     deadline = None if timeout is None else time.monotonic() + timeout
     next_refresh = 0.0

@@ -51,11 +51,16 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     jsub.required = True
 
     p = jsub.add_parser("list", help="jobs in the store (Get-Job)")
-    p.add_argument("--state", help="only jobs in this state")
+    p.add_argument("--state", help="only jobs in this state (any case)")
     p.add_argument("--name", help="only jobs whose name matches (wildcards)")
+    p.add_argument("--command", metavar="PATTERN",
+                   help="only jobs whose command matches (wildcards)")
     p.add_argument("--children", action="store_true", help="list child jobs too")
-    p.add_argument("--has-more-data", action="store_true", help="only jobs with unreceived output")
-    p.add_argument("--newest", type=_positive_int, metavar="N", help="the N newest jobs")
+    p.add_argument("--child-state", metavar="STATE",
+                   help="only jobs with a child in this state (with --children: those children)")
+    p.add_argument("--has-more-data", nargs="?", const=True, type=_boolean, metavar="true|false",
+                   help="only jobs that can still give output, or (false) those that cannot")
+    p.add_argument("--newest", type=_positive_int, metavar="N", help="the N that ended last")
     p.add_argument("--before", type=_time, help="finished before this time (ISO 8601)")
     p.add_argument("--after", type=_time, help="finished after this time (ISO 8601)")
     p.add_argument("--refresh", action="store_true",
@@ -63,31 +68,39 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_list)
 
-    p = jsub.add_parser("show", help="a job, its children and their steps")
-    p.add_argument("id", metavar="ID|NAME", help="a job id, or a name: the newest job of that name")
+    names = "job ids, or names (wildcards): every job of that name"
+    p = jsub.add_parser("show", help="jobs, their children and their steps")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.set_defaults(func=cmd_show)
 
     p = jsub.add_parser("receive", help="output not yet received (Receive-Job)")
-    p.add_argument("id", metavar="ID|NAME", help="a job id, or a name: the newest job of that name")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.add_argument("--keep", action="store_true", help="do not mark the output received")
-    p.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the jobs until they finish (or are Disconnected, unless --force)")
+    p.add_argument("--force", action="store_true",
+                   help="with --wait: keep trying Disconnected jobs' hosts")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="with --wait: give up after this long (exit 124)")
+    p.add_argument("--auto-remove", action="store_true",
+                   help="with --wait: remove each job once it finished and all was received")
     p.add_argument("--host", help="only the child job on this host")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_receive)
 
     p = jsub.add_parser("wait", help="wait until jobs finish (Wait-Job)")
-    p.add_argument("ids", nargs="+", metavar="ID|NAME")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.add_argument("--any", action="store_true", help="return when the first one finishes")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="give up after this long")
     p.add_argument("--force", action="store_true", help="do not return for Disconnected jobs")
     p.set_defaults(func=cmd_wait)
 
     p = jsub.add_parser("stop", help="stop jobs and end their processes (Stop-Job)")
-    p.add_argument("ids", nargs="+", metavar="ID|NAME")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.set_defaults(func=cmd_stop)
 
     p = jsub.add_parser("remove", help="delete finished jobs and their output (Remove-Job)")
-    p.add_argument("ids", nargs="+", metavar="ID|NAME")
+    p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.add_argument("--force", action="store_true", help="stop unfinished jobs first")
     p.add_argument("--keep-remote", action="store_true",
                    help="leave the job directories on the targets")
@@ -112,6 +125,13 @@ def _seconds(text: str) -> float:
     if not 0 <= value < math.inf:  # NaN fails this too
         raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more: {text}")
     return value
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false: {text!r}")
+    return lowered == "true"
 
 
 def _time(text: str) -> datetime:
@@ -252,16 +272,24 @@ def _table(records: list[Any], reason: bool = False) -> str:
     return tabulate(rows, headers=columns)
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    from runner import api
+def _job_state(option: str, text: str | None) -> Any:
+    """A state named on the command line, in any case (`running`); None stays None."""
     from runner.jobs import JobState
 
-    if args.state is not None:
-        try:
-            args.state = JobState(args.state)
-        except ValueError:
-            names = ", ".join(s.value for s in JobState)
-            raise UsageError(f"--state: unknown state {args.state!r} (one of {names})") from None
+    if text is None:
+        return None
+    for state in JobState:
+        if state.value.lower() == text.strip().lower():
+            return state
+    names = ", ".join(s.value for s in JobState)
+    raise UsageError(f"{option}: unknown state {text!r} (one of {names})")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from runner import api
+
+    args.state = _job_state("--state", args.state)
+    args.child_state = _job_state("--child-state", args.child_state)
     store = api.open_store()
     if args.refresh:
         for problem in api.refresh(store):
@@ -270,10 +298,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         state=args.state,
         name=args.name,
         include_children=args.children,
-        has_more_data=True if args.has_more_data else None,
+        has_more_data=args.has_more_data,
         before=args.before,
         after=args.after,
         newest=args.newest,
+        child_state=args.child_state,
+        command=args.command,
     )
     if args.format == "json":
         _print_json([_record_dict(r) for r in records])
@@ -283,13 +313,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
     from runner import api
 
     store = api.open_store()
-    args.id = api.resolve_job(store, args.id)
-    record = store.get(args.id)
+    for index, job_id in enumerate(api.resolve_jobs(store, args.ids)):
+        if index:
+            print()
+        _show(store, job_id)
+    return EXIT_OK
+
+
+def _show(store: Any, job_id: int) -> None:
+    from tabulate import tabulate
+
+    record = store.get(job_id)
     d = _record_dict(record)
     for key in ("Id", "Name", "PSJobTypeName", "State", "Reason", "HasMoreData", "Location",
                 "Command", "Started", "Ended"):
@@ -310,35 +347,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         rows = [[s.index, s.name, s.status, "" if s.rc is None else s.rc,
                  f"{(s.ended or 0) - (s.started or 0):.3f}s", s.error or ""] for s in steps]
         print(tabulate(rows, headers=["#", "step", "status", "rc", "time", "error"]))
-    return EXIT_OK
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
     from runner import api
-
-    store = api.open_store()
-    args.id = api.resolve_job(store, args.id)
-    record = store.get(args.id)
-    if args.host is not None and args.host not in {c.location for c in store.children(args.id)}:
-        raise RunnerError(f"job {args.id} has no child job on host '{args.host}'")
-    several = len(record.child_ids) > 1 and args.host is None
-    _receive_output(store, args.id, args.keep, args.host, args.wait, args.format, several)
-    return EXIT_OK
-
-
-def _receive_output(store: Any, job_id: int, keep: bool, host: str | None, wait: bool,
-                    fmt: str, several: bool) -> None:
-    """Write the job's unreceived output (following it to its end with `wait`); each
-    record is marked received once it is flushed to stdout or stderr. A reader that
-    goes away (`| head -1`) ends the command quietly, as a Unix filter ends."""
-    from runner import api
     from runner.jobs import is_terminal
 
+    _check_receive_options(args)
+    store = api.open_store()
+    job_ids = api.resolve_jobs(store, args.ids)
+    several = _receive_sources(store, job_ids, args.host) > 1
+    pending = list(job_ids)
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     items = 0
 
     def write(rec: Any) -> None:
         nonlocal items
-        if fmt == "json":
+        if args.format == "json":
             item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
                     "stream": rec.stream, "data": rec.data, "time": rec.time}
             sys.stdout.write((",\n  " if items else "\n  ") + json.dumps(item))
@@ -346,23 +371,100 @@ def _receive_output(store: Any, job_id: int, keep: bool, host: str | None, wait:
         else:
             _write_text(rec, several)
 
-    if fmt == "json":
+    if args.format == "json":
         sys.stdout.write("[")
     while True:
-        finished = is_terminal(store.get(job_id).state)  # then all its output is stored
-        api.deliver(store, job_id, write, _flush_both, keep=keep, host=host)
-        if not wait or finished:
+        # A finished job has all its output stored: one more read takes the last of it.
+        finished = [job_id for job_id in pending if is_terminal(store.get(job_id).state)]
+        for job_id in pending:
+            api.deliver(store, job_id, write, _flush_both, keep=args.keep, host=args.host)
+        pending = [job_id for job_id in pending
+                   if job_id not in finished and not _left_disconnected(store, job_id, args)]
+        if not args.wait or not pending or _past(deadline):
             break
         time.sleep(0.2)
         store.reconcile()
-    if fmt == "json":
+    if args.format == "json":
         sys.stdout.write("\n]\n" if items else "]\n")
     _flush_both()
+    return _receive_end(store, job_ids, pending, args)
 
 
 def _flush_both() -> None:
+    """Flush stdout and stderr: what was flushed may be marked received."""
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def _check_receive_options(args: argparse.Namespace) -> None:
+    """--force, --timeout and --auto-remove shape how --wait follows: refuse them alone."""
+    for option, given in (("--force", args.force), ("--timeout", args.timeout is not None),
+                          ("--auto-remove", args.auto_remove)):
+        if given and not args.wait:
+            raise UsageError(f"{option} only works with --wait")
+    if args.auto_remove and args.keep:
+        raise UsageError("--auto-remove cannot be used with --keep: the output would be lost")
+
+
+def _receive_sources(store: Any, job_ids: list[int], host: str | None) -> int:
+    """How many jobs' output the receive interleaves; refuses a --host none of them has."""
+    from runner.reconnect import leaves
+
+    locations = [leaf.location for job_id in job_ids for leaf in leaves(store, job_id)]
+    if host is None:
+        return len(locations)
+    if host not in locations:
+        which = ", ".join(map(str, job_ids))
+        raise RunnerError(f"job {which} has no child job on host '{host}'")
+    return 1
+
+
+def _left_disconnected(store: Any, job_id: int, args: argparse.Namespace) -> bool:
+    """`receive --wait` stops following a job its last reconnect left Disconnected."""
+    from runner.jobs import JobState
+
+    return JobState(store.get(job_id).state) == JobState.Disconnected and not args.force
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _receive_end(
+    store: Any, job_ids: list[int], pending: list[int], args: argparse.Namespace
+) -> int:
+    """After `receive --wait`: say which jobs were left Disconnected (naming the hosts
+    that could not be reached) or still running at --timeout, then --auto-remove."""
+    from runner import api
+    from runner.jobs import is_terminal
+
+    if not args.wait:
+        return EXIT_OK
+    if pending:
+        print(f"timed out after {args.timeout:g} s; job(s) "
+              f"{', '.join(map(str, pending))} not finished", file=sys.stderr)
+    _print_disconnected(store, job_ids)
+    if args.auto_remove:
+        for job_id in job_ids:
+            record = store.get(job_id)
+            if is_terminal(record.state) and not record.has_more_data:
+                api.remove(store, [job_id])
+    return EXIT_WAIT_TIMEOUT if pending else EXIT_OK
+
+
+def _print_disconnected(store: Any, job_ids: list[int]) -> None:
+    """One line on stderr per Disconnected job, with its children's reasons."""
+    from runner.jobs import JobState
+    from runner.reconnect import leaves
+
+    for job_id in job_ids:
+        if store.get(job_id).state != JobState.Disconnected:
+            continue
+        why = "; ".join(
+            " ".join((leaf.reason or f"on {leaf.location}").split())
+            for leaf in leaves(store, job_id) if leaf.state == JobState.Disconnected
+        )  # fmt: skip
+        print(f"job {job_id} is Disconnected: {why}", file=sys.stderr)
 
 
 def _write_text(rec: Any, several: bool) -> None:
@@ -379,13 +481,17 @@ def cmd_wait(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
-    args.ids = [api.resolve_job(store, token) for token in args.ids]
+    args.ids = api.resolve_jobs(store, args.ids)
     pending = api.wait(store, args.ids, any_=args.any, timeout=args.timeout, force=args.force)
     if pending:
         print(f"timed out after {args.timeout:g} s; still running:", file=sys.stderr)
         print(_table(pending))
         return EXIT_WAIT_TIMEOUT
-    print(_table([store.get(job_id) for job_id in args.ids]))
+    records = [store.get(job_id) for job_id in args.ids]
+    if args.any:  # Wait-Job -Any returns the job that ended the wait, not every one given
+        records = [r for r in records if api.wait_over(r.state, args.force)]
+    print(_table(records))
+    _print_disconnected(store, [r.id for r in records])
     return EXIT_OK
 
 
@@ -393,7 +499,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
-    args.ids = [api.resolve_job(store, token) for token in args.ids]
+    args.ids = api.resolve_jobs(store, args.ids)
     pending = api.stop(store, args.ids)
     print(_table([store.get(job_id) for job_id in args.ids]))
     if pending:
@@ -406,6 +512,6 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from runner import api
 
     store = api.open_store()
-    args.ids = [api.resolve_job(store, token) for token in args.ids]
+    args.ids = api.resolve_jobs(store, args.ids)
     api.remove(store, args.ids, force=args.force, keep_remote=args.keep_remote)
     return EXIT_OK

@@ -125,9 +125,8 @@ class Executor:
             self.failed_hosts[job.name] = set()
             job_control = Control(self.stop_all)
             self.controls[parent] = job_control
-            location = "localhost" if job.type != "remote" else None
-            places = [
-                (location or host, self._results_path(jp, host), self._child_spec(jp, host))
+            places = [  # every type's child is located on its target, as its output is tagged
+                (host, self._results_path(jp, host), self._child_spec(jp, host))
                 for host in jp.hosts
             ]
             children = self.store.create_children(

@@ -76,6 +76,8 @@ def _disconnected(store: Any, child: Any, reason: str) -> None:
     state = JobState(store.get(child.id).state)
     if state in (JobState.Running, JobState.Blocked):
         _settle(store, child.id, JobState.Disconnected, reason)
+    elif state == JobState.Disconnected:
+        store.note_disconnected(child.id, reason)  # say why now, not why it was left
 
 
 def _settle(store: Any, child_id: int, new: JobState, reason: str | None) -> None:

@@ -89,7 +89,11 @@ class OutputRecord:
 
 
 def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
-    """A `JobRecord` from a job row (with its `more` flag) and its children's rows."""
+    """A `JobRecord` from a job row (with its `more` flag) and its children's rows.
+
+    HasMoreData is PowerShell's: true while the job can still produce output (it is not
+    finished, Disconnected included) or output not received yet exists.
+    """
     state, started, ended = JobState(row["state"]), row["started"], row["ended"]
     more = bool(row["more"])
     if children:
@@ -99,6 +103,7 @@ def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
         ends = [c["ended"] for c in children if c["ended"] is not None]
         ended = max(ends) if ends and state in TERMINAL else None
         more = any(child["more"] for child in children)
+    more = more or state not in TERMINAL
     return JobRecord(
         id=row["id"], parent_id=row["parent_id"], name=row["name"], type=row["type"],
         state=state, reason=row["reason"], location=row["location"], command=row["command"],
@@ -115,6 +120,11 @@ def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
     )  # fmt: skip
 
 
+def wildcard_match(text: str, pattern: str) -> bool:
+    """PowerShell's -Name / -Command matching: wildcards (``*``, ``?``, ``[...]``), any case."""
+    return fnmatch.fnmatchcase(text.lower(), pattern.lower())
+
+
 @dataclass(frozen=True)
 class JobFilter:
     """The Get-Job filters of `list_jobs`; None means "any"."""
@@ -124,20 +134,36 @@ class JobFilter:
     has_more_data: bool | None
     before: float | None
     after: float | None
+    command: str | None = None
 
     def matches(self, record: JobRecord) -> bool:
         """Whether the record passes every filter given."""
         if self.state is not None and record.state != JobState(self.state):
             return False
-        if self.name is not None and not fnmatch.fnmatchcase(
-            record.name.lower(), self.name.lower()
-        ):
+        if self.name is not None and not wildcard_match(record.name, self.name):
+            return False
+        if self.command is not None and not wildcard_match(record.command, self.command):
             return False
         if self.has_more_data is not None and record.has_more_data != self.has_more_data:
             return False
         if self.before is not None and (record.ended is None or record.ended >= self.before):
             return False
         return self.after is None or (record.ended is not None and record.ended > self.after)
+
+
+def with_child_state(records: list[JobRecord], state: JobState) -> list[JobRecord]:
+    """Get-Job's -ChildJobState: the parents with a child in `state`, and those children
+    (not their siblings)."""
+    chosen = {r.parent_id for r in records if r.parent_id is not None and r.state == state}
+    return [r for r in records if r.id in chosen or (r.parent_id in chosen and r.state == state)]
+
+
+def newest_ended(records: list[JobRecord], count: int) -> list[JobRecord]:
+    """Get-Job's -Newest: the `count` records that ended last (unfinished ones rank
+    below them), kept in their order."""
+    ranked = sorted(records, key=lambda r: (r.ended is not None, r.ended or 0.0, r.id))
+    keep = {r.id for r in ranked[-count:]}
+    return [r for r in records if r.id in keep]
 
 
 def epoch(moment: datetime | float | None) -> float | None:

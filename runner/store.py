@@ -57,6 +57,8 @@ from runner.records import (
     StepRecord,
     build_record,
     epoch,
+    newest_ended,
+    with_child_state,
 )
 
 SCHEMA_VERSION = 3
@@ -363,12 +365,17 @@ class JobStore:
         before: datetime | float | None = None,
         after: datetime | float | None = None,
         newest: int | None = None,
+        child_state: JobState | str | None = None,
+        command: str | None = None,
     ) -> list[JobRecord]:
         """Jobs in id order, filtered as Get-Job filters them.
 
-        `name` is a wildcard pattern (``*``, ``?``, ``[...]``), case-insensitive as in
-        PowerShell. `before` / `after` select finished jobs by their end time, as
-        Get-Job's -Before / -After do. `newest` keeps the N most recently created.
+        `name` and `command` are wildcard patterns (``*``, ``?``, ``[...]``),
+        case-insensitive as in PowerShell. `before` / `after` select finished jobs by
+        their end time, as Get-Job's -Before / -After do. `newest` keeps the N that ended
+        most recently (-Newest), jobs not finished after those. `child_state` keeps the
+        parents with a child in that state and, with `include_children`, only the
+        children in it (-ChildJobState).
         """
         with self._read() as conn:
             rows = conn.execute(f"{_SELECT_JOBS} ORDER BY j.id").fetchall()
@@ -377,11 +384,13 @@ class JobStore:
             if row["parent_id"] is not None:
                 by_parent.setdefault(row["parent_id"], []).append(row)
         records = [build_record(row, by_parent.get(row["id"], [])) for row in rows]
+        if child_state is not None:
+            records = with_child_state(records, JobState(child_state))
         if not include_children:
             records = [r for r in records if r.parent_id is None]
-        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after))
+        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after), command)
         records = [r for r in records if wanted.matches(r)]
-        return records[-newest:] if newest else records
+        return newest_ended(records, newest) if newest else records
 
     # -- state -----------------------------------------------------------------------
 
@@ -396,6 +405,15 @@ class JobStore:
             row = _require_job(conn, job_id)
             _refuse_parent(conn, job_id)
             _move(conn, row, [new_state], reason)
+
+    def note_disconnected(self, job_id: int, reason: str) -> None:
+        """Give a job already Disconnected the latest reason (its host is still out of
+        reach); a job that has moved on meanwhile keeps its own."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET reason = ? WHERE id = ? AND state = ?",
+                (reason, job_id, JobState.Disconnected.value),
+            )
 
     def finish(self, job_id: int, outcome: JobState | str, reason: str | None = None) -> JobState:
         """End a running job with `outcome`, unless a stop won the race: then Stopped.
@@ -770,7 +788,8 @@ class JobStore:
             return cursor.rowcount == 1
 
     def has_more_data(self, job_id: int) -> bool:
-        """Whether the job (or any of its children) has output not yet received."""
+        """Whether the job (or any of its children) is unfinished or has output not yet
+        received (PowerShell's HasMoreData)."""
         return self.get(job_id).has_more_data
 
     def _receive_chunk(

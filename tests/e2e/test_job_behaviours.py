@@ -73,7 +73,7 @@ def test_receive_while_running_returns_output_so_far_and_nothing_twice(cli, inve
     flag = cli.cwd / "go"
     run = cli.start("run", play, "-i", inventory, "-e", f"flag={flag}")
     parent = started_job(cli, "work")
-    wait_until(lambda: cli.job(parent["Id"])["HasMoreData"], what="first output")
+    wait_until(lambda: cli.receive(parent["Id"], "--keep"), what="first output")
     assert [r["data"] for r in cli.receive(parent["Id"])] == ["first\n"]
     assert cli.receive(parent["Id"]) == []
     flag.touch()

@@ -134,7 +134,18 @@ def test_job_record_carries_what_job_list_shows(store: JobStore) -> None:
         "backup", "BackgroundJob", "tar c /srv",
     )  # fmt: skip
     assert record.detach and record.results_to == "file" and record.spec == {"steps": 2}
-    assert record.owner_pid == os.getpid() and record.has_more_data is False
+    assert record.owner_pid == os.getpid()
+    assert record.has_more_data is True  # not finished: it can still give output
+
+
+def test_has_more_data_until_finished_and_everything_received(store: JobStore) -> None:
+    parent, (child,) = make_parent(store, ["a"])
+    run_children(store, [child], [S.Running])
+    assert store.get(parent).has_more_data and store.has_more_data(child)  # nothing unread
+    store.set_state(child, S.Disconnected)
+    assert store.get(parent).has_more_data  # a Disconnected job may still give output
+    store.set_state(child, S.Completed)
+    assert not store.get(parent).has_more_data and not store.has_more_data(child)
 
 
 def test_list_filters_by_state_name_children_and_newest(store: JobStore) -> None:
@@ -166,6 +177,22 @@ def test_list_filters_by_end_time_and_has_more_data(store: JobStore) -> None:
     assert store.list_jobs(after=ended + 1) == []
     assert [j.id for j in store.list_jobs(has_more_data=True)] == [second]
     assert [j.id for j in store.list_jobs(has_more_data=False)] == [first]
+
+
+def test_list_newest_by_end_time_child_state_and_command(store: JobStore) -> None:
+    first, (first_child,) = make_parent(store, ["a"], name="first")
+    second, second_children = make_parent(store, ["b", "c"], name="second")
+    running, (running_child,) = make_parent(store, ["d"], name="running")
+    run_children(store, second_children, [S.Completed, S.Failed])
+    run_children(store, [first_child, running_child], [S.Completed, S.Running])
+    assert [j.id for j in store.list_jobs(newest=1)] == [first]  # created first, ended last
+    assert [j.id for j in store.list_jobs(newest=3)] == [first, second, running]
+    assert [j.id for j in store.list_jobs(child_state=S.Failed)] == [second]
+    assert [j.id for j in store.list_jobs(child_state="Failed", include_children=True)] == [
+        second, second_children[1],
+    ]  # fmt: skip
+    assert [j.id for j in store.list_jobs(command="ECHO *")] == [first, second, running]
+    assert store.list_jobs(command="sleep*") == []
 
 
 # -- ids ----------------------------------------------------------------------------------
@@ -245,6 +272,7 @@ def test_receive_keep_twice_returns_the_same_and_has_more_data_stays_true(store:
 def test_receive_then_receive_is_empty_and_has_more_data_false(store: JobStore) -> None:
     parent, (child,) = make_parent(store, ["a"])
     store.append_output([(child, "a", 0, "stdout", "once", 1.0)])
+    run_children(store, [child], [S.Completed])
     assert texts(store.receive(parent)) == ["once"]
     assert store.receive(parent) == []
     assert not store.get(parent).has_more_data and not store.has_more_data(child)
@@ -284,6 +312,7 @@ def test_receive_from_one_host_leaves_the_others_unreceived(store: JobStore) -> 
     store.append_output(
         [(a, "a", 0, "stdout", "from a", 1.0), (b, "b", 0, "stdout", "from b", 1.0)]
     )
+    run_children(store, [a, b], [S.Completed, S.Completed])
     assert texts(store.receive(parent, host="a")) == ["from a"]
     assert not store.get(a).has_more_data and store.get(b).has_more_data
     assert texts(store.receive(parent)) == ["from b"]
@@ -333,6 +362,7 @@ def test_iter_receive_of_100k_records_returns_them_all_in_bounded_memory(
     tracemalloc.stop()
     assert count == 100_000 and ordered
     assert peak < 5_000_000  # all of it at once would be well over 20 MB
+    run_children(store, [job], [S.Completed])
     assert not store.get(job).has_more_data
 
 
@@ -371,6 +401,7 @@ def test_two_concurrent_receivers_never_get_a_record_twice(store: JobStore, db: 
         receiver.join(timeout=60)
     assert not set(first) & set(second)
     assert len(first) + len(second) == 3000
+    run_children(store, children, [S.Completed] * 3)
     assert not store.get(parent).has_more_data
 
 
