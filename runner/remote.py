@@ -149,9 +149,10 @@ def _step_lines(step: ScriptStep) -> list[str]:
             f"echo {n} > \"$d/timedout\"; kill -TERM -$$) & w=$!"
         )
     for i, command in enumerate(step.commands):
-        run = f"{_step_command(step, command)} >> {out} 2>> {err} < /dev/null & wait $!; rc=$?"
+        shell, body, end = _step_command(step, command)
+        run = f"{shell} >> {out} 2>> {err} <<'{end}' & wait $!; rc=$?\n{body}\n{end}"
         guard = i > 0 and not step.ignore_errors
-        lines.append(f'if [ "$rc" -eq 0 ]; then {run}; fi' if guard else run)
+        lines.append(f'if [ "$rc" -eq 0 ]; then {run}\nfi' if guard else run)
     if step.timeout:
         lines.append('kill "$w" "$(cat "$d/watchdog")" 2>/dev/null; rm -f "$d/watchdog"')
     lines.append(
@@ -164,27 +165,37 @@ def _step_lines(step: ScriptStep) -> list[str]:
     return lines
 
 
-def _step_command(step: ScriptStep, command: str) -> str:
-    body = [f"export {name}={_q(str(value))}" for name, value in step.env.items()]
+def _step_command(step: ScriptStep, command: str) -> tuple[str, str, str]:
+    """The shell that runs one command, the text it reads from its stdin (a here-document
+    ending at the returned word), and that word. The command, its environment and its
+    directory are in no process's arguments, where `ps` would show them to every user:
+    the shell sources its stdin, which then becomes /dev/null."""
+    body = ["exec </dev/null"]
+    body.extend(f"export {name}={_q(str(value))}" for name, value in step.env.items())
     if step.cwd:
         body.append(f"cd {_q(step.cwd)} || exit 1")
     body.append(command)
-    wrapped = f"sh -c {_q('; '.join(body))}"
+    shell = "sh -c '. /dev/stdin'"
     if step.sudo:
-        wrapped = f'if [ "$(id -u)" -ne 0 ]; then exec sudo -n {wrapped}; else exec {wrapped}; fi'
-        wrapped = f"sh -c {_q(wrapped)}"
-    return wrapped
+        inner = '"$(id -u)" -ne 0 ] && exec sudo -n sh -c ". /dev/stdin"; exec sh -c ". /dev/stdin"'
+        shell = f"sh -c {_q('[ ' + inner)}"
+    return shell, "; ".join(body), f"RUNNER_STEP_{uuid.uuid4().hex}"
 
 
 def launch(conn: Connection, directory: str, script: str) -> int:
-    """Create the job directory, write the script, start it detached: one round trip.
-    Returns the job's process group id on the target."""
+    """Create the job directory and start the script detached: one round trip. Returns
+    the job's process group id on the target.
+
+    The script reaches the job's shell on its stdin, read whole before it starts: it is
+    never written to a file (it may hold secrets a `no_log` step uses) nor put in a
+    process's arguments."""
     d = shell_path(directory)
     marker = f"RUNNER_SCRIPT_{uuid.uuid4().hex}"
+    job = "c=$(cat) && exec </dev/null && eval \"$c\""
     text = _check(
         conn,
-        f"umask 077; mkdir -p {d} && cat > {d}/job.sh <<'{marker}'\n{script}{marker}\n"
-        f"(cd / && setsid sh {d}/job.sh > /dev/null 2>&1 < /dev/null &); "
+        f"umask 077; mkdir -p {d} || exit 1\n"
+        f"(cd / && setsid sh -c {_q(job)} > /dev/null 2>&1 <<'{marker}' &)\n{script}{marker}\n"
         f"i=0; while [ ! -s {d}/pid ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done; "
         f"cat {d}/pid",
         f"could not start the job in {directory}",

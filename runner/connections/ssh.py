@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import select
 import shlex
 import signal
@@ -283,8 +284,12 @@ class SSHConnection(Connection):
         channel = self._channel()
         pump = _ChannelPump(self, channel, execution.on_output, execution.on_start)
         try:
-            # The step reads /dev/null; the channel's input stays open for its watcher.
-            channel.exec_command(self._wrap(script, sudo))
+            # The script goes on the channel's input, which then stays open for the
+            # step's watcher; the step itself reads /dev/null.
+            end = secrets.token_hex(16)
+            text = _sourced(script, end).encode()
+            channel.exec_command(self._wrap(len(text), end, sudo))
+            _send(channel, text)
             return pump.run(execution.deadline)
         except BaseException:
             pump.abort()
@@ -312,23 +317,30 @@ class SSHConnection(Connection):
         return shell if shell.lock.acquire(blocking=False) else None
 
     def _execute_in_shell(self, shell: StepShell, script: str, execution: Execution) -> RunResult:
-        pump = _ShellPump(self, shell, execution.on_output, execution.on_start)
+        pump: _ShellPump | None = None
         try:
-            shell.send(_with_pgid_line(script))
+            mark = shell.send(_sourced(script))
+            pump = _ShellPump(self, shell, mark, execution.on_output, execution.on_start)
             return pump.run(execution.deadline)
         except BaseException:
-            pump.abort()
+            if pump is not None:
+                pump.abort()
             raise
         finally:
-            if not pump.reusable:  # it left, died, or is still busy with a killed step
+            if pump is None or not pump.reusable:  # it left, died, or is still busy with a killed step
                 with self._shell_lock:
                     if self._shell is shell:
                         self._shell = None
                 shell.close()
             shell.lock.release()
 
-    def _wrap(self, script: str, sudo: bool) -> str:
-        """The command line for sshd: the script in a process group of its own, reporting its id.
+    def _wrap(self, length: int, end: str, sudo: bool) -> str:
+        """The command line for sshd: read the script from the channel, run it in a process
+        group of its own, reporting its id.
+
+        The command line holds no part of the script, which may hold secrets: the script
+        comes on the channel's input (`length` bytes ending with the word `end`, so a cut
+        script never runs) and reaches /bin/sh on its stdin (`_SOURCE`).
 
         OpenSSH starts every session's command as a new session (setsid), so the login
         shell already leads a group of its own: when /proc says so, it execs /bin/sh in
@@ -339,20 +351,20 @@ class SSHConnection(Connection):
         to 128 + N as a shell would.
 
         The step reads /dev/null. A watcher forked beside it (`_WATCH_LEADER`,
-        `_WATCH_CHILDREN`) reads the channel's input, which the controller never writes:
-        sshd closes it when the connection goes away, and also right after the step's
-        leader exits. So at end of file the watcher ends the step's group (TERM, then
-        KILL a second later) only while that leader still runs: a process a finished
-        step left behind on purpose lives on, as it does on the controller.
+        `_WATCH_CHILDREN`) reads the rest of the channel's input, which the controller
+        never writes: sshd closes it when the connection goes away, and also right after
+        the step's leader exits. So at end of file the watcher ends the step's group
+        (TERM, then KILL a second later) only while that leader still runs: a process a
+        finished step left behind on purpose lives on, as it does on the controller.
         """
-        inner = shlex.quote(_with_pgid_line(script))
+        read = _read_script(length, end)
         if sudo and self.user != "root":
-            return f"exec sudo -n /bin/sh -c {shlex.quote(_under_setsid(inner))}"
-        fallback = _under_setsid('"$c"')
+            return f"exec sudo -n /bin/sh -c {shlex.quote(read + _under_setsid())}"
         return (  # POSIX syntax, builtins only until the exec: the login shell runs it
-            f"c={inner}; "
+            f"{read}"
             "{ read -r s < /proc/$$/stat; } 2>/dev/null; s=${s##*) }; set -- $s; "
-            f'[ "$3" = $$ ] && {{ {_WATCH_LEADER} exec /bin/sh -c "$c" 4<&-; }}; {fallback}'
+            f'[ "$3" = $$ ] && {{ {_WATCH_LEADER} exec {_SOURCE} 4<&- {_HEREDOC}}}; '
+            f"{_under_setsid()}"
         )
 
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
@@ -530,12 +542,14 @@ class _ShellPump(_ChannelPump):
         self,
         connection: SSHConnection,
         shell: StepShell,
+        mark: bytes,
         on_output: OutputCallback,
         on_start: StartCallback | None,
     ) -> None:
         super().__init__(connection, shell.channel, on_output, on_start)
-        self.out = Boundary(shell.stdout_end)
-        self.err = Boundary(shell.stderr_end)
+        stdout_end, stderr_end = StepShell.ends(mark)
+        self.out = Boundary(stdout_end)
+        self.err = Boundary(stderr_end)
         self.rc: int | None = None
         self.left = False  # the shell left: the step's processes live on (see stepshell)
 
@@ -605,9 +619,31 @@ class _ShellPump(_ChannelPump):
         return -1 if self.rc is None else self.rc
 
 
-def _with_pgid_line(script: str) -> str:
-    """`script` preceded by the line that reports its process group (`PGID_MARKER`)."""
-    return f"printf '\\036runner-pgid %s\\037' \"$$\" >&2\n{script}"
+def _sourced(script: str, end: str = "") -> str:
+    """`script` as its /bin/sh reads it from stdin (`_SOURCE`): it first sets its stdin to
+    /dev/null and reports its process group (`PGID_MARKER`); `end`, when given, is a last
+    comment line that shows the script arrived whole."""
+    head = "exec </dev/null; printf '\\036runner-pgid %s\\037' \"$$\" >&2"
+    return f"{head}\n{script}\n# {end}" if end else f"{head}\n{script}\n"
+
+
+def _read_script(length: int, end: str) -> str:
+    """Shell text setting `c` to the `length` bytes the channel's input starts with, and
+    exiting unless they end with `end`: bash reads them itself, another shell with head."""
+    return (
+        'if [ "${BASH_VERSINFO:-0}" -ge 5 ] 2>/dev/null; then '
+        f"LC_ALL=C read -r -N {int(length)} c; else c=$(head -c {int(length)}); fi; "
+        f"case $c in *{end}) ;; *) exit 1;; esac; "
+    )
+
+
+def _send(channel: paramiko.Channel, data: bytes) -> None:
+    """Send `data` on `channel`'s input; a command that already ended (sudo refused) has
+    its own output and status to say why, so a closed channel is not an error here."""
+    try:
+        channel.sendall(data)
+    except OSError:
+        pass
 
 
 def _report_exit_signals(transport: paramiko.Transport) -> None:
@@ -652,13 +688,17 @@ _WATCH_CHILDREN = (
 )
 
 
-def _under_setsid(argument: str) -> str:
-    """Shell text running `/bin/sh -c argument` as a new session, in a subshell whose own
+_SOURCE = "/bin/sh -c '. /dev/stdin'"  # a step's shell: its script on stdin, not in argv
+_HEREDOC = "<<RUNNER_EOF\n$c\nRUNNER_EOF\n"  # the script read into `c`, as a stdin
+
+
+def _under_setsid() -> str:
+    """Shell text running the script in `c` as a new session, in a subshell whose own
     stderr is silenced (its notice about a killed group is not the command's output),
     with a watcher beside it."""
     return (
         f"exec 3>&2 2>/dev/null 4<&0 </dev/null; {_WATCH_CHILDREN} "
-        f"(exec setsid /bin/sh -c {argument} 2>&3 3>&- 4<&-)"
+        f"(exec setsid {_SOURCE} 2>&3 3>&- 4<&- {_HEREDOC})"
     )
 
 

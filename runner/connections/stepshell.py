@@ -10,14 +10,26 @@ login environment, stdout and stderr apart, its own process group, default signa
 dispositions (which is why bash with job control and not `sh ... &`, which would ignore
 SIGINT and SIGQUIT).
 
-The protocol on the shell's channel, with TOKEN a random word of this shell:
+Nothing secret is in a process's arguments or environment on the target: the shell's
+command line holds only its program, and each step's script reaches the shell over the
+channel's input and the step's /bin/sh over its stdin (`. /dev/stdin`), never as an
+argument, so `ps` shows `/bin/sh -c . /dev/stdin` however many secrets the script holds.
 
-- start: the shell prints ``TOKEN ok PID``; ``TOKEN no`` when the target has no bash or
-  no job control, and the connection then runs every step on an exec channel.
-- a step: the script's lines, then a line holding only TOKEN. Scripts longer than
-  `MAX_SCRIPT` bytes go on an exec channel (the shell reads its input byte by byte).
-- its end: ``\\nTOKEN e RC\\n`` on stdout and ``\\nTOKEN\\n`` on stderr, each after the
+The protocol on the shell's channel, with TOKEN a random word of this shell sent as the
+first line of its input:
+
+- start: the shell prints ``TOKEN ok PID``; ``TOKEN no`` (or `NO_BASH`) when the target
+  has no bash or no job control, and the connection then runs every step on an exec
+  channel.
+- a step: a line holding the script's length in bytes, the script, then a line holding
+  the step's MARK: a new random word per step, which the shell reads only once the step
+  has ended. Scripts longer than `MAX_SCRIPT` bytes go on an exec channel.
+- its end: ``\nMARK e RC\n`` on stdout and ``\nMARK\n`` on stderr, each after the
   step's last output on that stream; the leading newline is the shell's, not the step's.
+  The step cannot print its own end: its MARK is nowhere it could read it (not in an
+  argument, the environment, or its parent's memory while it runs; only the shell's own
+  user could take it from the shell's input pipe, and that user can signal the shell
+  anyway). Output that looks like a mark (an earlier step's, TOKEN, or a guess) is output.
 - ``x`` instead of ``e``: processes the step started still live in its group. The shell
   leaves, and the step's output goes on until its channel ends, as on an exec channel.
 
@@ -42,8 +54,10 @@ if TYPE_CHECKING:
     import paramiko
 
 MAX_SCRIPT = 16384  # bytes; a longer script runs on an exec channel
+NO_BASH = "runner-step-shell no"  # the login shell's answer on a target without bash
 
 _SHELL = """\
+IFS= read -r E || exit 0
 set -m; case $- in *m*) ;; *) echo "$E no"; exit 0;; esac
 exec 3>&2 2>/dev/null
 p=; trap '[ -z "$p" ] || { kill -TERM -"$p"; sleep 1; kill -KILL -"$p"; }; exit 0' URG
@@ -51,15 +65,13 @@ exec 4< <(exec 3>&-; cat; kill -URG $$); q=$!
 exec 0<&4 4<&-
 echo "$E ok $$"
 while :; do
-  c= ; f=
-  while IFS= read -r l; do [ "$l" = "$E" ] && { f=1; break; }; c="$c$l
-"; done
-  [ "$f" ] || exit 0
-  /bin/sh -c "$c" </dev/null 2>&3 3>&- &
+  IFS= read -r n && LC_ALL=C read -r -N "$n" c || exit 0
+  /bin/sh -c '. /dev/stdin' <<<"$c" 2>&3 3>&- &
   p=$!; wait "$p"; r=$?
   if kill -0 -"$p" 2>/dev/null; then k=x; else k=e; fi
   p=
-  printf '\\n%s %s %s\\n' "$E" "$k" "$r"; printf '\\n%s\\n' "$E" >&3
+  IFS= read -r m || exit 0
+  printf '\\n%s %s %s\\n' "$m" "$k" "$r"; printf '\\n%s\\n' "$m" >&3
   [ "$k" = e ] || { kill "$q"; exit 0; }
 done
 """
@@ -71,8 +83,6 @@ class StepShell:
     def __init__(self, channel: paramiko.Channel, token: str) -> None:
         self.channel = channel
         self.token = token
-        self.stdout_end = f"\n{token} ".encode()
-        self.stderr_end = f"\n{token}\n".encode()
         self.lock = threading.Lock()
 
     @classmethod
@@ -80,13 +90,13 @@ class StepShell:
         """Start the shell on a new session `channel`; None (channel closed) when the
         target cannot have one."""
         token = "runner-" + secrets.token_hex(16)
-        program = f"E={token}\n{_SHELL}"
         command = (
-            f"command -v bash >/dev/null 2>&1 && exec bash -c {shlex.quote(program)}; "
-            f"echo '{token} no'"
+            f"command -v bash >/dev/null 2>&1 && exec bash -c {shlex.quote(_SHELL)}; "
+            f"echo '{NO_BASH}'"
         )
         try:
             channel.exec_command(command)
+            channel.sendall(f"{token}\n".encode())
             ready = _hello(channel, token, timeout)
         except Exception:  # noqa: BLE001 - any failure here means: use exec channels
             ready = False
@@ -97,12 +107,25 @@ class StepShell:
 
     @staticmethod
     def fits(script: str) -> bool:
-        """True when `script` is short enough to send to a step shell."""
-        return len(script) <= MAX_SCRIPT and len(script.encode()) <= MAX_SCRIPT
+        """True when `script` is short enough to send to a step shell (and holds no NUL
+        byte, which bash would drop from what it reads, miscounting the script)."""
+        return len(script) <= MAX_SCRIPT and len(script.encode()) <= MAX_SCRIPT and (
+            "\0" not in script
+        )
 
-    def send(self, script: str) -> None:
-        """Start `script` (a /bin/sh script) as the next step."""
-        self.channel.sendall(f"{script}\n{self.token}\n".encode())
+    def send(self, script: str) -> bytes:
+        """Start `script` (a /bin/sh script read from its stdin) as the next step; return
+        the step's end mark, a word no one could know before (see the module)."""
+        mark = "runner-" + secrets.token_hex(16)
+        data = script.encode()
+        self.channel.sendall(b"%d\n%b%b\n" % (len(data), data, mark.encode()))
+        return mark.encode()
+
+    @staticmethod
+    def ends(mark: bytes) -> tuple[bytes, bytes]:
+        """What ends a step with end mark `mark` on stdout (the status follows) and on
+        stderr."""
+        return b"\n" + mark + b" ", b"\n" + mark + b"\n"
 
     @property
     def ended(self) -> bool:
@@ -120,7 +143,7 @@ def _hello(channel: paramiko.Channel, token: str, timeout: float) -> bool:
     channel.settimeout(timeout)
     data = b""
     deadline = time.monotonic() + timeout
-    ok, no = f"{token} ok ".encode(), f"{token} no".encode()
+    ok, no = f"{token} ok ".encode(), (f"{token} no".encode(), NO_BASH.encode())
     while time.monotonic() < deadline:
         chunk = channel.recv(4096)
         if not chunk:
