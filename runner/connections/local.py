@@ -13,8 +13,10 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from runner import lifeline
 from runner.connections.base import (
@@ -34,7 +36,13 @@ DRAIN_AFTER_KILL = 5.0  # seconds to keep reading once a killed group's pipes st
 # The step waits for a line on stdin, written once its group is held on the lifeline, so
 # a runner killed in between cannot leave it running unknown to the watcher; at end of
 # file instead (the runner gone) it does not run. Its stdin is then /dev/null.
-_GATE = "read -r _ || exit 1; exec </dev/null\n"
+# The step's script comes on stdin, never in an argv that `ps` shows every user: after
+# one line that opens the gate (sent once the lifeline holds the group: a runner killed
+# before then never lets the step run), the shell sources the rest of its input, whose
+# first line gives the step /dev/null as stdin.
+_SOURCE = "read -r _ || exit 1; . /dev/stdin"
+_STDIN_FIRST = "exec </dev/null; "
+_WRITE_INLINE = 32768  # bytes; a longer script is written from a thread (no deadlock)
 
 
 class LocalConnection(Connection):
@@ -55,7 +63,7 @@ class LocalConnection(Connection):
         return self._open
 
     def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
-        argv = ["/bin/sh", "-c", _GATE + script]
+        argv = ["/bin/sh", "-c", _SOURCE]
         if sudo and os.geteuid() != 0:
             argv = ["sudo", "-n", *argv]
         process = subprocess.Popen(
@@ -66,7 +74,7 @@ class LocalConnection(Connection):
             start_new_session=True,
         )
         lifeline.hold(process.pid)
-        _open_gate(process)
+        _open_gate(process, script)
         try:
             return self._follow(process, execution)
         finally:
@@ -138,14 +146,28 @@ def _pump(
     return reason
 
 
-def _open_gate(process: subprocess.Popen[bytes]) -> None:
-    """Let the step past `_GATE`."""
+def _open_gate(process: subprocess.Popen[bytes], script: str) -> None:
+    """Let the step past its gate, then hand it its script on stdin and close it."""
     assert process.stdin is not None
+    data = b"\n" + (_STDIN_FIRST + script + "\n").encode()
+    if len(data) <= _WRITE_INLINE:
+        _write_and_close(process.stdin, data)
+        return
+    # A long script may be read while its first commands fill the output pipes, which
+    # are only read once this returns: write it from a thread.
+    threading.Thread(target=_write_and_close, args=(process.stdin, data), daemon=True).start()
+
+
+def _write_and_close(stdin: Any, data: bytes) -> None:
     try:
-        os.write(process.stdin.fileno(), b"\n")
+        stdin.write(data)
+        stdin.flush()
     except OSError:
         pass  # it ended already (sudo refused...): its pipes tell the rest
-    process.stdin.close()
+    try:
+        stdin.close()
+    except OSError:
+        pass
 
 
 def _exit_status(returncode: int) -> int:

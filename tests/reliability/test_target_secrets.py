@@ -204,3 +204,25 @@ def test_output_equal_to_an_end_mark_cannot_end_the_step_even_knowing_the_token(
         assert conn.run("echo next", on_output=after).rc == 0  # the shell is still in step
         assert after.streams["stdout"] == b"next\n"
         assert re.fullmatch(rb"runner-[0-9a-f]{32}", marks[-1])
+
+
+@pytest.mark.parametrize("job_type", ["remote", "thread"])
+def test_no_process_on_the_controller_shows_a_local_steps_secret(cli, tmp_path, job_type):
+    """A host with `ansible_connection=local` (a `remote` job), and a thread job's `local:`
+    step: the controller is the target, and its `ps` shows every user the same."""
+    secret = _secret()
+    inventory = tmp_path / "local.ini"
+    inventory.write_text("here ansible_connection=local\n")
+    step, started, release = _waiting_step(tmp_path)
+    if job_type == "thread":
+        step["local"] = step.pop("run")
+    job = {"name": "j", "type": job_type, "targets": "here", "steps": [step]}
+    play = cli.playbook(json.dumps({"secrets": ["pw"], "vars": {"pw": secret}, "jobs": [job]}))
+    run = cli.start("run", play, "-i", str(inventory))
+    try:
+        seen = _scan_while_running(started, secret)
+    finally:
+        release.touch()
+        out, err = run.communicate(timeout=WAIT)
+    assert run.returncode == 0, out + err
+    assert seen == []
