@@ -27,7 +27,10 @@ _DOTTED_NUMBERS = re.compile(r"\d+(?:\.\d+){2,}")
 def parse_ini_value(text: str) -> Any:
     """An INI value as Ansible reads it: a Python literal if it is one, else the string."""
     if text.isdigit() and text.isascii() and (text[0] != "0" or len(text) == 1):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # past Python's 4300 digits: Ansible keeps the text
+            return text
     if _PLAIN_WORD.fullmatch(text) and text not in ("True", "False", "None"):
         return text
     if _DOTTED_NUMBERS.fullmatch(text):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from runner.errors import PatternError, TemplateError, UsageError
+from runner.errors import LocatedError, PatternError, TemplateError, UsageError
 from runner.guard import Redactor, confine_located, secret_values
 from runner.inventory import Inventory
 from runner.model import JobDef, Playbook, SessionDef, Step
@@ -87,11 +87,13 @@ class Plan:
         if not names:
             return Redactor()
         values = [v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])]
-        for host in dict.fromkeys(h for jp in self.jobs for h in jp.hosts):
-            variables = self.variables(host)
-            for name in names:
-                if name in variables:
-                    values.extend(secret_values(self.templar.render_native(variables.raw(name), variables)))
+        for jp in self.jobs:  # a job's own `vars:` may hold a secret too
+            for host in jp.hosts:
+                variables = self.variables(host, jp.job)
+                for name in names:
+                    if name in variables:
+                        value = self.templar.render_native(variables.raw(name), variables)
+                        values.extend(secret_values(value))
         return Redactor(values, active=True)
 
     def job(self, name: str) -> JobPlan:
@@ -239,7 +241,20 @@ def describe_step(action: str, args: Any) -> str:
 
 
 def render_plan(plan: Plan) -> list[PlannedStep]:
-    """Every job x host x step rendered as the executor will; raises TemplateError early."""
+    """Every job x host x step rendered as the executor will; raises TemplateError early,
+    its message masked: a template's error may quote a secret's value."""
+    try:
+        return _render_rows(plan)
+    except LocatedError as error:
+        try:
+            redact = plan.redactor
+        except LocatedError:
+            raise error from None  # a secret's own template failed: it has no value to show
+        error.message = redact(error.message)
+        raise
+
+
+def _render_rows(plan: Plan) -> list[PlannedStep]:
     rows: list[PlannedStep] = []
     templar = plan.templar
     for jp in plan.jobs:

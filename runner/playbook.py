@@ -51,6 +51,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
     _check_no_cycle(document, jobs)
     _check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ()))
     _check_templates(document)
+    _check_modes(document)
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
@@ -215,6 +216,20 @@ def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
             else:
                 continue
             raise document.error(message, _needs_path(document, index, position))
+
+
+def _check_modes(document: Document) -> None:
+    """A file mode written as a number (`mode: 644`) is read as octal digits: a digit 8
+    or 9 (`mode: 999`) cannot be one. The schema bounds the number; this its digits."""
+    for index, job in enumerate(document.data.get("jobs") or []):
+        for number, step in enumerate((job or {}).get("steps") or []):
+            for action in ("put", "template", "script"):
+                args = step.get(action) if isinstance(step, dict) else None
+                mode = args.get("mode") if isinstance(args, dict) else None
+                if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
+                    message = (f"{mode} is not an octal file mode: write it as a string "
+                               f"like '0644'")
+                    raise document.error(message, ("jobs", index, "steps", number, action, "mode"))
 
 
 def _check_kept_on_target(

@@ -26,7 +26,7 @@ from runner.errors import RunnerError, TemplateError
 from runner.model import Location
 
 _MARKERS = ("{{", "{%", "{#")
-_MAX_DEPTH = 20
+_MAX_DEPTH = 60  # variables rendering variables; each level costs ~15 Python frames
 # What one operation in a template may make: a string or list of this many items, an
 # integer of this many bits. Past them the render fails instead of filling the memory
 # (`'x' * 10**10`) or computing for hours (`10 ** 100000000`). `range` has the sandbox's own
@@ -150,7 +150,7 @@ class Variables(Mapping[str, Any]):
     def __init__(self, templar: Templar, *layers: Mapping[str, Any]) -> None:
         self._templar = templar
         self._layers = [layer for layer in layers if layer]
-        self._depth = 0
+        self._rendering: list[str] = []  # the variables being rendered, outermost first
 
     def _find(self, key: str) -> tuple[Any, bool]:
         for layer in reversed(self._layers):
@@ -167,13 +167,18 @@ class Variables(Mapping[str, Any]):
         value, render = self._find(key)
         if not render or not _needs_render(value):
             return value
-        if self._depth >= _MAX_DEPTH:
-            raise jinja2.TemplateError(f"variable '{key}' refers to itself")
-        self._depth += 1
+        if key in self._rendering:
+            chain = " -> ".join([*self._rendering[self._rendering.index(key):], key])
+            raise jinja2.TemplateError(f"variable '{key}' refers to itself ({chain})")
+        if len(self._rendering) >= _MAX_DEPTH:
+            raise jinja2.TemplateError(
+                f"variable '{key}': variables refer to each other more than {_MAX_DEPTH} deep"
+            )
+        self._rendering.append(key)
         try:
             return self._templar.render_value(value, self)
         finally:
-            self._depth -= 1
+            self._rendering.pop()
 
     def __contains__(self, key: object) -> bool:
         return any(key in layer for layer in self._layers) or key in self._templar.env.globals

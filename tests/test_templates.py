@@ -215,3 +215,39 @@ def test_target_output_in_a_log_has_its_control_characters_escaped(tmp_path):
     assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", proc.stdout), proc.stdout
     assert rb"localhost | red\x1b[31mX\x1b[0m cr\rback bell\x07 tab" + b"\tend\n" in proc.stdout
     assert b"localhost | next\n" in proc.stdout
+
+
+# -- variables that render variables --------------------------------------------------------
+
+
+def _chain(length: int) -> str:
+    """A playbook whose step reads v<length>, each vN built from v(N-1)."""
+    names = "".join(f"    v{n}: \"{{{{ v{n - 1} }}}}y\"\n" for n in range(1, length + 1))
+    return (f"name: p\nvars:\n    v0: x\n{names}jobs:\n  - name: a\n    targets: all\n"
+            f"    steps:\n      - run: echo {{{{ v{length} }}}}\n")
+
+
+def test_a_long_chain_of_variables_renders_and_a_loop_is_named(tmp_path):
+    hosts = write(tmp_path / "hosts", LOCAL)
+    proc = runner("plan", write(tmp_path / "p.yml", _chain(40)), "-i", hosts,
+                  home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    assert "x" + "y" * 40 in proc.stdout
+    loop = write(tmp_path / "loop.yml", """
+        vars: {a: "{{ b }}", b: "{{ a }}"}
+        jobs:
+          - name: a
+            targets: all
+            steps: [{run: "echo {{ a }}"}]
+        """)
+    proc = runner("plan", loop, "-i", hosts, home=tmp_path / "home")
+    assert proc.returncode == 4
+    assert "refers to itself (a -> b -> a)" in one_error_line(proc)
+
+
+def test_a_file_mode_with_the_digit_9_is_refused_by_validate(tmp_path):
+    playbook = write(tmp_path / "p.yml", _one_step("template: {src: p.yml, dest: out, mode: 999}"))
+    proc = runner("validate", playbook, home=tmp_path / "home")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    line = one_error_line(proc)
+    assert line.startswith(f"{playbook}:6:") and "jobs[0].steps[0].template.mode" in line

@@ -491,3 +491,35 @@ def test_a_link_planted_at_a_result_file_or_a_get_dest_is_not_written_through(wo
     fetched = work / "fetched.txt"
     assert not fetched.is_symlink()
     assert (fetched.read_text(), _mode(fetched)) == ("fetched\n", 0o600)
+
+
+def test_a_secret_in_a_jobs_vars_and_in_a_plan_time_error_is_masked(work):
+    play = write(work / "play.yml", """
+        secrets: [pw, jv]
+        vars: {pw: Hunter2Pass, d: {}}
+        jobs:
+          - name: j
+            targets: web1
+            vars: {jv: JobVarSecret}
+            steps: [{run: 'echo "jobvar {{ jv }}"'}]
+        """)
+    run = runner(work, "run", str(play), "-i", "hosts.yml", "-vv")
+    plan = runner(work, "plan", str(play), "-i", "hosts.yml", "--format", "json")
+    received = runner(work, "job", "receive", "1", "--keep")
+    assert run.returncode == 0, run.stderr
+    assert "jobvar ********" in received.stdout
+    for text in (run.stdout + run.stderr, plan.stdout, received.stdout):
+        assert "JobVarSecret" not in text
+    bad = write(work / "bad.yml", """
+        secrets: [pw]
+        vars: {pw: Hunter2Pass, d: {}}
+        jobs:
+          - name: k
+            targets: web1
+            steps: [{run: "echo {{ d[pw] }}"}]
+        """)
+    for command in ("plan", "run"):
+        proc = runner(work, command, str(bad), "-i", "hosts.yml")
+        assert proc.returncode == 4, proc.stderr
+        assert "Hunter2Pass" not in proc.stdout + proc.stderr
+        assert "********" in proc.stderr

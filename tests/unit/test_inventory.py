@@ -373,3 +373,10 @@ def test_adding_hosts_to_a_group_is_linear_and_keeps_order() -> None:
     inventory = builder.finish()
     assert _CountedName.comparisons < 10 * len(names)
     assert inventory.groups["web"].hosts == names
+
+
+def test_an_ini_value_of_5000_digits_is_kept_as_text_as_ansible_keeps_it(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(f"h ansible_connection=local x={'9' * 5000}\n")
+    inventory = load_inventory(str(path))
+    assert inventory.host_vars("h")["x"] == "9" * 5000
