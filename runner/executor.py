@@ -370,10 +370,11 @@ class Executor:
             report = self._run_child(jp, host, child, control)
         except ConnectError as exc:
             report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
-        except (RunnerError, OSError) as exc:
-            report = ChildReport("Failed", str(exc))
+        except (RunnerError, OSError) as exc:  # the recap counts it failed, as any failure
+            report = ChildReport("Failed", str(exc), counts={"failed": 1})
         except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
-            report = ChildReport("Failed", f"internal error: {type(exc).__name__}: {exc}")
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            report = ChildReport("Failed", reason, counts={"failed": 1})
         finally:
             if timer is not None:
                 timer.cancel()

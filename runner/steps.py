@@ -7,8 +7,11 @@ records the step's result in the store, and decides whether the child goes on.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import os
+import shlex
 import tempfile
 import threading
 import time
@@ -20,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.connections.local import LocalConnection
-from runner.errors import ConnectError, RunnerError, TemplateError
+from runner.connections.transfer import TargetFile, parse_probe, probe_script
+from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.guard import confine, secret_values
 from runner.model import Step
 from runner.output import LineBuffer
@@ -167,6 +171,9 @@ class StepRunner:
                 self._record(step, StepOutcome(STATUS_UNREACHABLE, error=exc.reason), started)
                 counts[STATUS_FAILED] += 1
                 return ChildReport("Failed", f"unreachable: {exc.reason}", True, counts)
+            except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its step, counted
+                outcome = StepOutcome(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+                self._emit_error(step, outcome.error or "")
             self._record(step, outcome, started)
             if step.register:
                 self.registered[step.register] = outcome.registered()
@@ -286,14 +293,10 @@ class StepRunner:
         try:
             if "dest" in args:
                 confine(str(step.args["dest"]), str(args["dest"]), f"{action} dest")
-            if action in ("put", "template") and (self.check or self.diff):
-                return self._write_with_diff(step, args, variables)
-            if action == "put":
-                self.conn.put(self._local_path(args["src"]), args["dest"], _mode(args.get("mode")))
-            elif action == "get":
+            if action in ("put", "template"):
+                return self._write_file(step, args, variables)
+            if action == "get":
                 self.conn.get(args["src"], str(self._local_path(args["dest"], create=True)))
-            elif action == "template":
-                self._template(args, variables, step)
         except (OSError, RunnerError) as exc:
             if isinstance(exc, ConnectError):
                 raise
@@ -315,36 +318,93 @@ class StepRunner:
         if handler is not None:
             handler(self.jp, self.host, step, self.redact(text))
 
-    def _write_with_diff(self, step: Step, args: dict[str, Any], variables: Any) -> StepOutcome:
-        """put/template under --diff or --check: compare with the target's file first;
-        show the unified diff (--diff), write only outside check mode."""
-        if step.action == "template":
-            content = self._render_template(args, variables, step).encode("utf-8")
-        else:
-            content = self._local_path(args["src"]).read_bytes()
-        before = self._remote_content(args["dest"])
-        changed = before != content
-        if self.diff and changed:
-            text = unified_diff(before, content, f"{self.host}:{args['dest']}")
-            if not step.no_log:
-                self.sink(self.child_id, self.host, step.index, "stdout", text)
-                self._notify("diff", step, text)
-        if self.check:
-            return StepOutcome(STATUS_CHANGED if changed else STATUS_OK,
-                               error="check mode: not written" if changed else None)
-        self._put_content(content, args)
-        return StepOutcome(STATUS_CHANGED, rc=0)
+    def _write_file(self, step: Step, args: dict[str, Any], variables: Any) -> StepOutcome:
+        """put/template: compare with what the target holds (its checksum and mode, asked
+        on the target) and write only what differs, so a file already as the step would
+        leave it is `ok`; --check stops before writing, --diff shows the content's diff."""
+        mode = _mode(args.get("mode"))
+        with self._source_file(step, args, variables) as source:
+            target = self._inspect(step, str(args["dest"]), source.name)
+            if isinstance(target, StepOutcome):
+                return target
+            with open(source, "rb") as reader:
+                digest = hashlib.file_digest(reader, "sha256").hexdigest()
+            content_changed = not target.exists or target.sha256 != digest
+            mode_changed = mode is not None and target.mode != mode
+            if self.diff and content_changed:
+                self._show_diff(step, source.read_bytes(), target)
+            if not content_changed and not mode_changed:
+                return StepOutcome(STATUS_OK, rc=0)
+            if self.check:
+                return StepOutcome(STATUS_CHANGED, error="check mode: not written")
+            if content_changed:
+                self.conn.put(source, args["dest"], mode)
+                return StepOutcome(STATUS_CHANGED, rc=0)
+        assert mode is not None
+        return self._chmod(step, target.path, mode)
 
-    def _put_content(self, content: bytes, args: dict[str, Any]) -> None:
-        """Upload `content` as the step's `src` would be (a directory `dest` receives it
-        under the source's name); staged in a private directory on the controller."""
+    @contextlib.contextmanager
+    def _source_file(self, step: Step, args: dict[str, Any], variables: Any) -> Iterator[Path]:
+        """The local file a put/template writes: put's `src`, or the rendered template
+        staged in a private directory under the source's name."""
+        if step.action == "put":
+            yield self._local_path(args["src"])
+            return
+        content = self._render_template(args, variables, step).encode("utf-8")
         with tempfile.TemporaryDirectory(prefix="runner-put-") as folder:
             staged = Path(folder) / Path(str(args["src"])).name
             staged.write_bytes(content)
-            self.conn.put(staged, args["dest"], _mode(args.get("mode")))
+            yield staged
+
+    def _inspect(self, step: Step, dest: str, source_name: str) -> TargetFile | StepOutcome:
+        """What `dest` holds on the target, asked with one small command; the step's
+        outcome instead when that command is stopped or times out."""
+        output: list[bytes] = []
+
+        def collect(stream: str, data: bytes) -> None:
+            if stream == "stdout":
+                output.append(data)
+
+        result = self.conn.run(
+            probe_script(dest, source_name), on_output=collect, timeout=step.timeout,
+            stop_event=self.control.event,
+        )
+        if result.interrupted:
+            return self._interrupted(step, result)
+        text = b"".join(output).decode("utf-8", "replace")
+        found = parse_probe(dest, source_name, text) if result.rc == 0 else None
+        if found is None:
+            raise StepError(f"cannot inspect {dest} on the target (exit status {result.rc})")
+        return found
+
+    def _chmod(self, step: Step, path: str, mode: int) -> StepOutcome:
+        """Give a file whose content is already right the step's mode."""
+        result = self.conn.run(
+            f"chmod {mode:o} -- {shlex.quote(path)}", on_output=lambda *_: None,
+            timeout=step.timeout, stop_event=self.control.event,
+        )
+        if result.interrupted:
+            return self._interrupted(step, result)
+        if result.rc != 0:
+            raise StepError(f"cannot set the mode of {path} (exit status {result.rc})")
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
+    @staticmethod
+    def _interrupted(step: Step, result: Any) -> StepOutcome:
+        if result.timed_out:
+            return StepOutcome(STATUS_TIMEDOUT, error=f"timed out after {step.timeout:g} s")
+        return StepOutcome(STATUS_STOPPED)
+
+    def _show_diff(self, step: Step, content: bytes, target: TargetFile) -> None:
+        """Print (and keep in the job's output) the diff from the target's file."""
+        before = self._remote_content(target.path) if target.exists else b""
+        text = unified_diff(before, content, f"{self.host}:{target.path}")
+        if not step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", text)
+            self._notify("diff", step, text)
 
     def _remote_content(self, path: str) -> bytes:
-        """The target's file at `path`, or b"" when there is none (a new file)."""
+        """The target's file at `path`, or b"" when it cannot be read."""
         fd, local = tempfile.mkstemp(prefix=".runner-diff-")
         os.close(fd)
         try:
@@ -364,10 +424,6 @@ class StepRunner:
         except OSError as exc:
             raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
         return str(self.templar.render(text, variables, step.where))
-
-    def _template(self, args: dict[str, Any], variables: Any, step: Step) -> None:
-        rendered = self._render_template(args, variables, step)
-        self._put_content(rendered.encode("utf-8"), args)
 
     def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
         path, _, rest = text.strip().partition(" ")

@@ -65,9 +65,12 @@ class FleetHost:
 class Fleet:
     """N sshd daemons on 127.0.0.2.. sharing one free high port and one client key."""
 
-    def __init__(self, count: int = 5, prefix: str = "host") -> None:
+    def __init__(
+        self, count: int = 5, prefix: str = "host", sftp: str | None = "internal-sftp"
+    ) -> None:
         self.count = count
         self.prefix = prefix
+        self.sftp = sftp  # the SFTP subsystem's command; None: none, as on some hardened servers
         self.root: Path | None = None
         self.port = 0
         self.client_key = Path()
@@ -225,7 +228,7 @@ class Fleet:
                 "MaxSessions 64",
                 "MaxStartups 200:30:400",
                 "SetEnv SHLVL=1",
-                "Subsystem sftp internal-sftp",
+                *([f"Subsystem sftp {self.sftp}"] if self.sftp else []),
                 "LogLevel ERROR",
                 "",
             ]

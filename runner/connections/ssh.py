@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.connections.base import (
@@ -39,7 +40,7 @@ from runner.connections.base import (
 )
 from runner.connections.sshstack import load
 from runner.connections.stepshell import Boundary, StepShell
-from runner.connections.transfer import sftp_get, sftp_put
+from runner.connections.transfer import exec_get, exec_put, sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
 from runner.knownhosts import AcceptNewPolicy, KnownHosts
 
@@ -148,6 +149,8 @@ class SSHConnection(Connection):
         self.keepalive = keepalive
         self._fabric: fabric.Connection | None = None
         self._lock = threading.Lock()  # opening, closing and SFTP are one at a time
+        self._no_sftp = False  # the server refused the SFTP subsystem once: use exec channels
+        self._sftp_client: paramiko.SFTPClient | None = None
         # Steps run in one long-lived shell on the target (runner.connections.stepshell)
         # unless it is refused, busy, or the step needs sudo: then on an exec channel.
         self.step_shell = step_shell
@@ -388,11 +391,56 @@ class SSHConnection(Connection):
 
     def put(self, local_path: str | Path, remote_path: str, mode: int | None = None) -> None:
         with self._lock:
-            sftp_put(self._open_fabric().sftp(), str(local_path), remote_path, mode)
+            if self._over_sftp(lambda sftp: sftp_put(sftp, str(local_path), remote_path, mode)):
+                return
+        exec_put(self._channel, str(local_path), remote_path, mode)
 
     def get(self, remote_path: str, local_path: str | Path) -> None:
         with self._lock:
-            sftp_get(self._open_fabric().sftp(), remote_path, local_path)
+            if self._over_sftp(lambda sftp: sftp_get(sftp, remote_path, local_path)):
+                return
+        exec_get(self._channel, remote_path, local_path)
+
+    def _over_sftp(self, transfer: Callable[[paramiko.SFTPClient], None]) -> bool:
+        """Run `transfer` on the connection's SFTP session; False (nothing done) when the
+        server has no SFTP subsystem. The session ending under it (its server process
+        killed) fails the step as an OSError, and the next transfer opens a new one."""
+        try:
+            sftp = self._sftp()
+            if sftp is None:
+                return False
+            transfer(sftp)
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            client, self._sftp_client = self._sftp_client, None
+            if isinstance(error, OSError) and client and not client.get_channel().closed:
+                self._sftp_client = client  # a file's own error (no such file...): as it is
+                raise
+            self._transport()  # the whole connection lost: unreachable
+            reason = str(error) or type(error).__name__
+            raise OSError(errno.EIO, f"the SFTP session ended: {reason}") from error
+        return True
+
+    def _sftp(self) -> paramiko.SFTPClient | None:
+        """The connection's SFTP session, opened again when the last one ended; None when
+        the server refuses the SFTP subsystem (remembered for the connection's life)."""
+        if self._no_sftp:
+            return None
+        transport = self._transport()
+        client = self._sftp_client
+        if client is not None:
+            channel = client.get_channel()
+            if channel.get_transport() is transport and not channel.closed:
+                return client
+        channel = self._channel()
+        try:
+            channel.invoke_subsystem("sftp")
+        except paramiko.SSHException:
+            channel.close()
+            self._transport()  # a connection lost meanwhile is that, not a missing subsystem
+            self._no_sftp = True
+            return None
+        self._sftp_client = paramiko.SFTPClient(channel)
+        return self._sftp_client
 
     def _open_fabric(self) -> fabric.Connection:
         self._transport()

@@ -9,21 +9,31 @@ Modes follow Ansible's `copy`: a given mode is the file's from its creation on; 
 one, an existing regular file keeps its mode (and, where allowed, its owner and group)
 and a new file gets the default mode of the umask. Fetched files are always 0600.
 An existing directory as destination receives the file under the source's base name.
+
+A server without an SFTP subsystem gets the same over an exec channel (`exec_put`,
+`exec_get`): the bytes go through the channel's stdin or stdout, which SSH carries
+unaltered, and a short /bin/sh script does the temporary name, mode and rename.
+`probe_script` asks a target what a destination holds (its checksum and mode) so that a
+step writes only what differs.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
+import shlex
 import shutil
 import stat
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 FETCHED_MODE = 0o600
 _TEMP_PREFIX = ".runner-put-"
+_CHUNK = 65536
 
 
 def into_directory(dest: Path, source_name: str, follow: bool = False) -> Path:
@@ -103,6 +113,151 @@ def sftp_get(sftp: Any, remote_path: str, local_path: str | Path) -> None:
     """Download over SFTP into a 0600 file that replaces `local_path` whole."""
     dest = into_directory(Path(local_path), remote_path)
     replace_local(dest, lambda writer: sftp.getfo(remote_path, writer), FETCHED_MODE)
+
+
+# -- without SFTP: the same rules over an exec channel ------------------------------------
+
+# Shell text shared by the scripts below: `d` becomes the file a put writes (inside `d`
+# when it is a directory, a link to one included), `st FORMAT` prints its status.
+_RESOLVE = (
+    '[ -d "$d" ] && d="${d%/}/$n"\n'
+    'st() { stat -c "$1" -- "$d" 2>/dev/null || stat -f "$2" -- "$d" 2>/dev/null; }\n'
+)
+
+# A put: a 0700 directory beside the file (as `sftp_put`), the file inside given its
+# owner and final mode before any byte, the bytes from stdin, counted, then renamed over.
+_PUT = _RESOLVE + (
+    'case $d in */*) f="${d%/*}/";; *) f=;; esac\n'
+    'f="$f$tmp"\n'
+    't="$f/file" u=$(umask) o=\n'
+    'umask 077\n'
+    'if [ -z "$m" ] && [ -f "$d" ] && [ ! -h "$d" ]; then m=$(st %a %Lp) o=$(st %u:%g %u:%g); fi\n'
+    '[ -n "$m" ] || m=$(printf %o $((0666 & ~0$u)))\n'
+    'mkdir "$f" || exit 1\n'
+    "trap 'rm -f \"$t\"; rmdir \"$f\"' EXIT\n"
+    "trap 'exit 1' HUP INT TERM PIPE\n"
+    ': > "$t" || exit 1\n'
+    '[ -z "$o" ] || chown "$o" "$t" 2>/dev/null\n'
+    'chmod "$m" "$t" && cat > "$t" || exit 1\n'
+    'c=$(wc -c < "$t") && [ $c -eq "$size" ] || '
+    '{ echo "received ${c:-no} of $size bytes" >&2; exit 1; }\n'
+    'mv -f "$t" "$d"\n'
+)
+
+# What a put would replace: "into" or "at" (was dest a directory), then "none" or
+# "file MODE SHA256" for a regular file there ("-" for what the target cannot tell).
+_PROBE = _RESOLVE + (
+    '[ "$d" = "$g" ] && echo at || echo into\n'
+    '{ [ -f "$d" ] && [ ! -h "$d" ]; } || { echo none; exit 0; }\n'
+    'h=$(sha256sum < "$d" 2>/dev/null || shasum -a 256 < "$d" 2>/dev/null'
+    ' || openssl dgst -sha256 -r < "$d" 2>/dev/null) && h=${h%% *} || h=\n'
+    'm=$(st %a %Lp)\n'
+    'echo "file ${m:--} ${h:--}"\n'
+)
+
+
+@dataclass(frozen=True)
+class TargetFile:
+    """What a put to a destination would replace: the path it writes (the destination,
+    or the file under the source's name inside it) and the regular file found there."""
+
+    path: str
+    exists: bool  # a regular file (not a link, not a directory) is at `path`
+    mode: int | None = None  # None: no file, or the target's `stat` could not say
+    sha256: str | None = None  # None: no file, or no checksum tool on the target
+
+
+def probe_script(dest: str, source_name: str) -> str:
+    """A /bin/sh script printing what `dest` holds for a put of `source_name`: run it with
+    a connection's `run` and give its output to `parse_probe`."""
+    name = posixpath.basename(source_name)
+    return f"d={shlex.quote(dest)} n={shlex.quote(name)}; g=$d\n{_PROBE}"
+
+
+def parse_probe(dest: str, source_name: str, output: str) -> TargetFile | None:
+    """`probe_script`'s output as a `TargetFile`; None when it is not that script's."""
+    lines = output.split("\n")
+    if len(lines) < 2 or lines[0] not in ("at", "into"):
+        return None
+    path = dest if lines[0] == "at" else posixpath.join(dest, posixpath.basename(source_name))
+    fields = lines[1].split()
+    if fields == ["none"]:
+        return TargetFile(path, exists=False)
+    if len(fields) != 3 or fields[0] != "file":
+        return None
+    mode = int(fields[1], 8) if fields[1].isdigit() else None
+    digest = fields[2] if len(fields[2]) == 64 else None
+    return TargetFile(path, exists=True, mode=mode, sha256=digest)
+
+
+def exec_put(
+    open_channel: Callable[[], Any], local_path: str, remote_path: str, mode: int | None
+) -> None:
+    """Upload over an exec channel as `sftp_put` does over SFTP (same names, modes and
+    rename); a transfer cut short leaves the destination as it was."""
+    values = {
+        "d": remote_path,
+        "n": posixpath.basename(local_path),
+        "m": "" if mode is None else f"{mode:o}",
+        "tmp": f"{_TEMP_PREFIX}{uuid.uuid4().hex}",
+        "size": str(os.path.getsize(local_path)),
+    }
+    with open(local_path, "rb") as reader:
+        _exec(open_channel, _assign(values) + _PUT, f"cannot write {remote_path}", reader)
+
+
+def exec_get(open_channel: Callable[[], Any], remote_path: str, local_path: str | Path) -> None:
+    """Download over an exec channel into a 0600 file that replaces `local_path` whole."""
+    dest = into_directory(Path(local_path), remote_path)
+    script = f"exec cat -- {shlex.quote(remote_path)}"
+
+    def fill(writer: IO[bytes]) -> None:
+        _exec(open_channel, script, f"cannot read {remote_path}", sink=writer)
+
+    replace_local(dest, fill, FETCHED_MODE)
+
+
+def _assign(values: dict[str, str]) -> str:
+    return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def _exec(
+    open_channel: Callable[[], Any],
+    script: str,
+    failure: str,
+    source: IO[bytes] | None = None,
+    sink: IO[bytes] | None = None,
+) -> None:
+    """Run `script` under /bin/sh on a new channel, `source` as its stdin and its stdout
+    into `sink`; OSError naming `failure` and the script's last error line unless it
+    exits 0 (a channel that closes without a status is a failure too)."""
+    channel = open_channel()
+    try:
+        channel.exec_command(f"exec /bin/sh -c {shlex.quote(script)}")
+        _send(channel, source)
+        while data := channel.recv(_CHUNK):
+            if sink is not None:
+                sink.write(data)
+        errors = b""
+        while data := channel.recv_stderr(_CHUNK):
+            errors = (errors + data)[-4096:]
+        rc = channel.recv_exit_status()
+    finally:
+        channel.close()
+    if rc != 0:
+        lines = errors.decode("utf-8", "replace").strip().splitlines()
+        raise OSError(errno.EIO, f"{failure}: {lines[-1] if lines else f'exit status {rc}'}")
+
+
+def _send(channel: Any, source: IO[bytes] | None) -> None:
+    """Write `source` to the channel's stdin, then end it. A script that stopped reading
+    (it failed early) closes the channel: its status says why, so sending just stops."""
+    try:
+        while source is not None and (chunk := source.read(_CHUNK)):
+            channel.sendall(chunk)
+        channel.shutdown_write()
+    except OSError:
+        pass
 
 
 def default_file_mode() -> int:
