@@ -416,7 +416,8 @@ class InventoryBuilder:
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """Read an INI or YAML inventory file, or a directory of them, as ansible-core does."""
+    """Read an INI or YAML inventory file, or a directory of them, as ansible-core does;
+    a string with a comma that is no existing path is a list of hosts (`-i 'a,b:2222,'`)."""
     source = os.path.abspath(os.fspath(path))
     builder = InventoryBuilder()
     if os.path.isdir(source):
@@ -425,6 +426,9 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     elif os.path.exists(source):
         _load_file(builder, source)
         builder.vars_dirs.append(os.path.dirname(source))
+    elif "," in os.fspath(path):
+        source = os.fspath(path)
+        _load_host_list(builder, source)
     else:
         raise InventoryError("inventory file not found", file=os.fspath(path))
     builder.source, builder.line = source, None
@@ -441,6 +445,22 @@ def implicit_localhost() -> Inventory:
         {"ansible_connection": "local", "inventory_file": None, "inventory_dir": None}
     )
     return builder.finish()
+
+
+def _load_host_list(builder: InventoryBuilder, host_list: str) -> None:
+    """Ansible's `host_list` plugin: comma-separated hosts, each with an optional `:port`
+    (no ranges), all in `ungrouped`; no group_vars/ or host_vars/ beside it."""
+    builder.source = host_list
+    for entry in host_list.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            name, port = parse_address(entry)
+        except ValueError:
+            name, port = entry, None
+        if name not in builder.hosts:
+            builder.add_host(name, "ungrouped", port)
 
 
 def _load_dir(builder: InventoryBuilder, directory: str) -> None:
