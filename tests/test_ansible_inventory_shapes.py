@@ -119,7 +119,9 @@ def test_groups_are_named_as_ansible_names_them(ansible_env: dict[str, str], nam
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     ours = load_inventory(HERE / name)
-    theirs = {k for k, v in listed.items() if k != "_meta" and (v.get("hosts") or v.get("children"))}
+    theirs = {
+        k for k, v in listed.items() if k != "_meta" and (v.get("hosts") or v.get("children"))
+    }
     assert {k for k, g in ours.groups.items() if g.hosts or g.children} == theirs
     for group in theirs:
         if group != "all":  # ansible-inventory lists the hosts of `all` under their groups

@@ -351,8 +351,8 @@ class SSHConnection(Connection):
         try:
             # The step reads /dev/null; the channel's input stays open for its watcher.
             channel.exec_command(self._wrap(script, sudo))
-            if become is not None and become[1]:
-                channel.sendall(become[1])
+            if become is not None and become[2]:
+                channel.sendall(become[2])
             return pump.run(execution.deadline)
         except BaseException:
             pump.abort()
@@ -416,7 +416,7 @@ class SSHConnection(Connection):
         inner = shlex.quote(_with_pgid_line(script))
         become = self._become(sudo)
         if become is not None:
-            return f"{become[0]} /bin/sh -c {shlex.quote(_under_setsid(inner))}"
+            return f"{become[0]}exec {become[1]} /bin/sh -c {shlex.quote(_under_setsid(inner))}"
         fallback = _under_setsid('"$c"')
         return (  # POSIX syntax, builtins only until the exec: the login shell runs it
             f"c={inner}; "
@@ -424,9 +424,10 @@ class SSHConnection(Connection):
             f'[ "$3" = $$ ] && {{ {_WATCH_LEADER} exec /bin/sh -c "$c" 4<&-; }}; {fallback}'
         )
 
-    def _become(self, sudo: bool) -> tuple[str, bytes] | None:
-        """How a step asks for sudo here: the command line before `/bin/sh -c ...`, and
-        what to send on the channel's input first; None to run as the login user.
+    def _become(self, sudo: bool) -> tuple[str, str, bytes] | None:
+        """How a step asks for sudo here: shell text to run first, the sudo command to put
+        before `/bin/sh -c ...`, and what to send on the channel's input first; None to
+        run as the login user.
 
         A step's `sudo: true`, or the inventory's `ansible_become` for every step, asks
         for `ansible_become_user` (root by default); nothing to ask when logged in as
@@ -439,22 +440,25 @@ class SSHConnection(Connection):
             return None
         target = f"-u {shlex.quote(self.become_user)}"
         if not self.become_password:
-            return f"exec sudo -n {target}", b""
-        line = self.become_password.encode() + b"\n"
+            return "", f"sudo -n {target}", b""
         return (
             "IFS= read -r RUNNER_BECOME_PASS && export RUNNER_BECOME_PASS && "
-            f"SUDO_ASKPASS=$(command -v printenv) exec sudo -A -p RUNNER_BECOME_PASS {target}",
-            line,
+            "SUDO_ASKPASS=$(command -v printenv) && export SUDO_ASKPASS && ",
+            f"sudo -A -p RUNNER_BECOME_PASS {target}",
+            self.become_password.encode() + b"\n",
         )
 
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
         script = kill_script(pgid, grace)
         command = f"/bin/sh -c {shlex.quote(script)}"
-        if self.user != "root":
-            command = f"sudo -n {command} 2>/dev/null || {command}"
+        become = self._become(True)  # the step's group may be its become user's
+        if become is not None:
+            command = f"{become[0]}{become[1]} {command} 2>/dev/null || {command}"
         channel = self._channel()
         try:
             channel.exec_command(f"exec /bin/sh -c {shlex.quote(command)}")
+            if become is not None and become[2]:
+                channel.sendall(become[2])
             if not channel.status_event.wait(grace + self.connect_timeout):
                 raise ConnectError(self.host, f"no answer while ending process group {pgid}")
         finally:

@@ -12,14 +12,16 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import wait_until
 
-from tests.fleet import Fleet, sshd_available
+from tests.fleet import Fleet, live_processes, sshd_available
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 NEEDS = (os.geteuid() == 0 and shutil.which("useradd") and shutil.which("sudo")
@@ -116,6 +118,8 @@ def test_become_with_a_password(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.splitlines()[0] == expected
     assert PASSWORD not in out  # never on a command line the step's processes can see
+    for store in cli.home.glob("jobs.db*"):
+        assert PASSWORD.encode() not in store.read_bytes(), store
 
 
 def test_become_with_a_wrong_password_fails_the_step(
@@ -133,7 +137,8 @@ def test_become_with_a_wrong_password_fails_the_step(
 def test_inventory_passwords_are_masked_in_the_plan(cli: Any, tmp_path: Path) -> None:
     inventory = tmp_path / "hosts"
     inventory.write_text(f"h1 ansible_become_password={PASSWORD} ansible_password={PASSWORD}x\n")
-    play = cli.playbook("jobs: [{name: j, targets: all, steps: [run: 'echo {{ ansible_become_password }} {{ ansible_password }}']}]")
+    step = "echo {{ ansible_become_password }} {{ ansible_password }}"
+    play = cli.playbook(f"jobs: [{{name: j, targets: all, steps: [run: '{step}']}}]")
     proc = cli("plan", play, "-i", str(inventory), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert PASSWORD not in proc.stdout
@@ -207,3 +212,33 @@ def test_unused_ansible_variables_are_named_once(cli: Any, tmp_path: Path) -> No
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)["jobs"]
     assert listed.stderr.count("ansible_python_interpreter") == 1
+
+
+def test_a_become_step_is_ended_by_kill_process_group(
+    hosts: Fleet, user: str, tmp_path: Path
+) -> None:
+    """Stop and timeout end a step's group through `kill_process_group`: for a group run
+    as root through a sudo password, the kill asks sudo the same way the step did (a
+    `sudo -n` would be refused and the step would run on)."""
+    from runner.connections.ssh import SSHConnection
+
+    marker = "sleep 3" + uuid.uuid4().hex[:6].translate(str.maketrans("abcdef", "123456"))
+    _, address, port = hosts.hosts[0]
+    conn = SSHConnection(
+        "pw1", address, port, user=user, password=PASSWORD, become=True,
+        become_password=PASSWORD, known_hosts=tmp_path / "known_hosts", step_shell=False,
+    )
+    started: list[int] = []
+    results: list[Any] = []
+    with conn:
+        worker = threading.Thread(
+            target=lambda: results.append(
+                conn.run(marker, on_output=lambda *_: None, on_start=started.append)
+            )
+        )
+        worker.start()
+        wait_until(lambda: started and live_processes(marker), what="the step started")
+        conn.kill_process_group(started[0], grace=0)
+        wait_until(lambda: results, timeout=30, what="the step ended by the kill")
+        worker.join()
+    assert not live_processes(marker)
