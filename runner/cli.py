@@ -139,7 +139,10 @@ def plan_sources(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_plan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--inventory", help="inventory file or directory (Ansible INI or YAML)")
+    p.add_argument(
+        "-i", "--inventory",
+        help="inventory file or directory (Ansible INI or YAML), or hosts: 'h1,h2:2222,'",
+    )
     p.add_argument("-l", "--limit", help="further limit the hosts to a pattern (or @retry-file)")
     p.add_argument(
         "-e", "--extra-vars", action="append", default=[], metavar="KEY=VAL|@FILE",
@@ -171,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("inventory", help="show the hosts and groups a pattern selects")
-    p.add_argument("-i", "--inventory", help="inventory file or directory")
+    p.add_argument("-i", "--inventory", help="inventory file or directory, or 'h1,h2,'")
     p.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
     p.add_argument("-l", "--limit", help="further limit the hosts to a pattern")
     p.add_argument("--format", choices=["text", "json"], default="text")

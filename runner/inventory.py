@@ -26,6 +26,14 @@ from typing import Any
 
 import yaml
 
+from runner.connvars import (
+    SECRET_VARS,
+    HostConnection,
+    first,
+    inventory_warnings,
+    login_and_become,
+    yes_no,
+)
 from runner.errors import InventoryError
 from runner.hostnames import (
     check_connection,
@@ -88,19 +96,6 @@ class Group:
     parents: list[str] = field(default_factory=list)
     priority: int = 1
     depth: int = 0
-
-
-@dataclass(frozen=True)
-class HostConnection:
-    """How to reach a host, from its ansible_* connection variables (values unrendered)."""
-
-    name: str
-    address: str
-    port: int
-    user: str | None
-    key_file: str | None
-    connection: str
-    step_shell: bool = True  # `runner_step_shell`: steps in one shell per connection
 
 
 class Inventory:
@@ -201,49 +196,46 @@ class Inventory:
         return layer
 
     def connection(self, name: str) -> HostConnection:
-        """How to connect to a host, from ansible_host/port/user/key file/connection.
+        """How to connect to a host, from ansible_host/port/user/key file/connection, its
+        password, become and jump host variables (`runner.connvars`).
 
         Every value is checked again here, whatever source it came from: nothing that
         connects gets a name that could run a command."""
         merged = self.host_vars(name)
-        port = _first(merged, "ansible_port", "ansible_ssh_port")
-        address = _first(merged, "ansible_host", "ansible_ssh_host") or name
+        port = first(merged, "ansible_port", "ansible_ssh_port")
+        address = first(merged, "ansible_host", "ansible_ssh_host") or name
         try:
             return HostConnection(
                 name=name,
                 address=check_hostname(address),
                 port=22 if port is None else check_port(port),
-                user=_optional_str(_first(merged, "ansible_user", "ansible_ssh_user")),
+                user=_optional_str(first(merged, "ansible_user", "ansible_ssh_user")),
                 key_file=_optional_str(
-                    _first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
+                    first(merged, "ansible_ssh_private_key_file", "ansible_private_key_file")
                 ),
                 connection=check_connection(merged.get("ansible_connection") or "ssh"),
-                step_shell=_yes_no(merged, "runner_step_shell", name),
+                step_shell=yes_no(merged.get("runner_step_shell"), "runner_step_shell", True),
+                **login_and_become(merged),
             )
         except ValueError as exc:
             raise InventoryError(str(exc), path=repr(name)) from None
 
+    def warnings(self) -> list[str]:
+        """One line per `ansible_*` variable (or ssh option) of the inventory that runner
+        does not use: said once per name, not once per host."""
+        return inventory_warnings(self._mappings())
 
-def _first(values: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if values.get(key) is not None:
-            return values[key]
-    return None
+    def secrets(self) -> list[str]:
+        """Every password the inventory holds (`ansible_password`, `ansible_become_pass`...),
+        for masking wherever a value is shown."""
+        found = (m.get(key) for m in self._mappings() for key in SECRET_VARS)
+        return list(dict.fromkeys(str(value) for value in found if value is not None))
 
-
-_YES = ("true", "yes", "on", "1")
-_NO = ("false", "no", "off", "0")
-
-
-def _yes_no(values: dict[str, Any], key: str, host: str) -> bool:
-    """A yes/no variable (true by default); an INI file gives it as a string."""
-    value = values.get(key, True)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _YES or text in _NO:
-        return text in _YES
-    raise InventoryError(f"{key} must be true or false, not {value!r}", path=host)
+    def _mappings(self) -> list[dict[str, Any]]:
+        mappings = [g.vars for g in self.groups.values()] + [h.vars for h in self.hosts.values()]
+        for files in self._vars_files:
+            mappings.extend(files.loaded())
+        return mappings
 
 
 def _optional_str(value: Any) -> str | None:
@@ -416,7 +408,8 @@ class InventoryBuilder:
 
 
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """Read an INI or YAML inventory file, or a directory of them, as ansible-core does."""
+    """Read an INI or YAML inventory file, or a directory of them, as ansible-core does;
+    a string with a comma that is no existing path is a list of hosts (`-i 'a,b:2222,'`)."""
     source = os.path.abspath(os.fspath(path))
     builder = InventoryBuilder()
     if os.path.isdir(source):
@@ -425,6 +418,9 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     elif os.path.exists(source):
         _load_file(builder, source)
         builder.vars_dirs.append(os.path.dirname(source))
+    elif "," in os.fspath(path):
+        source = os.fspath(path)
+        _load_host_list(builder, source)
     else:
         raise InventoryError("inventory file not found", file=os.fspath(path))
     builder.source, builder.line = source, None
@@ -441,6 +437,22 @@ def implicit_localhost() -> Inventory:
         {"ansible_connection": "local", "inventory_file": None, "inventory_dir": None}
     )
     return builder.finish()
+
+
+def _load_host_list(builder: InventoryBuilder, host_list: str) -> None:
+    """Ansible's `host_list` plugin: comma-separated hosts, each with an optional `:port`
+    (no ranges), all in `ungrouped`; no group_vars/ or host_vars/ beside it."""
+    builder.source = host_list
+    for entry in host_list.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            name, port = parse_address(entry)
+        except ValueError:
+            name, port = entry, None
+        if name not in builder.hosts:
+            builder.add_host(name, "ungrouped", port)
 
 
 def _load_dir(builder: InventoryBuilder, directory: str) -> None:

@@ -17,7 +17,6 @@ from runner.hostnames import expand_host_pattern
 if TYPE_CHECKING:
     from runner.inventory import InventoryBuilder
 
-_INVALID_GROUP_CHARS = re.compile(r"^[\d\W]|[^\w]")
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:\#.*)?$")
 _PLAIN_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -86,7 +85,9 @@ class IniParser:
         self._check_pending()
 
     def _section(self, match: re.Match[str]) -> tuple[str, str]:
-        name = _INVALID_GROUP_CHARS.sub("_", match.group(1))
+        # ansible-core's default (TRANSFORM_INVALID_GROUP_CHARS=never) keeps `a-b` as is,
+        # in headers as in `:children` lines and patterns.
+        name = match.group(1)
         state = match.group(2) or "hosts"
         if state not in ("hosts", "children", "vars"):
             raise self.b.error(f"section [{match.group(1)}:{state}] has unknown type {state!r}")

@@ -35,6 +35,10 @@ class VarsFiles:
     def host(self, name: str) -> dict[str, Any]:
         return self._load("host_vars", name)
 
+    def loaded(self) -> list[dict[str, Any]]:
+        """The variables of every file read so far (all of them once `preload` ran)."""
+        return list(self._cache.values())
+
     def preload(self, groups: Iterable[str], hosts: Iterable[str]) -> None:
         """Read now every file that belongs to one of `groups` or `hosts`: one listing of
         each directory, so 100,000 hosts without host_vars cost no file look-ups."""

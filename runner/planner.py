@@ -84,9 +84,11 @@ class Plan:
     def redactor(self) -> Redactor:
         """Masks the values of the playbook's `secrets:` variables, for every host."""
         names = self.playbook.secrets
-        if not names:
+        passwords = [v for p in self.inventory.secrets() for v in secret_values(p)]
+        if not names and not passwords:
             return Redactor()
         values = [v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])]
+        values += passwords
         for jp in self.jobs:  # a job's own `vars:` may hold a secret too
             for host in jp.hosts:
                 variables = self.variables(host, jp.job)
@@ -185,7 +187,7 @@ def build_plan(
     """Resolve hosts and tags for every job. Pure: reads nothing but its arguments."""
     only, skip = _as_set(tags), _as_set(skip_tags)
     jobs: list[JobPlan] = []
-    warnings: list[str] = []
+    warnings: list[str] = inventory.warnings()  # ansible_* variables runner does not use
     started = start_at_job is None
     for job in playbook.jobs:
         started = started or job.name == start_at_job

@@ -18,6 +18,8 @@ from runner.connections.local import LocalConnection
 from runner.errors import ConnectError
 from runner.planner import JobPlan, Plan
 
+SECRET_KEYS = ("password", "become_password")
+
 
 class SessionPool:
     """Opens, shares and closes the connections of one run."""
@@ -64,12 +66,15 @@ class SessionPool:
         return conn
 
     def spec(self, host: str, session: Any = None) -> dict[str, Any]:
-        """How to reach `host`, as data: kept on jobs so a later invocation can reconnect."""
-        return connection_spec(self.plan, host, session, self.options.connect_timeout)
+        """How to reach `host`, as data: kept on jobs so a later invocation can reconnect.
+        Without its passwords: the job store keeps no secret."""
+        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
+        return {k: v for k, v in spec.items() if k not in SECRET_KEYS}
 
     def connect(self, host: str, session: Any = None) -> Connection:
         """A new, open connection to `host` as the inventory (and session) describe it."""
-        return open_connection(host, self.spec(host, session), self.options.known_hosts)
+        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
+        return open_connection(host, spec, self.options.known_hosts)
 
     def acquire(self, jp: JobPlan, host: str) -> Connection:
         """The session's connection to `host` (opened once), or a temporary one."""
@@ -139,6 +144,26 @@ def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float)
         "key_file": info.key_file or config.get("key_file"),
         "connect_timeout": connect_timeout,
         "step_shell": info.step_shell,
+        "password": info.password,
+        "become": info.become,
+        "become_user": info.become_user,
+        "become_password": info.become_password,
+        "jump": [_hop(hop, info) for hop in info.jump],
+        "proxy_command": info.proxy_command,
+    }
+
+
+def _hop(hop: Any, target: Any) -> dict[str, Any]:
+    """A jump host as ssh would reach it: what `-J` says, then ~/.ssh/config, then the
+    target's user and key (a bastion usually takes the same key)."""
+    from runner.connections.sshconfig import lookup
+
+    config = lookup(hop.address)
+    return {
+        "address": config.get("address", hop.address),
+        "port": hop.port or config.get("port", 22),
+        "user": hop.user or config.get("user") or target.user or getpass.getuser(),
+        "key_file": config.get("key_file") or target.key_file,
     }
 
 
@@ -158,6 +183,12 @@ def open_connection(host: str, spec: dict[str, Any], known_hosts: Any = None) ->
             connect_timeout=spec["connect_timeout"],
             known_hosts=known_hosts,
             step_shell=spec.get("step_shell", True),
+            password=spec.get("password"),
+            become=spec.get("become", False),
+            become_user=spec.get("become_user"),
+            become_password=spec.get("become_password"),
+            jump=spec.get("jump") or (),
+            proxy_command=spec.get("proxy_command"),
         )
     conn.open()
     return conn

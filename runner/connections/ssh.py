@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import secrets
 import select
 import shlex
@@ -22,8 +23,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from runner.connections.base import (
     KILL_GRACE,
@@ -138,6 +140,12 @@ class SSHConnection(Connection):
         known_hosts: Path | None = None,
         keepalive: int = 15,
         step_shell: bool = True,
+        password: str | None = None,
+        become: bool = False,
+        become_user: str | None = None,
+        become_password: str | None = None,
+        jump: Sequence[dict[str, Any]] = (),
+        proxy_command: str | None = None,
     ) -> None:
         super().__init__(host)
         self.address = address
@@ -156,6 +164,12 @@ class SSHConnection(Connection):
         self.step_shell = step_shell
         self._shell: StepShell | None = None
         self._shell_lock = threading.Lock()
+        self.password = password
+        self.become = become  # every step through sudo (`ansible_become`), not only `sudo:`
+        self.become_user = become_user or "root"
+        self.become_password = become_password
+        self.jump = list(jump)  # hops of ProxyJump, each {address, port, user, key_file}
+        self.proxy_command = proxy_command
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -168,23 +182,11 @@ class SSHConnection(Connection):
 
     def _connect(self) -> fabric.Connection:
         started = time.monotonic()
-        sock = self._dial()
+        gateway = self._gateway()  # the last jump host, or None
+        sock = None if gateway is not None else self._proxy_command_sock() or self._dial()
         remaining = max(0.1, self.connect_timeout - (time.monotonic() - started))
-        conn = fabric.Connection(
-            host=self.address,
-            user=self.user,
-            port=self.port,
-            # A Config of its own: Invoke's config objects re-merge their layers in place
-            # on access, so one shared between threads can be seen empty mid-merge.
-            config=fabric.Config(overrides={"load_ssh_configs": False}),
-            connect_kwargs={
-                "sock": sock,
-                **self._identities(),
-                "timeout": remaining,
-                "banner_timeout": remaining,
-                "auth_timeout": remaining,
-                "transport_factory": _aead_first_transport,
-            },
+        conn = self._fabric_connection(
+            self.address, self.port, self.user, self._identities(), remaining, gateway, sock
         )
         policy = AcceptNewPolicy(KnownHosts(self.known_hosts), self.host)
         conn.client.set_missing_host_key_policy(policy)
@@ -198,26 +200,86 @@ class SSHConnection(Connection):
             if time.monotonic() - started >= self.connect_timeout:
                 cause = TimeoutError()  # paramiko gave up waiting: "No existing session"
             conn.close()
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise ConnectError(self.host, self._reason(cause)) from error
         conn.transport.set_keepalive(self.keepalive)
         _report_exit_signals(conn.transport)
         return conn
 
-    def _identities(self) -> dict[str, object]:
-        """The inventory's key alone; without one, the agent and ~/.ssh/id_* as OpenSSH."""
-        if self.key_file:
-            key = _private_key(self.key_file)
-            given = {"pkey": key} if key is not None else {"key_filename": self.key_file}
-            return {**given, "look_for_keys": False, "allow_agent": False}
-        return {"look_for_keys": True, "allow_agent": True}
+    @staticmethod
+    def _fabric_connection(
+        address: str,
+        port: int,
+        user: str,
+        identities: dict[str, object],
+        timeout: float,
+        gateway: fabric.Connection | None,
+        sock: object | None,
+    ) -> fabric.Connection:
+        """A Fabric connection, not yet open, over `sock` or through `gateway`."""
+        extra: dict[str, object] = {} if sock is None else {"sock": sock}
+        cls = _GatewayedConnection if gateway is not None else fabric.Connection
+        return cls(
+            host=address,
+            user=user,
+            port=port,
+            # A Config of its own: Invoke's config objects re-merge their layers in place
+            # on access, so one shared between threads can be seen empty mid-merge.
+            config=fabric.Config(overrides={"load_ssh_configs": False}),
+            gateway=gateway if gateway is not None else False,
+            connect_kwargs={
+                **extra,
+                **identities,
+                "timeout": timeout,
+                "banner_timeout": timeout,
+                "auth_timeout": timeout,
+                "transport_factory": _aead_first_transport,
+            },
+        )
 
-    def _dial(self) -> socket.socket:
-        """A TCP socket to the host with TCP_NODELAY and TCP keepalives on."""
+    def _gateway(self) -> fabric.Connection | None:
+        """The jump hosts (`-J a,b`) as Fabric gateways, each reached through the one
+        before; None without jump hosts."""
+        gateway: fabric.Connection | None = None
+        for i, hop in enumerate(self.jump):
+            sock = self._dial(hop["address"], hop["port"]) if i == 0 else None
+            conn = self._fabric_connection(
+                hop["address"], hop["port"], hop["user"],
+                _identities_for(hop.get("key_file"), None), self.connect_timeout, gateway, sock,
+            )
+            name = hop["address"] if hop["port"] == 22 else f"[{hop['address']}]:{hop['port']}"
+            conn.client.set_missing_host_key_policy(
+                AcceptNewPolicy(KnownHosts(self.known_hosts), name)
+            )
+            gateway = conn
+        return gateway
+
+    def _proxy_command_sock(self) -> paramiko.ProxyCommand | None:
+        """The ProxyCommand's pipes as the socket, `%h`, `%p` and `%r` filled in (Fabric's
+        own string gateway would fill `%p` with 22 whatever the port)."""
+        if not self.proxy_command:
+            return None
+        tokens = {"%h": self.address, "%p": str(self.port), "%r": self.user, "%%": "%"}
+        command = re.sub("%[hpr%]", lambda m: tokens[m.group()], self.proxy_command or "")
         try:
-            sock = socket.create_connection((self.address, self.port), timeout=self.connect_timeout)
+            return paramiko.ProxyCommand(command)
+        except Exception as error:  # noqa: BLE001 - a missing program...: one line
+            raise ConnectError(self.host, f"ProxyCommand failed to start: {error}") from error
+
+    def _identities(self) -> dict[str, object]:
+        """The inventory's key alone; without one, the agent and ~/.ssh/id_* as OpenSSH.
+        With `ansible_password`, paramiko tries password authentication after the keys."""
+        return _identities_for(self.key_file, self.password)
+
+    def _dial(self, address: str | None = None, port: int | None = None) -> socket.socket:
+        """A TCP socket to the host (or a first jump host) with TCP_NODELAY and TCP
+        keepalives on."""
+        where = (address or self.address, port or self.port)
+        try:
+            sock = socket.create_connection(where, timeout=self.connect_timeout)
         except OSError as error:
-            raise ConnectError(self.host, self._reason(error)) from error
+            raise ConnectError(self.host, self._reason(error, where)) from error
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if not hasattr(socket, "TCP_QUICKACK"):
@@ -226,13 +288,15 @@ class SSHConnection(Connection):
         quick.settimeout(self.connect_timeout)
         return quick
 
-    def _reason(self, error: BaseException) -> str:
-        """One line saying why connecting failed."""
-        where = f"{self.address}:{self.port}"
+    def _reason(self, error: BaseException, dialed: tuple[str, int] | None = None) -> str:
+        """One line saying why connecting failed (to `dialed`, a jump host, if given)."""
+        where = "{}:{}".format(*(dialed or (self.address, self.port)))
         no_methods = "No authentication methods" in str(error)  # no key at all to offer
         if isinstance(error, paramiko.AuthenticationException) or no_methods:
             keys = f"key {self.key_file}" if self.key_file else "the agent and ~/.ssh/id_* keys"
-            return f"authentication failed for user {self.user} with {keys}"
+            keys += " and the inventory's password" if self.password else ""
+            via = " (through a jump host)" if self.jump or self.proxy_command else ""
+            return f"authentication failed for user {self.user} with {keys}{via}"
         if isinstance(error, FileNotFoundError) and self.key_file:
             return f"private key file not found: {self.key_file}"
         if isinstance(error, (socket.timeout, TimeoutError)) or _caused_by_timeout(error):
@@ -281,18 +345,20 @@ class SSHConnection(Connection):
     # -- running ---------------------------------------------------------------------------
 
     def _execute(self, script: str, sudo: bool, execution: Execution) -> RunResult:
-        shell = self._take_shell(script) if not sudo or self.user == "root" else None
+        become = self._become(sudo)
+        shell = self._take_shell(script) if become is None else None
         if shell is not None:
             return self._execute_in_shell(shell, script, execution)
         channel = self._channel()
         pump = _ChannelPump(self, channel, execution.on_output, execution.on_start)
         try:
-            # The script goes on the channel's input, which then stays open for the
-            # step's watcher; the step itself reads /dev/null.
+            # The script goes on the channel's input (after a become password, when
+            # one is asked), which then stays open for the step's watcher; the step
+            # itself reads /dev/null.
             end = secrets.token_hex(16)
             text = _sourced(script, end).encode()
-            channel.exec_command(self._wrap(len(text), end, sudo))
-            _send(channel, text)
+            channel.exec_command(self._wrap(len(text), end, become))
+            _send(channel, (become[2] if become is not None else b"") + text)
             return pump.run(execution.deadline)
         except BaseException:
             pump.abort()
@@ -337,7 +403,7 @@ class SSHConnection(Connection):
                 shell.close()
             shell.lock.release()
 
-    def _wrap(self, length: int, end: str, sudo: bool) -> str:
+    def _wrap(self, length: int, end: str, become: tuple[str, str, bytes] | None) -> str:
         """The command line for sshd: read the script from the channel, run it in a process
         group of its own, reporting its id.
 
@@ -361,8 +427,9 @@ class SSHConnection(Connection):
         finished step left behind on purpose lives on, as it does on the controller.
         """
         read = _read_script(length, end)
-        if sudo and self.user != "root":
-            return f"exec sudo -n /bin/sh -c {shlex.quote(read + _under_setsid())}"
+        if become is not None:
+            sudo_sh = f"{become[1]} /bin/sh -c {shlex.quote(read + _under_setsid())}"
+            return f"{become[0]}exec {sudo_sh}"
         return (  # POSIX syntax, builtins only until the exec: the login shell runs it
             f"{read}"
             "{ read -r s < /proc/$$/stat; } 2>/dev/null; s=${s##*) }; set -- $s; "
@@ -370,14 +437,41 @@ class SSHConnection(Connection):
             f"{_under_setsid()}"
         )
 
+    def _become(self, sudo: bool) -> tuple[str, str, bytes] | None:
+        """How a step asks for sudo here: shell text to run first, the sudo command to put
+        before `/bin/sh -c ...`, and what to send on the channel's input first; None to
+        run as the login user.
+
+        A step's `sudo: true`, or the inventory's `ansible_become` for every step, asks
+        for `ansible_become_user` (root by default); nothing to ask when logged in as
+        that user. With `ansible_become_password`, the login shell reads the password
+        as the first line of the channel's input into a variable of its environment,
+        and sudo asks `printenv` for it as its askpass program: the password is never
+        on a command line, and sudo reads it only when it has to (a NOPASSWD rule, a
+        wrong password: no line is left over for the step, no prompt waits forever)."""
+        if not (sudo or self.become) or self.user == self.become_user:
+            return None
+        target = f"-u {shlex.quote(self.become_user)}"
+        if not self.become_password:
+            return "", f"sudo -n {target}", b""
+        return (
+            "IFS= read -r RUNNER_BECOME_PASS && export RUNNER_BECOME_PASS && "
+            "SUDO_ASKPASS=$(command -v printenv) && export SUDO_ASKPASS && ",
+            f"sudo -A -p RUNNER_BECOME_PASS {target}",
+            self.become_password.encode() + b"\n",
+        )
+
     def kill_process_group(self, pgid: int, grace: float = KILL_GRACE) -> None:
         script = kill_script(pgid, grace)
         command = f"/bin/sh -c {shlex.quote(script)}"
-        if self.user != "root":
-            command = f"sudo -n {command} 2>/dev/null || {command}"
+        become = self._become(True)  # the step's group may be its become user's
+        if become is not None:
+            command = f"{become[0]}{become[1]} {command} 2>/dev/null || {command}"
         channel = self._channel()
         try:
             channel.exec_command(f"exec /bin/sh -c {shlex.quote(command)}")
+            if become is not None and become[2]:
+                channel.sendall(become[2])
             if not channel.status_event.wait(grace + self.connect_timeout):
                 raise ConnectError(self.host, f"no answer while ending process group {pgid}")
         finally:
@@ -692,6 +786,32 @@ def _send(channel: paramiko.Channel, data: bytes) -> None:
         channel.sendall(data)
     except OSError:
         pass
+
+
+class _GatewayedConnection(fabric.Connection):
+    """A Fabric connection through a jump host that closes the jump host's connection
+    after its own (Fabric leaves a gateway open)."""
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.gateway, fabric.Connection):
+            self.gateway.close()
+
+
+def _identities_for(key_file: str | None, password: str | None) -> dict[str, object]:
+    """paramiko's authentication arguments: the key alone when one is named, else the
+    agent and ~/.ssh/id_* as OpenSSH; a password is tried after the keys."""
+    secret: dict[str, object] = {"password": password} if password else {}
+    if key_file:
+        key = _private_key(key_file)
+        given = {"pkey": key} if key is not None else {"key_filename": key_file}
+        return {**given, **secret, "look_for_keys": False, "allow_agent": False}
+    return {**secret, "look_for_keys": True, "allow_agent": True}
+
+
+def _with_pgid_line(script: str) -> str:
+    """`script` preceded by the line that reports its process group (`PGID_MARKER`)."""
+    return f"printf '\\036runner-pgid %s\\037' \"$$\" >&2\n{script}"
 
 
 def _report_exit_signals(transport: paramiko.Transport) -> None:
