@@ -35,6 +35,8 @@ STATUS_TIMEDOUT = "timedout"
 STATUS_UNREACHABLE = "unreachable"
 
 NO_LOG_TEXT = "(output hidden: no_log)"
+TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
+_TAIL_CHARS = 4000
 
 
 class Control:
@@ -82,6 +84,7 @@ class StepOutcome:
     stderr: str = ""
     error: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)  # its last lines, masked
 
     @property
     def failed(self) -> bool:
@@ -379,6 +382,7 @@ class StepRunner:
     ) -> StepOutcome:
         keep = bool(step.register or step.until)
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        tail = Tail()
 
         def emitter(stream: str) -> Callable[[str], None]:
             def emit(text: str) -> None:
@@ -386,6 +390,8 @@ class StepRunner:
                     captured[stream].append(text)
                 if not step.no_log:
                     self.sink(self.child_id, self.host, step.index, stream, text)
+                    if stream == "stderr":
+                        tail.add(self.redact(text))
                 if self.events is not None and not step.no_log:
                     self.events.output(self.jp, self.host, stream, self.redact(text))
 
@@ -415,6 +421,7 @@ class StepRunner:
             rc=result.rc,
             stdout="".join(captured["stdout"]),
             stderr="".join(captured["stderr"]),
+            stderr_tail=tail.lines(),
         )
         if result.timed_out:
             outcome.status = STATUS_TIMEDOUT
@@ -430,7 +437,21 @@ def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
             STATUS_STOPPED]
     worse = new if rank.index(new.status) >= rank.index(current.status) else current
     return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
-                       current.stderr + new.stderr, worse.error)
+                       current.stderr + new.stderr, worse.error,
+                       stderr_tail=(current.stderr_tail + new.stderr_tail)[-TAIL_LINES:])
+
+
+class Tail:
+    """The last TAIL_LINES lines of a stream, however long the stream."""
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def add(self, text: str) -> None:
+        self._text = (self._text + text)[-_TAIL_CHARS:]
+
+    def lines(self) -> list[str]:
+        return self._text.splitlines()[-TAIL_LINES:]
 
 
 def unified_diff(before: bytes, after: bytes, name: str) -> str:

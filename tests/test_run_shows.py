@@ -1,0 +1,95 @@
+"""What `runner run` shows is what an Ansible user expects: a failed step's stderr, every
+step line on a terminal, background jobs' lines, rendered step labels, check mode's
+loops, `tojson` of any variable, every error of `validate`, and controller-only jobs.
+
+Every run here is `python -m runner` on local-connection hosts, read as a user reads it:
+through a pipe, or through a real pseudo-terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import test_ci_output as ci_output
+from tests.terminal import run_on_pty
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class Run(ci_output.Run):
+    """`python -m runner` in a scratch directory with its own RUNNER_HOME; hosts alpha,
+    beta (group web) and gamma, all local."""
+
+    def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[override]
+        return super().play(*args, playbook=playbook)
+
+    def on_terminal(self, playbook: str, *args: str) -> tuple[int, list[str]]:
+        """Run on a real pseudo-terminal; the exit code and the lines a user sees there
+        (the status line, redrawn in place, taken out)."""
+        env = {k: v for k, v in self.env.items() if k != "CI"}
+        path = self.write("play.yml", playbook)
+        argv = [sys.executable, "-m", "runner", "run", path, "-i", "hosts.ini", *args]
+        code, screen = run_on_pty(argv, self.dir, env)
+        lines = []
+        for raw in screen.replace("\r\n", "\n").split("\n"):
+            seen = _ESCAPES.sub("", raw.split("\r")[-1])  # what is left after each \r
+            if seen.strip() and "in flight" not in seen:
+                lines.append(seen)
+        return code, lines
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Run:
+    return Run(tmp_path)
+
+
+def _line(lines: list[str], *words: str) -> str:
+    """The one line holding every word (in order of the words, split on whitespace)."""
+    found = [line for line in lines if all(word in line.split() for word in words)]
+    assert len(found) == 1, (words, lines)
+    return found[0]
+
+
+# -- a failed step's stderr ------------------------------------------------------------
+
+NOISY = """\
+jobs:
+  - name: build
+    targets: all
+    steps:
+      - name: hello
+        run: echo hello from {{ inventory_hostname }}
+      - name: check
+        run: |
+          for i in $(seq 1 15); do echo "err line $i" >&2; done
+          if [ {{ inventory_hostname }} = beta ]; then exit 7; fi
+"""
+
+
+def test_a_failed_step_shows_the_last_lines_of_its_stderr(run):
+    proc = run.play(NOISY)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines()
+    at = lines.index(_line(lines, "failed", "beta", "check", "rc=7"))
+    assert lines[at + 1 : at + 11] == [f"    beta ! err line {i}" for i in range(6, 16)]
+    assert "err line 5" not in proc.stdout
+    assert "gamma ! err line" not in proc.stdout  # a step that succeeded shows none
+
+
+# -- on a terminal ---------------------------------------------------------------------
+
+
+def test_on_a_terminal_every_step_result_line_is_shown(run):
+    code, lines = run.on_terminal(NOISY)
+    assert code == 2
+    for host in ("alpha", "beta", "gamma"):
+        assert _line(lines, "changed", host, "build", "hello")
+    assert _line(lines, "changed", "gamma", "build", "check")
+    assert _line(lines, "failed", "beta", "build", "check", "rc=7")
+    assert "    beta ! err line 15" in lines
+    assert "RECAP" in lines
