@@ -93,3 +93,28 @@ def test_on_a_terminal_every_step_result_line_is_shown(run):
     assert _line(lines, "failed", "beta", "build", "check", "rc=7")
     assert "    beta ! err line 15" in lines
     assert "RECAP" in lines
+
+
+# -- tojson / to_json ------------------------------------------------------------------
+
+
+def test_tojson_and_to_json_serialize_any_variable(run):
+    proc = run.play("""\
+        vars:
+          since: 2024-01-02
+          url: "http://{{ inventory_hostname }}"
+        jobs:
+          - name: dump
+            targets: alpha
+            steps:
+              - run: >-
+                  echo '{{ hostvars[inventory_hostname] | tojson }}' | python3 -c
+                  'import json, sys; v = json.load(sys.stdin); print(v["url"], v["since"])'
+              - run: echo '{{ hostvars | to_json }}' | python3 -c
+                  'import json, sys; print(sorted(json.load(sys.stdin)))'
+              - run: echo {{ since | to_json | quote }} {{ groups.web | tojson | quote }}
+        """, "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "alpha | http://alpha 2024-01-02" in proc.stdout
+    assert "alpha | ['alpha', 'beta', 'gamma']" in proc.stdout
+    assert 'alpha | "2024-01-02" ["alpha", "beta"]' in proc.stdout
