@@ -118,3 +118,70 @@ def test_tojson_and_to_json_serialize_any_variable(run):
     assert "alpha | http://alpha 2024-01-02" in proc.stdout
     assert "alpha | ['alpha', 'beta', 'gamma']" in proc.stdout
     assert 'alpha | "2024-01-02" ["alpha", "beta"]' in proc.stdout
+
+
+# -- runner validate -------------------------------------------------------------------
+
+ANSIBLE_HABITS = """\
+jobs:
+  - name: one
+    hosts: all
+    tasks:
+      - run: uptime
+  - name: two
+    targets: all
+    steps:
+      - shell: uptime
+        become: true
+      - command: ls
+  - name: three
+    targets: all
+    timeout: ten
+    steps:
+      - run: uptime
+"""
+
+
+def test_validate_reports_every_error_of_a_file_by_line_with_ansible_words(run):
+    path = run.write("play.yml", ANSIBLE_HABITS)
+    proc = run("validate", path)
+    assert proc.returncode == 4
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"{path}:3:5: jobs[0]: unknown key 'hosts' (did you mean 'targets'?)",
+        f"{path}:4:5: jobs[0]: unknown key 'tasks' (did you mean 'steps'?)",
+        f"{path}:9:9: jobs[1].steps[0]: unknown key 'shell' (did you mean 'run'?)",
+        f"{path}:10:9: jobs[1].steps[0]: unknown key 'become' (did you mean 'sudo'?)",
+        f"{path}:11:9: jobs[1].steps[1]: unknown key 'command' (did you mean 'run'?)",
+        f"{path}:14:5: jobs[2].timeout: expected a number, got the string 'ten'",
+    ]
+    ran = run("run", path, "-i", "hosts.ini")  # a run names the first and starts nothing
+    assert ran.returncode == 4
+    assert ran.stderr.splitlines() == [proc.stderr.splitlines()[0]]
+
+
+def test_validate_reports_every_error_of_the_checks_after_the_schema(run):
+    path = run.write("play.yml", """\
+        jobs:
+          - name: a
+            targets: all
+            needs: [zz]
+            steps:
+              - run: "{{ x"
+          - name: a
+            targets: all
+            steps:
+              - run: ok
+                when: "{{ y"
+        """)
+    proc = run("validate", path)
+    assert proc.returncode == 4
+    lines = proc.stderr.splitlines()
+    assert [line.split(": ")[0:2] for line in lines] == [
+        [f"{path}:4:13", "jobs[0].needs[0]"],
+        [f"{path}:6:9", "jobs[0].steps[0].run"],
+        [f"{path}:7:5", "jobs[1].name"],
+        [f"{path}:11:9", "jobs[1].steps[0].when"],
+    ]
+    assert "needs unknown job 'zz'" in lines[0]
+    assert "duplicate job name 'a'" in lines[2]
