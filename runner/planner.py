@@ -22,6 +22,7 @@ from runner.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
 NO_LOG_COMMAND = "(hidden: no_log)"
+CONTROLLER = "localhost"  # where a thread or background job without targets runs
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class JobPlan:
 
     @property
     def pattern(self) -> str:
+        if self.session is None and self.job.targets is None:
+            return CONTROLLER
         return self.session.targets if self.session else _pattern(self.job.targets)
 
 
@@ -191,7 +194,10 @@ def build_plan(
             continue
         session = playbook.sessions.get(job.session) if job.session else None
         pattern = session.targets if session else _pattern(job.targets)
-        hosts = _select(inventory, pattern, limit, job, session)
+        if session is None and job.targets is None:  # a thread or background job
+            hosts: tuple[str, ...] = (CONTROLLER,)  # runs once, on the controller
+        else:
+            hosts = _select(inventory, pattern, limit, job, session)
         if not hosts:
             where = job.where
             warnings.append(

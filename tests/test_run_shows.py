@@ -8,6 +8,7 @@ through a pipe, or through a real pseudo-terminal.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -185,3 +186,34 @@ def test_validate_reports_every_error_of_the_checks_after_the_schema(run):
     ]
     assert "needs unknown job 'zz'" in lines[0]
     assert "duplicate job name 'a'" in lines[2]
+
+
+# -- thread and background jobs without targets ---------------------------------------
+
+ON_THE_CONTROLLER = """\
+jobs:
+  - name: in-thread
+    type: thread
+    steps:
+      - run: echo thread on {{ inventory_hostname }} in $PPID
+  - name: in-background
+    type: background
+    steps:
+      - run: echo background on {{ inventory_hostname }}
+"""
+
+
+def test_thread_and_background_jobs_without_targets_run_once_on_the_controller(run):
+    proc = run.play(ON_THE_CONTROLLER, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    jobs = {job["Name"]: job for job in json.loads(proc.stdout)["jobs"]}
+    for name in ("in-thread", "in-background"):
+        (child,) = jobs[name]["children"]
+        assert (child["host"], child["State"]) == ("localhost", "Completed")
+    listed = json.loads(run("job", "list", "--children", "--format", "json").stdout)
+    assert sorted(job["Location"] for job in listed) == ["localhost"] * 4
+    received = json.loads(run("job", "receive", "in-background", "--format", "json").stdout)
+    assert [r["data"] for r in received] == ["background on localhost\n"]
+    needs_targets = run.play(ON_THE_CONTROLLER.replace("type: thread", "type: remote"))
+    assert needs_targets.returncode == 4
+    assert "jobs[0]: a job needs 'session' (a named session) or 'targets'" in needs_targets.stderr
