@@ -217,3 +217,34 @@ def test_thread_and_background_jobs_without_targets_run_once_on_the_controller(r
     needs_targets = run.play(ON_THE_CONTROLLER.replace("type: thread", "type: remote"))
     assert needs_targets.returncode == 4
     assert "jobs[0]: a job needs 'session' (a named session) or 'targets'" in needs_targets.stderr
+
+
+# -- background jobs -------------------------------------------------------------------
+
+IN_BACKGROUND = """\
+jobs:
+  - name: bg
+    type: background
+    targets: web
+    steps:
+      - name: greet
+        run: echo background on {{ inventory_hostname }}
+      - name: break
+        run: echo it broke on {{ inventory_hostname }} >&2; exit 3
+"""
+
+
+def test_background_jobs_print_their_step_lines_and_with_v_their_output(run):
+    proc = run.play(IN_BACKGROUND)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines()
+    for host in ("alpha", "beta"):
+        assert _line(lines, "changed", host, "bg", "|", "greet")
+        at = lines.index(_line(lines, "failed", host, "bg", "|", "break", "rc=3"))
+        assert lines[at + 1] == f"    {host} ! it broke on {host}"
+    verbose = run.play(IN_BACKGROUND, "-v").stdout.splitlines()
+    for host in ("alpha", "beta"):
+        assert f"    {host} $ echo background on {{{{ inventory_hostname }}}}" in verbose
+        assert f"    {host} | background on {host}" in verbose
+        assert f"    {host} ! it broke on {host}" in verbose
+        assert _line(verbose, "failed", host, "bg", "|", "break", "rc=3")
