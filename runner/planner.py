@@ -244,6 +244,41 @@ def describe_step(action: str, args: Any) -> str:
     return str(args)
 
 
+class Unrendered:
+    """Stands for a value not known yet (a loop's `item` in a step's label, a result a
+    check-mode run did not register): renders as its own template text, `{{ item }}`."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return "{{ " + self._text + " }}"
+
+    def __getattr__(self, name: str) -> Unrendered:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Unrendered(f"{self._text}.{name}")
+
+    def __getitem__(self, key: Any) -> Unrendered:
+        return Unrendered(f"{self._text}[{key!r}]")
+
+
+def step_label(plan: Plan, step: Step, variables: Variables, args: Any = None) -> str:
+    """A step's name as a run shows it on one host: a name derived from the command is
+    derived again from the command as rendered (`run: echo web1`, given the rendered
+    `args`), a written name is rendered; one that cannot be rendered stays as written."""
+    from runner.playbook import derive_step_name
+
+    if step.no_log:
+        return step.name
+    if args is not None and step.name == derive_step_name(step.action, step.args):
+        return plan.redactor(derive_step_name(step.action, args))
+    try:
+        return plan.redactor(str(plan.templar.render(step.name, variables, step.where)))
+    except TemplateError:
+        return step.name
+
+
 def render_plan(plan: Plan) -> list[PlannedStep]:
     """Every job x host x step rendered as the executor will; raises TemplateError early."""
     rows: list[PlannedStep] = []

@@ -9,6 +9,7 @@ through a pipe, or through a real pseudo-terminal.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,7 +27,9 @@ class Run(ci_output.Run):
     """`python -m runner` in a scratch directory with its own RUNNER_HOME; hosts alpha,
     beta (group web) and gamma, all local."""
 
-    def play(self, playbook: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[override]
+    def play(  # type: ignore[override]
+        self, playbook: str, *args: str
+    ) -> subprocess.CompletedProcess[str]:
         return super().play(*args, playbook=playbook)
 
     def on_terminal(self, playbook: str, *args: str) -> tuple[int, list[str]]:
@@ -248,3 +251,48 @@ def test_background_jobs_print_their_step_lines_and_with_v_their_output(run):
         assert f"    {host} | background on {host}" in verbose
         assert f"    {host} ! it broke on {host}" in verbose
         assert _line(verbose, "failed", host, "bg", "|", "break", "rc=3")
+
+
+# -- step labels and check mode --------------------------------------------------------
+
+LABELS = """\
+jobs:
+  - name: build
+    targets: alpha
+    steps:
+      - run: echo {{ item }} on {{ inventory_hostname }}
+        loop: [one, two, three]
+      - run: hostname
+        register: name
+      - run: echo got {{ name.stdout }} on {{ inventory_hostname }}
+      - name: greet {{ inventory_hostname }}
+        run: "true"
+"""
+
+
+def test_step_labels_show_the_command_as_rendered_for_each_host(run):
+    proc = run.play(LABELS, "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    for item in ("one", "two", "three"):
+        assert _line(lines, "changed", "alpha", "build", "|", "run:", "echo", item, "on",
+                     "alpha", f"(item={item})")
+    assert _line(lines, "changed", "alpha", "build", "|", "run:", "echo", "{{", "item", "}}",
+                 "on", "alpha")
+    got = _line(lines, "changed", "alpha", "build", "|", "run:", "echo", "got")
+    assert got.split("| ")[1].split(" (")[0] == f"run: echo got {os.uname().nodename} on alpha"
+    assert _line(lines, "changed", "alpha", "build", "|", "greet", "alpha")
+    assert "inventory_hostname" not in proc.stderr
+    (child,) = json.loads(proc.stdout)["jobs"][0]["children"]
+    assert child["steps"][3]["name"] == "greet alpha"  # the store keeps the name shown
+
+
+def test_check_mode_shows_every_item_of_a_loop_and_registered_values_as_written(run):
+    proc = run.play(LABELS, "--check")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for item in ("one", "two", "three"):
+        line = _line(lines, "skipped", "alpha", f"(item={item})")
+        assert f"check mode: not run (run: echo {item} on alpha)" in line
+    line = _line(lines, "skipped", "alpha", "build", "|", "run:", "echo", "got")
+    assert "check mode: not run (run: echo got {{ name.stdout }} on alpha)" in line
