@@ -161,6 +161,7 @@ class StepRunner:
             try:
                 outcome = self._run_step(step)
             except TemplateError as exc:
+                self._label = ""  # the step as written: it could not be rendered
                 outcome = StepOutcome(STATUS_FAILED, error=str(exc))
                 self._emit_error(step, str(exc))
             except ConnectError as exc:
