@@ -123,7 +123,7 @@ def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[s
                 render_plan(the_plan)
                 warnings.extend(the_plan.warnings)
         except LocatedError as error:
-            errors.append(error)
+            errors.extend(error.every or [error])
     return warnings, errors
 
 

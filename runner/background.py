@@ -3,7 +3,8 @@
 The runner starts `python -m runner.background` per child, hands it (on stdin) what it
 needs to plan the job again (the planner is pure, so the worker's plan is the runner's),
 and waits for it. The worker writes its output and step results straight into the job
-store and reports how the child ended on stdout. A stop ends the worker, which ends its
+store, and on stdout, as JSON lines, the events the runner prints (step lines, commands,
+output) and at last how the child ended. A stop ends the worker, which ends its
 step's process group first. An attached worker ends with the runner, as an attached job
 must: the runner's lifeline (`runner.lifeline`) ends the worker's group should the runner
 die, however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent
@@ -14,6 +15,7 @@ SIGKILL (the OOM killer's choice) does not leave it running either.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -25,7 +27,7 @@ from typing import Any
 
 from runner import lifeline
 from runner.signals import handle_signals
-from runner.steps import ChildReport, Control
+from runner.steps import ChildReport, Control, StepOutcome
 
 _GRACE = 3.0
 
@@ -53,26 +55,96 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
             start_new_session=True,
         )
         lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
+        assert proc.stdin is not None and proc.stdout is not None
+        relay = Relay(proc.stdout, executor.events, jp, host)
         try:
             executor.store.set_runtime(child, local_pid=proc.pid)
-            assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(json.dumps(payload).encode())
             proc.stdin.close()
             _wait(proc, control)
         finally:
             lifeline.release(proc.pid)
-        out = proc.stdout.read()
+        relay.join(_GRACE)
         proc.stdout.close()
         if control.stopped and proc.returncode != 0:
             return ChildReport("Failed" if control.fail else "Stopped", control.reason)
         try:
-            data = json.loads(out)
+            data = relay.report or {}
             return ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
-        except (ValueError, KeyError):
+        except KeyError:
             errors.seek(0)
             tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
+
+
+class Relay(threading.Thread):
+    """The runner's side of the worker's stdout: each event line goes to the runner's
+    events as the worker's steps run (step lines, commands, output, diffs), and the last
+    line, how the child ended, is kept in `report`."""
+
+    def __init__(self, stream: Any, events: Any, jp: Any, host: str) -> None:
+        super().__init__(name=f"relay-{host}", daemon=True)
+        self.stream, self.events, self.jp, self.host = stream, events, jp, host
+        self.steps = {step.index: step for step in jp.steps}
+        self.report: dict[str, Any] | None = None
+        self.start()
+
+    def run(self) -> None:
+        for raw in self.stream:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if "event" not in line:
+                self.report = line
+            elif self.events is not None:
+                self._relay(line)
+
+    def _relay(self, line: dict[str, Any]) -> None:
+        kind = line["event"]
+        step = self.steps.get(line.get("step", -1))
+        if kind == "output":
+            self.events.output(self.jp, self.host, line["stream"], line["text"])
+        elif step is None:
+            return
+        elif kind == "step_done":
+            outcome = StepOutcome(**line["outcome"])
+            labelled = dataclasses.replace(step, name=line["name"])
+            self.events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
+        elif kind in ("command", "diff"):
+            getattr(self.events, kind)(self.jp, self.host, step, line["text"])
+
+
+class PipeEvents:
+    """The worker's side: the events a StepRunner sends, as JSON lines on stdout."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, line: dict[str, Any]) -> None:
+        with self._lock:
+            try:
+                self.stream.write(json.dumps(line) + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the runner is gone: the worker is being ended too
+
+    def command(self, jp: Any, host: str, step: Any, text: str) -> None:
+        self.send({"event": "command", "step": step.index, "text": text})
+
+    def diff(self, jp: Any, host: str, step: Any, text: str) -> None:
+        self.send({"event": "diff", "step": step.index, "text": text})
+
+    def output(self, jp: Any, host: str, stream: str, text: str) -> None:
+        self.send({"event": "output", "stream": stream, "text": text})
+
+    def step_done(self, jp: Any, host: str, step: Any, outcome: Any, seconds: float) -> None:
+        shown = {"status": outcome.status, "rc": outcome.rc, "error": outcome.error,
+                 "stderr_tail": outcome.stderr_tail}
+        self.send({"event": "step_done", "step": step.index, "name": step.name,
+                   "outcome": shown, "seconds": seconds})
 
 
 def _start_detached(executor: Any, child: int, payload: dict[str, Any]) -> ChildReport:
@@ -153,16 +225,17 @@ def main() -> int:
     local = SessionPool(plan, None).local(host)
     try:
         sink = open_sink(plan, jp, host, child, writer, files, store)
+        events = None if detach else PipeEvents(sys.stdout)
         runner = StepRunner(plan, jp, host, child, local, local, sink, writer, control, {},
-                            None, payload["check"])
+                            events, payload["check"])
         report = runner.run_all()
     finally:
         files.close()
         writer.close()
     if detach:
         store.finish(child, report.state, report.reason)
-    json.dump({"state": report.state, "reason": report.reason, "counts": report.counts},
-              sys.stdout)
+    PipeEvents(sys.stdout).send(
+        {"state": report.state, "reason": report.reason, "counts": report.counts})
     return 0
 
 

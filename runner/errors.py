@@ -36,6 +36,7 @@ class LocatedError(RunnerError):
     """An error in an input file: knows file, line, column (1-based) and key path."""
 
     exit_code = EXIT_INVALID
+    every: list[LocatedError] | None = None  # all the errors of the file (see `gathered`)
 
     def __init__(
         self,
@@ -66,6 +67,17 @@ class LocatedError(RunnerError):
 
 class PlaybookError(LocatedError):
     """The playbook is not valid: YAML, schema, or a semantic rule."""
+
+
+def gathered(errors: list[LocatedError], file: str | None = None) -> LocatedError:
+    """Every error found in one file, as one to raise: the first, with all of them in its
+    `every` (those of `file` by line first, then those of other files), so that `runner
+    validate` prints each on its own line while other commands print the first."""
+    ordered = sorted(errors, key=lambda e: (e.file != file, e.file or "", e.line or 0,
+                                            e.col or 0))
+    first = ordered[0]
+    first.every = ordered
+    return first
 
 
 class InventoryError(LocatedError):

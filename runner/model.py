@@ -75,7 +75,8 @@ class SessionDef:
 
 @dataclass(frozen=True)
 class JobDef:
-    """A job as written. Exactly one of `session` and `targets` is set (checked on load)."""
+    """A job as written. At most one of `session` and `targets` is set (checked on load);
+    only a thread or background job may have neither: it runs on the controller."""
 
     name: str
     type: str

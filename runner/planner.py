@@ -22,6 +22,7 @@ from runner.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
 NO_LOG_COMMAND = "(hidden: no_log)"
+CONTROLLER = "localhost"  # where a thread or background job without targets runs
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class JobPlan:
 
     @property
     def pattern(self) -> str:
+        if self.session is None and self.job.targets is None:
+            return CONTROLLER
         return self.session.targets if self.session else _pattern(self.job.targets)
 
 
@@ -195,7 +198,10 @@ def build_plan(
             continue
         session = playbook.sessions.get(job.session) if job.session else None
         pattern = session.targets if session else _pattern(job.targets)
-        hosts = _select(inventory, pattern, limit, job, session)
+        if session is None and job.targets is None:  # a thread or background job
+            hosts: tuple[str, ...] = (CONTROLLER,)  # runs once, on the controller
+        else:
+            hosts = _select(inventory, pattern, limit, job, session)
         if not hosts:
             where = job.where
             warnings.append(
@@ -240,6 +246,41 @@ def describe_step(action: str, args: Any) -> str:
     if isinstance(args, dict):
         return f"{args.get('src', '')} -> {args.get('dest', '')}"
     return str(args)
+
+
+class Unrendered:
+    """Stands for a value not known yet (a loop's `item` in a step's label, a result a
+    check-mode run did not register): renders as its own template text, `{{ item }}`."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return "{{ " + self._text + " }}"
+
+    def __getattr__(self, name: str) -> Unrendered:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Unrendered(f"{self._text}.{name}")
+
+    def __getitem__(self, key: Any) -> Unrendered:
+        return Unrendered(f"{self._text}[{key!r}]")
+
+
+def step_label(plan: Plan, step: Step, variables: Variables, args: Any = None) -> str:
+    """A step's name as a run shows it on one host: a name derived from the command is
+    derived again from the command as rendered (`run: echo web1`, given the rendered
+    `args`), a written name is rendered; one that cannot be rendered stays as written."""
+    from runner.playbook import derive_step_name
+
+    if step.no_log:
+        return step.name
+    if args is not None and step.name == derive_step_name(step.action, step.args):
+        return plan.redactor(derive_step_name(step.action, args))
+    try:
+        return plan.redactor(str(plan.templar.render(step.name, variables, step.where)))
+    except TemplateError:
+        return step.name
 
 
 def render_plan(plan: Plan) -> list[PlannedStep]:

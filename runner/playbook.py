@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner.errors import TemplateError
+from runner.errors import LocatedError, TemplateError, gathered
 from runner.model import ACTIONS, JobDef, Playbook, Results, SessionDef, Step
 from runner.schema import did_you_mean, validate
 from runner.yamlsource import Document, KeyPath, format_path, load_yaml
@@ -31,7 +31,8 @@ _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templa
 
 
 def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
-    """Read, validate and check a playbook file; raise `PlaybookError` on the first problem.
+    """Read, validate and check a playbook file; raise a `PlaybookError` for its first
+    problem, holding every problem found at that pass in `every`.
 
     `schema_checked`: these very bytes already passed the schema (see
     `runner.api.load_playbook_cached`), so the costly schema pass is skipped; every other
@@ -45,13 +46,18 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         name: _session(document, name, spec) for name, spec in (data.get("sessions") or {}).items()
     }
     jobs = tuple(_job(document, index, spec) for index, spec in enumerate(data["jobs"]))
-    _check_unique_names(document, jobs)
-    _check_sessions(document, jobs, sessions)
-    _check_needs(document, jobs)
-    _check_no_cycle(document, jobs)
-    _check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ()))
-    _check_templates(document)
-    _check_modes(document)
+    problems = [
+        *_check_unique_names(document, jobs),
+        *_check_sessions(document, jobs, sessions),
+        *_check_needs(document, jobs),
+        *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
+        *_check_templates(document),
+        *_check_modes(document),
+    ]
+    if not any("needs" in (p.path or "") for p in problems):  # a cycle of known names only
+        problems += _check_no_cycle(document, jobs)
+    if problems:
+        raise gathered(problems, document.file)
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
@@ -179,24 +185,25 @@ def _check_not_nan(document: Document) -> None:
                 raise document.error("must be a number, not NaN", path + (key,))
 
 
-def _check_unique_names(document: Document, jobs: tuple[JobDef, ...]) -> None:
+def _check_unique_names(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:
     first: dict[str, JobDef] = {}
     for index, job in enumerate(jobs):
         if job.name in first:
             line = first[job.name].where.line
             message = f"duplicate job name '{job.name}' (first at line {line})"
-            raise document.error(message, ("jobs", index, "name"))
+            yield document.error(message, ("jobs", index, "name"))
+            continue
         first[job.name] = job
 
 
 def _check_sessions(
     document: Document, jobs: tuple[JobDef, ...], sessions: dict[str, SessionDef]
-) -> None:
+) -> Iterator[LocatedError]:
     for index, job in enumerate(jobs):
         if job.session is None or job.session in sessions:
             continue
         hint = did_you_mean(job.session, sessions) if sessions else " (no sessions are declared)"
-        raise document.error(f"unknown session '{job.session}'{hint}", ("jobs", index, "session"))
+        yield document.error(f"unknown session '{job.session}'{hint}", ("jobs", index, "session"))
 
 
 def _needs_path(document: Document, index: int, position: int) -> KeyPath:
@@ -205,7 +212,7 @@ def _needs_path(document: Document, index: int, position: int) -> KeyPath:
     return path if isinstance(document.data["jobs"][index]["needs"], str) else path + (position,)
 
 
-def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
+def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:
     names = [job.name for job in jobs]
     for index, job in enumerate(jobs):
         for position, need in enumerate(job.needs):
@@ -215,12 +222,13 @@ def _check_needs(document: Document, jobs: tuple[JobDef, ...]) -> None:
                 message = f"needs unknown job '{need}'{did_you_mean(need, names)}"
             else:
                 continue
-            raise document.error(message, _needs_path(document, index, position))
+            yield document.error(message, _needs_path(document, index, position))
 
 
-def _check_modes(document: Document) -> None:
+def _check_modes(document: Document) -> list[LocatedError]:
     """A file mode written as a number (`mode: 644`) is read as octal digits: a digit 8
     or 9 (`mode: 999`) cannot be one. The schema bounds the number; this its digits."""
+    problems = []
     for index, job in enumerate(document.data.get("jobs") or []):
         for number, step in enumerate((job or {}).get("steps") or []):
             for action in ("put", "template", "script"):
@@ -229,12 +237,14 @@ def _check_modes(document: Document) -> None:
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
                     message = (f"{mode} is not an octal file mode: write it as a string "
                                f"like '0644'")
-                    raise document.error(message, ("jobs", index, "steps", number, action, "mode"))
+                    path = ("jobs", index, "steps", number, action, "mode")
+                    problems.append(document.error(message, path))
+    return problems
 
 
 def _check_kept_on_target(
     document: Document, jobs: tuple[JobDef, ...], secrets: frozenset[str]
-) -> None:
+) -> Iterator[LocatedError]:
     """Jobs that run on without the runner (detach, results kept on the target) are
     rendered whole when they start: only shell steps, nothing that needs the runner."""
     from runner.templating import Templar
@@ -243,11 +253,11 @@ def _check_kept_on_target(
     for index, job in enumerate(jobs):
         path = ("jobs", index)
         if job.detach and job.type == "thread":
-            raise document.error(
+            yield document.error(
                 "a thread job cannot be detached: it lives in the runner's process "
                 "(use type: background)", path + ("detach",))
         if job.results.to == "remote" and job.type != "remote":
-            raise document.error(
+            yield document.error(
                 f"results.to: remote needs a remote job (this one is {job.type})",
                 path + ("results", "to"))
         if job.type != "remote" or not (job.detach or job.results.to == "remote"):
@@ -258,7 +268,7 @@ def _check_kept_on_target(
             why = _not_on_target(step, registered, secrets, templar)
             if why:
                 kind = "a detached job" if job.detach else "a job with results.to: remote"
-                raise document.error(f"{why}: {kind} runs on the target without the runner",
+                yield document.error(f"{why}: {kind} runs on the target without the runner",
                                      where)
             if step.register:
                 registered.add(step.register)
@@ -281,7 +291,7 @@ def _not_on_target(
     return None
 
 
-def _check_templates(document: Document) -> None:
+def _check_templates(document: Document) -> Iterator[LocatedError]:
     """Parse every template of the playbook and every `template:` source file, so a
     syntax error is reported by `validate` and before a run starts anything. Jinja2 is
     imported only when the playbook has a template or an expression."""
@@ -294,12 +304,15 @@ def _check_templates(document: Document) -> None:
     for path, text, expression in strings:
         problem = syntax_error(text, expression)
         if problem is not None:
-            raise document.error(describe_error(problem, text), path)
+            yield document.error(describe_error(problem, text), path)
     for path, file, text in sources:
+        if text is None:
+            yield document.error(f"template {file} is not UTF-8 text", path)
+            continue
         problem = syntax_error(text)
         if problem is not None:
             message = f"template syntax error: {problem.message}"
-            raise TemplateError(message, file, problem.lineno, None, format_path(path))
+            yield TemplateError(message, file, problem.lineno, None, format_path(path))
 
 
 def _template_strings(
@@ -327,8 +340,9 @@ def _is_expression(path: KeyPath) -> bool:
     return len(path) >= 2 and path[-2] == "when" and isinstance(path[-1], int)
 
 
-def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str]]:
-    """(key path of `src`, file, text) of each `template:` step's source file that exists.
+def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | None]]:
+    """(key path of `src`, file, text) of each `template:` step's source file that exists
+    (text None: the file is not UTF-8).
     A source whose name is a template, or that is missing, is left to the run."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
@@ -344,11 +358,12 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str]]:
             except OSError:
                 continue
             except UnicodeDecodeError:
-                raise document.error(f"template {file} is not UTF-8 text", path) from None
+                yield path, file, None  # not UTF-8 text
+                continue
             yield path, file, text
 
 
-def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> None:
+def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> list[LocatedError]:
     """Refuse jobs that wait for each other, naming the cycle: a -> b -> a."""
     order = {job.name: index for index, job in enumerate(jobs)}
     needs = {job.name: job.needs for job in jobs}
@@ -359,7 +374,8 @@ def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> None:
             start = min(range(len(cycle) - 1), key=lambda i: order[cycle[i]])
             cycle = cycle[start:-1] + cycle[:start] + [cycle[start]]
             message = "needs cycle: " + " -> ".join(cycle)
-            raise document.error(message, ("jobs", order[cycle[0]], "needs"))
+            return [document.error(message, ("jobs", order[cycle[0]], "needs"))]
+    return []
 
 
 def _find_cycle(

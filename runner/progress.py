@@ -138,14 +138,16 @@ class Reporter:
         status = outcome.status
         if status == "failed" and step.ignore_errors:
             status = "ignored"
-        if self.verbosity == 0 and status in ("ok", "changed") and self.live:
-            return
         detail = ""
         if outcome.rc not in (None, 0):
             detail = f" rc={outcome.rc}"
         if outcome.error:
             detail += f" {outcome.error}"
-        self._event(f"  {status:<8} {host:<16} {jp.name} | {step.name}{detail} ({seconds:.2f}s)")
+        line = f"  {status:<8} {host:<16} {jp.name} | {step.name}{detail} ({seconds:.2f}s)"
+        # -v has streamed the output already; without it a failure shows its stderr's end.
+        tail = outcome.stderr_tail if outcome.failed and self.verbosity < 1 else []
+        if not self.quiet:
+            self._line(line, *(f"    {host} ! {text}" for text in tail))
 
     def output(self, jp: Any, host: str, stream: str, text: str) -> None:
         if self.verbosity < 1 or self.quiet:

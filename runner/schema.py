@@ -1,9 +1,10 @@
 """Check a loaded playbook against ``schemas/playbook.schema.json`` and explain the failure.
 
 The JSON Schema is the one place the playbook's structure is written down; this module
-only turns jsonschema's findings into the single line a user needs: the first problem
-in the file, at the line of the offending key, in words ("unknown key 'rnu' (did you
-mean 'run'?)", "expected a list, got the string 'uptime'").
+only turns jsonschema's findings into the lines a user needs: each problem of the file,
+at the line of the offending key, in words ("unknown key 'rnu' (did you mean 'run'?)",
+"unknown key 'hosts' (did you mean 'targets'?)", "expected a list, got the string
+'uptime'").
 
 Messages a generic explanation cannot give come from the schema itself, in an
 ``errorMessage`` keyword beside the rule (as ajv-errors spells it), keyed by the failing
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import gathered
 from runner.yamlsource import Document
 
 if TYPE_CHECKING:  # jsonschema costs ~50 ms to import: only `validate` needs it
@@ -38,6 +40,12 @@ _TYPE_WORDS = {
     "number": "a number",
     "boolean": "a boolean (true or false)",
     "null": "null",
+}
+# Ansible's words for runner's keys, suggested when a playbook uses them.
+ANSIBLE_WORDS = {
+    "hosts": "targets", "tasks": "steps", "shell": "run", "command": "run", "raw": "run",
+    "become": "sudo", "with_items": "loop", "environment": "env", "chdir": "cwd",
+    "copy": "put", "fetch": "get", "local_action": "local",
 }
 # Per key path only the most basic finding is kept: a wrong type explains everything
 # else wrong with the node, and an unknown key is likely the misspelt required one.
@@ -58,11 +66,12 @@ def _validator() -> Draft202012Validator:
 
 
 def validate(document: Document) -> None:
-    """Raise the document's `error_class` for its first schema violation, if any."""
+    """Raise the document's `error_class` for its schema violations, if any: the first in
+    the file, with every one of them in its `every` (see `runner.errors.gathered`)."""
     errors = list(_validator().iter_errors(document.data))
     if errors:
-        finding = _choose(document, errors)
-        raise document.error(finding.message, finding.path, finding.at)
+        found = [document.error(f.message, f.path, f.at) for f in _findings(document, errors)]
+        raise gathered(found, document.file)
 
 
 @dataclass(frozen=True)
@@ -75,22 +84,34 @@ class _Finding:
     rank: int = _RANK_OTHER
 
 
-def _choose(document: Document, errors: Iterable[ValidationError]) -> _Finding:
-    """The finding to report: the most basic one per node, then the first in the file."""
-    findings = [_explain(document, error) for error in errors]
+def _findings(document: Document, errors: Iterable[ValidationError]) -> list[_Finding]:
+    """The findings to report, in the file's order: per node only the most basic ones."""
+    findings = [f for error in errors for f in _explain_all(document, error)]
     lowest: dict[tuple[Any, ...], int] = {}
     for finding in findings:
         lowest[finding.path] = min(finding.rank, lowest.get(finding.path, finding.rank))
-    kept = [f for f in findings if f.rank == lowest[f.path]]
-    return min(kept, key=lambda f: (document.locate(f.at), f.rank))
+    kept = dict.fromkeys(f for f in findings if f.rank == lowest[f.path])
+    return sorted(kept, key=lambda f: (document.locate(f.at), f.rank))
+
+
+def _choose(document: Document, errors: Iterable[ValidationError]) -> _Finding:
+    """The one finding that explains these errors best: the first in the file."""
+    return _findings(document, errors)[0]
+
+
+def _explain_all(document: Document, error: ValidationError) -> list[_Finding]:
+    """Every finding of one jsonschema error: one per unknown key of a mapping."""
+    if error.validator != "additionalProperties":
+        return [_explain(document, error)]
+    path = tuple(error.absolute_path)
+    allowed = list(error.schema.get("properties", {}))
+    return [_unknown_key(path, key, allowed) for key in error.instance if key not in allowed]
 
 
 def _explain(document: Document, error: ValidationError) -> _Finding:
     """Put one jsonschema error into words, placed at the node it is about."""
     path = tuple(error.absolute_path)
     kind = error.validator
-    if kind == "additionalProperties":
-        return _unknown_key(document, error, path)
     if kind in ("oneOf", "anyOf"):
         return _alternatives(document, error, path)
     if kind == "type":
@@ -126,13 +147,11 @@ def _value_message(error: ValidationError) -> str:
     return error.message
 
 
-def _unknown_key(document: Document, error: ValidationError, path: tuple[Any, ...]) -> _Finding:
-    """Name the first unknown key in the file and suggest the allowed key it resembles."""
-    allowed = list(error.schema.get("properties", {}))
-    extras = [key for key in error.instance if key not in allowed]
-    key = min(extras, key=lambda k: document.locate(path + (k,)))
-    message = f"unknown key {str(key)!r}{did_you_mean(key, allowed)}"
-    return _Finding(message, path, path + (key,), _RANK_UNKNOWN_KEY)
+def _unknown_key(path: tuple[Any, ...], key: Any, allowed: list[str]) -> _Finding:
+    """An unknown key, with the allowed key it resembles or Ansible's word it stands for."""
+    meant = ANSIBLE_WORDS.get(str(key))
+    hint = f" (did you mean '{meant}'?)" if meant in allowed else did_you_mean(key, allowed)
+    return _Finding(f"unknown key {str(key)!r}{hint}", path, path + (key,), _RANK_UNKNOWN_KEY)
 
 
 def _alternatives(document: Document, error: ValidationError, path: tuple[Any, ...]) -> _Finding:

@@ -8,6 +8,7 @@ records the step's result in the store, and decides whether the child goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -28,7 +29,7 @@ from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.guard import confine, secret_values
 from runner.model import Step
 from runner.output import LineBuffer
-from runner.planner import JobPlan, Plan, describe_step
+from runner.planner import JobPlan, Plan, Unrendered, describe_step, step_label
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
@@ -41,6 +42,8 @@ STATUS_TIMEDOUT = "timedout"
 STATUS_UNREACHABLE = "unreachable"
 
 NO_LOG_TEXT = "(output hidden: no_log)"
+TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
+_TAIL_CHARS = 4000
 
 
 class Control:
@@ -88,6 +91,7 @@ class StepOutcome:
     stderr: str = ""
     error: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)  # its last lines, masked
 
     @property
     def failed(self) -> bool:
@@ -153,6 +157,8 @@ class StepRunner:
         self.diff = diff
         self.templar = plan.templar
         self.redact = plan.redactor
+        self._label = ""  # the running step's name as shown on this host (see step_label)
+        self._not_run: set[str] = set()  # registered by steps check mode did not run
 
     # -- the child -------------------------------------------------------------------
 
@@ -165,6 +171,7 @@ class StepRunner:
             try:
                 outcome = self._run_step(step)
             except TemplateError as exc:
+                self._label = ""  # the step as written: it could not be rendered
                 outcome = StepOutcome(STATUS_FAILED, error=str(exc))
                 self._emit_error(step, str(exc))
             except ConnectError as exc:
@@ -174,9 +181,11 @@ class StepRunner:
             except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its step, counted
                 outcome = StepOutcome(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
                 self._emit_error(step, outcome.error or "")
-            self._record(step, outcome, started)
+            step = self._record(step, outcome, started)
             if step.register:
                 self.registered[step.register] = outcome.registered()
+                if self.check and step.action not in ("put", "template"):
+                    self._not_run.add(step.register)
                 if step.register in self.plan.playbook.secrets:
                     self.redact.add(secret_values(self.registered[step.register]))
             if outcome.status == STATUS_STOPPED or self.control.stopped:
@@ -203,15 +212,20 @@ class StepRunner:
             return f"step '{step.name}': {outcome.error}"
         return f"step '{step.name}' exited with status {outcome.rc}"
 
-    def _record(self, step: Step, outcome: StepOutcome, started: float) -> None:
+    def _record(self, step: Step, outcome: StepOutcome, started: float) -> Step:
+        """Store and show the step's result under its name as shown on this host; the
+        step so named."""
         ended = time.time()
         outcome.error = self.redact(outcome.error)
+        step = dataclasses.replace(step, name=self._label or step.name)
+        self._label = ""
         self.record_step(
             self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
             outcome.error,
         )
         if self.events is not None:
             self.events.step_done(self.jp, self.host, step, outcome, ended - started)
+        return step
 
     def _emit_error(self, step: Step, message: str) -> None:
         self.sink(self.child_id, self.host, step.index, "stderr", message + "\n")
@@ -237,17 +251,37 @@ class StepRunner:
         results: list[dict[str, Any]] = []
         final = StepOutcome(STATUS_SKIPPED)
         for item in items:
+            started = time.time()
             scope = self._variables(item, with_item=True)
             if step.when is not None and not self._true(step.when, scope, step):
                 results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": item})
                 continue
             outcome = self._with_retries(step, scope)
             results.append({**outcome.registered(), "item": item})
+            self._item_done(step, item, outcome, started)
             final = _combine(final, outcome)
             if outcome.failed and not step.ignore_errors or outcome.status == STATUS_STOPPED:
                 break
         final.results = results
+        if self.check and final.status == STATUS_SKIPPED and final.error:
+            final.error = f"check mode: not run ({len(results)} items)"
+        self._label = self._loop_label(step)
         return final
+
+    def _item_done(self, step: Step, item: Any, outcome: StepOutcome, started: float) -> None:
+        """Show one item of a loop (as Ansible's `changed: [web1] => (item=a)`)."""
+        if self.events is not None:
+            shown = dataclasses.replace(step, name=f"{self._label} (item={self.redact(str(item))})")
+            self.events.step_done(self.jp, self.host, shown, outcome, time.time() - started)
+
+    def _loop_label(self, step: Step) -> str:
+        """A loop's name on this host, its items shown as `{{ item }}`."""
+        variables = self._variables(Unrendered("item"), with_item=True)
+        try:
+            args = self._render_args(step, variables)
+        except TemplateError:
+            args = None
+        return step_label(self.plan, step, variables, args)
 
     def _true(self, expr: Any, variables: Any, step: Step) -> bool:
         from runner.templating import _to_bool
@@ -271,13 +305,17 @@ class StepRunner:
         outcome.error = f"'until' still false after {attempts} attempts"
         return outcome
 
+    def _render_args(self, step: Step, variables: Any) -> Any:
+        if isinstance(step.args, dict):
+            return {k: self.templar.render(v, variables, step.where) for k, v in step.args.items()}
+        return self.templar.render(step.args, variables, step.where)
+
     def _execute(self, step: Step, variables: Any) -> StepOutcome:
         where = step.where
-        args = step.args
-        if isinstance(args, dict):
-            args = {k: self.templar.render(v, variables, where) for k, v in args.items()}
-        else:
-            args = self.templar.render(args, variables, where)
+        if self.check and self._not_run:  # shown as written, not as empty
+            variables = variables.child({name: Unrendered(name) for name in self._not_run})
+        args = self._render_args(step, variables)
+        self._label = step_label(self.plan, step, variables, args)
         env = {k: str(self.templar.render(v, variables, where)) for k, v in step.env.items()}
         cwd = self.templar.render(step.cwd, variables, where) if step.cwd else None
         command = "(no_log)" if step.no_log else describe_step(step.action, args)
@@ -441,6 +479,7 @@ class StepRunner:
     ) -> StepOutcome:
         keep = bool(step.register or step.until)
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        tail = Tail()
 
         def emitter(stream: str) -> Callable[[str], None]:
             def emit(text: str) -> None:
@@ -448,6 +487,8 @@ class StepRunner:
                     captured[stream].append(text)
                 if not step.no_log:
                     self.sink(self.child_id, self.host, step.index, stream, text)
+                    if stream == "stderr":
+                        tail.add(self.redact(text))
                 if self.events is not None and not step.no_log:
                     self.events.output(self.jp, self.host, stream, self.redact(text))
 
@@ -479,6 +520,7 @@ class StepRunner:
             rc=result.rc,
             stdout="".join(captured["stdout"]),
             stderr="".join(captured["stderr"]),
+            stderr_tail=tail.lines(),
         )
         if result.timed_out:
             outcome.status = STATUS_TIMEDOUT
@@ -522,7 +564,21 @@ def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
             STATUS_STOPPED]
     worse = new if rank.index(new.status) >= rank.index(current.status) else current
     return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
-                       current.stderr + new.stderr, worse.error)
+                       current.stderr + new.stderr, worse.error,
+                       stderr_tail=(current.stderr_tail + new.stderr_tail)[-TAIL_LINES:])
+
+
+class Tail:
+    """The last TAIL_LINES lines of a stream, however long the stream."""
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def add(self, text: str) -> None:
+        self._text = (self._text + text)[-_TAIL_CHARS:]
+
+    def lines(self) -> list[str]:
+        return self._text.splitlines()[-TAIL_LINES:]
 
 
 def unified_diff(before: bytes, after: bytes, name: str) -> str:

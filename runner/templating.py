@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import functools
 import json
 import os.path
@@ -75,11 +76,27 @@ def _named(name: str, function: Any) -> Any:
     return apply
 
 
+def to_plain(value: Any) -> Any:
+    """`value` as JSON can hold it, for `to_json` and `tojson`: any variable is
+    serializable (Ansible's `hostvars[host]`, dates from YAML, sets...)."""
+    if isinstance(value, Variables):  # a host's variables, without `hostvars` (as Ansible)
+        return {key: value[key] for key in value if key != "hostvars"}
+    if isinstance(value, Mapping):
+        return {str(key): item for key, item in value.items()}
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
+
 FILTERS = {
     name: _named(name, function)
     for name, function in {
         "quote": lambda v: shlex.quote(str(v)),
-        "to_json": lambda v, **kw: json.dumps(v, **kw),
+        "to_json": lambda v, **kw: json.dumps(v, **{"default": to_plain, **kw}),
         "from_json": json.loads,
         "bool": _to_bool,
         "basename": os.path.basename,
@@ -135,6 +152,7 @@ class _SandboxedNative(_Sandboxed, jinja2.nativetypes.NativeEnvironment):
 def _environment(cls: type[jinja2.Environment]) -> jinja2.Environment:
     env = cls(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters.update(FILTERS)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": to_plain}  # tojson
     return env
 
 

@@ -458,26 +458,13 @@ def test_diff_of_put_against_a_missing_file_shows_it_all_added(run, tmp_path):
 
 def test_on_a_terminal_a_live_status_line_shows_hosts_in_flight(run):
     """The other side of the plain-output test: a TTY does get the live display."""
-    import pty
+    from tests.terminal import run_on_pty
 
     path = run.write("play.yml", MIXED)
     env = {k: v for k, v in run.env.items() if k != "CI"}
-    main, secondary = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", path, "-i", "hosts.ini"],
-                            cwd=run.dir, env=env, stdout=secondary, stderr=secondary)
-    os.close(secondary)
-    chunks = []
-    while True:
-        try:
-            data = os.read(main, 65536)
-        except OSError:  # the pty closes when the run ends
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(timeout=60) == 2
-    screen = b"".join(chunks).decode()
+    code, screen = run_on_pty([sys.executable, "-m", "runner", "run", path, "-i", "hosts.ini"],
+                              run.dir, env)
+    assert code == 2
     assert "in flight" in screen and "\x1b[K" in screen
     assert "RECAP" in screen
 

@@ -65,14 +65,22 @@ def invoke(*argv: str) -> tuple[int, str, str]:
 
 
 def assert_clean(argv: tuple[str, ...], code: int, err: str) -> None:
-    """Success, or exit 4/5 with exactly one error line (warnings aside); no traceback."""
+    """Success, or exit 4/5 with exactly one error line (warnings aside), or for
+    `validate` one located line per error, in the file's order; no traceback."""
     shown = f"runner {' '.join(argv)} -> {code}\n{err}"
     assert "Traceback" not in err, shown
     assert code in CLEAN_EXITS, shown
     if code != 0:
         errors = [line for line in err.splitlines() if not line.startswith("warning:")]
-        assert len(errors) == 1, shown
-        assert errors[0].strip(), shown
+        assert errors and all(line.strip() for line in errors), shown
+        if argv[0] != "validate" or len(errors) == 1:
+            assert len(errors) == 1, shown
+            return
+        places = [re.match(r"(.*?):(\d+):(\d+): ", line) for line in errors]  # FILE:LINE:COL
+        assert all(places), shown
+        assert len({place[1] for place in places}) == 1, shown  # one file: validate's
+        lines = [(int(place[2]), int(place[3])) for place in places]
+        assert lines == sorted(lines), shown
 
 
 def check(*argv: str) -> int:
