@@ -15,7 +15,8 @@ import json
 import os.path
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from types import CodeType
 from typing import Any
 
 import jinja2
@@ -23,17 +24,14 @@ import jinja2.meta
 import jinja2.nativetypes
 import jinja2.sandbox
 
+from runner import templatelimits as limits
 from runner.errors import RunnerError, TemplateError
 from runner.model import Location
 
 _MARKERS = ("{{", "{%", "{#")
 _MAX_DEPTH = 60  # variables rendering variables; each level costs ~15 Python frames
-# What one operation in a template may make: a string or list of this many items, an
-# integer of this many bits. Past them the render fails instead of filling the memory
-# (`'x' * 10**10`) or computing for hours (`10 ** 100000000`). `range` has the sandbox's own
-# limit (jinja2.sandbox.MAX_RANGE).
-MAX_LENGTH = 10_000_000
-MAX_INT_BITS = 100_000
+MAX_LENGTH = limits.MAX_LENGTH  # what one operation may make: see runner/templatelimits.py
+MAX_INT_BITS = limits.MAX_INT_BITS
 
 
 def is_template(value: Any) -> bool:
@@ -96,7 +94,7 @@ FILTERS = {
     name: _named(name, function)
     for name, function in {
         "quote": lambda v: shlex.quote(str(v)),
-        "to_json": lambda v, **kw: json.dumps(v, **{"default": to_plain, **kw}),
+        "to_json": lambda v, **kw: limits.json_dumps(v, **{"default": to_plain, **kw}),
         "from_json": json.loads,
         "bool": _to_bool,
         "basename": os.path.basename,
@@ -111,9 +109,12 @@ FILTERS["mandatory"] = _mandatory
 
 
 def _check_size(operator: str, left: Any, right: Any) -> None:
-    """Refuse `*`, `+` and `**` whose result would pass MAX_LENGTH or MAX_INT_BITS,
+    """Refuse `*`, `+`, `**` and `%` whose result would pass MAX_LENGTH or MAX_INT_BITS,
     before Python starts making it."""
     sized = (str, bytes, list, tuple)
+    if operator == "%":
+        limits.check_percent(left, right)
+        return
     if operator == "**":
         if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
             if right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
@@ -136,23 +137,38 @@ def _is_int(value: Any) -> bool:
 
 
 class _Sandboxed(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with the results of `*`, `+` and `**` bounded."""
+    """Jinja2's immutable sandbox, with what operators, `~`, method calls, str.format,
+    filters and the output make bounded (runner/templatelimits.py)."""
 
-    intercepted_binops = frozenset(("*", "+", "**"))
+    intercepted_binops = frozenset(("*", "+", "**", "%"))
+    concat = staticmethod(limits.bounded_concat)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_size(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        args = limits.check_call(obj, args, kwargs)
+        return super().call(context, obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        return limits.bounded_str_format(self, value) or super().wrap_str_format(value)
+
+    def _compile(self, source: str, filename: str) -> CodeType:
+        return super()._compile(source + limits.REBIND, filename)
+
 
 class _SandboxedNative(_Sandboxed, jinja2.nativetypes.NativeEnvironment):
     """Renders to Python values (a loop's list), inside the same sandbox."""
+
+    concat = staticmethod(limits.bounded_native_concat)
 
 
 def _environment(cls: type[jinja2.Environment]) -> jinja2.Environment:
     env = cls(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters.update(FILTERS)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "default": to_plain}  # tojson
+    limits.bound(env)
     return env
 
 

@@ -36,6 +36,7 @@ Position = tuple[int, int]
 EMPTY_PLAYBOOK = "file is empty; a playbook is a mapping with 'jobs'"
 MAX_DEPTH = 100  # lists and mappings inside each other; no real file comes close
 ALIAS_NODES = 100_000  # nodes aliases may add to any file, more to a large one (alias_budget)
+ALIAS_CHARS = 64_000_000  # characters of scalars aliases may add: far above any real file
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
@@ -123,7 +124,8 @@ def check_depth(text: str, file: str, error_class: type[LocatedError]) -> None:
     """Refuse, before composing, nesting deeper than MAX_DEPTH (libyaml's composer recurses
     in C, and a few hundred kilobytes of ``[[[[`` would crash the process), an alias inside
     the node it names, and aliases that expand the data past `alias_budget` nodes (nine
-    levels of nine aliases, a few hundred bytes, are nearly 400 million nodes)."""
+    levels of nine aliases, a few hundred bytes, are nearly 400 million nodes) or past
+    ALIAS_CHARS characters (a 1 MB string named 3,000 times is 3 GB to check)."""
     _EventCheck(file, error_class).run(yaml.parse(text, Loader=_Loader))
 
 
@@ -136,16 +138,18 @@ def alias_budget(written: int) -> int:
 class _EventCheck:
     """One pass over the parse events, counting nesting and what aliases expand to.
 
-    The size of each anchored node (its nodes once aliases in it are expanded) is known
-    when it closes, so each alias adds that size without building anything."""
+    The size of each anchored node (its nodes and its scalars' characters once aliases in
+    it are expanded) is known when it closes, so each alias adds that size without
+    building anything."""
 
     def __init__(self, file: str, error_class: type[LocatedError]) -> None:
         self.file = file
         self.error_class = error_class
-        self.open: list[list[Any]] = []  # [anchor, nodes so far] per open collection
-        self.sizes: dict[str, int | None] = {}  # None while the anchored node is open
+        self.open: list[list[Any]] = []  # [anchor, nodes, characters] per open collection
+        self.sizes: dict[str, tuple[int, int] | None] = {}  # None while the node is open
         self.written = 0
         self.added = 0
+        self.added_chars = 0
 
     def fail(self, message: str, event: Any) -> LocatedError:
         mark = event.start_mark
@@ -156,41 +160,51 @@ class _EventCheck:
             if isinstance(event, CollectionStartEvent):
                 self.start(event)
             elif isinstance(event, CollectionEndEvent):
-                anchor, nodes = self.open.pop()
-                self.close(anchor, nodes)
+                anchor, nodes, chars = self.open.pop()
+                self.close(anchor, nodes, chars)
             elif isinstance(event, AliasEvent):
                 self.alias(event)
             elif isinstance(event, ScalarEvent):
                 self.written += 1
-                self.close(event.anchor, 1)
+                self.close(event.anchor, 1, len(event.value))
 
     def start(self, event: CollectionStartEvent) -> None:
         if len(self.open) >= MAX_DEPTH:
             raise self.fail(f"lists and mappings nested more than {MAX_DEPTH} deep", event)
         self.written += 1
-        self.open.append([event.anchor, 1])
+        self.open.append([event.anchor, 1, 0])
         if event.anchor is not None:
             self.sizes[event.anchor] = None
 
-    def close(self, anchor: str | None, nodes: int) -> None:
+    def close(self, anchor: str | None, nodes: int, chars: int) -> None:
         if anchor is not None:
-            self.sizes[anchor] = nodes
+            self.sizes[anchor] = (nodes, chars)
         if self.open:
             self.open[-1][1] += nodes
+            self.open[-1][2] += chars
 
     def alias(self, event: AliasEvent) -> None:
         if event.anchor in self.sizes and self.sizes[event.anchor] is None:
             raise self.fail(f"alias *{event.anchor} is inside the node it refers to", event)
-        nodes = self.sizes.get(event.anchor) or 1  # an undefined one: the composer says so
+        # An undefined anchor counts as one node: the composer says what is wrong with it.
+        nodes, chars = self.sizes.get(event.anchor) or (1, 0)
         self.added += nodes
+        self.added_chars += chars
         if self.added > alias_budget(self.written):
             budget = alias_budget(self.written)
             raise self.fail(
                 f"aliases expand the data past {budget:,} nodes (*{event.anchor}: {nodes:,})",
                 event,
             )
+        if self.added_chars > ALIAS_CHARS:
+            raise self.fail(
+                f"aliases expand the data past {ALIAS_CHARS:,} characters "
+                f"(*{event.anchor}: {chars:,})",
+                event,
+            )
         if self.open:
             self.open[-1][1] += nodes
+            self.open[-1][2] += chars
 
 
 def _line_col(text: str, position: int) -> Position:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -41,13 +42,27 @@ def _one_step(step: str) -> str:
     return f"name: p\njobs:\n  - name: a\n    targets: all\n    steps:\n      - {step}\n"
 
 
+def _at_most_2_gb() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def _limited(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """`runner ARGS` with 2 GB of address space and a minute: a template that fills the
+    memory or hangs fails its test instead of swapping the machine."""
+    env = {**os.environ, "CI": "true", "RUNNER_HOME": str(home)}
+    return subprocess.run(  # noqa: PLW1510 - every test checks the exit code itself
+        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
+        timeout=60, preexec_fn=_at_most_2_gb,  # noqa: PLW1509 - no threads in the tests
+    )
+
+
 def _refused(tmp_path: Path, command: str, playbook: str, *extra: str) -> str:
     """`runner COMMAND PLAYBOOK` (with an inventory, but for a bare `validate`) must
     exit 4 with one error line: that line."""
     args = [command.split()[0], playbook, *extra]
     if command != "validate":
         args += ["-i", write(tmp_path / "hosts", LOCAL)]
-    proc = runner(*args, home=tmp_path / "home")
+    proc = _limited(*args, home=tmp_path / "home")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     return one_error_line(proc)
 
@@ -101,6 +116,10 @@ RUN_TIME = {
     "b64decode": ("echo '%%garbage'", "{{ out.stdout | b64decode }}", "b64decode"),
     "repeat": ("echo x", "{{ out.stdout * 10**10 }}", "more than"),
     "range": ("echo 10000000", "{{ range(out.stdout | int) | list | length }}", "range"),
+    "zfill": ("echo 1000000000", "{{ 'x'.zfill(out.stdout | int) }}", "more than"),
+    "concat": ("echo 9000000", "{{ ('x' * (out.stdout | int)) ~ ('x' * (out.stdout | int)) }}",
+               "more than"),
+    "lipsum": ("echo 1000000", "{{ lipsum(out.stdout | int) }}", "more than"),
 }
 
 RUN_TIME_PLAYBOOK = """
@@ -123,7 +142,7 @@ def _run_time(tmp_path: Path, case: str, ignore: bool, *extra: str):
     playbook = write(tmp_path / "p.yml", RUN_TIME_PLAYBOOK.format(
         produce=produce, template=template, ignore=str(ignore).lower()))
     hosts = write(tmp_path / "hosts", LOCAL)
-    return runner("run", playbook, "-i", hosts, *extra, home=tmp_path / "home")
+    return _limited("run", playbook, "-i", hosts, *extra, home=tmp_path / "home")
 
 
 @pytest.mark.parametrize("case", sorted(RUN_TIME))
@@ -161,6 +180,21 @@ PLAN_TIME = {
     "repeat": ("{{ 'x' * 10**10 }}", "x=1"),
     "list-repeat": ("{{ [0] * 10**9 }}", "x=1"),
     "power": ("{{ 2 ** 10000000 }}", "x=1"),
+    # A width or count a gigabyte wide, and joins past the 10 million character limit.
+    "zfill": ("{{ 'x'.zfill(10**9) }}", "x=1"),
+    "format-width": ("{{ '{:>1000000000}'.format(1) }}", "x=1"),
+    "percent-width": ("{{ '%*s' % (10**9, 'x') }}", "x=1"),
+    "format-filter": ("{{ '%1000000000s' | format('x') }}", "x=1"),
+    "indent": ("{{ 'x' | indent(10**9) }}", "x=1"),
+    "center": ("{{ 'x' | center(10**9) }}", "x=1"),
+    "wordwrap": ("{{ ('x ' * 100) | wordwrap(1, wrapstring='y' * 1000000) }}", "x=1"),
+    "to_json-indent": ("{{ [1, [2]] | to_json(indent=10**9) }}", "x=1"),
+    "slice": ("{{ range(10) | slice(10**9) | list }}", "x=1"),
+    "concat": ("{{ ('x' * 9000000) ~ ('x' * 9000000) }}", "x=1"),
+    "join": ("{{ (['ab'] * 5000000) | join('--') }}", "x=1"),
+    "replace": ("{{ ('x' * 1000000) | replace('x', 'x' * 100) }}", "x=1"),
+    "loop-output": ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", "x=1"),
+    "lipsum": ("{{ lipsum(10**6) }}", "x=1"),
 }
 
 
@@ -170,6 +204,22 @@ def test_a_template_failing_at_plan_time_is_exit_4(case, tmp_path):
     playbook = write(tmp_path / "p.yml", _one_step(f'run: "echo {template}"'))
     error = _refused(tmp_path, "plan", playbook, "-e", extra)
     assert error.startswith(f"{playbook}:6:9: jobs[0].steps[0]: template error: "), error
+    assert "out of memory" not in error, error  # refused before it is made, not after
+
+
+def test_strings_doubled_through_variables_are_exit_4(tmp_path):
+    playbook = write(tmp_path / "p.yml", """
+        name: p
+        vars: {a: "{{ 'x' * 9000000 }}", b: "{{ a ~ a }}", c: "{{ b ~ b }}", d: "{{ c ~ c }}"}
+        jobs:
+          - name: a
+            targets: all
+            steps:
+              - run: "echo {{ d | length }}"
+        """)
+    error = _refused(tmp_path, "plan", playbook)
+    assert error.startswith(f"{playbook}:7:9: jobs[0].steps[0]: template error: "), error
+    assert "more than" in error, error
 
 
 # -- names and output ---------------------------------------------------------------------

@@ -370,6 +370,10 @@ FOUND = {
                                     4, ":7:10: aliases expand the data past"),
     "an alias bomb in an extra-vars file": ("v.yml", _bomb(""), ["plan", HELLO, "-e", "@"], 4,
                                             ":6:8: aliases expand the data past"),
+    # 1 MB naming a 1 MB string 3,000 times: 3 GB for every later check to read.
+    "aliases of a large string": ("p.yml", f"vars:\n  s: &s {'x' * 10**6}\n  l: [{'*s, ' * 3000}]\n"
+                                  "jobs: []\n", ["validate"], 4,
+                                  ":3:263: aliases expand the data past 64,000,000 characters"),
     "an alias bomb in an inventory": ("hosts.yml", _yaml_inventory(_bomb("    ")),
                                       ["inventory", "-i"], 4, ":10:12: aliases expand"),
     "a recursive alias in an inventory": ("hosts.yml", _yaml_inventory("    a: &a [*a]\n"),
