@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -182,6 +183,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _run_outputs(args, plan, report, reporter, hosts, code, time.monotonic() - began)
     if report.store_error is not None:
         raise report.store_error
+    if reporter.closed_pipe:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        ids = " ".join(str(job.job_id) for job in report.jobs)
+        raise RunnerError("standard output was closed while the run printed (a reader that "
+                          f"ended early): every job ran and kept its output; runner job receive "
+                          f"{ids or 'ID'} shows it")
     return code
 
 

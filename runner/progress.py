@@ -37,6 +37,40 @@ def is_interactive(stream: TextIO) -> bool:
     return hasattr(stream, "isatty") and stream.isatty()
 
 
+class _ClosedPipeGuard:
+    """A text stream whose reader may go away (`runner run ... | head -1`): the first
+    write that meets a closed pipe marks it, and later writes are dropped, so the run goes
+    on and keeps every job's output in the store instead of failing where it printed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_pipe = False
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self.closed_pipe = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self.closed_pipe = True
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 class Reporter:
     """Receives the executor's events and prints them; collects per-host stats."""
 
@@ -47,7 +81,8 @@ class Reporter:
         quiet: bool = False,
         check: bool = False,
     ):
-        self.stream = stream or sys.stdout
+        self._guard = _ClosedPipeGuard(stream or sys.stdout)
+        self.stream: Any = self._guard
         self.verbosity = verbosity
         self.quiet = quiet
         self.check = check
@@ -57,6 +92,11 @@ class Reporter:
         self._done = 0
         self._lock = threading.Lock()
         self._status_shown = False
+
+    @property
+    def closed_pipe(self) -> bool:
+        """Whether the reader of this reporter's stream went away during the run."""
+        return self._guard.closed_pipe
 
     # -- printing --------------------------------------------------------------------
 

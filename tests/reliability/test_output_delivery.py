@@ -308,3 +308,35 @@ def test_a_read_only_runner_home_is_named(cli: Any, tmp_path: Path) -> None:
         assert_refused(cli, readonly / "new", ("job", "list"))
     finally:
         subprocess.run(["umount", str(readonly)], check=True)
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_a_run_into_a_pipe_closed_early_finishes_keeps_its_output_and_says_so(
+    cli: Any, verbose: list[str]
+) -> None:
+    """`runner run ... | head -1`: the jobs go on and keep their output; exit 1 with one
+    line, no traceback (it used to end 0 with the jobs Failed and their output lost)."""
+    hosts = write(cli, "hosts.ini", INVENTORY)
+    play = write(cli, "p.yml", """
+        jobs:
+          - name: a
+            targets: localhost
+            steps:
+              - run: "echo one; sleep 1; echo two"
+              - run: "echo three"
+        """)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", play, "-i", hosts, *verbose],
+        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    assert first_line(proc)  # `head -1` read its line and went away
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 1
+    assert proc.stderr is not None
+    errors = error_lines(proc.stderr.read().decode())
+    assert len(errors) == 1 and "standard output was closed" in errors[0], errors
+    [job] = cli.jobs()
+    assert job["State"] == "Completed"
+    received = cli("job", "receive", str(job["Id"]), check=True)
+    assert received.stdout.split() == ["one", "two", "three"]
