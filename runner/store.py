@@ -1061,10 +1061,10 @@ def _create_private_file(path: Path) -> None:
 
 
 def _refuse_empty(path: Path) -> None:
-    """A 0-byte store was not created by runner (see `_create_private_file`): refuse it,
-    unless a write-ahead log beside it holds its content."""
-    wal = path.with_name(path.name + "-wal")
-    if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+    """A 0-byte store was not created by runner (see `_create_private_file`: switching a
+    new file to WAL writes its header): refuse it, even beside a write-ahead log, whose
+    pages cannot stand without the file they belong to."""
+    if path.stat().st_size == 0:
         raise StoreError(
             path, "the job store is empty (0 bytes: truncated?): move it aside "
             f"(mv {path} {path}.bad) and runner starts a new, empty store"

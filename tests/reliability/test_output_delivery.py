@@ -282,6 +282,17 @@ def test_an_empty_store_is_refused_not_recreated(cli: Any) -> None:
     assert store.stat().st_size == 0
 
 
+def test_an_empty_store_beside_its_write_ahead_log_is_refused(cli: Any) -> None:
+    """Truncated while its -wal file (where the jobs are until a checkpoint) stays."""
+    cli("run", write(cli, "play.yml", SMALL_PLAY), "-i", write(cli, "hosts.ini", INVENTORY),
+        check=True)
+    store = cli.home / "jobs.db"
+    assert store.with_name("jobs.db-wal").stat().st_size > 0
+    store.write_bytes(b"")
+    assert_refused(cli, store, *everything(cli))
+    assert store.stat().st_size == 0
+
+
 def test_a_store_that_is_not_a_file_is_named(cli: Any) -> None:
     """Root reads any file whatever its mode; a directory in its place it cannot open."""
     (cli.home / "jobs.db").mkdir(parents=True)
