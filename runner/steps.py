@@ -150,6 +150,7 @@ class StepRunner:
         # while it runs, so that the group can be ended should this runner die.
         self.runtime = runtime
         self.conn, self.local, self.sink = conn, local, sink
+        self._results = results
         self.record_step = results.record_step  # a StoreWriter (batched) or the JobStore
         self.control, self.registered, self.events, self.check = (
             control, registered, events, check,
@@ -165,6 +166,9 @@ class StepRunner:
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
         for step in self.jp.steps:
+            if self._store_refused():
+                self.control.stop(f"the job store refused a write: {self._store_refused()}",
+                                  fail=True)
             if self.control.stopped:
                 return self._stopped(counts)
             started = time.time()
@@ -197,6 +201,11 @@ class StepRunner:
             if outcome.failed:
                 return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
         return ChildReport("Completed", None, False, counts)
+
+    def _store_refused(self) -> BaseException | None:
+        """The output writer's error once the store refused a batch: no step may start
+        after that, as its output and result could not be kept."""
+        return getattr(self._results, "error", None)
 
     def _stopped(self, counts: dict[str, int]) -> ChildReport:
         if self.control.fail:
