@@ -15,7 +15,6 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from string import Formatter
 from typing import Any
 
 import jinja2
@@ -84,7 +83,7 @@ REBIND = "\nfrom runner.templatelimits import str_join, markup_join\n"
 
 # -- str.format and % ------------------------------------------------------------------------
 
-_PERCENT = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.)", re.S)
+_PERCENT = re.compile(r"%(?:\(([^)]*)\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.)", re.DOTALL)
 
 
 def _number(text: str) -> int:

@@ -52,7 +52,7 @@ def _limited(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CI": "true", "RUNNER_HOME": str(home)}
     return subprocess.run(  # noqa: PLW1510 - every test checks the exit code itself
         [sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
-        timeout=60, preexec_fn=_at_most_2_gb,  # noqa: PLW1509 - no threads in the tests
+        timeout=60, preexec_fn=_at_most_2_gb,
     )
 
 

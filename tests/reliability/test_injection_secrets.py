@@ -390,13 +390,13 @@ def test_a_secret_cut_by_the_record_boundary_is_still_masked(work, first):
 
 def test_a_quoted_secret_holding_a_quote_is_masked_in_plan_and_run(work):
     value = "it's-a-s3cret"
-    play = write(work / "play.yml", f"""
+    play = write(work / "play.yml", """
         secrets: [pw]
         jobs:
           - name: q
             targets: web1
             steps:
-              - run: "printf '%s' {{{{ pw | quote }}}} >/dev/null; echo {{{{ pw | to_json }}}}"
+              - run: "printf '%s' {{ pw | quote }} >/dev/null; echo {{ pw | to_json }}"
         """)
     extra = ("-e", json.dumps({"pw": value}))
     outputs = {
