@@ -193,7 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_exit_code(report: Any) -> int:
-    """DESIGN.md's order: a store that refused the output (the run stopped), interrupted,
+    """The order of exit codes: a store that refused the output (the run stopped), interrupted,
     then unreachable (outranks failed), then failed."""
     if report.store_error is not None:
         return report.store_error.exit_code

@@ -7,7 +7,7 @@ come from carry the file, line, column and key path, and print as
 
 from __future__ import annotations
 
-# Exit codes (DESIGN.md section 4). Kept distinct so CI scripts can tell them apart.
+# Exit codes, as the README lists them. Kept distinct so CI scripts can tell them apart.
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_HOSTS_FAILED = 2

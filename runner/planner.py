@@ -110,7 +110,7 @@ class Plan:
     def variables(
         self, host: str, job: JobDef | None = None, registered: Mapping[str, Any] | None = None
     ) -> Variables:
-        """The templating variables for `host` in `job`, by DESIGN.md's precedence:
+        """The templating variables for `host` in `job`, by the README's precedence:
         inventory (group < host) < playbook vars < job vars < registered < extra vars."""
         magic = {
             "inventory_hostname": host,

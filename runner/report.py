@@ -163,7 +163,7 @@ def _stderr_tails(store: Any, child_id: int) -> dict[int, str]:
 
 
 def run_document(summary: RunSummary) -> dict[str, Any]:
-    """The `runner run --format json` document (DESIGN.md section 4, plus more keys)."""
+    """The `runner run --format json` document (the keys the README names, plus more)."""
     return {
         "playbook": summary.playbook,
         "check": summary.check,

@@ -1,6 +1,6 @@
 """Where the runner keeps its state: RUNNER_HOME and the job store inside it.
 
-One source of truth for the location (DESIGN.md section 5): ``$RUNNER_HOME``, else
+One source of truth for the location (see the README): ``$RUNNER_HOME``, else
 ``$XDG_STATE_HOME/runner``, else ``~/.local/state/runner``. The directory holds job
 metadata and output, which may include secrets, so it is created private (0700).
 """

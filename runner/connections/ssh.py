@@ -118,7 +118,7 @@ def _aead_first_transport(sock: socket.socket, **kwargs: object) -> paramiko.Tra
 
 
 def default_known_hosts() -> Path:
-    """$RUNNER_HOME/known_hosts, RUNNER_HOME defaulting as DESIGN.md section 5 says."""
+    """$RUNNER_HOME/known_hosts, RUNNER_HOME defaulting as `runner.settings` says."""
     home = os.environ.get("RUNNER_HOME")
     if not home:
         state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
