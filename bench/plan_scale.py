@@ -45,9 +45,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from runner.inventory import load_inventory
-from runner.planner import build_plan, render_plan
-from runner.playbook import load_playbook
+from runner.planning.inventory import load_inventory
+from runner.planning.planner import build_plan, render_plan
+from runner.planning.playbook import load_playbook
 
 GROUPS = 50
 BIG_HOSTS = 100_000
@@ -57,9 +57,9 @@ STEPS = 20
 
 RESOLVE_SNIPPET = """
 import sys
-from runner.inventory import load_inventory
-from runner.planner import build_plan
-from runner.playbook import load_playbook
+from runner.planning.inventory import load_inventory
+from runner.planning.planner import build_plan
+from runner.planning.playbook import load_playbook
 build_plan(load_playbook(sys.argv[1]), load_inventory(sys.argv[2]))
 """
 

@@ -1,3 +1,3 @@
-from runner.cli import entry
+from runner.cli.main import entry
 
 entry()

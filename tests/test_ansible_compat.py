@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from runner.errors import PatternError
-from runner.inventory import load_inventory
-from runner.patterns import select_hosts
+from runner.planning.inventory import load_inventory
+from runner.planning.patterns import select_hosts
 
 pytest.importorskip("ansible")
 

@@ -113,7 +113,7 @@ def test_runner_inventory_selects_what_ansible_selects(
 
 @pytest.mark.parametrize("name", list(PATTERNS))
 def test_groups_are_named_as_ansible_names_them(ansible_env: dict[str, str], name: str) -> None:
-    from runner.inventory import load_inventory
+    from runner.planning.inventory import load_inventory
 
     done = _run(["ansible-inventory", "-i", str(HERE / name), "--list"], ansible_env)
     assert done.returncode == 0, done.stderr

@@ -37,6 +37,6 @@ def test_quick_start_installs_and_runs_the_example(tmp_path):
     assert "job 1 hello started" in proc.stdout
     assert "RECAP" in proc.stdout
     installed = subprocess.run([str(venv / "bin" / "python"), "-c",
-                                "import runner.schema, runner; print(runner.__file__)"],
+                                "import runner.planning.schema, runner; print(runner.__file__)"],
                                cwd=tmp_path, capture_output=True, text=True, check=True)
     assert str(venv) in installed.stdout  # the installed copy ran, not the checkout

@@ -3,7 +3,7 @@
 Each command is ``/bin/sh -c SCRIPT`` in a new session (so its own process group), read
 through one selector over its stdout and stderr pipes, so output reaches the callback in
 the calling thread as it is produced, never held whole in memory. While it runs, the
-group is held on this process's lifeline (`runner.lifeline`): should the process die,
+group is held on this process's lifeline (`runner.connections.lifeline`): should the process die,
 even of SIGKILL, the group is ended.
 """
 
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner import lifeline
+from runner.connections import lifeline
 from runner.connections.base import (
     KILL_GRACE,
     READ_SIZE,

@@ -44,7 +44,7 @@ from runner.connections.sshstack import load
 from runner.connections.stepshell import Boundary, StepShell
 from runner.connections.transfer import exec_get, exec_put, sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
-from runner.knownhosts import AcceptNewPolicy, KnownHosts
+from runner.connections.knownhosts import AcceptNewPolicy, KnownHosts
 
 fabric, paramiko = load()
 

@@ -13,7 +13,7 @@ import threading
 from functools import lru_cache
 from typing import Any
 
-from runner.hostnames import check_hostname
+from runner.planning.inventory.hostnames import check_hostname
 
 _lock = threading.Lock()
 

@@ -3,7 +3,7 @@
 Whatever a user feeds `validate`, `plan` and `inventory`, the answer is success or one
 clean error line with exit 4 (bad playbook or inventory) or 5 (bad command line): never
 a traceback, never exit 250 (an unexpected error, a bug). The commands run in-process
-through `runner.cli.main` (fast); a few run through a real process as a user starts them.
+through `runner.cli.main.main` (fast); a few run through a real process as a user starts them.
 Hypothesis is derandomized so every CI run tries the same inputs.
 """
 
@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.cli import main
+from runner.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = {p.name: p.read_text() for p in sorted((ROOT / "playbooks").glob("*.yml"))}
@@ -114,7 +114,7 @@ VALUES = st.recursive(
 )
 YAML_TAGS = st.sampled_from([
     "!!python/object/apply:os.system ['echo pwned']",
-    "!!python/object:runner.model.Step {}",
+    "!!python/object:runner.planning.model.Step {}",
     "!!python/name:os.system",
     "!!binary aGVsbG8=",
     "!!timestamp 2001-12-14",

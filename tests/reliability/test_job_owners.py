@@ -50,7 +50,7 @@ def _child(cli) -> dict:
 
 def _recorded_group(cli, job_id: int, field: str) -> int | None:
     """The process group the store holds for a child (what a later stop will end)."""
-    from runner.store import JobStore
+    from runner.jobs.store import JobStore
 
     store = JobStore(cli.home / "jobs.db")
     try:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from runner.store import JobStore
+from runner.jobs.store import JobStore
 
 INVENTORY = "localhost ansible_connection=local\n"
 PIPE_BYTES = 65536  # a Linux pipe's capacity: what a reader that went away may have lost
@@ -49,7 +49,7 @@ def _receiver(home: Path, name: str, out: Path) -> None:
     try:
         sys.stdout = open(out, "w", encoding="utf-8")  # noqa: SIM115 - this process's stdout
         os.environ["RUNNER_HOME"] = str(home)
-        from runner.cli import main
+        from runner.cli.main import main
 
         code = main(["job", "receive", name, "--wait"])
         sys.stdout.flush()

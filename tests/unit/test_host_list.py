@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InventoryError
-from runner.inventory import load_inventory
-from runner.patterns import select_hosts
+from runner.planning.inventory import load_inventory
+from runner.planning.patterns import select_hosts
 
 HOST_LIST = "web-1, web-2:2222,[2001:db8::1]:2200,db,web-1,"
 

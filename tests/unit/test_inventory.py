@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InventoryError
-from runner.inventory import InventoryBuilder, implicit_localhost, load_inventory
+from runner.planning.inventory import InventoryBuilder, implicit_localhost, load_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 

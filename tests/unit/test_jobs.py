@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from runner.errors import JobStateError
-from runner.jobs import (
+from runner.jobs.states import (
     TERMINAL,
     JobState,
     check_transition,

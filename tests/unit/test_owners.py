@@ -14,12 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from runner import api
+from runner.api import jobs as api_jobs
 from runner.errors import RunnerError
-from runner.jobs import JobState
-from runner.processes import Liveness, Owner, current_owner, judge, machine_id
-from runner.store import _SCHEMA, JobStore
+from runner.jobs.states import JobState
+from runner.jobs.processes import Liveness, Owner, current_owner, judge, machine_id
+from runner.jobs.store import _SCHEMA, JobStore
 from tests.unit.test_store import _dead_pid, db, store  # noqa: F401 - the same store fixtures
 
 S = JobState
@@ -86,7 +85,7 @@ def test_only_an_owner_on_this_machine_and_in_this_namespace_is_judged() -> None
 
 @needs_unshare
 def test_an_owner_in_another_pid_namespace_is_not_judged_from_either_side() -> None:
-    code = ("import json, os; from runner.processes import current_owner, judge; "
+    code = ("import json, os; from runner.jobs.processes import current_owner, judge; "
             "o = current_owner(); print(json.dumps([list(o.__dict__.values()), "
             "judge(o).value]))")
     fields, inside = json.loads(_in_new_namespace(code))
@@ -95,7 +94,7 @@ def test_an_owner_in_another_pid_namespace_is_not_judged_from_either_side() -> N
     assert theirs.pidns != current_owner().pidns
     assert judge(theirs) == Liveness.UNKNOWN
     mine = current_owner()
-    code = (f"from runner.processes import Owner, judge; "
+    code = (f"from runner.jobs.processes import Owner, judge; "
             f"print(judge(Owner({mine.machine!r}, {mine.pidns}, {mine.pid}, {mine.start})).value)")
     assert _in_new_namespace(code).strip() == "unknown"
 
@@ -104,7 +103,7 @@ def test_an_owner_in_another_pid_namespace_is_not_judged_from_either_side() -> N
 def test_a_proc_of_another_namespace_judges_nothing() -> None:
     """`unshare --pid --fork` without --mount-proc: /proc still lists the parent's pids."""
     mine = current_owner()
-    code = (f"from runner.processes import Owner, judge, sees_own_namespace, current_owner; "
+    code = (f"from runner.jobs.processes import Owner, judge, sees_own_namespace, current_owner; "
             f"me = current_owner(); "
             f"print(sees_own_namespace(), judge(Owner(me.machine, me.pidns, {mine.pid}, 0)).value)")
     assert _in_new_namespace(code, mount_proc=False).split() == ["False", "unknown"]
@@ -148,7 +147,7 @@ def test_claim_records_the_whole_identity(store: JobStore) -> None:
 @needs_unshare
 def test_reconcile_leaves_a_job_owned_in_another_namespace_alone(db: Path) -> None:
     JobStore(db).close()
-    code = (f"from runner.store import JobStore; s = JobStore({str(db)!r}); "
+    code = (f"from runner.jobs.store import JobStore; s = JobStore({str(db)!r}); "
             f"j = s.create_job('theirs', 'thread', 'sleep 9', 'localhost'); "
             f"s.set_state(j, 'Running'); print(j)")
     job = int(_in_new_namespace(code))
@@ -213,7 +212,7 @@ def test_an_unreachable_target_is_named_and_a_later_stop_still_tries(
     assert "cannot reach web1" in record.reason and "424242" in record.reason
     assert store.reconcile() == []  # Disconnected: not tried again on every command
     with pytest.raises(RunnerError, match="job .* on web1: cannot reach web1"):
-        api.stop(store, [job], timeout=1)
+        api_jobs.stop(store, [job], timeout=1)
     assert store.get(job).state == S.Disconnected and store.get(job).remote_pgid == 424242
 
 

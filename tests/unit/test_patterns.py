@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import PatternError
-from runner.inventory import Inventory, load_inventory
-from runner.patterns import select_hosts, split_pattern
+from runner.planning.inventory import Inventory, load_inventory
+from runner.planning.patterns import select_hosts, split_pattern
 
 INI = """\
 solo

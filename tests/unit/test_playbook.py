@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import EXIT_INVALID, PlaybookError
-from runner.model import JobDef, Location, Results, SessionDef, Step
-from runner.playbook import derive_step_name, load_playbook
+from runner.planning.model import JobDef, Location, Results, SessionDef, Step
+from runner.planning.playbook import derive_step_name, load_playbook
 
 BAD = Path(__file__).parent / "bad_playbooks"
 

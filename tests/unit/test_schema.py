@@ -11,8 +11,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from runner.errors import PlaybookError
-from runner.schema import playbook_schema, validate
-from runner.yamlsource import load_yaml
+from runner.planning.schema import playbook_schema, validate
+from runner.planning.yamlsource import load_yaml
 
 
 def walk(node: Any, path: str = "#"):

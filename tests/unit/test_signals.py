@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent("""
     import signal, sys, threading, time
     from runner.signals import handle_signals
-    from runner.steps import Control
+    from runner.execution.steps import Control
 
     control = Control()
     busy = threading.Lock()

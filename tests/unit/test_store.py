@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from runner.errors import JobNotFoundError, JobStateError
-from runner.jobs import JobState
+from runner.jobs.states import JobState
 from runner.settings import runner_home, store_path
-from runner.store import JobStore
+from runner.jobs.store import JobStore
 
 S = JobState
 FORK = multiprocessing.get_context("fork")
@@ -234,7 +234,7 @@ def test_ids_are_unique_and_increasing_across_processes(db: Path) -> None:
     assert len(set(every_id)) == 100
     assert all(ids == sorted(ids) for ids in results)
     code = (
-        "from runner.store import JobStore; "
+        "from runner.jobs.store import JobStore; "
         f"print(JobStore({str(db)!r}).create_job('x', 'thread', 't', 'h'))"
     )
     repo = Path(__file__).resolve().parents[2]

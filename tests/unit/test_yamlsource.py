@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import InventoryError, PlaybookError
-from runner.model import Location
-from runner.yamlsource import format_path, load_yaml
+from runner.planning.model import Location
+from runner.planning.yamlsource import format_path, load_yaml
 
 TEXT = """\
 # a comment first

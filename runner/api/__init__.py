@@ -1,0 +1,1 @@
+"""The library's face: `plans` (validate, plan, select, run) and `jobs` (list, receive, wait, stop, remove)."""

@@ -1,0 +1,217 @@
+"""Planning and running playbooks: what `runner validate | plan | inventory | run` do.
+
+A Python user can call these directly; the command line only parses arguments, calls
+them and formats the answers.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.errors import PlaybookError, UsageError
+
+
+def load_inventory(path: str | None):  # -> Inventory
+    """The inventory at `path`, or the implicit `localhost` one when none is given."""
+    from runner.planning import inventory
+
+    if path is None:
+        return inventory.implicit_localhost()
+    return inventory.load_inventory(path)
+
+
+def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
+    """`-e` values as ansible-playbook takes them: KEY=VALUE pairs, JSON/YAML, or @file."""
+    import yaml
+
+    from runner.planning.yamlsource import check_depth
+
+    result: dict[str, Any] = {}
+    for value in values:
+        value = value.strip()
+        if value.startswith("@"):
+            result.update(_extra_vars_file(value[1:]))
+        elif value.startswith("{"):
+            try:
+                check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
+                data = yaml.safe_load(value)
+            except PlaybookError as exc:
+                raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
+            except RecursionError:
+                raise UsageError(f"-e {value!r}: nested too deep") from None
+            except yaml.YAMLError as exc:  # its text spans lines: keep the first
+                why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
+            if not isinstance(data, dict):
+                raise UsageError(f"-e {value!r}: expected a mapping")
+            result.update(data)
+        else:
+            try:
+                pairs = shlex.split(value)
+            except ValueError as exc:  # an unbalanced quote
+                raise UsageError(f"-e {value!r}: {exc}") from None
+            for pair in pairs:
+                key, sep, val = pair.partition("=")
+                if not sep or not key.isidentifier():
+                    raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
+                result[key] = val
+    return result
+
+
+def _extra_vars_file(path: str) -> dict[str, Any]:
+    from runner.planning.yamlsource import load_yaml
+
+    document = load_yaml(path, error_class=PlaybookError)
+    if not isinstance(document.data, dict):
+        raise PlaybookError("an extra-vars file must hold a mapping", path, 1, 1)
+    return document.data
+
+
+def load_playbook_cached(path: str):  # -> Playbook
+    """`load_playbook`, skipping the JSON Schema pass for bytes that passed it before.
+
+    `runner plan` and `runner run` of a playbook that has not changed since it last
+    validated skip importing jsonschema (about a third of a run's start-up). The key is
+    the file's bytes, the schema's bytes and this runner's version, kept as an empty
+    file under $RUNNER_HOME/cache/; `runner validate` always runs the full check.
+    """
+    import hashlib
+
+    from runner import __version__
+    from runner.planning.playbook import load_playbook
+    from runner.planning.schema import SCHEMA_PATH
+    from runner.settings import runner_home
+
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes())
+        digest.update(SCHEMA_PATH.read_bytes())
+    except OSError:
+        return load_playbook(path)  # load_playbook reports it, with the file's name
+    digest.update(__version__.encode())
+    marker = runner_home() / "cache" / f"valid-{digest.hexdigest()}"
+    if marker.exists():
+        return load_playbook(path, schema_checked=True)
+    playbook = load_playbook(path)
+    try:
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return playbook
+
+
+def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[str], list[Any]]:
+    """Check every playbook (schema + semantics; with an inventory, also host patterns and
+    templates). Returns (warnings, errors): one bad file does not hide the next one's."""
+    from runner.errors import LocatedError
+    from runner.planning.playbook import load_playbook
+
+    warnings: list[str] = []
+    errors: list[LocatedError] = []
+    inv = load_inventory(inventory) if inventory else None
+    for path in paths:
+        try:
+            playbook = load_playbook(path)
+            if inv is not None:
+                from runner.planning.planner import build_plan, render_plan
+
+                the_plan = build_plan(playbook, inv)
+                render_plan(the_plan)
+                warnings.extend(the_plan.warnings)
+        except LocatedError as error:
+            errors.extend(error.every or [error])
+    return warnings, errors
+
+
+def plan(
+    playbook_path: str,
+    inventory: str | None = None,
+    extra_vars: Sequence[str] = (),
+    limit: str | None = None,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
+    start_at_job: str | None = None,
+):  # -> Plan
+    """Load, validate and resolve a playbook against an inventory; nothing runs."""
+    from runner.planning.planner import build_plan
+
+    parsed_vars = parse_extra_vars(extra_vars)
+    playbook = load_playbook_cached(playbook_path)
+    inv = load_inventory(inventory)
+    return build_plan(
+        playbook,
+        inv,
+        extra_vars=parsed_vars,
+        limit=limit,
+        tags=list(tags),
+        skip_tags=list(skip_tags),
+        start_at_job=start_at_job,
+    )
+
+
+def select(inventory: str | None, pattern: str = "all", limit: str | None = None) -> dict:
+    """The hosts a pattern selects and the groups they are in, in inventory order."""
+    from runner.planning.patterns import select_hosts
+
+    inv = load_inventory(inventory)
+    hosts = select_hosts(inv, pattern, limit)
+    chosen = set(hosts)
+    groups = {
+        name: [h for h in members if h in chosen]
+        for name, members in inv.groups_map().items()
+    }
+    return {"hosts": hosts, "groups": {k: v for k, v in groups.items() if v}}
+
+
+def run(
+    playbook_path: str,
+    inventory: str | None = None,
+    extra_vars: Sequence[str] = (),
+    limit: str | None = None,
+    tags: Sequence[str] = (),
+    skip_tags: Sequence[str] = (),
+    start_at_job: str | None = None,
+    forks: int = 5,
+    check: bool = False,
+    diff: bool = False,
+    events: Any = None,
+    on_start: Any = None,
+):  # -> tuple[Plan, RunReport]
+    """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
+    from runner.api.jobs import open_store
+    from runner.execution.executor import Executor, RunOptions
+    from runner.planning.planner import render_plan
+    from runner.cli.console import Reporter
+    from runner.execution.sessions import SessionPool
+    from runner.settings import runner_home, store_path
+
+    sources = {
+        "playbook_path": playbook_path,
+        "inventory": inventory,
+        "extra_vars": list(extra_vars),
+        "limit": limit,
+        "tags": list(tags),
+        "skip_tags": list(skip_tags),
+        "start_at_job": start_at_job,
+    }
+    the_plan = plan(**sources)
+    render_plan(the_plan)  # an undefined variable is an error before anything starts
+    options = RunOptions(
+        forks=forks,
+        check=check,
+        diff=diff,
+        known_hosts=runner_home() / "known_hosts",
+        sources=sources,
+        store_path=store_path(),
+    )
+    sessions = SessionPool(the_plan, options)
+    sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
+    store = open_store()
+    executor = Executor(the_plan, store, options, events or Reporter(quiet=True), sessions)
+    if on_start is not None:
+        on_start(executor)
+    return the_plan, executor.run()

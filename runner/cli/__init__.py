@@ -1,0 +1,1 @@
+"""The command line: argv in, the API called, exit codes out."""

@@ -1,0 +1,1 @@
+"""Running a Plan: the executor, child runners, steps, sessions and output sinks."""

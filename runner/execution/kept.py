@@ -1,0 +1,90 @@
+"""The executor's side of children kept on their targets (detached, or results kept there).
+
+The child's steps are rendered now, with the variables known at start, into one script
+(`runner.execution.ontarget.jobdir`) that runs on the target in its own process group. A detached child is
+left running; an attached one is followed until it ends, and stopped with the run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from runner.execution.ontarget import jobdir as remote
+from runner.jobs.states import JobState
+from runner.planning.planner import JobPlan
+from runner.execution.steps import ChildReport, Control
+
+FOLLOW_SECONDS = 0.25
+
+
+def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remote.ScriptStep]:
+    """Every step rendered for `host`; a step whose `when` is false now is recorded skipped."""
+    plan, templar = executor.plan, executor.plan.templar
+    variables = plan.variables(host, jp.job, executor.registered.setdefault(host, {}))
+    steps = []
+    for step in jp.steps:
+        items: list[Any] = [None]
+        if step.loop is not None:
+            items = templar.render_native(step.loop, variables, step.where)
+        commands = []
+        for item in items:
+            scope = variables if step.loop is None else variables.child({"item": item})
+            if step.when is not None and not templar.evaluate(step.when, scope, step.where):
+                continue
+            commands.append(str(templar.render(step.args, scope, step.where)))
+        if not commands:
+            now = time.time()
+            executor.store.record_step(child, step.index, step.name, None, "skipped", now, now)
+            continue
+        steps.append(
+            remote.ScriptStep(
+                index=step.index,
+                commands=tuple(commands),
+                env={k: str(templar.render(v, variables, step.where)) for k, v in step.env.items()},
+                cwd=templar.render(step.cwd, variables, step.where) if step.cwd else None,
+                sudo=step.sudo,
+                timeout=step.timeout,
+                ignore_errors=step.ignore_errors,
+                no_log=step.no_log,
+            )
+        )
+    return steps
+
+
+def run_kept_child(executor: Any, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
+    """Start the child's script on its target; follow it unless the job is detached."""
+    steps = script_steps(executor, jp, host, child)
+    conn = executor.sessions.acquire(jp, host)
+    try:
+        root = executor.plan.inventory.host_vars(host).get("runner_job_dir")
+        directory = remote.new_directory(child, root)
+        executor.store.set_runtime(child, remote_dir=directory)
+        started = time.time()
+        pgid = remote.launch(conn, directory, remote.build_script(directory, steps))
+        executor.store.set_runtime(child, remote_pgid=pgid)
+        for step in steps:
+            name = next(s.name for s in jp.steps if s.index == step.index)
+            executor.store.record_step(child, step.index, name, None, "running", started, None)
+        if jp.job.detach:
+            return ChildReport(JobState.Running.value, f"detached: job directory {directory}")
+        return _follow(executor, child, conn, directory, pgid, control)
+    finally:
+        executor.sessions.release(jp, host, conn)
+
+
+def _follow(
+    executor: Any, child: int, conn: Any, directory: str, pgid: int, control: Control
+) -> ChildReport:
+    """Poll the job directory until the script ends; stop it if the run is stopped."""
+    from runner.execution.ontarget.reconnect import refresh_child
+
+    store = executor.store
+    while True:
+        if control.event.wait(FOLLOW_SECONDS):
+            remote.mark_stopped(conn, directory, pgid)
+            refresh_child(store, store.get(child), conn, claim=False, settle=False)
+            return ChildReport("Failed" if control.fail else "Stopped", control.reason)
+        status = refresh_child(store, store.get(child), conn, claim=False, settle=False)
+        if status.done is not None or not status.alive:
+            return ChildReport(status.state, status.reason)

@@ -1,0 +1,1 @@
+"""Jobs that keep their work and output on the target: the job directory, launch and reconnect."""

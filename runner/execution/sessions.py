@@ -1,0 +1,194 @@
+"""Connections for a run: persistent named sessions, and temporary ones.
+
+A job that names a `session:` reuses one connection per host for the whole run, shared
+by every job naming that session (like New-PSSession). A job with `targets:` opens a
+temporary connection per host, closed when its child ends (like -ComputerName). The
+inventory's `ansible_*` variables, then the session's own keys, say how to connect.
+"""
+
+from __future__ import annotations
+
+import getpass
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from runner.connections.base import Connection
+from runner.connections.local import LocalConnection
+from runner.errors import ConnectError
+from runner.planning.planner import JobPlan, Plan
+
+SECRET_KEYS = ("password", "become_password")
+
+
+class SessionPool:
+    """Opens, shares and closes the connections of one run."""
+
+    def __init__(self, plan: Plan, options: Any) -> None:
+        self.plan = plan
+        self.options = options
+        self._sessions: dict[tuple[str, str], Connection] = {}
+        self._failures: dict[tuple[str, str], ConnectError] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._local: dict[str, LocalConnection] = {}
+        self._pending: dict[tuple[str, ...], Future[Connection]] = {}
+        self._prefetcher: ThreadPoolExecutor | None = None
+
+    def prefetch(self, jobs: list[JobPlan], limit: int) -> None:
+        """Start opening the connections the first jobs will ask for, `limit` at a time,
+        so that handshakes overlap the rest of start-up (and each other). A failure is
+        kept and raised where the job asks for the connection."""
+        wanted = [
+            (_key(jp, host), host, jp.session)
+            for jp in jobs
+            if jp.job.type == "remote" and not jp.job.needs
+            for host in jp.hosts
+        ]
+        wanted = list({key: (key, host, s) for key, host, s in wanted}.values())
+        if not wanted:
+            return
+        self._prefetcher = ThreadPoolExecutor(min(limit, len(wanted)), "connect")
+        for key, host, session in wanted:
+            self._pending[key] = self._prefetcher.submit(self.connect, host, session)
+
+    def _take_pending(self, key: tuple[str, ...]) -> Connection | None:
+        with self._lock:
+            future = self._pending.pop(key, None)
+        return None if future is None else future.result()
+
+    def local(self, host: str) -> LocalConnection:
+        """The controller itself, for `local:` steps and thread jobs."""
+        with self._lock:
+            conn = self._local.get(host)
+            if conn is None:
+                conn = self._local[host] = LocalConnection(host)
+        return conn
+
+    def spec(self, host: str, session: Any = None) -> dict[str, Any]:
+        """How to reach `host`, as data: kept on jobs so a later invocation can reconnect.
+        Without its passwords: the job store keeps no secret."""
+        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
+        return {k: v for k, v in spec.items() if k not in SECRET_KEYS}
+
+    def connect(self, host: str, session: Any = None) -> Connection:
+        """A new, open connection to `host` as the inventory (and session) describe it."""
+        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
+        return open_connection(host, spec, self.options.known_hosts)
+
+    def acquire(self, jp: JobPlan, host: str) -> Connection:
+        """The session's connection to `host` (opened once), or a temporary one."""
+        key = _key(jp, host)
+        if jp.session is None:
+            return self._take_pending(key) or self.connect(host)
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._failures:
+                raise self._failures[key]
+            conn = self._sessions.get(key)
+            if conn is None or not conn.is_open:
+                try:
+                    conn = self._take_pending(key) or self.connect(host, jp.session)
+                except ConnectError as exc:
+                    self._failures[key] = exc
+                    raise
+                self._sessions[key] = conn
+            return conn
+
+    def release(self, jp: JobPlan, host: str, conn: Connection) -> None:
+        """Close a temporary connection; a session's stays open for the next job."""
+        if jp.session is None:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+            pending, self._pending = list(self._pending.values()), {}
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=True)
+        sessions += [f.result() for f in pending if f.exception() is None]  # never used
+        for conn in sessions:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001, S110 - closing at exit must not hide the result
+                pass
+
+
+def _key(jp: JobPlan, host: str) -> tuple[str, ...]:
+    """A session's connection is shared by its jobs; a temporary one is the job's own."""
+    return ("session", jp.session.name, host) if jp.session else ("job", jp.name, host)
+
+
+def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float) -> dict[str, Any]:
+    """The inventory's `ansible_*` variables for `host`, with a session's overrides."""
+    info = plan.inventory.connection(host)
+    if session is not None and session.connect_timeout:
+        connect_timeout = session.connect_timeout
+    given = plan.inventory.host_vars(host)
+    config: dict[str, Any] = {}
+    if info.connection != "local":
+        from runner.connections.sshconfig import lookup
+
+        config = lookup(info.address)
+    port = session.port if session is not None and session.port else None
+    if port is None:
+        port = info.port if "ansible_port" in given else config.get("port", info.port)
+    user = session.user if session is not None and session.user else info.user
+    return {
+        "connection": info.connection,
+        "address": info.address if "ansible_host" in given else config.get("address",
+                                                                           info.address),
+        "port": port,
+        "user": user or config.get("user") or getpass.getuser(),
+        "key_file": info.key_file or config.get("key_file"),
+        "connect_timeout": connect_timeout,
+        "step_shell": info.step_shell,
+        "password": info.password,
+        "become": info.become,
+        "become_user": info.become_user,
+        "become_password": info.become_password,
+        "jump": [_hop(hop, info) for hop in info.jump],
+        "proxy_command": info.proxy_command,
+    }
+
+
+def _hop(hop: Any, target: Any) -> dict[str, Any]:
+    """A jump host as ssh would reach it: what `-J` says, then ~/.ssh/config, then the
+    target's user and key (a bastion usually takes the same key)."""
+    from runner.connections.sshconfig import lookup
+
+    config = lookup(hop.address)
+    return {
+        "address": config.get("address", hop.address),
+        "port": hop.port or config.get("port", 22),
+        "user": hop.user or config.get("user") or target.user or getpass.getuser(),
+        "key_file": config.get("key_file") or target.key_file,
+    }
+
+
+def open_connection(host: str, spec: dict[str, Any], known_hosts: Any = None) -> Connection:
+    """Open a connection from a `connection_spec`; ConnectError if the host cannot be had."""
+    if spec.get("connection") == "local":
+        conn: Connection = LocalConnection(host)
+    else:
+        from runner.connections.ssh import SSHConnection
+
+        conn = SSHConnection(
+            host,
+            address=spec["address"],
+            port=spec["port"],
+            user=spec["user"],
+            key_file=spec["key_file"],
+            connect_timeout=spec["connect_timeout"],
+            known_hosts=known_hosts,
+            step_shell=spec.get("step_shell", True),
+            password=spec.get("password"),
+            become=spec.get("become", False),
+            become_user=spec.get("become_user"),
+            become_password=spec.get("become_password"),
+            jump=spec.get("jump") or (),
+            proxy_command=spec.get("proxy_command"),
+        )
+    conn.open()
+    return conn

@@ -1,0 +1,607 @@
+"""Running one child job's steps on one host: when, loop, retries/until, register, actions.
+
+A `StepRunner` is given an open connection and a sink for output; it renders each step
+with the host's variables (registered results included), runs it, streams its output,
+records the step's result in the store, and decides whether the child goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import hashlib
+import os
+import shlex
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.connections.local import LocalConnection
+from runner.connections.transfer import TargetFile, parse_probe, probe_script
+from runner.errors import ConnectError, RunnerError, StepError, TemplateError
+from runner.planning.guard import confine, secret_values
+from runner.planning.model import Step
+from runner.execution.sinks import LineBuffer
+from runner.planning.planner import JobPlan, Plan, Unrendered, describe_step, step_label
+
+Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
+
+STATUS_OK = "ok"
+STATUS_CHANGED = "changed"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+STATUS_STOPPED = "stopped"
+STATUS_TIMEDOUT = "timedout"
+STATUS_UNREACHABLE = "unreachable"
+
+NO_LOG_TEXT = "(output hidden: no_log)"
+TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
+_TAIL_CHARS = 4000
+
+
+class Control:
+    """A stop switch with the reason it was thrown; stopping a parent stops its children."""
+
+    def __init__(self, parent: Control | None = None) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+        self.fail = False  # a job timeout fails the job; a user's stop stops it
+        self._children: list[Control] = []
+        # Re-entrant, so that a stop reaching this control twice over can never hang.
+        self._lock = threading.RLock()
+        if parent is not None:
+            parent._adopt(self)
+
+    def _adopt(self, child: Control) -> None:
+        with self._lock:
+            self._children.append(child)
+            stopped = self.event.is_set()
+        if stopped:
+            child.stop(self.reason, self.fail)
+
+    def stop(self, reason: str, fail: bool = False) -> None:
+        with self._lock:
+            if self.event.is_set():
+                return
+            self.reason, self.fail = reason, fail
+            self.event.set()
+            children = list(self._children)
+        for child in children:
+            child.stop(reason, fail)
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+
+@dataclass
+class StepOutcome:
+    """What one step did on one host (one loop item, or the whole loop)."""
+
+    status: str
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)  # its last lines, masked
+
+    @property
+    def failed(self) -> bool:
+        return self.status in (STATUS_FAILED, STATUS_TIMEDOUT, STATUS_UNREACHABLE)
+
+    def registered(self, attempts: int = 1) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "rc": self.rc,
+            "stdout": self.stdout.rstrip("\n"),
+            "stderr": self.stderr.rstrip("\n"),
+            "stdout_lines": self.stdout.splitlines(),
+            "stderr_lines": self.stderr.splitlines(),
+            "failed": self.failed,
+            "changed": self.status == STATUS_CHANGED,
+            "skipped": self.status == STATUS_SKIPPED,
+            "attempts": attempts,
+            "msg": self.error or "",
+        }
+        if self.results:
+            data["results"] = self.results
+        return data
+
+
+@dataclass
+class ChildReport:
+    """How a child ended, for its state, the recap and the JSON report."""
+
+    state: str  # a JobState name
+    reason: str | None = None
+    unreachable: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class StepRunner:
+    """Runs the steps of `jp` for `host` over `conn`; the executor owns connection and state."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        jp: JobPlan,
+        host: str,
+        child_id: int,
+        conn: Any,
+        local: Any,
+        sink: Sink,
+        results: Any,
+        control: Control,
+        registered: dict[str, Any],
+        events: Any = None,
+        check: bool = False,
+        diff: bool = False,
+        runtime: Callable[..., None] | None = None,
+    ) -> None:
+        self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
+        # `JobStore.set_runtime` for this child: each step's process group is recorded
+        # while it runs, so that the group can be ended should this runner die.
+        self.runtime = runtime
+        self.conn, self.local, self.sink = conn, local, sink
+        self._results = results
+        self.record_step = results.record_step  # a StoreWriter (batched) or the JobStore
+        self.control, self.registered, self.events, self.check = (
+            control, registered, events, check,
+        )
+        self.diff = diff
+        self.templar = plan.templar
+        self.redact = plan.redactor
+        self._label = ""  # the running step's name as shown on this host (see step_label)
+        self._not_run: set[str] = set()  # registered by steps check mode did not run
+
+    # -- the child -------------------------------------------------------------------
+
+    def run_all(self) -> ChildReport:
+        counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
+        for step in self.jp.steps:
+            if self._store_refused():
+                self.control.stop(f"the job store refused a write: {self._store_refused()}",
+                                  fail=True)
+            if self.control.stopped:
+                return self._stopped(counts)
+            started = time.time()
+            try:
+                outcome = self._run_step(step)
+            except TemplateError as exc:
+                self._label = ""  # the step as written: it could not be rendered
+                outcome = StepOutcome(STATUS_FAILED, error=str(exc))
+                self._emit_error(step, str(exc))
+            except ConnectError as exc:
+                self._record(step, StepOutcome(STATUS_UNREACHABLE, error=exc.reason), started)
+                counts[STATUS_FAILED] += 1
+                return ChildReport("Failed", f"unreachable: {exc.reason}", True, counts)
+            except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its step, counted
+                outcome = StepOutcome(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+                self._emit_error(step, outcome.error or "")
+            step = self._record(step, outcome, started)
+            if step.register:
+                self.registered[step.register] = outcome.registered()
+                if self.check and step.action not in ("put", "template"):
+                    self._not_run.add(step.register)
+                if step.register in self.plan.playbook.secrets:
+                    self.redact.add(secret_values(self.registered[step.register]))
+            if outcome.status == STATUS_STOPPED or self.control.stopped:
+                return self._stopped(counts)
+            if outcome.failed and step.ignore_errors:
+                counts[STATUS_OK] += 1
+                continue
+            counts[STATUS_FAILED if outcome.failed else outcome.status] += 1
+            if outcome.failed:
+                return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
+        return ChildReport("Completed", None, False, counts)
+
+    def _store_refused(self) -> BaseException | None:
+        """The output writer's error once the store refused a batch: no step may start
+        after that, as its output and result could not be kept."""
+        return getattr(self._results, "error", None)
+
+    def _stopped(self, counts: dict[str, int]) -> ChildReport:
+        if self.control.fail:
+            counts[STATUS_FAILED] += 1
+            return ChildReport("Failed", self.control.reason, False, counts)
+        return ChildReport("Stopped", self.control.reason or "stopped", False, counts)
+
+    @staticmethod
+    def _failure_reason(step: Step, outcome: StepOutcome) -> str:
+        if outcome.status == STATUS_TIMEDOUT:
+            return f"step '{step.name}' timed out after {step.timeout:g} s"
+        if outcome.error:
+            return f"step '{step.name}': {outcome.error}"
+        return f"step '{step.name}' exited with status {outcome.rc}"
+
+    def _record(self, step: Step, outcome: StepOutcome, started: float) -> Step:
+        """Store and show the step's result under its name as shown on this host; the
+        step so named."""
+        ended = time.time()
+        outcome.error = self.redact(outcome.error)
+        step = dataclasses.replace(step, name=self._label or step.name)
+        self._label = ""
+        self.record_step(
+            self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
+            outcome.error,
+        )
+        if self.events is not None:
+            self.events.step_done(self.jp, self.host, step, outcome, ended - started)
+        return step
+
+    def _emit_error(self, step: Step, message: str) -> None:
+        self.sink(self.child_id, self.host, step.index, "stderr", message + "\n")
+
+    # -- one step --------------------------------------------------------------------
+
+    def _variables(self, item: Any = None, with_item: bool = False) -> Any:
+        variables = self.plan.variables(self.host, self.jp.job, self.registered)
+        return variables.child({"item": item}) if with_item else variables
+
+    def _run_step(self, step: Step) -> StepOutcome:
+        variables = self._variables()
+        if step.loop is None:
+            if step.when is not None and not self._true(step.when, variables, step):
+                return StepOutcome(STATUS_SKIPPED)
+            return self._with_retries(step, variables)
+        items = self.templar.render_native(step.loop, variables, step.where)
+        if not isinstance(items, list):
+            raise TemplateError(
+                f"loop must be a list, got {type(items).__name__}",
+                step.where.file, step.where.line, step.where.col, step.where.path,
+            )
+        results: list[dict[str, Any]] = []
+        final = StepOutcome(STATUS_SKIPPED)
+        for item in items:
+            started = time.time()
+            scope = self._variables(item, with_item=True)
+            if step.when is not None and not self._true(step.when, scope, step):
+                results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": item})
+                continue
+            outcome = self._with_retries(step, scope)
+            results.append({**outcome.registered(), "item": item})
+            self._item_done(step, item, outcome, started)
+            final = _combine(final, outcome)
+            if outcome.failed and not step.ignore_errors or outcome.status == STATUS_STOPPED:
+                break
+        final.results = results
+        if self.check and final.status == STATUS_SKIPPED and final.error:
+            final.error = f"check mode: not run ({len(results)} items)"
+        self._label = self._loop_label(step)
+        return final
+
+    def _item_done(self, step: Step, item: Any, outcome: StepOutcome, started: float) -> None:
+        """Show one item of a loop (as Ansible's `changed: [web1] => (item=a)`)."""
+        if self.events is not None:
+            shown = dataclasses.replace(step, name=f"{self._label} (item={self.redact(str(item))})")
+            self.events.step_done(self.jp, self.host, shown, outcome, time.time() - started)
+
+    def _loop_label(self, step: Step) -> str:
+        """A loop's name on this host, its items shown as `{{ item }}`."""
+        variables = self._variables(Unrendered("item"), with_item=True)
+        try:
+            args = self._render_args(step, variables)
+        except TemplateError:
+            args = None
+        return step_label(self.plan, step, variables, args)
+
+    def _true(self, expr: Any, variables: Any, step: Step) -> bool:
+        from runner.planning.templating import _to_bool
+
+        return _to_bool(self.templar.evaluate(expr, variables, step.where))
+
+    def _with_retries(self, step: Step, variables: Any) -> StepOutcome:
+        attempts = step.retries + 1 if step.until else 1
+        outcome = StepOutcome(STATUS_FAILED)
+        for attempt in range(1, attempts + 1):
+            outcome = self._execute(step, variables)
+            if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
+                return outcome
+            name = step.register or "result"
+            scope = variables.child({name: outcome.registered(attempt)})
+            if self._true(step.until, scope, step):
+                return outcome
+            if attempt < attempts and self.control.event.wait(step.delay):
+                return StepOutcome(STATUS_STOPPED)
+        outcome.status = STATUS_FAILED
+        outcome.error = f"'until' still false after {attempts} attempts"
+        return outcome
+
+    def _render_args(self, step: Step, variables: Any) -> Any:
+        if isinstance(step.args, dict):
+            return {k: self.templar.render(v, variables, step.where) for k, v in step.args.items()}
+        return self.templar.render(step.args, variables, step.where)
+
+    def _execute(self, step: Step, variables: Any) -> StepOutcome:
+        where = step.where
+        if self.check and self._not_run:  # shown as written, not as empty
+            variables = variables.child({name: Unrendered(name) for name in self._not_run})
+        args = self._render_args(step, variables)
+        self._label = step_label(self.plan, step, variables, args)
+        env = {k: str(self.templar.render(v, variables, where)) for k, v in step.env.items()}
+        cwd = self.templar.render(step.cwd, variables, where) if step.cwd else None
+        command = "(no_log)" if step.no_log else describe_step(step.action, args)
+        self._notify("command", step, command)
+        action = step.action
+        if self.check and action not in ("put", "template"):
+            return StepOutcome(STATUS_SKIPPED, error=f"check mode: not run ({action}: {command})")
+        if action in ("run", "local"):
+            conn = self.local if action == "local" else self.conn
+            return self._command(step, conn, str(args), env, cwd)
+        if action == "script":
+            return self._script(step, str(args), env, cwd)
+        try:
+            if "dest" in args:
+                confine(str(step.args["dest"]), str(args["dest"]), f"{action} dest")
+            if action in ("put", "template"):
+                return self._write_file(step, args, variables)
+            if action == "get":
+                self.conn.get(args["src"], str(self._local_path(args["dest"], create=True)))
+        except (OSError, RunnerError) as exc:
+            if isinstance(exc, ConnectError):
+                raise
+            message = str(exc) if isinstance(exc, RunnerError) else f"{exc.strerror or exc}"
+            self._emit_error(step, message)
+            return StepOutcome(STATUS_FAILED, rc=1, error=message)
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
+    def _local_path(self, path: str, create: bool = False) -> Path:
+        p = Path(path)
+        if not p.is_absolute():
+            p = Path(os.path.dirname(os.path.abspath(self.plan.playbook.file))) / p
+        if create:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def _notify(self, event: str, step: Step, text: str) -> None:
+        handler = getattr(self.events, event, None)
+        if handler is not None:
+            handler(self.jp, self.host, step, self.redact(text))
+
+    def _write_file(self, step: Step, args: dict[str, Any], variables: Any) -> StepOutcome:
+        """put/template: compare with what the target holds (its checksum and mode, asked
+        on the target) and write only what differs, so a file already as the step would
+        leave it is `ok`; --check stops before writing, --diff shows the content's diff."""
+        mode = _mode(args.get("mode"))
+        with self._source_file(step, args, variables) as source:
+            target = self._inspect(step, str(args["dest"]), source.name)
+            if isinstance(target, StepOutcome):
+                return target
+            with open(source, "rb") as reader:
+                digest = hashlib.file_digest(reader, "sha256").hexdigest()
+            content_changed = not target.exists or target.sha256 != digest
+            mode_changed = mode is not None and target.mode != mode
+            if self.diff and content_changed:
+                self._show_diff(step, source.read_bytes(), target)
+            if not content_changed and not mode_changed:
+                return StepOutcome(STATUS_OK, rc=0)
+            if self.check:
+                return StepOutcome(STATUS_CHANGED, error="check mode: not written")
+            if content_changed:
+                self.conn.put(source, args["dest"], mode)
+                return StepOutcome(STATUS_CHANGED, rc=0)
+        assert mode is not None
+        return self._chmod(step, target.path, mode)
+
+    @contextlib.contextmanager
+    def _source_file(self, step: Step, args: dict[str, Any], variables: Any) -> Iterator[Path]:
+        """The local file a put/template writes: put's `src`, or the rendered template
+        staged in a private directory under the source's name."""
+        if step.action == "put":
+            yield self._local_path(args["src"])
+            return
+        content = self._render_template(args, variables, step).encode("utf-8")
+        with tempfile.TemporaryDirectory(prefix="runner-put-") as folder:
+            staged = Path(folder) / Path(str(args["src"])).name
+            staged.write_bytes(content)
+            yield staged
+
+    def _inspect(self, step: Step, dest: str, source_name: str) -> TargetFile | StepOutcome:
+        """What `dest` holds on the target, asked with one small command; the step's
+        outcome instead when that command is stopped or times out."""
+        output: list[bytes] = []
+
+        def collect(stream: str, data: bytes) -> None:
+            if stream == "stdout":
+                output.append(data)
+
+        result = self.conn.run(
+            probe_script(dest, source_name), on_output=collect, timeout=step.timeout,
+            stop_event=self.control.event,
+        )
+        if result.interrupted:
+            return self._interrupted(step, result)
+        text = b"".join(output).decode("utf-8", "replace")
+        found = parse_probe(dest, source_name, text) if result.rc == 0 else None
+        if found is None:
+            raise StepError(f"cannot inspect {dest} on the target (exit status {result.rc})")
+        return found
+
+    def _chmod(self, step: Step, path: str, mode: int) -> StepOutcome:
+        """Give a file whose content is already right the step's mode."""
+        result = self.conn.run(
+            f"chmod {mode:o} -- {shlex.quote(path)}", on_output=lambda *_: None,
+            timeout=step.timeout, stop_event=self.control.event,
+        )
+        if result.interrupted:
+            return self._interrupted(step, result)
+        if result.rc != 0:
+            raise StepError(f"cannot set the mode of {path} (exit status {result.rc})")
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
+    @staticmethod
+    def _interrupted(step: Step, result: Any) -> StepOutcome:
+        if result.timed_out:
+            return StepOutcome(STATUS_TIMEDOUT, error=f"timed out after {step.timeout:g} s")
+        return StepOutcome(STATUS_STOPPED)
+
+    def _show_diff(self, step: Step, content: bytes, target: TargetFile) -> None:
+        """Print (and keep in the job's output) the diff from the target's file."""
+        before = self._remote_content(target.path) if target.exists else b""
+        text = unified_diff(before, content, f"{self.host}:{target.path}")
+        if not step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", text)
+            self._notify("diff", step, text)
+
+    def _remote_content(self, path: str) -> bytes:
+        """The target's file at `path`, or b"" when it cannot be read."""
+        fd, local = tempfile.mkstemp(prefix=".runner-diff-")
+        os.close(fd)
+        try:
+            self.conn.get(path, local)
+            return Path(local).read_bytes()
+        except ConnectError:
+            raise
+        except (OSError, RunnerError):
+            return b""
+        finally:
+            os.unlink(local)
+
+    def _render_template(self, args: dict[str, Any], variables: Any, step: Step) -> str:
+        source = self._local_path(args["src"])
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
+        return str(self.templar.render(text, variables, step.where))
+
+    def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
+        path, _, rest = text.strip().partition(" ")
+        remote = f"/tmp/.runner-script-{uuid.uuid4().hex}"
+        try:
+            self.conn.put(self._local_path(path), remote, 0o700)
+        except OSError as exc:
+            self._emit_error(step, f"cannot upload script {path}: {exc.strerror or exc}")
+            return StepOutcome(STATUS_FAILED, rc=1, error=f"cannot upload script {path}")
+        command = f"{remote} {rest}; rc=$?; rm -f {remote}; exit $rc"
+        return self._command(step, self.conn, command, env, cwd)
+
+    def _command(
+        self, step: Step, conn: Any, command: str, env: dict[str, str], cwd: str | None
+    ) -> StepOutcome:
+        keep = bool(step.register or step.until)
+        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        tail = Tail()
+
+        def emitter(stream: str) -> Callable[[str], None]:
+            def emit(text: str) -> None:
+                if keep:
+                    captured[stream].append(text)
+                if not step.no_log:
+                    self.sink(self.child_id, self.host, step.index, stream, text)
+                    if stream == "stderr":
+                        tail.add(self.redact(text))
+                if self.events is not None and not step.no_log:
+                    self.events.output(self.jp, self.host, stream, self.redact(text))
+
+            return emit
+
+        hold = self.redact.partial_tail if self.redact else None
+        buffers = {s: LineBuffer(emitter(s), hold) for s in ("stdout", "stderr")}
+
+        def on_output(stream: str, data: bytes) -> None:
+            buffers[stream].feed(data)
+
+        with self._recorded(conn) as on_start:
+            result = conn.run(
+                command,
+                on_output=on_output,
+                timeout=step.timeout,
+                env=env or None,
+                cwd=cwd,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
+        for buffer in buffers.values():
+            buffer.close()
+        if step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", NO_LOG_TEXT + "\n")
+        outcome = StepOutcome(
+            STATUS_CHANGED if result.rc == 0 else STATUS_FAILED,
+            rc=result.rc,
+            stdout="".join(captured["stdout"]),
+            stderr="".join(captured["stderr"]),
+            stderr_tail=tail.lines(),
+        )
+        if result.timed_out:
+            outcome.status = STATUS_TIMEDOUT
+            outcome.error = f"timed out after {step.timeout:g} s"
+        elif result.stopped:
+            outcome.status = STATUS_STOPPED
+        return outcome
+
+    @contextmanager
+    def _recorded(self, conn: Any) -> Iterator[Callable[[int], None] | None]:
+        """Record the step's process group while it runs: `local_pid` on the controller,
+        `remote_pgid` on a target; cleared when the step ends."""
+        runtime = self.runtime
+        if runtime is None:
+            yield None
+            return
+        field_name = "local_pid" if isinstance(conn, LocalConnection) else "remote_pgid"
+        started: list[int] = []
+        failures: list[Exception] = []
+
+        def on_start(pgid: int) -> None:
+            try:
+                runtime(**{field_name: pgid})
+            except Exception as error:  # noqa: BLE001 - raised once the step is over
+                failures.append(error)  # raising here would leave the step unwatched
+                return
+            started.append(pgid)
+
+        try:
+            yield on_start
+        finally:
+            if started:
+                runtime(**{field_name: None})
+        if failures:
+            raise failures[0]
+
+
+def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
+    """A loop's overall outcome: failed if any item failed, changed if any changed."""
+    rank = [STATUS_SKIPPED, STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_TIMEDOUT,
+            STATUS_STOPPED]
+    worse = new if rank.index(new.status) >= rank.index(current.status) else current
+    return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
+                       current.stderr + new.stderr, worse.error,
+                       stderr_tail=(current.stderr_tail + new.stderr_tail)[-TAIL_LINES:])
+
+
+class Tail:
+    """The last TAIL_LINES lines of a stream, however long the stream."""
+
+    def __init__(self) -> None:
+        self._text = ""
+
+    def add(self, text: str) -> None:
+        self._text = (self._text + text)[-_TAIL_CHARS:]
+
+    def lines(self) -> list[str]:
+        return self._text.splitlines()[-TAIL_LINES:]
+
+
+def unified_diff(before: bytes, after: bytes, name: str) -> str:
+    """A unified diff of a file's content, as `diff -u` prints it; binary files in a line."""
+    if b"\0" in before or b"\0" in after:
+        return f"Binary files {name} (before) and {name} (after) differ\n"
+    old = before.decode("utf-8", "replace").splitlines(keepends=True)
+    new = after.decode("utf-8", "replace").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, f"{name} (before)", f"{name} (after)")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _mode(mode: Any) -> int | None:
+    """A file mode as written in a playbook ("0644", 644 or 0o644) as an int."""
+    if mode is None or isinstance(mode, int) and not isinstance(mode, bool) and mode < 0o1000:
+        return mode
+    return int(str(mode), 8)

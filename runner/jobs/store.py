@@ -1,0 +1,1096 @@
+"""The job store: jobs, their children, step results and output, in one SQLite file.
+
+Several runner processes (and many executor threads in each) share one store, so:
+WAL mode (readers never wait for the writer), a 30 s busy timeout, every write in a
+``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two writers never
+deadlock upgrading a read lock) retried on SQLITE_BUSY, and one connection per thread.
+
+Output is kept after it is received; each job that produces output (a child, or a job
+without children) has a receive cursor, the id of the last output record received.
+Output ids come from one AUTOINCREMENT sequence taken under the write lock, so they
+give the global order in which records were produced and a record committed later
+always has a larger id: "unreceived" is exactly "id above the cursor".
+
+A parent's state is derived from its children on every read (`derive_parent_state`).
+The parent's row also caches that state, refreshed in the same transaction as any child
+change, so that indexed queries (`reconcile`) skip finished parents cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import (
+    JobNotFoundError,
+    JobStateError,
+    RunnerError,
+    StoreError,
+    store_fault_code,
+)
+from runner.jobs.states import (
+    ACTIVE,
+    TERMINAL,
+    JobState,
+    check_transition,
+    derive_parent_state,
+    is_terminal,
+    transition_path,
+)
+from runner.planning.model import JOB_TYPES, RESULT_PLACES
+from runner.jobs.processes import Liveness, Owner, current_owner, judge, process_start_time
+from runner.jobs.records import (
+    JobFilter,
+    JobRecord,
+    OutputRecord,
+    StepRecord,
+    build_record,
+    epoch,
+    newest_ended,
+    with_child_state,
+)
+
+SCHEMA_VERSION = 3
+BUSY_TIMEOUT_S = 30.0
+BEGIN_ATTEMPTS = 5
+STREAMS = ("stdout", "stderr")
+STEP_STATUSES = (
+    "ok", "failed", "skipped", "changed", "unreachable", "stopped", "timedout", "running",
+)
+
+# v2: output kept on a target (detached jobs, `results.to: remote`). Per child, step and
+# stream: the size last seen there, the bytes fetched into `output`, the bytes received.
+_REMOTE_SCHEMA = (
+    """CREATE TABLE remote_streams (
+        child_id INTEGER NOT NULL,
+        step INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        size INTEGER NOT NULL DEFAULT 0,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        received INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (child_id, step, stream)
+    )""",
+)
+
+# v3: who owns a job across machines and PID namespaces (see runner.jobs.processes), and when
+# a child's local process group leader started, so a reused pid is never signalled.
+_OWNER_COLUMNS = ("owner_machine TEXT", "owner_pidns INTEGER", "local_start INTEGER")
+
+_SCHEMA = (
+    """CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        parent_id INTEGER,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        location TEXT NOT NULL,
+        command TEXT NOT NULL,
+        detach INTEGER NOT NULL DEFAULT 0,
+        results_to TEXT NOT NULL,
+        results_path TEXT,
+        playbook TEXT,
+        owner_pid INTEGER,
+        owner_start INTEGER,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        started REAL,
+        ended REAL,
+        remote_dir TEXT,
+        remote_pgid INTEGER,
+        local_pid INTEGER,
+        spec TEXT,
+        received_id INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX jobs_parent ON jobs(parent_id)",
+    "CREATE INDEX jobs_state ON jobs(state)",
+    """CREATE TABLE steps (
+        child_id INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        rc INTEGER,
+        status TEXT NOT NULL,
+        started REAL,
+        ended REAL,
+        error TEXT,
+        PRIMARY KEY (child_id, idx)
+    )""",
+    """CREATE TABLE output (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        step INTEGER,
+        stream TEXT NOT NULL,
+        data TEXT NOT NULL,
+        time REAL NOT NULL
+    )""",
+    "CREATE INDEX output_job ON output(job_id, id)",
+    *_REMOTE_SCHEMA,
+)
+
+# (job_id, host, step, stream, data, time): what the executor hands to append_output.
+OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
+# end_processes(store, records) -> {child id: why its processes could not be ended}.
+EndProcesses = Callable[["JobStore", list[JobRecord]], dict[int, str]]
+# (child_id, index, name, rc, status, started, ended, error): a step's result.
+StepRow = tuple[int, int, str, "int | None", str, "float | None", "float | None", "str | None"]
+
+
+@dataclass
+class Delivery:
+    """A chunk of output being delivered: `done` records of it were written out."""
+
+    records: list[OutputRecord]
+    done: int = 0
+
+
+class _Unset:
+    """Marks an argument left out, where None means "clear it"."""
+
+
+UNSET: Any = _Unset()
+
+# Connections a forked child inherited from its parent, kept open on purpose.
+_INHERITED: list[sqlite3.Connection] = []
+
+# One writer at a time per store file within a process. Threads wait on this lock, which
+# hands over at once; left to SQLite, each waiting thread sleeps in its busy handler for
+# 1, 2, 5... up to 100 ms between tries, so 200 hosts finishing together waited 130 s of
+# thread time in all (1.7 s at worst) where 50 waited 2.4 s: a run slower than linear in
+# its hosts. Other processes on the same file still meet SQLite's own lock.
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+# A forked child starts afresh: a lock held by a thread the fork left behind stays held.
+os.register_at_fork(after_in_child=_WRITE_LOCKS.clear)
+
+
+def _write_lock(key: str) -> threading.Lock:
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+
+
+class JobStore:
+    """The SQLite job store at `path`, safe to share between threads and processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with _store_faults(self.path):
+            _create_private_file(self.path)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._lock_key = str(self.path.resolve())
+        self._migrate()
+
+    # -- connections and transactions ------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection; a forked child opens its own instead of sharing one."""
+        if self._pid != os.getpid():
+            # Never close a connection inherited across fork: SQLite forbids using it there.
+            _INHERITED.extend(self._connections)
+            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with _store_faults(self.path):
+                conn = _connect(self.path)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the write lock from its first statement."""
+        conn = self._conn()
+        with _write_lock(self._lock_key), _store_faults(self.path):
+            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (disk full...)
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot, never blocked by the writer."""
+        conn = self._conn()
+        with _store_faults(self.path):
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        """Create the schema in a new file, upgrade an older one in place; refuse a file
+        written by a newer runner."""
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RunnerError(
+                    f"{self.path}: job store schema v{version} is newer than this runner's "
+                    f"(v{SCHEMA_VERSION}); upgrade runner"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            # Each step upgrades in place from the version before; a new file takes them all.
+            for statement in _SCHEMA if version == 0 else _REMOTE_SCHEMA if version == 1 else ():
+                conn.execute(statement)
+            for column in _OWNER_COLUMNS:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close every connection this store opened, in every thread."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- jobs ------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        name: str,
+        type: str,
+        command: str,
+        location: str,
+        *,
+        detach: bool = False,
+        results_to: str = "controller",
+        results_path: str | None = None,
+        playbook: str | None = None,
+        spec: Any = None,
+        parent_id: int | None = None,
+        owner_pid: int | None = None,
+    ) -> int:
+        """Record a new job in NotStarted and return its id (unique, never reused).
+
+        `owner_pid` defaults to this process: the runner that must end the job if it
+        ends. Its start time is recorded too, so a reused pid is not taken for it.
+        """
+        common = {"detach": detach, "results_to": results_to, "playbook": playbook,
+                  "owner_pid": owner_pid}
+        return self.create_children(
+            parent_id, name, type, command, [(location, results_path, spec)], **common
+        )[0]
+
+    def create_children(
+        self,
+        parent_id: int | None,
+        name: str,
+        type: str,
+        command: str,
+        places: list[tuple[str, str | None, Any]],
+        *,
+        detach: bool = False,
+        results_to: str = "controller",
+        playbook: str | None = None,
+        owner_pid: int | None = None,
+    ) -> list[int]:
+        """`create_job` for many jobs alike but for (location, results_path, spec), in one
+        transaction: a job's children on a fleet of hosts. Returns their ids, in order."""
+        if type not in JOB_TYPES:
+            raise ValueError(f"job type must be one of {', '.join(JOB_TYPES)}, not {type!r}")
+        if results_to not in RESULT_PLACES:
+            raise ValueError(f"results_to must be one of {', '.join(RESULT_PLACES)}")
+        owner, now = current_owner(owner_pid), time.time()
+        ids = []
+        with self._write() as conn:
+            if parent_id is not None:
+                _require_job(conn, parent_id)
+            for location, results_path, spec in places:
+                values = (
+                    parent_id, name, type, JobState.NotStarted.value, location, command,
+                    int(detach), results_to, results_path, playbook, owner.pid, owner.start,
+                    owner.machine, owner.pidns, now, None if spec is None else json.dumps(spec),
+                )  # fmt: skip
+                cursor = conn.execute(
+                    "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
+                    " results_to, results_path, playbook, owner_pid, owner_start, owner_machine,"
+                    " owner_pidns, created, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?)",
+                    values,
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            if parent_id is not None and places:
+                _refresh_parent(conn, parent_id)
+        return ids
+
+    def get(self, job_id: int) -> JobRecord:
+        """The job with this id (a parent or a child); `JobNotFoundError` if none."""
+        _check_id(job_id)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_SELECT_JOBS} WHERE j.id = ? OR j.parent_id = ? ORDER BY j.id",
+                (job_id, job_id),
+            ).fetchall()
+        own = [row for row in rows if row["id"] == job_id]
+        if not own:
+            raise JobNotFoundError(f"no job with id {job_id}")
+        return build_record(own[0], [row for row in rows if row["id"] != job_id])
+
+    def children(self, job_id: int) -> list[JobRecord]:
+        """The child jobs of a parent, in id order (one per host)."""
+        with self._read() as conn:
+            _require_job(conn, job_id)
+            rows = conn.execute(
+                f"{_SELECT_JOBS} WHERE j.parent_id = ? ORDER BY j.id", (job_id,)
+            ).fetchall()
+        return [build_record(row, []) for row in rows]
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        name: str | None = None,
+        include_children: bool = False,
+        has_more_data: bool | None = None,
+        before: datetime | float | None = None,
+        after: datetime | float | None = None,
+        newest: int | None = None,
+        child_state: JobState | str | None = None,
+        command: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs in id order, filtered as Get-Job filters them.
+
+        `name` and `command` are wildcard patterns (``*``, ``?``, ``[...]``),
+        case-insensitive as in PowerShell. `before` / `after` select finished jobs by
+        their end time, as Get-Job's -Before / -After do. `newest` keeps the N that ended
+        most recently (-Newest), jobs not finished after those. `child_state` keeps the
+        parents with a child in that state and, with `include_children`, only the
+        children in it (-ChildJobState).
+        """
+        with self._read() as conn:
+            rows = conn.execute(f"{_SELECT_JOBS} ORDER BY j.id").fetchall()
+        by_parent: dict[int, list[sqlite3.Row]] = {}
+        for row in rows:
+            if row["parent_id"] is not None:
+                by_parent.setdefault(row["parent_id"], []).append(row)
+        records = [build_record(row, by_parent.get(row["id"], [])) for row in rows]
+        if child_state is not None:
+            records = with_child_state(records, JobState(child_state))
+        if not include_children:
+            records = [r for r in records if r.parent_id is None]
+        wanted = JobFilter(state, name, has_more_data, epoch(before), epoch(after), command)
+        records = [r for r in records if wanted.matches(r)]
+        return newest_ended(records, newest) if newest else records
+
+    # -- state -----------------------------------------------------------------------
+
+    def set_state(self, job_id: int, new_state: JobState | str, reason: str | None = None) -> None:
+        """Move a job to `new_state`, refusing what the state machine forbids.
+
+        Sets `started` on the first move to Running and `ended` on a finished state.
+        A parent with children has no state of its own to set.
+        """
+        new_state = JobState(new_state)
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            _refuse_parent(conn, job_id)
+            _move(conn, row, [new_state], reason)
+
+    def note_disconnected(self, job_id: int, reason: str) -> None:
+        """Give a job already Disconnected the latest reason (its host is still out of
+        reach); a job that has moved on meanwhile keeps its own."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET reason = ? WHERE id = ? AND state = ?",
+                (reason, job_id, JobState.Disconnected.value),
+            )
+
+    def finish(self, job_id: int, outcome: JobState | str, reason: str | None = None) -> JobState:
+        """End a running job with `outcome`, unless a stop won the race: then Stopped.
+
+        The executor calls this when a child's work ends; if `request_stop` moved it to
+        Stopping meanwhile, the job ends Stopped, as PowerShell's Stop-Job does. Returns
+        the state recorded. Ending a job as Stopped walks it through Stopping first.
+        """
+        outcome = JobState(outcome)
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            _refuse_parent(conn, job_id)
+            final = JobState.Stopped if row["state"] == JobState.Stopping else outcome
+            path = [final]
+            if final == JobState.Stopped and row["state"] not in TERMINAL:
+                path = transition_path(row["state"], final)  # through Stopping, as a stop goes
+            _move(conn, row, path, reason)
+            return final
+
+    def request_stop(self, job_id: int) -> list[int]:
+        """Ask for a job (and its children) to stop; return the ids now in Stopping.
+
+        Sets `stop_requested`, which the owning runner polls, and moves every unfinished
+        child to Stopping. The returned ids are the ones whose processes someone must
+        end; a finished job is left as it is (stopping it does nothing).
+        """
+        with self._write() as conn:
+            leaves = _leaf_rows(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET stop_requested = 1 WHERE id = ? OR parent_id = ?",
+                (job_id, job_id),
+            )
+            stopping = []
+            for leaf in leaves:
+                state = JobState(leaf["state"])
+                if state not in TERMINAL and state != JobState.Stopping:
+                    _move(conn, leaf, [JobState.Stopping], None)
+                if not is_terminal(state):
+                    stopping.append(leaf["id"])
+            return stopping
+
+    def stop_requested(self, job_id: int) -> bool:
+        """Whether a stop was requested (a removed job counts as one): cheap to poll."""
+        row = (
+            self._conn()
+            .execute("SELECT stop_requested FROM jobs WHERE id = ?", (job_id,))
+            .fetchone()
+        )
+        return row is None or bool(row[0])
+
+    def stop_requested_among(self, job_ids: Iterable[int]) -> list[int]:
+        """Which of `job_ids` have a stop requested (or were removed): one query a poll."""
+        ids = list(job_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self._conn().execute(
+            f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids
+        )
+        running = {row[0] for row in rows}
+        return [job_id for job_id in ids if job_id not in running]
+
+    def claim(self, job_id: int, owner_pid: int | None = None) -> None:
+        """Make a process (default: this one) the owner of a job and its children.
+
+        A later invocation that reconnects to a detached job, or stops one, claims it so
+        that `reconcile` judges the job by the process actually handling it.
+        """
+        owner = current_owner(owner_pid)
+        with self._write() as conn:
+            _require_job(conn, job_id)
+            conn.execute(
+                "UPDATE jobs SET owner_pid = ?, owner_start = ?, owner_machine = ?,"
+                " owner_pidns = ? WHERE id = ? OR parent_id = ?",
+                (owner.pid, owner.start, owner.machine, owner.pidns, job_id, job_id),
+            )
+
+    def set_runtime(
+        self,
+        child_id: int,
+        *,
+        remote_pgid: int | None = UNSET,
+        local_pid: int | None = UNSET,
+        remote_dir: str | None = UNSET,
+    ) -> None:
+        """Record what stop and reconnect need; an argument left out is kept, None clears.
+
+        Clear `local_pid` when its process ends, so a later stop cannot signal a
+        stranger that reused the pid (its start time is kept beside it for the same end).
+        """
+        changes = runtime_changes(remote_pgid=remote_pgid, local_pid=local_pid,
+                                  remote_dir=remote_dir)
+        if not changes:
+            return
+        with self._write() as conn:
+            _require_job(conn, child_id)
+            _apply_runtime(conn, child_id, changes)
+
+    def remove(self, job_id: int, force: bool = False) -> None:
+        """Delete a job, its children, their steps and output.
+
+        An unfinished job is refused unless `force` (the caller stops it first).
+        """
+        with self._write() as conn:
+            row = _require_job(conn, job_id)
+            leaves = _leaf_rows(conn, job_id)
+            state = _state_of(row, leaves)
+            if not force and not is_terminal(state):
+                raise JobStateError(
+                    f"job {job_id} is {state}: only a finished job can be removed "
+                    "(stop it first, or force)"
+                )
+            ids = sorted({job_id, *(leaf["id"] for leaf in leaves)})
+            marks = ", ".join("?" * len(ids))
+            conn.execute(f"DELETE FROM output WHERE job_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM steps WHERE child_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM remote_streams WHERE child_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
+            if row["parent_id"] is not None:
+                _refresh_parent(conn, row["parent_id"])
+
+    def reconcile(self, end_processes: EndProcesses | None = None) -> list[int]:
+        """Settle jobs whose owning runner process is gone; return their ids.
+
+        Only an owner this process can see is judged (`runner.jobs.processes.judge`): one on
+        another machine or in another PID namespace is left to invocations that can.
+        The process groups recorded on an attached job are ended first
+        (`end_processes`, by default `runner.execution.orphans.end_processes`), then it ends
+        Stopped, with the reason; a job whose host could not be reached to end them is
+        Disconnected, with a reason naming the host. A detached job that was running is
+        Disconnected (its work goes on where it runs). One indexed query when there is
+        nothing to do; the write lock is taken only when a job must change.
+        """
+        with self._read() as conn:
+            candidates = conn.execute(_SELECT_ORPHAN_CANDIDATES).fetchall()
+        gone = _OwnerJudge()
+        dead = [row for row in candidates if gone(row)]
+        if not dead:
+            return []
+        problems = self._end_orphans([row for row in dead if _leaves_processes(row)],
+                                     end_processes)
+        settled = []
+        with self._write() as conn:
+            marks = ", ".join("?" * len(dead))
+            rows = conn.execute(f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})",
+                                [row["id"] for row in dead]).fetchall()
+            for row in rows:
+                if gone(row) and _settle_orphan(conn, row, problems.get(row["id"])):
+                    settled.append(row["id"])
+        return settled
+
+    def _end_orphans(
+        self, rows: list[sqlite3.Row], end_processes: EndProcesses | None
+    ) -> dict[int, str]:
+        """End the recorded processes of these orphans, outside any transaction (it may
+        take a connection timeout); by child id, why some could not be ended."""
+        if not rows:
+            return {}
+        if end_processes is None:
+            from runner.execution.orphans import end_processes
+        return end_processes(self, [self.get(row["id"]) for row in rows])
+
+    # -- steps -----------------------------------------------------------------------
+
+    def record_step(
+        self,
+        child_id: int,
+        index: int,
+        name: str,
+        rc: int | None,
+        status: str,
+        started: float | None,
+        ended: float | None,
+        error: str | None = None,
+    ) -> None:
+        """Record (or replace) the result of step `index` on a child job."""
+        self.append_batch([], [(child_id, index, name, rc, status, started, ended, error)])
+
+    def steps(self, child_id: int) -> list[StepRecord]:
+        """A child job's step results, in step order."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT child_id, idx, name, rc, status, started, ended, error FROM steps"
+                " WHERE child_id = ? ORDER BY idx",
+                (child_id,),
+            )
+            .fetchall()
+        )
+        return [StepRecord(*row) for row in rows]
+
+    # -- output ----------------------------------------------------------------------
+
+    def append_output(self, records: Iterable[OutputRow]) -> None:
+        """Store a batch of output records in one transaction, in the order given.
+
+        `data` may be bytes; it is decoded as UTF-8 (invalid bytes replaced), so the
+        producer should decode a stream incrementally to keep characters whole.
+        """
+        self.append_batch(records, [])
+
+    def append_batch(
+        self,
+        records: Iterable[OutputRow],
+        steps: Iterable[StepRow],
+        runtimes: Iterable[tuple[int, dict[str, Any]]] = (),
+    ) -> None:
+        """Output records, step results (`record_step`'s arguments, as tuples) and
+        `runtime_changes` per child, in one transaction: the executor's writer thread
+        batches them, so a fleet of hosts starting and finishing steps at once costs a
+        few transactions, not one each."""
+        rows = [_output_row(record) for record in records]
+        results = list(steps)
+        changes = list(runtimes)
+        for result in results:
+            if result[4] not in STEP_STATUSES:
+                raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
+        if not rows and not results and not changes:
+            return
+        with self._write() as conn:
+            for child_id in {result[0] for result in results}:
+                _require_job(conn, child_id)
+            for child_id, change in changes:  # in the order given: a start, then its end
+                _apply_runtime(conn, child_id, change)
+            conn.executemany(
+                "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (child_id, idx) DO UPDATE SET"
+                " name = excluded.name, rc = excluded.rc, status = excluded.status,"
+                " started = excluded.started, ended = excluded.ended, error = excluded.error",
+                results,
+            )
+            conn.executemany(
+                "INSERT INTO output (job_id, host, step, stream, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def receive(
+        self,
+        job_id: int,
+        *,
+        keep: bool = False,
+        host: str | None = None,
+        limit: int | None = None,
+    ) -> list[OutputRecord]:
+        """Output not yet received, in production order; marks it received unless `keep`.
+
+        For a parent, the records of all its children (or of the child on `host`), each
+        tagged with its host. Marking happens in the same write transaction as the
+        read, so two receivers never get the same record.
+        """
+        return self._receive_chunk(job_id, keep, host, limit, after=0)
+
+    def iter_receive(
+        self,
+        job_id: int,
+        keep: bool = False,
+        host: str | None = None,
+        batch: int = 1000,
+    ) -> Iterator[OutputRecord]:
+        """`receive`, a chunk of `batch` records at a time, for outputs too big for memory.
+
+        Each chunk is marked received (unless `keep`) when it is read from the store.
+        """
+        after = 0
+        while True:
+            chunk = self._receive_chunk(job_id, keep, host, batch, after)
+            if not chunk:
+                return
+            yield from chunk
+            after = chunk[-1].id
+
+    @contextmanager
+    def delivering(
+        self, job_id: int, *, keep: bool = False, host: str | None = None,
+        limit: int = 1000, after: int = 0,
+    ) -> Iterator[Delivery]:
+        """Up to `limit` unreceived records (ids above `after`) for a receiver to write out.
+
+        Only the first `delivery.done` of them are marked received, when the block ends
+        (an exception included): what a closed pipe, Ctrl-C or a kill kept from being
+        written stays unreceived. Receivers of the same jobs take turns, one chunk at a
+        time, so no record is delivered twice.
+        """
+        with self._read() as conn:
+            ids = [leaf["id"] for leaf in _leaf_rows(conn, job_id)
+                   if host is None or leaf["location"] == host]
+        with contextlib.nullcontext() if keep else self._receive_turn(ids):
+            with self._read() as conn:
+                delivery = Delivery(_unreceived_by_id(conn, ids, after, limit))
+            try:
+                yield delivery
+            finally:
+                if not keep and delivery.done:
+                    with self._write() as conn:
+                        _advance_cursors(conn, delivery.records[: delivery.done])
+
+    @contextmanager
+    def _receive_turn(self, ids: list[int]) -> Iterator[None]:
+        """This process's turn to deliver the output of jobs `ids`: a lock on their id
+        range in a file beside the store, held by other processes' receivers too, and
+        released by the kernel if the process dies."""
+        if not ids:
+            yield
+            return
+        with _write_lock(self._lock_key + "#receive"):
+            with _store_faults(self.path):
+                fd = os.open(f"{self.path}-receive", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX, max(ids) - min(ids) + 1, min(ids))
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
+    # -- output kept on a target ------------------------------------------------------
+
+    def remote_streams(self, child_id: int) -> dict[tuple[int, str], tuple[int, int, int]]:
+        """(step, stream) -> (size seen on the target, bytes fetched, bytes received)."""
+        rows = self._conn().execute(
+            "SELECT step, stream, size, fetched, received FROM remote_streams WHERE child_id = ?",
+            (child_id,),
+        )
+        return {(r[0], r[1]): (r[2], r[3], r[4]) for r in rows}
+
+    def set_remote_sizes(self, child_id: int, sizes: dict[tuple[int, str], int]) -> None:
+        """Record how much output each step's stream holds on the target now."""
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO remote_streams (child_id, step, stream, size) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (child_id, step, stream) DO UPDATE SET size = MAX(size, excluded.size)",
+                [(child_id, step, stream, size) for (step, stream), size in sizes.items()],
+            )
+
+    def append_fetched(
+        self, child_id: int, host: str, step: int, stream: str, offset: int, data: bytes
+    ) -> bool:
+        """Store `data`, fetched from the target at byte `offset`, as an output record and
+        move the fetch cursor past it, in one transaction. False (nothing stored) when
+        another process fetched that range first: each byte is stored exactly once."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT fetched FROM remote_streams WHERE child_id = ? AND step = ? AND stream = ?",
+                (child_id, step, stream),
+            ).fetchone()
+            if (row[0] if row else 0) != offset:
+                return False
+            conn.execute(
+                "INSERT INTO remote_streams (child_id, step, stream, size, fetched)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (child_id, step, stream) DO UPDATE"
+                " SET fetched = excluded.fetched, size = MAX(size, excluded.fetched)",
+                (child_id, step, stream, offset + len(data), offset + len(data)),
+            )
+            if data:
+                conn.execute(
+                    "INSERT INTO output (job_id, host, step, stream, data, time)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    _output_row((child_id, host, step, stream, data, time.time())),
+                )
+            return True
+
+    def advance_received(
+        self, child_id: int, step: int, stream: str, offset: int, new_offset: int
+    ) -> bool:
+        """Mark remote-kept output received up to `new_offset`, if nobody else moved the
+        cursor from `offset` meanwhile (two receivers never deliver the same bytes)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE remote_streams SET received = ? WHERE child_id = ? AND step = ?"
+                " AND stream = ? AND received = ?",
+                (new_offset, child_id, step, stream, offset),
+            )
+            return cursor.rowcount == 1
+
+    def has_more_data(self, job_id: int) -> bool:
+        """Whether the job (or any of its children) is unfinished or has output not yet
+        received (PowerShell's HasMoreData)."""
+        return self.get(job_id).has_more_data
+
+    def _receive_chunk(
+        self, job_id: int, keep: bool, host: str | None, limit: int | None, after: int
+    ) -> list[OutputRecord]:
+        """Up to `limit` unreceived records with ids above `after`, marked unless `keep`."""
+        with self._read() if keep else self._write() as conn:
+            leaves = [
+                leaf
+                for leaf in _leaf_rows(conn, job_id)
+                if host is None or leaf["location"] == host
+            ]
+            records = _unreceived(conn, leaves, after, limit)
+            if not keep:
+                _advance_cursors(conn, records)
+        return records
+
+
+# -- SQL helpers (module level: they take the connection of an open transaction) --------
+
+_SELECT_JOBS = (
+    "SELECT j.*, (EXISTS (SELECT 1 FROM output o WHERE o.job_id = j.id AND o.id > j.received_id)"
+    " OR EXISTS (SELECT 1 FROM remote_streams r WHERE r.child_id = j.id AND r.size >"
+    " CASE WHEN j.results_to = 'remote' THEN r.received ELSE r.fetched END)) AS more FROM jobs j"
+)
+
+_SELECT_ORPHAN_CANDIDATES = (
+    "SELECT id, parent_id, state, detach, location, owner_pid, owner_start, owner_machine,"
+    " owner_pidns, local_pid, remote_pgid FROM jobs"
+    f" WHERE state IN ({', '.join(repr(s.value) for s in sorted(ACTIVE))})"
+    " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id)"
+)
+
+
+def runtime_changes(
+    *, remote_pgid: Any = UNSET, local_pid: Any = UNSET, remote_dir: Any = UNSET
+) -> dict[str, Any]:
+    """The columns `set_runtime` writes; a local pid's start time is read now, while the
+    process lives, so that a pid reused later is never taken for it."""
+    given = {"remote_pgid": remote_pgid, "local_pid": local_pid, "remote_dir": remote_dir}
+    changes = {key: value for key, value in given.items() if value is not UNSET}
+    if local_pid is not UNSET:
+        changes["local_start"] = None if local_pid is None else process_start_time(local_pid)
+    return changes
+
+
+def _apply_runtime(conn: sqlite3.Connection, child_id: int, changes: dict[str, Any]) -> None:
+    assignments = ", ".join(f"{key} = ?" for key in changes)
+    conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id))
+
+
+def _check_id(job_id: int) -> None:
+    """An id SQLite cannot hold (past 64 bits) names no job; say so rather than overflow."""
+    if not -(2**63) <= job_id < 2**63:
+        raise JobNotFoundError(f"no job with id {job_id}")
+
+
+def _require_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
+    """The job's row, or `JobNotFoundError`."""
+    _check_id(job_id)
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobNotFoundError(f"no job with id {job_id}")
+    return row
+
+
+def _leaf_rows(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
+    """The jobs that do the work: a parent's children, or the job itself if it has none."""
+    rows = conn.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
+    return rows or [_require_job(conn, job_id)]
+
+
+def _refuse_parent(conn: sqlite3.Connection, job_id: int) -> None:
+    """A parent with children has a derived state: setting it is a bug."""
+    if conn.execute("SELECT 1 FROM jobs WHERE parent_id = ? LIMIT 1", (job_id,)).fetchone():
+        raise JobStateError(f"job {job_id} is a parent job: its state comes from its children")
+
+
+def _move(
+    conn: sqlite3.Connection, row: sqlite3.Row, path: list[JobState], reason: str | None
+) -> None:
+    """Walk a job through `path`, each move checked, then refresh its parent's cache."""
+    state = JobState(row["state"])
+    for new in path:
+        try:
+            check_transition(state, new)
+        except JobStateError as error:
+            raise JobStateError(f"job {row['id']}: {error}") from None
+        state = new
+    now = time.time()
+    conn.execute(
+        "UPDATE jobs SET state = ?, reason = COALESCE(?, reason),"
+        " started = CASE WHEN ? AND started IS NULL THEN ? ELSE started END,"
+        " ended = CASE WHEN ? THEN ? ELSE ended END WHERE id = ?",
+        (state.value, reason, JobState.Running in path, now, state in TERMINAL, now, row["id"]),
+    )
+    if row["parent_id"] is not None:
+        _refresh_parent(conn, row["parent_id"])
+
+
+def _refresh_parent(conn: sqlite3.Connection, parent_id: int) -> None:
+    """Cache the parent's derived state in its row (reads derive it again anyway)."""
+    states = [
+        r[0] for r in conn.execute("SELECT state FROM jobs WHERE parent_id = ?", (parent_id,))
+    ]
+    if states:
+        conn.execute(
+            "UPDATE jobs SET state = ? WHERE id = ?", (derive_parent_state(states).value, parent_id)
+        )
+
+
+class _OwnerJudge:
+    """Whether a row's owner is gone, as this process sees it; each owner judged once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Owner, bool] = {}
+
+    def __call__(self, row: sqlite3.Row) -> bool:
+        owner = Owner(row["owner_machine"], row["owner_pidns"], row["owner_pid"],
+                      row["owner_start"])
+        if owner not in self._seen:
+            self._seen[owner] = judge(owner) == Liveness.GONE
+        return self._seen[owner]
+
+
+def _runs_detached(row: sqlite3.Row) -> bool:
+    """A detached job still at work: it goes on without its runner, by design."""
+    return bool(row["detach"]) and row["state"] in (JobState.Running, JobState.Blocked)
+
+
+def _leaves_processes(row: sqlite3.Row) -> bool:
+    """An orphan with process groups recorded that must be ended before it is Stopped."""
+    return bool(row["local_pid"] or row["remote_pgid"]) and not _runs_detached(row)
+
+
+def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row, problem: str | None) -> bool:
+    """Move a job whose owner is gone to Stopped (attached) or Disconnected (detached, or
+    its processes could not be ended: `problem` says why). False when it must stay as it
+    is (a stop under way whose processes could not be ended keeps only the reason)."""
+    state, pid = JobState(row["state"]), row["owner_pid"]
+    if _runs_detached(row):
+        reason = f"runner process {pid} ended; the detached job may still run on {row['location']}"
+        _move(conn, row, transition_path(state, JobState.Disconnected), reason)
+        return True
+    if problem is not None:
+        reason = f"runner process {pid} ended; {problem}"
+        if state == JobState.Stopping:
+            conn.execute("UPDATE jobs SET reason = ? WHERE id = ?", (reason, row["id"]))
+            return False
+        _move(conn, row, transition_path(state, JobState.Disconnected), reason)
+        return True
+    reason = f"runner process {pid} ended without stopping it"
+    _move(conn, row, transition_path(state, JobState.Stopped), reason)
+    return True
+
+
+def _state_of(row: sqlite3.Row, leaves: list[sqlite3.Row]) -> JobState:
+    """A job's state: its own for a job without children, else derived from them."""
+    if leaves and leaves[0]["id"] == row["id"]:
+        return JobState(row["state"])
+    return derive_parent_state(leaf["state"] for leaf in leaves)
+
+
+def _unreceived(
+    conn: sqlite3.Connection, leaves: list[sqlite3.Row], after: int, limit: int | None
+) -> list[OutputRecord]:
+    """The leaves' records above their cursors and above `after`, in id order.
+
+    The scan walks output ids upward from the first record any leaf still has to
+    deliver, so its cost is the records returned plus those interleaved with them.
+    """
+    if not leaves:
+        return []
+    ids = [leaf["id"] for leaf in leaves]
+    marks = ", ".join("?" * len(ids))
+    start = conn.execute(
+        f"SELECT MIN((SELECT MIN(o.id) FROM output o WHERE o.job_id = j.id"
+        f" AND o.id > MAX(j.received_id, ?))) FROM jobs j WHERE j.id IN ({marks})",
+        (after, *ids),
+    ).fetchone()[0]
+    if start is None:
+        return []
+    rows = conn.execute(
+        "SELECT o.id, o.job_id, o.host, o.step, o.stream, o.data, o.time"
+        " FROM output o JOIN jobs j ON j.id = o.job_id"
+        f" WHERE o.id >= ? AND +o.job_id IN ({marks}) AND o.id > j.received_id"
+        " ORDER BY o.id LIMIT ?",
+        (start, *ids, -1 if limit is None else limit),
+    ).fetchall()
+    return [OutputRecord(*row) for row in rows]
+
+
+def _unreceived_by_id(
+    conn: sqlite3.Connection, ids: list[int], after: int, limit: int | None
+) -> list[OutputRecord]:
+    """`_unreceived` for the jobs `ids`, read afresh (their cursors may have moved)."""
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    leaves = conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", ids).fetchall()
+    return _unreceived(conn, leaves, after, limit)
+
+
+def _advance_cursors(conn: sqlite3.Connection, records: list[OutputRecord]) -> None:
+    """Mark records received: each job's cursor moves to its last record returned."""
+    last: dict[int, int] = {}
+    for record in records:
+        last[record.job_id] = record.id
+    conn.executemany(
+        "UPDATE jobs SET received_id = MAX(received_id, ?) WHERE id = ?",
+        [(record_id, job_id) for job_id, record_id in last.items()],
+    )
+
+
+def _output_row(record: OutputRow) -> tuple[int, str, int | None, str, str, float]:
+    """Check one output record and decode its data to text."""
+    job_id, host, step, stream, data, when = record
+    if stream not in STREAMS:
+        raise ValueError(f"output stream must be stdout or stderr, not {stream!r}")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        data = bytes(data).decode("utf-8", errors="replace")
+    return (job_id, host, step, stream, data, when)
+
+
+# -- files, connections, processes ---------------------------------------------------------
+
+
+@contextmanager
+def _store_faults(path: Path) -> Iterator[None]:
+    """SQLite's and the file system's word that the store is unusable (damaged, full,
+    read-only) as a StoreError naming the file; anything else goes through unchanged."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if store_fault_code(error) is None:
+            raise
+        raise StoreError.wrap(error, path) from None
+    except OSError as error:
+        raise StoreError.wrap(error, path) from None
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the store file with mode 0600 (its parent 0700) before SQLite opens it.
+
+    SQLite gives its -wal and -shm files the database file's mode, so they stay
+    private too. A new file is made a SQLite database under another name and linked
+    into place, so `jobs.db` is never empty: an empty one was truncated, and is refused
+    rather than taken for a new store (every job in it would vanish without a word).
+    """
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        _refuse_empty(path)
+        return
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
+    fd = os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    os.close(fd)
+    try:
+        os.chmod(draft, 0o600)
+        conn = sqlite3.connect(draft, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")  # writes the header: a non-empty file
+        conn.close()
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            _refuse_empty(path)  # another process created it first
+    finally:
+        os.unlink(draft)
+
+
+def _refuse_empty(path: Path) -> None:
+    """A 0-byte store was not created by runner (see `_create_private_file`: switching a
+    new file to WAL writes its header): refuse it, even beside a write-ahead log, whose
+    pages cannot stand without the file they belong to."""
+    if path.stat().st_size == 0:
+        raise StoreError(
+            path, "the job store is empty (0 bytes: truncated?): move it aside "
+            f"(mv {path} {path}.bad) and runner starts a new, empty store"
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, busy timeout."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _retry_busy(action: Any) -> Any:
+    """Run `action`, retrying when SQLite still reports the database busy or locked."""
+    for attempt in range(BEGIN_ATTEMPTS):
+        try:
+            return action()
+        except sqlite3.OperationalError as error:
+            busy = "locked" in str(error) or "busy" in str(error)
+            if not busy or attempt == BEGIN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return None  # pragma: no cover

@@ -1,0 +1,108 @@
+"""The playbook as data: frozen dataclasses built by `runner.planning.playbook.load_playbook`.
+
+These are what the planner and the executor consume; they hold raw (unrendered)
+template strings. Every object keeps the source line it came from so later errors
+(an undefined variable at run time, say) can still point at the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JOB_TYPES = ("remote", "background", "thread")
+ACTIONS = ("run", "local", "put", "get", "template", "script")
+RESULT_PLACES = ("controller", "file", "remote")
+
+# The PowerShell type name a user sees in `runner job list`, by `type:`.
+PS_JOB_TYPE_NAMES = {"remote": "RemoteJob", "background": "BackgroundJob", "thread": "ThreadJob"}
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a node of the playbook stands: 1-based line and column, and its key path."""
+
+    file: str
+    line: int
+    col: int
+    path: str  # e.g. "jobs[1].steps[0].run"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a job. `args` is a string for run/local/script, a dict for put/get/template."""
+
+    index: int
+    name: str
+    action: str
+    args: Any
+    where: Location
+    when: str | None = None
+    register: str | None = None
+    loop: Any = None  # a list, or a template string that renders to a list
+    ignore_errors: bool = False
+    timeout: float | None = None
+    retries: int = 0
+    until: str | None = None
+    delay: float = 1.0
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    sudo: bool = False
+    no_log: bool = False
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Results:
+    """Where a job's output goes: the controller's store, a local file per host, or the target."""
+
+    to: str = "controller"
+    path: str | None = None  # template, required when to == "file"
+
+
+@dataclass(frozen=True)
+class SessionDef:
+    """A named persistent session: one connection per host, reused by every job naming it."""
+
+    name: str
+    targets: str
+    where: Location
+    user: str | None = None
+    port: int | None = None
+    connect_timeout: float | None = None
+    vars: dict[str, Any] = field(default_factory=dict)  # for every job run over the session
+
+
+@dataclass(frozen=True)
+class JobDef:
+    """A job as written. At most one of `session` and `targets` is set (checked on load);
+    only a thread or background job may have neither: it runs on the controller."""
+
+    name: str
+    type: str
+    steps: tuple[Step, ...]
+    where: Location
+    session: str | None = None
+    targets: str | None = None
+    needs: tuple[str, ...] = ()
+    detach: bool = False
+    results: Results = field(default_factory=Results)
+    throttle: int | None = None
+    serial: Any = None  # int, "30%", or a list of those (rolling batches, as Ansible)
+    max_fail_percentage: float | None = None
+    any_errors_fatal: bool = False
+    tags: tuple[str, ...] = ()
+    timeout: float | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Playbook:
+    """A loaded, schema-valid, semantically checked playbook."""
+
+    file: str
+    name: str
+    vars: dict[str, Any]
+    sessions: dict[str, SessionDef]
+    jobs: tuple[JobDef, ...]
+    secrets: tuple[str, ...] = ()  # names of variables whose values are masked everywhere
