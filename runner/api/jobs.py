@@ -12,10 +12,11 @@ from typing import Any
 
 def open_store():  # -> JobStore
     """The job store at $RUNNER_HOME/jobs.db, with orphans of dead runners reconciled."""
-    from runner.settings import store_path
+    from runner.execution.orphans import end_processes
     from runner.jobs.store import JobStore
+    from runner.settings import store_path
 
-    store = JobStore(store_path())
+    store = JobStore(store_path(), end_processes=end_processes)
     store.reconcile()
     return store
 
@@ -54,9 +55,9 @@ def wait_over(state: Any, force: bool = False) -> bool:
 def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
     """Reconnect to jobs kept on their targets (detached, remote results) and bring
     their state and output up to date; return the problems met (unreachable hosts)."""
-    from runner.jobs.states import is_terminal
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves
     from runner.execution.ontarget.reconnect import refresh as refresh_job
+    from runner.jobs.states import is_terminal
 
     records = (
         [store.get(i) for i in job_ids] if job_ids is not None else store.list_jobs()
@@ -77,9 +78,9 @@ def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]
     them."""
     from runner.errors import ConnectError, RunnerError
     from runner.execution.executor import wait_for_terminal
-    from runner.jobs.states import is_terminal
-    from runner.execution.orphans import owner_gone, stop_orphan
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves, stop_child
+    from runner.execution.orphans import owner_gone, stop_orphan
+    from runner.jobs.states import is_terminal
 
     for job_id in job_ids:
         store.get(job_id)  # JobNotFoundError before anything is asked
@@ -114,8 +115,8 @@ def remove(
     """Remove finished jobs (with `force`, stop unfinished ones first) and their job
     directories on the targets, unless `keep_remote`."""
     from runner.errors import ConnectError, RunnerError
-    from runner.jobs.states import is_terminal
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves, remove_child
+    from runner.jobs.states import is_terminal
 
     for job_id in job_ids:
         record = store.get(job_id)

@@ -10,9 +10,12 @@ import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import PlaybookError, UsageError
+
+if TYPE_CHECKING:
+    from runner.execution.events import RunEvents
 
 
 def load_inventory(path: str | None):  # -> Inventory
@@ -178,15 +181,15 @@ def run(
     forks: int = 5,
     check: bool = False,
     diff: bool = False,
-    events: Any = None,
+    events: RunEvents | None = None,
     on_start: Any = None,
 ):  # -> tuple[Plan, RunReport]
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
     from runner.api.jobs import open_store
+    from runner.execution.events import NullEvents
     from runner.execution.executor import Executor, RunOptions
-    from runner.planning.planner import render_plan
-    from runner.cli.console import Reporter
     from runner.execution.sessions import SessionPool
+    from runner.planning.planner import render_plan
     from runner.settings import runner_home, store_path
 
     sources = {
@@ -211,7 +214,7 @@ def run(
     sessions = SessionPool(the_plan, options)
     sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
     store = open_store()
-    executor = Executor(the_plan, store, options, events or Reporter(quiet=True), sessions)
+    executor = Executor(the_plan, store, options, events or NullEvents(), sessions)
     if on_start is not None:
         on_start(executor)
     return the_plan, executor.run()

@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threading.Thread(target=importlib.import_module, args=("tabulate",), daemon=True).start()
 
     began = time.monotonic()
-    from runner.cli.main import plan_sources
+    from runner.cli.parser import plan_sources
 
     plan, report = plans.run(
         **plan_sources(args),
@@ -461,8 +461,8 @@ def _receive_end(
 
 def _print_disconnected(store: Any, job_ids: list[int]) -> None:
     """One line on stderr per Disconnected job, with its children's reasons."""
-    from runner.jobs.states import JobState
     from runner.execution.ontarget.reconnect import leaves
+    from runner.jobs.states import JobState
 
     for job_id in job_ids:
         if store.get(job_id).state != JobState.Disconnected:

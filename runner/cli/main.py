@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 from runner import __version__
+from runner.cli.parser import Parser, add_plan_options, plan_sources
 from runner.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -20,16 +21,8 @@ from runner.errors import (
     LocatedError,
     RunnerError,
     StoreError,
-    UsageError,
     store_fault_code,
 )
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on bad options; we report them as UsageError (exit 5)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
 def _one_line(text: str) -> str:
@@ -125,41 +118,13 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def plan_sources(args: argparse.Namespace) -> dict[str, Any]:
-    """What `plan` and `run` plan from: the playbook and the options of _add_plan_options."""
-    return {
-        "playbook_path": args.playbook,
-        "inventory": args.inventory,
-        "extra_vars": args.extra_vars,
-        "limit": args.limit,
-        "tags": args.tags,
-        "skip_tags": args.skip_tags,
-        "start_at_job": args.start_at_job,
-    }
-
-
-def _add_plan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-i", "--inventory",
-        help="inventory file or directory (Ansible INI or YAML), or hosts: 'h1,h2:2222,'",
-    )
-    p.add_argument("-l", "--limit", help="further limit the hosts to a pattern (or @retry-file)")
-    p.add_argument(
-        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VAL|@FILE",
-        help="extra variables (highest precedence); repeatable",
-    )
-    p.add_argument("-t", "--tags", action="append", default=[], help="only steps with these tags")
-    p.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
-    p.add_argument("--start-at-job", metavar="NAME", help="start at this job, skipping earlier ones")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="runner",
         description="Run YAML playbooks over SSH; every unit of work is a persistent job.",
     )
     parser.add_argument("--version", action="version", version=f"runner {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
     p = sub.add_parser("validate", help="check playbooks (schema and semantics); nothing runs")
@@ -169,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show every job x host x step, rendered; nothing runs")
     p.add_argument("playbook", metavar="PLAYBOOK")
-    _add_plan_options(p)
+    add_plan_options(p)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_plan)
 
@@ -185,12 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_commands(sub: Any) -> None:
-    """`runner run` and `runner job ...` (defined in cli_jobs to keep this module small)."""
-    try:
-        from runner.cli.main import jobs as cli_jobs
-    except ImportError:
-        return
-    cli_jobs.add_commands(sub, _Parser, _add_plan_options)
+    """`runner run` and `runner job ...` (defined in cli/jobs.py to keep this module small).
+
+    Imported here, not at the top, only to keep `runner --version` from loading it; a
+    broken import below must fail loudly, never drop the commands."""
+    from runner.cli import jobs as cli_jobs
+
+    cli_jobs.add_commands(sub, Parser, add_plan_options)
 
 
 def report(error: BaseException) -> None:

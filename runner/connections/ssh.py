@@ -40,11 +40,11 @@ from runner.connections.base import (
     StartCallback,
     kill_script,
 )
+from runner.connections.knownhosts import AcceptNewPolicy, KnownHosts
 from runner.connections.sshstack import load
 from runner.connections.stepshell import Boundary, StepShell
 from runner.connections.transfer import exec_get, exec_put, sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
-from runner.connections.knownhosts import AcceptNewPolicy, KnownHosts
 
 fabric, paramiko = load()
 
@@ -264,7 +264,7 @@ class SSHConnection(Connection):
         command = re.sub("%[hpr%]", lambda m: tokens[m.group()], self.proxy_command or "")
         try:
             return paramiko.ProxyCommand(command)
-        except Exception as error:  # noqa: BLE001 - a missing program...: one line
+        except Exception as error:
             raise ConnectError(self.host, f"ProxyCommand failed to start: {error}") from error
 
     def _identities(self) -> dict[str, object]:

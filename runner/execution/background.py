@@ -26,8 +26,8 @@ import threading
 from typing import Any
 
 from runner.connections import lifeline
-from runner.signals import handle_signals
 from runner.execution.steps import ChildReport, Control, StepOutcome
+from runner.signals import handle_signals
 
 _GRACE = 3.0
 
@@ -209,8 +209,8 @@ def main() -> int:
 
     from runner.api import plans
     from runner.execution.executor import open_sink
-    from runner.execution.sinks import FileWriter, StoreWriter
     from runner.execution.sessions import SessionPool
+    from runner.execution.sinks import FileWriter, StoreWriter
     from runner.execution.steps import StepRunner
     from runner.jobs.store import JobStore
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
-from runner.planning.guard import confine_located
-from runner.jobs.states import TERMINAL, JobState
-from runner.execution.sinks import FileWriter, StoreWriter
-from runner.planning.planner import JobPlan, Plan, describe_step
 from runner.execution.sessions import SessionPool
+from runner.execution.sinks import FileWriter, StoreWriter
 from runner.execution.steps import ChildReport, Control, StepRunner
+from runner.jobs.states import TERMINAL, JobState
+from runner.planning.guard import confine_located
+from runner.planning.planner import JobPlan, Plan, describe_step
 
 POLL_SECONDS = 0.2
 

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from runner.execution.ontarget import jobdir as remote
+from runner.execution.steps import ChildReport, Control
 from runner.jobs.states import JobState
 from runner.planning.planner import JobPlan
-from runner.execution.steps import ChildReport, Control
 
 FOLLOW_SECONDS = 0.25
 

@@ -26,9 +26,9 @@ from typing import Any
 from runner.connections.local import LocalConnection
 from runner.connections.transfer import TargetFile, parse_probe, probe_script
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
+from runner.execution.sinks import LineBuffer
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
-from runner.execution.sinks import LineBuffer
 from runner.planning.planner import JobPlan, Plan, Unrendered, describe_step, step_label
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runner.jobs.processes import Owner
 from runner.jobs.states import TERMINAL, JobState, derive_parent_state
 from runner.planning.model import PS_JOB_TYPE_NAMES
-from runner.jobs.processes import Owner
 
 
 @dataclass(frozen=True)

@@ -39,16 +39,6 @@ from runner.errors import (
     StoreError,
     store_fault_code,
 )
-from runner.jobs.states import (
-    ACTIVE,
-    TERMINAL,
-    JobState,
-    check_transition,
-    derive_parent_state,
-    is_terminal,
-    transition_path,
-)
-from runner.planning.model import JOB_TYPES, RESULT_PLACES
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, process_start_time
 from runner.jobs.records import (
     JobFilter,
@@ -60,6 +50,16 @@ from runner.jobs.records import (
     newest_ended,
     with_child_state,
 )
+from runner.jobs.states import (
+    ACTIVE,
+    TERMINAL,
+    JobState,
+    check_transition,
+    derive_parent_state,
+    is_terminal,
+    transition_path,
+)
+from runner.planning.model import JOB_TYPES, RESULT_PLACES
 
 SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
@@ -183,8 +183,17 @@ def _write_lock(key: str) -> threading.Lock:
 class JobStore:
     """The SQLite job store at `path`, safe to share between threads and processes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], end_processes: EndProcesses | None = None
+    ) -> None:
+        """The store at `path`, created (0600) when missing and migrated when old.
+
+        `end_processes` is how `reconcile` ends what a dead runner left running (the
+        execution side provides it: the store knows nothing of processes on targets).
+        Without it, a dead runner's job that recorded processes is left as it is.
+        """
         self.path = Path(path)
+        self.end_processes = end_processes
         with _store_faults(self.path):
             _create_private_file(self.path)
         self._local = threading.local()
@@ -541,7 +550,8 @@ class JobStore:
         Only an owner this process can see is judged (`runner.jobs.processes.judge`): one on
         another machine or in another PID namespace is left to invocations that can.
         The process groups recorded on an attached job are ended first
-        (`end_processes`, by default `runner.execution.orphans.end_processes`), then it ends
+        (`end_processes`, or the store's own; without either such a job is left as
+        it is, never called Stopped while its processes may run), then it ends
         Stopped, with the reason; a job whose host could not be reached to end them is
         Disconnected, with a reason naming the host. A detached job that was running is
         Disconnected (its work goes on where it runs). One indexed query when there is
@@ -553,6 +563,11 @@ class JobStore:
         dead = [row for row in candidates if gone(row)]
         if not dead:
             return []
+        end_processes = end_processes or self.end_processes
+        if end_processes is None:
+            dead = [row for row in dead if not _leaves_processes(row)]
+            if not dead:
+                return []
         problems = self._end_orphans([row for row in dead if _leaves_processes(row)],
                                      end_processes)
         settled = []
@@ -570,10 +585,8 @@ class JobStore:
     ) -> dict[int, str]:
         """End the recorded processes of these orphans, outside any transaction (it may
         take a connection timeout); by child id, why some could not be ended."""
-        if not rows:
+        if not rows or end_processes is None:
             return {}
-        if end_processes is None:
-            from runner.execution.orphans import end_processes
         return end_processes(self, [self.get(row["id"]) for row in rows])
 
     # -- steps -----------------------------------------------------------------------

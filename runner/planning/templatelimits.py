@@ -301,7 +301,7 @@ def bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
     return apply
 
 
-def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
+def lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
     """Jinja2's `lipsum`, refused past MAX_PIECES words."""
     if _int(n) * _int(max) > MAX_PIECES:
         raise too_large(f"lipsum({n}, max={max})", MAX_PIECES)

@@ -24,8 +24,8 @@ import jinja2.meta
 import jinja2.nativetypes
 import jinja2.sandbox
 
-from runner.planning import templatelimits as limits
 from runner.errors import RunnerError, TemplateError
+from runner.planning import templatelimits as limits
 from runner.planning.model import Location
 
 _MARKERS = ("{{", "{%", "{#")

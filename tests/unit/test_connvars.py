@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.planning.inventory.connvars import Hop, inventory_warnings, parse_jump, ssh_args
 from runner.errors import InventoryError
 from runner.planning.inventory import load_inventory
+from runner.planning.inventory.connvars import Hop, inventory_warnings, parse_jump, ssh_args
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from runner.api import jobs as api_jobs
 from runner.errors import RunnerError
-from runner.jobs.states import JobState
+from runner.execution.orphans import end_processes
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, machine_id
+from runner.jobs.states import JobState
 from runner.jobs.store import _SCHEMA, JobStore
-from tests.unit.test_store import _dead_pid, db, store  # noqa: F401 - the same store fixtures
+from tests.unit.test_store import _dead_pid
 
 S = JobState
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "jobs.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[JobStore]:
+    """A store as `runner` opens it: it ends what a dead runner left running."""
+    job_store = JobStore(db, end_processes=end_processes)
+    yield job_store
+    job_store.close()
 ROOT = Path(__file__).resolve().parents[2]
 needs_unshare = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"

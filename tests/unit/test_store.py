@@ -16,8 +16,8 @@ import pytest
 
 from runner.errors import JobNotFoundError, JobStateError
 from runner.jobs.states import JobState
-from runner.settings import runner_home, store_path
 from runner.jobs.store import JobStore
+from runner.settings import runner_home, store_path
 
 S = JobState
 FORK = multiprocessing.get_context("fork")

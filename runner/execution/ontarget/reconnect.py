@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from runner.execution.ontarget import jobdir as remote
 from runner.connections.base import Connection
 from runner.errors import ConnectError, JobStateError
+from runner.execution.ontarget import jobdir as remote
 from runner.jobs.states import TERMINAL, JobState, transition_path
 from runner.jobs.store import OutputRecord
 

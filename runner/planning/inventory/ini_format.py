@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from runner.planning.inventory.hostnames import expand_host_pattern
 
 if TYPE_CHECKING:
-    from runner.planning.inventory import InventoryBuilder
+    from runner.planning.inventory.model import InventoryBuilder
 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:\#.*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:\#.*)?$")

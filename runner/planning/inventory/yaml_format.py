@@ -15,7 +15,7 @@ from runner.errors import InventoryError
 from runner.planning.inventory.hostnames import expand_host_pattern
 
 if TYPE_CHECKING:
-    from runner.planning.inventory import InventoryBuilder
+    from runner.planning.inventory.model import InventoryBuilder
 
 
 class InventoryLoader(yaml.SafeLoader):

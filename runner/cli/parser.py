@@ -1,0 +1,44 @@
+"""The command line's grammar pieces shared by its modules: the parser class that turns
+argparse's complaints into usage errors, and the options every planning command takes."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn
+
+from runner.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad options; we report them as UsageError (exit 5)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def plan_sources(args: argparse.Namespace) -> dict[str, Any]:
+    """What `plan` and `run` plan from: the playbook and the options of _add_plan_options."""
+    return {
+        "playbook_path": args.playbook,
+        "inventory": args.inventory,
+        "extra_vars": args.extra_vars,
+        "limit": args.limit,
+        "tags": args.tags,
+        "skip_tags": args.skip_tags,
+        "start_at_job": args.start_at_job,
+    }
+
+
+def add_plan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i", "--inventory",
+        help="inventory file or directory (Ansible INI or YAML), or hosts: 'h1,h2:2222,'",
+    )
+    p.add_argument("-l", "--limit", help="further limit the hosts to a pattern (or @retry-file)")
+    p.add_argument(
+        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VAL|@FILE",
+        help="extra variables (highest precedence); repeatable",
+    )
+    p.add_argument("-t", "--tags", action="append", default=[], help="only steps with these tags")
+    p.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
+    p.add_argument("--start-at-job", metavar="NAME", help="start at this job, skipping earlier ones")
