@@ -1,4 +1,4 @@
-"""Where the runner keeps its state: RUNNER_HOME and the job store inside it.
+"""Where the runner keeps its state: RUNNER_HOME and the files inside it.
 
 One source of truth for the location (see the README): ``$RUNNER_HOME``, else
 ``$XDG_STATE_HOME/runner``, else ``~/.local/state/runner``. The directory holds job
@@ -14,6 +14,8 @@ from pathlib import Path
 from runner.errors import StoreError
 
 STORE_FILE = "jobs.db"
+KNOWN_HOSTS_FILE = "known_hosts"
+CACHE_DIR = "cache"
 
 
 def runner_home(env: Mapping[str, str] | None = None) -> Path:
@@ -51,3 +53,13 @@ def _resolve_home(env: Mapping[str, str]) -> Path:
 def store_path(env: Mapping[str, str] | None = None) -> Path:
     """The job store's file: ``runner_home()/jobs.db``."""
     return runner_home(env) / STORE_FILE
+
+
+def known_hosts_path(env: Mapping[str, str] | None = None) -> Path:
+    """The runner's own known_hosts file: ``runner_home()/known_hosts``."""
+    return runner_home(env) / KNOWN_HOSTS_FILE
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Where what only saves time is kept: ``runner_home()/cache`` (may not exist yet)."""
+    return runner_home(env) / CACHE_DIR

@@ -87,7 +87,7 @@ def load_playbook_cached(path: str):  # -> Playbook
     from runner import __version__
     from runner.planning.playbook import load_playbook
     from runner.planning.schema import SCHEMA_PATH
-    from runner.settings import runner_home
+    from runner.settings import cache_dir
 
     try:
         digest = hashlib.sha256(Path(path).read_bytes())
@@ -95,7 +95,7 @@ def load_playbook_cached(path: str):  # -> Playbook
     except OSError:
         return load_playbook(path)  # load_playbook reports it, with the file's name
     digest.update(__version__.encode())
-    marker = runner_home() / "cache" / f"valid-{digest.hexdigest()}"
+    marker = cache_dir() / f"valid-{digest.hexdigest()}"
     if marker.exists():
         return load_playbook(path, schema_checked=True)
     playbook = load_playbook(path)
@@ -190,7 +190,7 @@ def run(
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.sessions import SessionPool
     from runner.planning.planner import render_plan
-    from runner.settings import runner_home, store_path
+    from runner.settings import known_hosts_path, store_path
 
     sources = {
         "playbook_path": playbook_path,
@@ -207,7 +207,7 @@ def run(
         forks=forks,
         check=check,
         diff=diff,
-        known_hosts=runner_home() / "known_hosts",
+        known_hosts=known_hosts_path(),
         sources=sources,
         store_path=store_path(),
     )

@@ -45,6 +45,7 @@ from runner.connections.sshstack import load
 from runner.connections.stepshell import Boundary, StepShell
 from runner.connections.transfer import exec_get, exec_put, sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
+from runner.settings import known_hosts_path
 
 fabric, paramiko = load()
 
@@ -117,15 +118,6 @@ def _aead_first_transport(sock: socket.socket, **kwargs: object) -> paramiko.Tra
     return transport
 
 
-def default_known_hosts() -> Path:
-    """$RUNNER_HOME/known_hosts, RUNNER_HOME defaulting as `runner.settings` says."""
-    home = os.environ.get("RUNNER_HOME")
-    if not home:
-        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-        home = os.path.join(state, "runner")
-    return Path(home) / "known_hosts"
-
-
 class SSHConnection(Connection):
     """A persistent SSH session to one host, safe to run many commands on at once."""
 
@@ -153,7 +145,7 @@ class SSHConnection(Connection):
         self.user = user
         self.key_file = str(key_file) if key_file else None
         self.connect_timeout = connect_timeout
-        self.known_hosts = Path(known_hosts) if known_hosts else default_known_hosts()
+        self.known_hosts = Path(known_hosts) if known_hosts else known_hosts_path()
         self.keepalive = keepalive
         self._fabric: fabric.Connection | None = None
         self._lock = threading.Lock()  # opening, closing and SFTP are one at a time

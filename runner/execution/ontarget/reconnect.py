@@ -30,10 +30,10 @@ def is_remote_kept(record: Any) -> bool:
 def connect(record: Any) -> Connection:
     """A fresh connection to a child's host, from the spec recorded when it started."""
     from runner.execution.sessions import open_connection
-    from runner.settings import runner_home
+    from runner.settings import known_hosts_path
 
     spec = dict(record.spec or {}).get("connection") or {"connection": "local"}
-    return open_connection(record.location, spec, runner_home() / "known_hosts")
+    return open_connection(record.location, spec, known_hosts_path())
 
 
 def leaves(store: Any, job_id: int) -> list[Any]:
