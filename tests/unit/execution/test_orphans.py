@@ -21,7 +21,7 @@ from runner.execution.orphans import end_processes
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, machine_id
 from runner.jobs.states import JobState
 from runner.jobs.store import _SCHEMA, JobStore
-from tests.unit.test_store import _dead_pid
+from tests.unit.jobs.test_store import _dead_pid
 
 S = JobState
 
@@ -37,7 +37,7 @@ def store(db: Path) -> Iterator[JobStore]:
     job_store = JobStore(db, end_processes=end_processes)
     yield job_store
     job_store.close()
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 needs_unshare = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"
 )

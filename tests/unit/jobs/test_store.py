@@ -237,7 +237,7 @@ def test_ids_are_unique_and_increasing_across_processes(db: Path) -> None:
         "from runner.jobs.store import JobStore; "
         f"print(JobStore({str(db)!r}).create_job('x', 'thread', 't', 'h'))"
     )
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     later = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo
     )

@@ -11,7 +11,7 @@ import pytest
 from runner.errors import InventoryError
 from runner.planning.inventory import InventoryBuilder, implicit_localhost, load_inventory
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def write(path: Path, text: str) -> Path:
