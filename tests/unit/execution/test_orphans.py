@@ -195,6 +195,24 @@ def test_reconcile_ends_a_dead_runners_local_process_group_before_stopped(
     assert store.get(job).state == S.Stopped and store.get(job).local_pid is None
 
 
+def test_a_store_not_told_how_to_end_processes_never_calls_their_job_stopped(
+    db: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    bare = JobStore(db)  # as a library caller might open it, without end_processes
+    try:
+        job = _orphan(bare, local_pid=sleeper.pid)
+        assert bare.reconcile() == []
+        assert bare.get(job).state == S.Running and sleeper.poll() is None
+    finally:
+        bare.close()
+    owned = JobStore(db, end_processes=end_processes)
+    try:
+        assert owned.reconcile() == [job]
+        assert _gone(sleeper)
+    finally:
+        owned.close()
+
+
 def test_reconcile_never_signals_a_group_whose_pid_was_reused(
     store: JobStore, db: Path, sleeper: subprocess.Popen[bytes]
 ) -> None:
