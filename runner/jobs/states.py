@@ -1,4 +1,6 @@
-"""The job state machine: the eight PowerShell job states and the only legal moves between them.
+"""The job state machine: the eight job states and the only legal moves between them.
+
+The whole job model (children, output, waiting, owners) is written down in docs/jobs.md.
 
 Every state change of every job goes through `check_transition`, so a finished job can
 never come back to life and a bug that tries shows up as a `JobStateError` instead of a
