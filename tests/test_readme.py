@@ -99,9 +99,11 @@ def copy_checkout(dest: Path) -> Path:
 
 
 def files_under(directory: Path) -> set[str]:
-    """Every file and directory under `directory`, relative, `.venv/` left out."""
-    found = {str(p.relative_to(directory)) for p in directory.rglob("*")}
-    return {f for f in found if f != ".venv" and not f.startswith(".venv/")}
+    """Every file and directory under `directory`, relative, but `.venv/` and Python's
+    bytecode caches: a background job's worker, `python -m runner.background`, imports
+    the `runner/` of its working directory, so from a checkout it writes them there."""
+    found = [p.relative_to(directory) for p in directory.rglob("*")]
+    return {str(f) for f in found if f.parts[0] != ".venv" and "__pycache__" not in f.parts}
 
 
 def write_script(path: Path, text: str) -> None:
