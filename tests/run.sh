@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh Debian machine, then the suite itself.
 # Installs OpenSSH's server (the tests start their own sshd daemons on loopback), sudo
-# (the become tests ask it for a password) and the package with its test extras. Extra
-# arguments go to pytest.
+# (the become tests ask it for a password) and python3-venv where missing, then the
+# package with its test extras into the checkout's .venv (Debian's own python3 refuses a
+# pip install into itself) and runs pytest from there. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/sbin/sshd ] || ! command -v sudo >/dev/null; then
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v sudo >/dev/null || missing+=(sudo)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq openssh-server sudo >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 install -d -m 0755 /run/sshd 2>/dev/null || true
 
-python3 -m pip install -q -e '.[test]'
-exec python3 -m pytest -q "$@"
+# Reuse the environment the README's quick start made; make it anew if it has no pip.
+venv=$PWD/.venv
+"$venv/bin/python" -m pip --version >/dev/null 2>&1 || python3 -m venv --clear "$venv"
+"$venv/bin/python" -m pip install -q -e '.[test]'
+export PATH="$venv/bin:$PATH"  # the tests run the `runner` console script
+exec "$venv/bin/python" -m pytest -q "$@"
