@@ -24,7 +24,8 @@ from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
 from runner.guard import confine_located
 from runner.jobs import TERMINAL, JobState
 from runner.output import FileWriter, StoreWriter
-from runner.planner import JobPlan, Plan, describe_step
+from runner.planner import JobPlan, Plan
+from runner.render import shown_command
 from runner.sessions import SessionPool
 from runner.steps import ChildReport, Control, StepRunner
 
@@ -113,7 +114,7 @@ class Executor:
         for jp in self.plan.jobs:
             job = jp.job
             first = jp.steps[0]
-            command = "(no_log)" if first.no_log else describe_step(first.action, first.args)
+            command = shown_command(first, first.args)
             parent = self.store.create_job(
                 job.name, job.type, command, ",".join(jp.hosts),
                 detach=job.detach, results_to=job.results.to, results_path=job.results.path,
