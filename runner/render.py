@@ -114,7 +114,8 @@ def render_step(
     run did not run, shown as written. At plan time a step reading a registered name is
     deferred."""
     plan = scope.plan
-    if scope.registered is None and reads(plan, step) & plan.registered_names:
+    runtime = plan.registered_names if scope.registered is None else frozenset()
+    if runtime and reads(plan, step) & runtime:
         return RenderedStep(step, (), step.name, deferred=True)
     variables = scope.variables
     items = _loop_items(plan, step, variables)
