@@ -273,8 +273,10 @@ def _render_rows(plan: Plan) -> list[PlannedStep]:
 
 def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Iterator[PlannedStep]:
     when = step.when if step.when is None else str(step.when)
-    row = {"job": jp.name, "type": jp.job.type, "host": scope.host, "index": step.index,
-           "step": step.name, "action": step.action, "when": when}
+    row: dict[str, Any] = {
+        "job": jp.name, "type": jp.job.type, "host": scope.host, "index": step.index,
+        "step": step.name, "action": step.action, "when": when,
+    }
     rendered = render_step(scope, step)
     if rendered.deferred:
         yield PlannedStep(command=plan.redactor(rendered.written), deferred=True, **row)
