@@ -143,14 +143,9 @@ class Reporter:
         """A step is about to run: `-v` shows it as written, `-vv` as rendered for `host`."""
         if self.verbosity < 1 or self.quiet:
             return
-        from runner.planning.planner import describe_step
+        from runner.planning.render import shown_command
 
-        if step.no_log:
-            text = "(no_log)"
-        elif self.verbosity >= 2:
-            text = rendered
-        else:
-            text = describe_step(step.action, step.args)
+        text = rendered if self.verbosity >= 2 else shown_command(step, step.args)
         self._line(
             f"    {host} $ {step.action}: {text}"
             if step.action != "run"

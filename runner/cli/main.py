@@ -78,7 +78,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             r.type,
             r.host,
             r.step,
-            r.command + (" (at run time)" if r.deferred else ""),
+            r.command + (" (at run time)" if r.deferred else "")
+            + (" (skipped: when is false)" if r.skipped else ""),
             r.when or "",
         )
         for r in rows

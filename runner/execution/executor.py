@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
-from runner.execution.sessions import SessionPool
-from runner.execution.sinks import FileWriter, StoreWriter
-from runner.execution.steps import ChildReport, Control, StepRunner
-from runner.jobs.states import TERMINAL, JobState
 from runner.planning.guard import confine_located
-from runner.planning.planner import JobPlan, Plan, describe_step
+from runner.jobs.states import TERMINAL, JobState
+from runner.execution.sinks import FileWriter, StoreWriter
+from runner.planning.planner import JobPlan, Plan
+from runner.planning.render import shown_command
+from runner.execution.sessions import SessionPool
+from runner.execution.steps import ChildReport, Control, StepRunner
 
 POLL_SECONDS = 0.2
 
@@ -113,7 +114,7 @@ class Executor:
         for jp in self.plan.jobs:
             job = jp.job
             first = jp.steps[0]
-            command = "(no_log)" if first.no_log else describe_step(first.action, first.args)
+            command = shown_command(first, first.args)
             parent = self.store.create_job(
                 job.name, job.type, command, ",".join(jp.hosts),
                 detach=job.detach, results_to=job.results.to, results_path=job.results.path,

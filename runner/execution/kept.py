@@ -1,8 +1,9 @@
 """The executor's side of children kept on their targets (detached, or results kept there).
 
-The child's steps are rendered now, with the variables known at start, into one script
-(`runner.execution.ontarget.jobdir`) that runs on the target in its own process group. A detached child is
-left running; an attached one is followed until it ends, and stopped with the run.
+The child's steps are rendered now (`runner.planning.render`), with the variables known at start,
+into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its own process group. A
+detached child is left running; an attached one is followed until it ends, and stopped
+with the run.
 """
 
 from __future__ import annotations
@@ -11,28 +12,24 @@ import time
 from typing import Any
 
 from runner.execution.ontarget import jobdir as remote
-from runner.execution.steps import ChildReport, Control
 from runner.jobs.states import JobState
 from runner.planning.planner import JobPlan
+from runner.planning.render import HostScope, render_step
+from runner.execution.steps import ChildReport, Control
 
 FOLLOW_SECONDS = 0.25
 
 
 def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remote.ScriptStep]:
-    """Every step rendered for `host`; a step whose `when` is false now is recorded skipped."""
-    plan, templar = executor.plan, executor.plan.templar
-    variables = plan.variables(host, jp.job, executor.registered.setdefault(host, {}))
+    """Every step rendered for `host` (see runner.planning.render); a step whose `when` is false
+    for every item now is recorded skipped."""
+    scope = HostScope(executor.plan, jp.job, host, executor.registered.setdefault(host, {}))
     steps = []
     for step in jp.steps:
-        items: list[Any] = [None]
-        if step.loop is not None:
-            items = templar.render_native(step.loop, variables, step.where)
-        commands = []
-        for item in items:
-            scope = variables if step.loop is None else variables.child({"item": item})
-            if step.when is not None and not templar.evaluate(step.when, scope, step.where):
-                continue
-            commands.append(str(templar.render(step.args, scope, step.where)))
+        commands = tuple(
+            remote.ScriptCommand(str(one.args), one.env, one.cwd)
+            for one in render_step(scope, step).items if one.when
+        )
         if not commands:
             now = time.time()
             executor.store.record_step(child, step.index, step.name, None, "skipped", now, now)
@@ -40,9 +37,7 @@ def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remo
         steps.append(
             remote.ScriptStep(
                 index=step.index,
-                commands=tuple(commands),
-                env={k: str(templar.render(v, variables, step.where)) for k, v in step.env.items()},
-                cwd=templar.render(step.cwd, variables, step.where) if step.cwd else None,
+                commands=commands,
                 sudo=step.sudo,
                 timeout=step.timeout,
                 ignore_errors=step.ignore_errors,

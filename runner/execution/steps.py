@@ -26,10 +26,11 @@ from typing import Any
 from runner.connections.local import LocalConnection
 from runner.connections.transfer import TargetFile, parse_probe, probe_script
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
-from runner.execution.sinks import LineBuffer
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
-from runner.planning.planner import JobPlan, Plan, Unrendered, describe_step, step_label
+from runner.execution.sinks import LineBuffer
+from runner.planning.planner import JobPlan, Plan
+from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedItem, holds, render_step
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
@@ -41,7 +42,6 @@ STATUS_STOPPED = "stopped"
 STATUS_TIMEDOUT = "timedout"
 STATUS_UNREACHABLE = "unreachable"
 
-NO_LOG_TEXT = "(output hidden: no_log)"
 TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
 _TAIL_CHARS = 4000
 
@@ -241,72 +241,52 @@ class StepRunner:
 
     # -- one step --------------------------------------------------------------------
 
-    def _variables(self, item: Any = None, with_item: bool = False) -> Any:
-        variables = self.plan.variables(self.host, self.jp.job, self.registered)
-        return variables.child({"item": item}) if with_item else variables
-
     def _run_step(self, step: Step) -> StepOutcome:
-        variables = self._variables()
+        unknown = frozenset(self._not_run) if self.check else frozenset()
+        scope = HostScope(self.plan, self.jp.job, self.host, self.registered)
+        rendered = render_step(scope, step, unknown)
         if step.loop is None:
-            if step.when is not None and not self._true(step.when, variables, step):
+            (one,) = rendered.items
+            if not one.when:
                 return StepOutcome(STATUS_SKIPPED)
-            return self._with_retries(step, variables)
-        items = self.templar.render_native(step.loop, variables, step.where)
-        if not isinstance(items, list):
-            raise TemplateError(
-                f"loop must be a list, got {type(items).__name__}",
-                step.where.file, step.where.line, step.where.col, step.where.path,
-            )
+            return self._with_retries(step, one)
         results: list[dict[str, Any]] = []
         final = StepOutcome(STATUS_SKIPPED)
-        for item in items:
+        for one in rendered.items:
             started = time.time()
-            scope = self._variables(item, with_item=True)
-            if step.when is not None and not self._true(step.when, scope, step):
-                results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": item})
+            if not one.when:
+                results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": one.item})
                 continue
-            outcome = self._with_retries(step, scope)
-            results.append({**outcome.registered(), "item": item})
-            self._item_done(step, item, outcome, started)
+            outcome = self._with_retries(step, one)
+            results.append({**outcome.registered(), "item": one.item})
+            self._item_done(step, one, outcome, started)
             final = _combine(final, outcome)
             if outcome.failed and not step.ignore_errors or outcome.status == STATUS_STOPPED:
                 break
         final.results = results
         if self.check and final.status == STATUS_SKIPPED and final.error:
             final.error = f"check mode: not run ({len(results)} items)"
-        self._label = self._loop_label(step)
+        self._label = rendered.label
         return final
 
-    def _item_done(self, step: Step, item: Any, outcome: StepOutcome, started: float) -> None:
+    def _item_done(
+        self, step: Step, one: RenderedItem, outcome: StepOutcome, started: float
+    ) -> None:
         """Show one item of a loop (as Ansible's `changed: [web1] => (item=a)`)."""
         if self.events is not None:
-            shown = dataclasses.replace(step, name=f"{self._label} (item={self.redact(str(item))})")
+            name = f"{one.label} (item={self.redact(str(one.item))})"
+            shown = dataclasses.replace(step, name=name)
             self.events.step_done(self.jp, self.host, shown, outcome, time.time() - started)
 
-    def _loop_label(self, step: Step) -> str:
-        """A loop's name on this host, its items shown as `{{ item }}`."""
-        variables = self._variables(Unrendered("item"), with_item=True)
-        try:
-            args = self._render_args(step, variables)
-        except TemplateError:
-            args = None
-        return step_label(self.plan, step, variables, args)
-
-    def _true(self, expr: Any, variables: Any, step: Step) -> bool:
-        from runner.planning.templating import _to_bool
-
-        return _to_bool(self.templar.evaluate(expr, variables, step.where))
-
-    def _with_retries(self, step: Step, variables: Any) -> StepOutcome:
+    def _with_retries(self, step: Step, one: RenderedItem) -> StepOutcome:
         attempts = step.retries + 1 if step.until else 1
         outcome = StepOutcome(STATUS_FAILED)
         for attempt in range(1, attempts + 1):
-            outcome = self._execute(step, variables)
+            outcome = self._execute(step, one)
             if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
                 return outcome
             name = step.register or "result"
-            scope = variables.child({name: outcome.registered(attempt)})
-            if self._true(step.until, scope, step):
+            if holds(self.plan, step, step.until, one.scope.child({name: outcome.registered(attempt)})):
                 return outcome
             if attempt < attempts and self.control.event.wait(step.delay):
                 return StepOutcome(STATUS_STOPPED)
@@ -314,20 +294,10 @@ class StepRunner:
         outcome.error = f"'until' still false after {attempts} attempts"
         return outcome
 
-    def _render_args(self, step: Step, variables: Any) -> Any:
-        if isinstance(step.args, dict):
-            return {k: self.templar.render(v, variables, step.where) for k, v in step.args.items()}
-        return self.templar.render(step.args, variables, step.where)
-
-    def _execute(self, step: Step, variables: Any) -> StepOutcome:
-        where = step.where
-        if self.check and self._not_run:  # shown as written, not as empty
-            variables = variables.child({name: Unrendered(name) for name in self._not_run})
-        args = self._render_args(step, variables)
-        self._label = step_label(self.plan, step, variables, args)
-        env = {k: str(self.templar.render(v, variables, where)) for k, v in step.env.items()}
-        cwd = self.templar.render(step.cwd, variables, where) if step.cwd else None
-        command = "(no_log)" if step.no_log else describe_step(step.action, args)
+    def _execute(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """Run one rendered item of `step` (see runner.planning.render)."""
+        args, env, cwd, command = one.args, one.env, one.cwd, one.command
+        self._label = one.label
         self._notify("command", step, command)
         action = step.action
         if self.check and action not in ("put", "template"):
@@ -341,7 +311,7 @@ class StepRunner:
             if "dest" in args:
                 confine(str(step.args["dest"]), str(args["dest"]), f"{action} dest")
             if action in ("put", "template"):
-                return self._write_file(step, args, variables)
+                return self._write_file(step, args, one.shown)
             if action == "get":
                 self.conn.get(args["src"], str(self._local_path(args["dest"], create=True)))
         except (OSError, RunnerError) as exc:

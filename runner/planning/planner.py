@@ -1,9 +1,10 @@
 """The pure planner: (playbook, inventory, extra vars, limit, tags) -> Plan.
 
 Nothing here opens a connection or writes state. `build_plan` resolves every job's
-hosts and filters steps by tags; `render_plan` renders every job x host x step the way
-the executor will, so an undefined variable is reported before anything runs. Values
-that only exist at run time (registered results) are left unrendered and marked.
+hosts and filters steps by tags; `render_plan` renders every job x host x step with
+`runner.planning.render`, as the executor does, so an undefined variable is reported before
+anything runs. Values that only exist at run time (registered results) are left
+unrendered and marked.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from runner.errors import LocatedError, PatternError, TemplateError, UsageError
+from runner.errors import LocatedError, PatternError, UsageError
 from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
 from runner.planning.patterns import select_hosts
+from runner.planning.render import HostScope, render_step
 from runner.planning.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
-NO_LOG_COMMAND = "(hidden: no_log)"
 CONTROLLER = "localhost"  # where a thread or background job without targets runs
 
 
@@ -59,6 +60,7 @@ class PlannedStep:
     when: str | None = None
     deferred: bool = False  # reads a value known only at run time (a registered result)
     item: Any = None
+    skipped: bool = False  # its `when` is false on this host (for this item): not rendered
 
 
 @dataclass(frozen=True)
@@ -241,48 +243,6 @@ def _select(
         ) from None
 
 
-def describe_step(action: str, args: Any) -> str:
-    """A short, one-line rendering of a step: the command, or `src -> dest`."""
-    if isinstance(args, dict):
-        return f"{args.get('src', '')} -> {args.get('dest', '')}"
-    return str(args)
-
-
-class Unrendered:
-    """Stands for a value not known yet (a loop's `item` in a step's label, a result a
-    check-mode run did not register): renders as its own template text, `{{ item }}`."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def __str__(self) -> str:
-        return "{{ " + self._text + " }}"
-
-    def __getattr__(self, name: str) -> Unrendered:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return Unrendered(f"{self._text}.{name}")
-
-    def __getitem__(self, key: Any) -> Unrendered:
-        return Unrendered(f"{self._text}[{key!r}]")
-
-
-def step_label(plan: Plan, step: Step, variables: Variables, args: Any = None) -> str:
-    """A step's name as a run shows it on one host: a name derived from the command is
-    derived again from the command as rendered (`run: echo web1`, given the rendered
-    `args`), a written name is rendered; one that cannot be rendered stays as written."""
-    from runner.planning.playbook import derive_step_name
-
-    if step.no_log:
-        return step.name
-    if args is not None and step.name == derive_step_name(step.action, step.args):
-        return plan.redactor(derive_step_name(step.action, args))
-    try:
-        return plan.redactor(str(plan.templar.render(step.name, variables, step.where)))
-    except TemplateError:
-        return step.name
-
-
 def render_plan(plan: Plan) -> list[PlannedStep]:
     """Every job x host x step rendered as the executor will; raises TemplateError early,
     its message masked: a template's error may quote a secret's value."""
@@ -302,49 +262,25 @@ def _render_rows(plan: Plan) -> list[PlannedStep]:
     templar = plan.templar
     for jp in plan.jobs:
         for host in jp.hosts:
-            variables = plan.variables(host, jp.job)
+            scope = HostScope(plan, jp.job, host)
             if jp.job.results.path:
-                rendered = str(templar.render(jp.job.results.path, variables, jp.job.where))
+                rendered = str(templar.render(jp.job.results.path, scope.variables, jp.job.where))
                 confine_located(jp.job.results.path, rendered, "results.path", jp.job.where)
             for step in jp.steps:
-                rows.extend(_render_step(plan, jp, host, step, variables))
+                rows.extend(_render_step(plan, jp, scope, step))
     return rows
 
 
-def _render_step(
-    plan: Plan, jp: JobPlan, host: str, step: Step, variables: Variables
-) -> Iterator[PlannedStep]:
-    templar = plan.templar
-    runtime = plan.registered_names
+def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Iterator[PlannedStep]:
     when = step.when if step.when is None else str(step.when)
-    row = {"job": jp.name, "type": jp.job.type, "host": host, "index": step.index,
-           "step": step.name, "action": step.action, "when": when}
-    loop_deferred = step.loop is not None and bool(templar.names(step.loop) & runtime)
-    reads = templar.names(step.args) | templar.expression_names(step.when)
-    if loop_deferred or reads & runtime:
-        command = NO_LOG_COMMAND if step.no_log else describe_step(step.action, step.args)
-        yield PlannedStep(command=command, deferred=True, **row)
+    row: dict[str, Any] = {
+        "job": jp.name, "type": jp.job.type, "host": scope.host, "index": step.index,
+        "step": step.name, "action": step.action, "when": when,
+    }
+    rendered = render_step(scope, step)
+    if rendered.deferred:
+        yield PlannedStep(command=plan.redactor(rendered.written), deferred=True, **row)
         return
-    items: list[Any] = [None]
-    if step.loop is not None:
-        items = templar.render_native(step.loop, variables, step.where)
-        if not isinstance(items, list):
-            w = step.where
-            raise TemplateError(
-                f"loop must be a list, got {type(items).__name__}", w.file, w.line, w.col, w.path
-            )
-    for item in items:
-        scope = variables if step.loop is None else variables.child({"item": item})
-        if step.when is not None:
-            templar.evaluate(step.when, scope, step.where)
-        args = step.args
-        if isinstance(args, dict):
-            args = {k: templar.render(v, scope, step.where) for k, v in args.items()}
-        else:
-            args = templar.render(args, scope, step.where)
-        for value in step.env.values():
-            templar.render(value, scope, step.where)
-        if step.cwd:
-            templar.render(step.cwd, scope, step.where)
-        command = NO_LOG_COMMAND if step.no_log else describe_step(step.action, args)
-        yield PlannedStep(command=plan.redactor(command), item=item, **row)
+    for one in rendered.items:
+        yield PlannedStep(command=plan.redactor(one.command), item=one.item,
+                          skipped=not one.when, **row)

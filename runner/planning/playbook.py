@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.model import ACTIONS, JobDef, Playbook, Results, SessionDef, Step
+from runner.planning.render import NO_LOG_TEXT
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 
@@ -120,7 +121,7 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
     args = spec[action]
     return Step(
         index=index,
-        name=spec.get("name") or derive_step_name(action, "(no_log)" if spec.get("no_log") else args),
+        name=spec.get("name") or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
         where=document.location(job_path + ("steps", index)),

@@ -249,3 +249,30 @@ def test_a_job_that_needs_a_detached_job_waits_for_it_to_finish(cli, inventory):
     far_end = float(_lines(cli.receive(jobs["far"]["Id"]))[0])
     after_start = float(_lines(cli.receive(jobs["after"]["Id"]))[0])
     assert after_start > far_end
+
+
+def test_a_detached_loop_with_env_from_its_item_runs_as_plan_shows(cli, tmp_path):
+    """`plan` and `run` render a detached step alike: `env` sees the loop's `item`."""
+    hosts = tmp_path / "local.ini"
+    hosts.write_text(f"web1 ansible_connection=local runner_job_dir={tmp_path}/jobs\n")
+    play = cli.playbook(
+        """
+        jobs:
+          - name: far
+            targets: web1
+            detach: true
+            steps:
+              - run: echo "got $G in $PWD"
+                loop: [a, b, c]
+                env: {G: "{{ item }}"}
+                cwd: /
+        """
+    )
+    planned = cli("plan", play, "-i", str(hosts), "--format", "json", check=True)
+    assert [row["item"] for row in json.loads(planned.stdout)["steps"]] == ["a", "b", "c"]
+    proc = cli("run", play, "-i", str(hosts))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "job 1 far started (detached)" in proc.stdout
+    cli("job", "wait", "1", "--timeout", "60", check=True)
+    assert cli.job(1)["State"] == "Completed"
+    assert _lines(cli.receive(1)) == ["got a in /", "got b in /", "got c in /"]

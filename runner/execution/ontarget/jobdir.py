@@ -36,13 +36,20 @@ RESERVE_BYTES = 16384  # room for the last files on a full disk: a few blocks of
 
 
 @dataclass(frozen=True)
+class ScriptCommand:
+    """One command of a step (one loop item) with its environment and directory, rendered."""
+
+    text: str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
 class ScriptStep:
     """One step as the target will run it: its commands already rendered."""
 
     index: int
-    commands: tuple[str, ...]  # several for a loop, one per item
-    env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
+    commands: tuple[ScriptCommand, ...]  # several for a loop, one per item
     sudo: bool = False
     timeout: float | None = None
     ignore_errors: bool = False
@@ -165,16 +172,16 @@ def _step_lines(step: ScriptStep) -> list[str]:
     return lines
 
 
-def _step_command(step: ScriptStep, command: str) -> tuple[str, str, str]:
+def _step_command(step: ScriptStep, command: ScriptCommand) -> tuple[str, str, str]:
     """The shell that runs one command, the text it reads from its stdin (a here-document
     ending at the returned word), and that word. The command, its environment and its
     directory are in no process's arguments, where `ps` would show them to every user:
     the shell sources its stdin, which then becomes /dev/null."""
     body = ["exec </dev/null"]
-    body.extend(f"export {name}={_q(str(value))}" for name, value in step.env.items())
-    if step.cwd:
-        body.append(f"cd {_q(step.cwd)} || exit 1")
-    body.append(command)
+    body.extend(f"export {name}={_q(str(value))}" for name, value in command.env.items())
+    if command.cwd:
+        body.append(f"cd {_q(command.cwd)} || exit 1")
+    body.append(command.text)
     shell = "sh -c '. /dev/stdin'"
     if step.sudo:
         inner = '"$(id -u)" -ne 0 ] && exec sudo -n sh -c ". /dev/stdin"; exec sh -c ". /dev/stdin"'

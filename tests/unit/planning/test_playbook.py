@@ -256,7 +256,7 @@ def test_forms_are_normalised_for_the_planner(tmp_path: Path) -> None:
     assert put.args == {"src": "app.conf", "dest": "/etc/app.conf", "mode": "0644"}
     assert put.name == "put: app.conf -> /etc/app.conf"
     assert template.name == "template: motd.j2 -> /etc/motd"
-    assert run.name == "run: (no_log)"  # a no_log step's derived name hides its command
+    assert run.name == "run: (hidden: no_log)"  # a no_log step's derived name hides its command
     assert run.when == "(ready) and (not skip)"
     assert run.env == {"PORT": "8080", "DEBUG": "true", "NAME": "app"}
     assert (run.retries, run.until, run.delay, run.timeout) == (3, "result.rc == 0", 2.0, 30.0)

@@ -1,0 +1,208 @@
+"""One step rendered for one host: the only place a step's templates become values.
+
+`runner plan`, an attached run (`StepRunner`) and a job kept on its target (`kept`) all
+render a step here, so what `plan` accepts and shows is what `run` does: per loop item,
+whether `when` holds and, when it does, the action's arguments, `env` and `cwd` as
+rendered, and the step's label. Pure: it reads the plan and the variables, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import TemplateError
+from runner.planning.model import JobDef, Step
+
+if TYPE_CHECKING:
+    from runner.planning.planner import Plan
+    from runner.planning.templating import Variables
+
+NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
+
+
+class Unrendered:
+    """Stands for a value not known yet (a loop's `item` in a step's label, a result a
+    check-mode run did not register): renders as its own template text, `{{ item }}`."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def __str__(self) -> str:
+        return "{{ " + self._text + " }}"
+
+    def __getattr__(self, name: str) -> Unrendered:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Unrendered(f"{self._text}.{name}")
+
+    def __getitem__(self, key: Any) -> Unrendered:
+        return Unrendered(f"{self._text}[{key!r}]")
+
+
+@dataclass(frozen=True)
+class HostScope:
+    """Where steps are rendered: `job` on `host`, with the results registered there so
+    far, or None at plan time, when they are not known yet. Its variables are built once
+    and serve every step rendered before `registered` changes."""
+
+    plan: Plan
+    job: JobDef
+    host: str
+    registered: Mapping[str, Any] | None = None
+
+    @cached_property
+    def variables(self) -> Variables:
+        return self.plan.variables(self.host, self.job, self.registered)
+
+
+@dataclass(frozen=True)
+class RenderedItem:
+    """A step for one loop item (the only one without a loop). When `when` is false
+    nothing else is rendered: `args` is None and the label is the step's name."""
+
+    item: Any
+    when: bool
+    label: str
+    command: str  # describe_step of the rendered args (not masked), or NO_LOG_TEXT
+    # What `when` and `until` read: the host's variables with `item`.
+    scope: Variables = field(compare=False, repr=False)
+    # What args, env, cwd and a template's content are rendered with: `scope`, with the
+    # values a check-mode run did not register shown as written.
+    shown: Variables = field(compare=False, repr=False)
+    args: Any = None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    """A step rendered for one host. `deferred`: it reads a result registered at run time
+    and was not rendered (plan time only); `items` is then empty."""
+
+    step: Step
+    items: tuple[RenderedItem, ...]
+    label: str  # the step's name on this host; a loop's shows its items as `{{ item }}`
+    deferred: bool = False
+
+    @property
+    def written(self) -> str:
+        """The command as written (for a step not rendered), or NO_LOG_TEXT."""
+        return shown_command(self.step, self.step.args)
+
+
+def describe_step(action: str, args: Any) -> str:
+    """A short, one-line rendering of a step: the command, or `src -> dest`."""
+    if isinstance(args, dict):
+        return f"{args.get('src', '')} -> {args.get('dest', '')}"
+    return str(args)
+
+
+def shown_command(step: Step, args: Any) -> str:
+    """The command a step runs as shown to a user: NO_LOG_TEXT for a no_log step."""
+    return NO_LOG_TEXT if step.no_log else describe_step(step.action, args)
+
+
+def render_step(
+    scope: HostScope, step: Step, unknown: frozenset[str] = frozenset()
+) -> RenderedStep:
+    """`step` rendered for `scope`'s host: the loop's items, then per item `when` and,
+    where it holds, args, env, cwd and label, in that order (the first error is the one
+    raised: a TemplateError naming the step). `unknown`: registered names a check-mode
+    run did not run, shown as written. At plan time a step reading a registered name is
+    deferred."""
+    plan = scope.plan
+    runtime = plan.registered_names if scope.registered is None else frozenset()
+    if runtime and reads(plan, step) & runtime:
+        return RenderedStep(step, (), step.name, deferred=True)
+    variables = scope.variables
+    items = _loop_items(plan, step, variables)
+    rendered = tuple(
+        _render_item(plan, step, item, _with_item(step, variables, item), unknown)
+        for item in items
+    )
+    if step.loop is None:
+        return RenderedStep(step, rendered, rendered[0].label)
+    return RenderedStep(step, rendered, _loop_label(plan, step, variables))
+
+
+def reads(plan: Plan, step: Step) -> set[str]:
+    """Every variable name the step's templates read."""
+    templar = plan.templar
+    return (templar.names(step.args) | templar.expression_names(step.when)
+            | templar.names(step.loop) | templar.names(step.env) | templar.names(step.cwd))
+
+
+def _loop_items(plan: Plan, step: Step, variables: Variables) -> list[Any]:
+    if step.loop is None:
+        return [None]
+    items = plan.templar.render_native(step.loop, variables, step.where)
+    if not isinstance(items, list):
+        w = step.where
+        raise TemplateError(
+            f"loop must be a list, got {type(items).__name__}", w.file, w.line, w.col, w.path
+        )
+    return items
+
+
+def _with_item(step: Step, variables: Variables, item: Any) -> Variables:
+    return variables if step.loop is None else variables.child({"item": item})
+
+
+def holds(plan: Plan, step: Step, expr: Any, variables: Variables) -> bool:
+    """A condition (`when`, `until`) evaluated as Ansible reads its value."""
+    from runner.planning.templating import _to_bool
+
+    return _to_bool(plan.templar.evaluate(expr, variables, step.where))
+
+
+def _render_item(
+    plan: Plan, step: Step, item: Any, scope: Variables, unknown: frozenset[str]
+) -> RenderedItem:
+    if step.when is not None and not holds(plan, step, step.when, scope):
+        written = shown_command(step, step.args)
+        return RenderedItem(item, False, step.name, written, scope, scope)
+    shown = scope.child({name: Unrendered(name) for name in unknown}) if unknown else scope
+    templar, where = plan.templar, step.where
+    args = render_args(plan, step, shown)
+    label = step_label(plan, step, shown, args)
+    env = {k: str(templar.render(v, shown, where)) for k, v in step.env.items()}
+    cwd = templar.render(step.cwd, shown, where) if step.cwd else None
+    command = shown_command(step, args)
+    return RenderedItem(item, True, label, command, scope, shown, args, env, cwd)
+
+
+def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
+    """The action's arguments rendered: a string, or a dict of them (put/get/template)."""
+    templar = plan.templar
+    if isinstance(step.args, dict):
+        return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
+    return templar.render(step.args, variables, step.where)
+
+
+def _loop_label(plan: Plan, step: Step, variables: Variables) -> str:
+    """A loop's name on this host, its items shown as `{{ item }}`."""
+    shown = variables.child({"item": Unrendered("item")})
+    try:
+        args = render_args(plan, step, shown)
+    except TemplateError:
+        args = None
+    return step_label(plan, step, shown, args)
+
+
+def step_label(plan: Plan, step: Step, variables: Variables, args: Any = None) -> str:
+    """A step's name as a run shows it on one host: a name derived from the command is
+    derived again from the command as rendered (`run: echo web1`, given the rendered
+    `args`), a written name is rendered; one that cannot be rendered stays as written."""
+    from runner.planning.playbook import derive_step_name
+
+    if step.no_log:
+        return step.name
+    if args is not None and step.name == derive_step_name(step.action, step.args):
+        return plan.redactor(derive_step_name(step.action, args))
+    try:
+        return plan.redactor(str(plan.templar.render(step.name, variables, step.where)))
+    except TemplateError:
+        return step.name
