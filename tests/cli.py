@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,14 +60,16 @@ def run_runner(
     timeout: float = TIMEOUT,
     text: bool = True,
     preexec_fn: Callable[[], None] | None = None,
+    under: Sequence[str] = (),
 ) -> CliResult:
     """Run `runner ARGS` to its end and return its exit code and output.
 
     `env` is the whole environment (default: `runner_env(home)`); `home` sets RUNNER_HOME in
-    it. The caller checks the exit code, so a failing command is a result, not an error.
+    it; `under` is a command to start it with (`unshare ...`). The caller checks the exit
+    code, so a failing command is a result, not an error.
     """
     proc = subprocess.run(  # noqa: PLW1510 - the caller checks the exit code
-        [*RUNNER, *args],
+        [*under, *RUNNER, *args],
         cwd=cwd, env=_environment(home, env), input=input, capture_output=True, text=text,
         timeout=timeout, preexec_fn=preexec_fn,
     )

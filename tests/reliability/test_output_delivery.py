@@ -144,10 +144,7 @@ def first_line(proc: subprocess.Popen[bytes]) -> bytes:
 
 
 def start_receive(cli: Any, job: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", "job", "receive", str(job)],
-        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    return cli.start("job", "receive", str(job), text=False)
 
 
 def test_receive_into_a_pipe_closed_early_leaves_the_rest_unreceived(cli: Any) -> None:
@@ -336,10 +333,7 @@ def test_a_run_into_a_pipe_closed_early_finishes_keeps_its_output_and_says_so(
               - run: "echo one; sleep 1; echo two"
               - run: "echo three"
         """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", play, "-i", hosts, *verbose],
-        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = cli.start("run", play, "-i", hosts, *verbose, text=False)
     assert first_line(proc)  # `head -1` read its line and went away
     assert proc.stdout is not None
     proc.stdout.close()
