@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from runner.store import JobStore
+from tests.cli import wait_until
 
 INVENTORY = "localhost ansible_connection=local\n"
 PIPE_BYTES = 65536  # a Linux pipe's capacity: what a reader that went away may have lost
@@ -77,9 +77,13 @@ def test_receive_wait_ends_with_the_last_line_in_200_runs(cli: Any) -> None:
     play = wave_playbook(cli, waves, per_wave)
     run = cli.start("run", play, "-i", write(cli, "hosts.ini", INVENTORY), "-f", "40", "-q")
     store_file = cli.home / "jobs.db"
-    while not store_file.exists() or len(JobStore(store_file).list_jobs()) < waves * (per_wave + 1):
+    created = waves * (per_wave + 1)
+
+    def all_created() -> bool:
         assert run.poll() is None, run.communicate()
-        time.sleep(0.1)
+        return store_file.exists() and len(JobStore(store_file).list_jobs()) >= created
+
+    wait_until(all_created, timeout=120, what=f"the run to create its {created} jobs")
     short = []
     for wave in range(waves):
         receivers = {}
