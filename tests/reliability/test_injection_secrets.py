@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import cli
 from tests.cli import CliResult, run_runner
+from tests.cli import runner_env as user_env
 from tests.junit_xml import parse_junit
 
 EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWNED4 #"
@@ -24,7 +24,7 @@ def runner(work: Path, *args: str) -> CliResult:
 
 def runner_env(work: Path, env: dict[str, str], *args: str) -> CliResult:
     """`runner ARGS` in `work` as a user starts it, with `env` added to the environment."""
-    return run_runner(*args, cwd=work, env=cli.runner_env(work / "home", **env))
+    return run_runner(*args, cwd=work, env=user_env(work / "home", **env))
 
 
 def write(path: Path, text: str) -> Path:
