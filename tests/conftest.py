@@ -1,7 +1,12 @@
-"""Shared fixtures: the real sshd fleet (one per test session) and a fresh RUNNER_HOME."""
+"""Shared fixtures: the real sshd fleet (one per test session), a fresh RUNNER_HOME, the
+`runner` command line (`runner_cli`, alias `cli`), and a session check that the suite
+leaves nothing in the real ~/.runner of this machine (every fleet host's home)."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `from tests.fleet import ...` from any test module
     sys.path.insert(0, str(ROOT))
 
+from tests.cli import Cli
 from tests.fleet import Fleet, sshd_available
 
 FLEET_SIZE = 5
@@ -33,3 +39,74 @@ def runner_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("RUNNER_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def runner_cli(tmp_path: Path) -> Cli:
+    """`runner` as a user runs it, with RUNNER_HOME tmp_path/home, in tmp_path/work."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return Cli(tmp_path / "home", work)
+
+
+@pytest.fixture
+def cli(runner_cli: Cli) -> Cli:
+    """The name most tests use for `runner_cli`."""
+    return runner_cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_in_the_real_runner_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the session if a job of this suite left its job directory in a real home.
+
+    Other suites may run on this machine at the same time, so a plain before/after listing
+    of ~/.runner would blame them too: the check takes the job directories this session's
+    job stores (under its base temp dir) recorded, and fails on any that sits in the real
+    ~/.runner and is still there.
+    """
+    yield
+    left = _left_in_real_homes(tmp_path_factory.getbasetemp())
+    if left:
+        pytest.fail(
+            "the suite left job directories in the real ~/.runner (give the inventory"
+            f" runner_job_dir under the test's tmp_path): {', '.join(left)}",
+            pytrace=False,
+        )
+
+
+def real_runner_homes() -> set[Path]:
+    """The ~/.runner of this user as sshd sees it (passwd) and as a local step sees it."""
+    homes = {Path(pwd.getpwuid(os.getuid()).pw_dir), Path(os.environ.get("HOME", "/"))}
+    return {home / ".runner" for home in homes}
+
+
+def _left_in_real_homes(base: Path) -> list[str]:
+    """Job directories recorded under `base` that exist in a real ~/.runner."""
+    roots = real_runner_homes()
+    left = []
+    for remote_dir in _recorded_job_directories(base):
+        candidates = (
+            [root.parent / remote_dir[2:] for root in roots]
+            if remote_dir.startswith("~/") else [Path(remote_dir)]
+        )
+        for path in candidates:
+            if any(root in path.parents for root in roots) and path.is_dir():
+                left.append(str(path))
+    return sorted(set(left))
+
+
+def _recorded_job_directories(base: Path) -> list[str]:
+    """Every job directory named in a job store under `base` (stores that cannot be read,
+    such as the deliberately broken ones of the fault tests, are skipped)."""
+    found = []
+    for store in base.rglob("jobs.db"):
+        try:
+            conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+            try:
+                rows = conn.execute("SELECT remote_dir FROM jobs WHERE remote_dir IS NOT NULL")
+                found += [row[0] for row in rows]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            continue
+    return found

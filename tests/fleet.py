@@ -178,8 +178,15 @@ class Fleet:
         path: str | os.PathLike[str],
         names: list[str] | None = None,
         extra_vars: dict[str, str] | None = None,
+        job_dir: str | os.PathLike[str] | None = None,
     ) -> Path:
-        """Write an Ansible INI inventory of the fleet (or of `names`), under [fleet]."""
+        """Write an Ansible INI inventory of the fleet (or of `names`), under [fleet].
+
+        Every host is this machine, so the hosts keep their job directories in `job_dir`
+        (default: `job_dir_beside(path)`, the test's own temp dir), not in the real ~/.runner.
+        """
+        target = Path(path)
+        jobs = Path(job_dir) if job_dir is not None else job_dir_beside(target)
         lines = ["[fleet]"]
         for host in self._hosts:
             if names is not None and host.name not in names:
@@ -187,10 +194,10 @@ class Fleet:
             lines.append(
                 f"{host.name} ansible_host={host.address} ansible_port={host.port}"
                 f" ansible_user={self.user} ansible_ssh_private_key_file={self.client_key}"
+                f" runner_job_dir={jobs}"
             )
         if extra_vars:
             lines += ["", "[all:vars]", *(f"{k}={v}" for k, v in extra_vars.items())]
-        target = Path(path)
         target.write_text("\n".join(lines) + "\n")
         return target
 
@@ -248,6 +255,12 @@ class Fleet:
             except OSError:
                 time.sleep(0.005)
         raise OSError(f"sshd for {host.name} not ready after {READY_TIMEOUT} s")
+
+
+def job_dir_beside(inventory: str | os.PathLike[str]) -> Path:
+    """Where the hosts of an inventory written at `inventory` keep their job directories:
+    beside it (the test's temp dir), for the inventory variable `runner_job_dir`."""
+    return Path(inventory).resolve().parent / "runner-jobs"
 
 
 def descendants(pid: int) -> list[int]:

@@ -14,10 +14,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cli import run_runner
 
 HERE = Path(__file__).resolve().parent / "inventories"
 PATTERNS = {
@@ -89,8 +90,7 @@ def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def _runner_hosts(inventory: Path, pattern: str, env: dict[str, str]) -> list[str]:
-    argv = [sys.executable, "-m", "runner", "inventory", "-i", str(inventory), pattern]
-    done = _run([*argv, "--format", "json"], env)
+    done = run_runner("inventory", "-i", str(inventory), pattern, "--format", "json", env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["hosts"]
 

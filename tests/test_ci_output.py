@@ -8,16 +8,14 @@ command prints or writes, with real JSON and XML parsers.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.cli import RUNNER, CliResult, run_runner, runner_env, start_runner, wait_until
 from tests.junit_xml import parse_junit
 
 INVENTORY = """\
@@ -51,8 +49,7 @@ jobs:
 class Run:
     def __init__(self, tmp_path: Path) -> None:
         self.dir = tmp_path
-        self.env = {**os.environ, "RUNNER_HOME": str(tmp_path / "home"), "CI": "true"}
-        self.env.pop("RUNNER_DEBUG", None)
+        self.env = runner_env(tmp_path / "home")
         (tmp_path / "hosts.ini").write_text(INVENTORY)
 
     def write(self, name: str, text: str) -> str:
@@ -60,19 +57,11 @@ class Run:
         path.write_text(textwrap.dedent(text))
         return str(path)
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None):
-        return subprocess.run(
-            [sys.executable, "-m", "runner", *args],
-            cwd=self.dir, env=env or self.env, capture_output=True, text=True, timeout=120,
-            check=False,
-        )
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> CliResult:
+        return run_runner(*args, cwd=self.dir, env=env or self.env)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "runner", *args],
-            cwd=self.dir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )
+        return start_runner(*args, cwd=self.dir, env=self.env)
 
     def play(self, *args: str, playbook: str = MIXED):
         path = self.write("play.yml", playbook)
@@ -261,10 +250,7 @@ def test_exit_5_on_a_bad_option(run):
 def test_exit_99_when_interrupted_and_the_document_says_so(run, sig):
     path = run.write("slow.yml", "jobs: [{name: slow, targets: alpha, steps: [{run: sleep 300}]}]\n")
     proc = run.start("run", path, "-i", "hosts.ini", "--format", "json")
-    deadline = time.monotonic() + 60
-    while not _running(run, "slow"):
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.1)
+    wait_until(lambda: _running(run, "slow"), timeout=60, what="the job slow to be Running")
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 99, err
@@ -462,7 +448,7 @@ def test_on_a_terminal_a_live_status_line_shows_hosts_in_flight(run):
 
     path = run.write("play.yml", MIXED)
     env = {k: v for k, v in run.env.items() if k != "CI"}
-    code, screen = run_on_pty([sys.executable, "-m", "runner", "run", path, "-i", "hosts.ini"],
+    code, screen = run_on_pty([*RUNNER, "run", path, "-i", "hosts.ini"],
                               run.dir, env)
     assert code == 2
     assert "in flight" in screen and "\x1b[K" in screen

@@ -7,27 +7,29 @@ file, line and key, never a traceback.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.cli import CliResult, run_runner
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 LOCAL_INVENTORY = ROOT / "inventory" / "local.ini"
 
 
-def runner(*args: str, cwd: Path | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CI": "true"}
-    if home is not None:
-        env["RUNNER_HOME"] = str(home)
-    return subprocess.run(  # noqa: PLW1510 - every test checks the exit code itself
-        [sys.executable, "-m", "runner", *args],
-        capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=120,
-    )
+def runner(*args: str, cwd: Path | None = None, home: Path | None = None) -> CliResult:
+    """`runner ARGS` in `cwd` (default: this checkout), with RUNNER_HOME `home` if given."""
+    return run_runner(*args, home=home, cwd=cwd or ROOT)
+
+
+def _local_inventory_in(directory: Path) -> str:
+    """inventory/local.ini whose hosts keep detached jobs under `directory`, not ~/.runner."""
+    path = directory / "local.ini"
+    jobs = f"\n[all:vars]\nrunner_job_dir={directory / 'jobs'}\n"
+    path.write_text(LOCAL_INVENTORY.read_text() + jobs)
+    return str(path)
 
 
 def write(path: Path, text: str) -> str:
@@ -35,7 +37,7 @@ def write(path: Path, text: str) -> str:
     return str(path)
 
 
-def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+def one_error_line(proc: CliResult) -> str:
     lines = [line for line in proc.stderr.splitlines() if not line.startswith("warning:")]
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
@@ -58,7 +60,7 @@ def test_every_example_plans_and_runs_on_the_local_inventory(playbook, tmp_path)
     assert plan.returncode == 0, plan.stderr
     rows = json.loads(plan.stdout)["steps"]
     assert rows and all(r["command"] for r in rows)
-    run = runner("run", str(playbook), "-i", str(LOCAL_INVENTORY), cwd=tmp_path,
+    run = runner("run", str(playbook), "-i", _local_inventory_in(tmp_path), cwd=tmp_path,
                  home=tmp_path / "home")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "RECAP" in run.stdout

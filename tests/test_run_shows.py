@@ -12,12 +12,12 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests import test_ci_output as ci_output
+from tests.cli import RUNNER
 from tests.terminal import run_on_pty
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -37,7 +37,7 @@ class Run(ci_output.Run):
         (the status line, redrawn in place, taken out)."""
         env = {k: v for k, v in self.env.items() if k != "CI"}
         path = self.write("play.yml", playbook)
-        argv = [sys.executable, "-m", "runner", "run", path, "-i", "hosts.ini", *args]
+        argv = [*RUNNER, "run", path, "-i", "hosts.ini", *args]
         code, screen = run_on_pty(argv, self.dir, env)
         lines = []
         for raw in screen.replace("\r\n", "\n").split("\n"):

@@ -11,16 +11,14 @@ Every case runs `python -m runner` as a process, with local-connection hosts.
 from __future__ import annotations
 
 import json
-import os
 import re
 import resource
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.cli import CliResult, run_runner
 from tests.test_cli import one_error_line, runner, write
 
 LOCAL = "localhost ansible_connection=local\n"
@@ -46,14 +44,10 @@ def _at_most_2_gb() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
 
-def _limited(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+def _limited(*args: str, home: Path) -> CliResult:
     """`runner ARGS` with 2 GB of address space and a minute: a template that fills the
     memory or hangs fails its test instead of swapping the machine."""
-    env = {**os.environ, "CI": "true", "RUNNER_HOME": str(home)}
-    return subprocess.run(  # noqa: PLW1510 - every test checks the exit code itself
-        [sys.executable, "-m", "runner", *args], capture_output=True, text=True, env=env,
-        timeout=60, preexec_fn=_at_most_2_gb,
-    )
+    return run_runner(*args, home=home, timeout=60, preexec_fn=_at_most_2_gb)
 
 
 def _refused(tmp_path: Path, command: str, playbook: str, *extra: str) -> str:
@@ -256,10 +250,8 @@ def test_target_output_in_a_log_has_its_control_characters_escaped(tmp_path):
               - local: printf 'red\033[31mX\033[0m cr\rback bell\a tab\tend\r\nnext\n'
         """)
     hosts = write(tmp_path / "hosts", LOCAL)
-    env = {**os.environ, "CI": "true", "RUNNER_HOME": str(tmp_path / "home")}
-    proc = subprocess.run(  # bytes, not text: text mode would turn a lone \r into \n
-        [sys.executable, "-m", "runner", "run", playbook, "-v", "-i", hosts],
-        capture_output=True, env=env, timeout=120, check=False,
+    proc = run_runner(  # bytes, not text: text mode would turn a lone \r into \n
+        "run", playbook, "-v", "-i", hosts, home=tmp_path / "home", text=False
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", proc.stdout), proc.stdout

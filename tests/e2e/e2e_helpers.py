@@ -1,22 +1,11 @@
-"""Polling and process helpers shared by the end-to-end tests."""
+"""Process helpers shared by the end-to-end tests (`wait_until` is tests/cli.py's)."""
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll until `predicate()` is truthy; fail the test with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
+from tests.cli import wait_until
 
 
 def processes_matching(text: str) -> list[int]:

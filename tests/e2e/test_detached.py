@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,15 @@ def _remote_dir(cli, child_id: int) -> Path:
     return Path(cli.job(child_id)["RemoteDir"]).expanduser()
 
 
+def _printed(directory: Path) -> int:
+    """Lines a kept job's steps have written so far, read on its host (this machine)."""
+    return sum(len(out.read_bytes().splitlines()) for out in directory.glob("*.out"))
+
+
+def _wait_finished(directory: Path, why: str) -> None:
+    wait_until(lambda: (directory / "done").exists(), timeout=60, what=why)
+
+
 def test_detached_job_survives_the_runner_and_is_disconnected_until_reconnected(cli, inventory):
     play = _detached_play(cli, "host1", [COUNTER.format(n=5, pause=0.3)])
     proc = cli("run", play, "-i", inventory, check=True)
@@ -57,7 +65,8 @@ def test_detached_job_survives_the_runner_and_is_disconnected_until_reconnected(
 def test_reconnect_delivers_what_was_produced_while_nobody_was_attached_once(cli, inventory):
     play = _detached_play(cli, "host2", [COUNTER.format(n=8, pause=0.1)])
     cli("run", play, "-i", inventory, check=True)
-    time.sleep(1.5)  # the job writes its output with nobody attached
+    directory = _remote_dir(cli, cli.jobs()[0]["ChildJobs"][0])
+    _wait_finished(directory, "the job to finish on its host with nobody attached")
     first = _lines(cli.receive(1))
     second = _lines(cli.receive(1))
     assert first == [f"line {i}" for i in range(1, 9)]
@@ -82,7 +91,10 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     run = cli.start("run", play, "-i", inventory)
     started_job(cli, "attached")
     counter = started_job(cli, "counter")
-    time.sleep(2)
+    directory = wait_until(lambda: cli.job(counter["ChildJobs"][0])["RemoteDir"],
+                           what="the counter's job directory")
+    directory = Path(directory).expanduser()
+    wait_until(lambda: _printed(directory) >= 5, what="the counter to print 5 lines, attached")
     os.kill(run.pid, signal.SIGKILL)
     run.wait(timeout=10)
     jobs = {j["Name"]: j for j in cli.jobs()}
@@ -90,7 +102,9 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     assert jobs["counter"]["State"] in ("Disconnected", "Running")
     for pid in processes_matching("sleep 30.31"):  # the attached step's orphan
         os.kill(pid, signal.SIGKILL)
-    time.sleep(3)  # about 5 s after the start
+    at_kill = _printed(directory)
+    wait_until(lambda: _printed(directory) > at_kill + 5,
+               what="the counter to print 5 more lines with its runner gone")
     early = cli.receive(counter["Id"])
     assert early, "the first receive found nothing"
     proc = cli("job", "wait", str(counter["Id"]), "--timeout", "30")
@@ -108,7 +122,8 @@ def test_host_going_down_leaves_the_child_disconnected_and_loses_nothing(cli, in
     play = _detached_play(cli, "host5", [COUNTER.format(n=30, pause=0.1)])
     cli("run", play, "-i", inventory, check=True)
     child = cli.jobs()[0]["ChildJobs"][0]
-    time.sleep(0.5)
+    directory = _remote_dir(cli, child)
+    wait_until(lambda: _printed(directory) > 0, what="the job's first line on its host")
     part1 = _lines(cli.receive(1))
     fleet.stop_host(4)
     try:
@@ -117,7 +132,7 @@ def test_host_going_down_leaves_the_child_disconnected_and_loses_nothing(cli, in
         job = cli.job(child)
         assert job["State"] == "Disconnected"
         assert "host5" in job["Reason"]
-        time.sleep(2)  # the job finishes while its host's sshd is down
+        _wait_finished(directory, "the job to finish while its host's sshd is down")
     finally:
         fleet.start_host(4)
     cli("job", "wait", "1", "--timeout", "60", check=True)

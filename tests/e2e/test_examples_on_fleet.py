@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fleet import job_dir_beside
+
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 
@@ -14,10 +16,12 @@ PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 @pytest.fixture
 def fleet_inventory(fleet, tmp_path):
     (_, a1, port), (_, a2, _), (_, a3, _) = fleet.hosts[:3]
-    common = f"ansible_port={port} ansible_user=root ansible_ssh_private_key_file={fleet.client_key}"
+    jobs = f"runner_job_dir={job_dir_beside(tmp_path / 'fleet.ini')}"
+    common = (f"ansible_port={port} ansible_user=root"
+              f" ansible_ssh_private_key_file={fleet.client_key} {jobs}")
     path = tmp_path / "fleet.ini"
     path.write_text(
-        "localhost ansible_connection=local\n"
+        f"localhost ansible_connection=local {jobs}\n"
         f"[webservers]\nweb1 ansible_host={a1} {common}\nweb2 ansible_host={a2} {common}\n"
         f"[dbservers]\ndb1 ansible_host={a3} {common}\n"
         "[prod:children]\nwebservers\ndbservers\n"

@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: the e2e `cli` fixture, and a fleet of their own.
+"""Fixtures for the fault tests: a fleet of their own (`cli` is in tests/conftest.py).
 
 The faults here take hosts down, give them new host keys and fill their disks, so they
 run against a small fleet of their own (module scope) and leave the shared one alone.
@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import cli  # noqa: F401 - the same `runner` command fixture
 from tests.fleet import Fleet, sshd_available
 
 FAULT_FLEET_SIZE = 3

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli import CliResult, run_runner, runner_env, start_runner
+
 LINES = 12  # numbered lines each job prints
 TYPES = ("remote", "thread", "background")
 TERMINAL = {"Completed", "Failed", "Stopped"}
@@ -61,27 +62,18 @@ class Runner:
         self.cwd = tmp_path
         self.inventory = tmp_path / "hosts.ini"
         self.inventory.write_text(INVENTORY)
-        self.env = {**os.environ, "RUNNER_HOME": str(self.home), "CI": "true",
-                    "PYTHONPATH": str(ROOT)}  # this checkout, wherever it was installed from
-        self.env.pop("RUNNER_DEBUG", None)
+        self.env = runner_env(self.home)
 
     def write(self, name: str, text: str) -> str:
         path = self.cwd / name
         path.write_text(text)
         return str(path)
 
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: PLW1510 - callers check the exit code
-            [sys.executable, "-m", "runner", *args], cwd=self.cwd, env=self.env,
-            capture_output=True, text=True, timeout=120,
-        )
+    def __call__(self, *args: str) -> CliResult:
+        return run_runner(*args, cwd=self.cwd, env=self.env)
 
     def start_run(self, play: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", play, "-i", str(self.inventory)],
-            cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
-        )
+        return start_runner("run", play, "-i", str(self.inventory), cwd=self.cwd, env=self.env)
 
     def jobs(self) -> list[dict[str, Any]]:
         proc = self("job", "list", "--children", "--format", "json")

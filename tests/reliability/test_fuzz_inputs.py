@@ -13,8 +13,6 @@ import contextlib
 import io
 import os
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.cli.main import main
+from tests.cli import run_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = {p.name: p.read_text() for p in sorted((ROOT / "playbooks").glob("*.yml"))}
@@ -316,14 +315,8 @@ def test_bad_files_through_a_real_process(case, tmp_path):
     argv = ["validate", path] if kind == "play" else ["inventory", "-i", path]
     if kind == "play":
         argv_plan = ["plan", path, "-i", inventory]
-    env = {**os.environ, "RUNNER_HOME": str(tmp_path / "home")}
-    env.pop("RUNNER_DEBUG", None)
-    env["PYTHONPATH"] = str(ROOT)  # this checkout, wherever the package was installed from
     for args in [argv] + ([argv_plan] if kind == "play" else []):
-        proc = subprocess.run(  # noqa: PLW1510 - the exit code is what is checked
-            [sys.executable, "-m", "runner", *args],
-            capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
-        )
+        proc = run_runner(*args, home=tmp_path / "home", timeout=60, cwd=tmp_path)
         assert_clean(tuple(args), proc.returncode, proc.stderr)
         assert proc.returncode == 4, proc.stderr
     assert not (tmp_path / "pwned").exists()
@@ -485,12 +478,6 @@ def test_bad_command_line_exits_5_with_one_line(argv):
     ids=lambda a: " ".join(a),
 )
 def test_bad_command_line_through_a_real_process(argv, tmp_path):
-    env = {**os.environ, "RUNNER_HOME": str(tmp_path)}
-    env.pop("RUNNER_DEBUG", None)
-    env["PYTHONPATH"] = str(ROOT)  # this checkout, wherever the package was installed from
-    proc = subprocess.run(  # noqa: PLW1510 - the exit code is what is checked
-        [sys.executable, "-m", "runner", *argv],
-        capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path,
-    )
+    proc = run_runner(*argv, home=tmp_path, timeout=60, cwd=tmp_path)
     assert_clean(tuple(argv), proc.returncode, proc.stderr)
     assert proc.returncode == 5, proc.stderr

@@ -6,29 +6,25 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.cli import CliResult, run_runner
+from tests.cli import runner_env as user_env
 from tests.junit_xml import parse_junit
 
 EVIL = "x'; touch PWNED1; echo \"$(touch PWNED2)\" `touch PWNED3` \\\n touch PWNED4 #"
 
 
-def runner(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def runner(work: Path, *args: str) -> CliResult:
     return runner_env(work, {}, *args)
 
 
-def runner_env(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def runner_env(work: Path, env: dict[str, str], *args: str) -> CliResult:
     """`runner ARGS` in `work` as a user starts it, with `env` added to the environment."""
-    env = {**os.environ, "RUNNER_HOME": str(work / "home"), "CI": "true", **env}
-    return subprocess.run(  # noqa: PLW1510 - each test reads the exit code
-        [sys.executable, "-m", "runner", *args],
-        cwd=work, env=env, capture_output=True, text=True, timeout=120,
-    )
+    return run_runner(*args, cwd=work, env=user_env(work / "home", **env))
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,12 +12,11 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
+from tests.cli import run_runner
 from tests.e2e.e2e_helpers import processes_matching, wait_until
 from tests.fleet import Fleet, sshd_available
 
@@ -75,10 +74,9 @@ def test_job_list_in_another_pid_namespace_leaves_a_live_run_running(cli):
     run = cli.start("run", play, "-i", _local_inventory(cli))
     try:
         wait_until(lambda: cli.jobs() and _child(cli)["State"] == "Running", what="the run")
-        listed = subprocess.run(
-            ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-m", "runner",
-             "job", "list", "--children", "--format", "json"],
-            cwd=cli.cwd, env=cli.env, capture_output=True, text=True, timeout=120,
+        listed = run_runner(
+            "job", "list", "--children", "--format", "json", cwd=cli.cwd, env=cli.env,
+            under=["unshare", "--pid", "--fork", "--mount-proc"],
         )
         assert listed.returncode == 0, listed.stderr
         assert {j["State"] for j in json.loads(listed.stdout)} == {"Running"}

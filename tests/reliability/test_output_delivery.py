@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import pytest
 
 from runner.jobs.store import JobStore
+from tests.cli import wait_until
 
 INVENTORY = "localhost ansible_connection=local\n"
 PIPE_BYTES = 65536  # a Linux pipe's capacity: what a reader that went away may have lost
@@ -77,9 +77,13 @@ def test_receive_wait_ends_with_the_last_line_in_200_runs(cli: Any) -> None:
     play = wave_playbook(cli, waves, per_wave)
     run = cli.start("run", play, "-i", write(cli, "hosts.ini", INVENTORY), "-f", "40", "-q")
     store_file = cli.home / "jobs.db"
-    while not store_file.exists() or len(JobStore(store_file).list_jobs()) < waves * (per_wave + 1):
+    created = waves * (per_wave + 1)
+
+    def all_created() -> bool:
         assert run.poll() is None, run.communicate()
-        time.sleep(0.1)
+        return store_file.exists() and len(JobStore(store_file).list_jobs()) >= created
+
+    wait_until(all_created, timeout=120, what=f"the run to create its {created} jobs")
     short = []
     for wave in range(waves):
         receivers = {}
@@ -144,10 +148,7 @@ def first_line(proc: subprocess.Popen[bytes]) -> bytes:
 
 
 def start_receive(cli: Any, job: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "runner", "job", "receive", str(job)],
-        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    return cli.start("job", "receive", str(job), text=False)
 
 
 def test_receive_into_a_pipe_closed_early_leaves_the_rest_unreceived(cli: Any) -> None:
@@ -336,10 +337,7 @@ def test_a_run_into_a_pipe_closed_early_finishes_keeps_its_output_and_says_so(
               - run: "echo one; sleep 1; echo two"
               - run: "echo three"
         """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", play, "-i", hosts, *verbose],
-        cwd=cli.cwd, env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    proc = cli.start("run", play, "-i", hosts, *verbose, text=False)
     assert first_line(proc)  # `head -1` read its line and went away
     assert proc.stdout is not None
     proc.stdout.close()

@@ -74,7 +74,7 @@ def _kill_and_check(run: subprocess.Popen, victim: int, step: int) -> None:
 
 def _local_inventory(tmp_path: Path) -> str:
     path = tmp_path / "local.ini"
-    path.write_text(LOCAL_INVENTORY)
+    path.write_text(LOCAL_INVENTORY.replace("local\n", f"local runner_job_dir={tmp_path}/jobs\n"))
     return str(path)
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ import pytest
 from runner.errors import InventoryError
 from runner.planning.inventory import load_inventory
 from runner.planning.patterns import select_hosts
+from tests.cli import run_runner
 
 HOST_LIST = "web-1, web-2:2222,[2001:db8::1]:2200,db,web-1,"
 
@@ -45,10 +43,9 @@ def test_a_hostile_name_in_the_list_is_refused() -> None:
 
 
 def test_runner_inventory_takes_a_host_list(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "inventory", "-i", HOST_LIST, "--format", "json"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-        env={**os.environ, "RUNNER_HOME": str(tmp_path / "home")},
+    done = run_runner(
+        "inventory", "-i", HOST_LIST, "--format", "json", home=tmp_path / "home", cwd=tmp_path,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["hosts"] == ["web-1", "web-2", "2001:db8::1", "db"]
