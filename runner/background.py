@@ -1,11 +1,13 @@
 """`type: background` jobs: each child runs in its own OS process on the controller.
 
-The runner starts `python -m runner.background` per child, hands it (on stdin) what it
-needs to plan the job again (the planner is pure, so the worker's plan is the runner's),
-and waits for it. The worker writes its output and step results straight into the job
-store, and on stdout, as JSON lines, the events the runner prints (step lines, commands,
-output) and at last how the child ended. A stop ends the worker, which ends its
-step's process group first. An attached worker ends with the runner, as an attached job
+The runner starts `python -m runner.background` per child, hands it (on stdin, as JSON)
+a `runner.children.BackgroundTask`: the plan request, the values earlier jobs registered
+on its host, check and diff. The worker plans again through the planner (which is pure,
+so the worker's plan is the runner's) and runs its child with the `InProcessChild` a
+thread job runs with. It writes its output and step results straight into the job store,
+and on stdout, as JSON lines, the events the runner prints (step lines, commands, diffs,
+output) and at last how the child ended and what it registered, which later jobs see.
+A stop ends the worker, which ends its step's process group first. An attached worker ends with the runner, as an attached job
 must: the runner's lifeline (`runner.lifeline`) ends the worker's group should the runner
 die, however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent
 changes. The worker's own step is held on the worker's lifeline, so a worker killed with
@@ -26,26 +28,25 @@ import threading
 from typing import Any
 
 from runner import lifeline
+from runner.children import BackgroundTask, ChildTask, RunContext, remember
 from runner.signals import handle_signals
 from runner.steps import ChildReport, Control, StepOutcome
 
 _GRACE = 3.0
 
 
-def run_background_child(executor: Any, jp: Any, host: str, child: int, control: Control) -> ChildReport:
+def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
     """Start the worker process for one child and wait for it (the runner's side)."""
-    payload = {
-        "store": str(executor.options.store_path),
-        "child": child,
-        "job": jp.name,
-        "host": host,
-        "check": executor.options.check,
-        "sources": executor.options.sources,
-        "detach": jp.job.detach,
-        "runner": os.getpid(),
-    }
+    jp, host, child = task.jp, task.host, task.child
+    assert context.request is not None and context.store_path is not None
+    job = BackgroundTask(
+        request=context.request, job=jp.name, host=host, child=child,
+        store=str(context.store_path), registered=dict(context.registered.get(host, {})),
+        check=context.check, diff=context.diff, detach=jp.job.detach, runner=os.getpid(),
+    )
+    payload = json.dumps(dataclasses.asdict(job), default=str).encode()
     if jp.job.detach:
-        return _start_detached(executor, child, payload)
+        return _start_detached(context.store, child, payload)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner.background"],
@@ -56,26 +57,30 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
         )
         lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
         assert proc.stdin is not None and proc.stdout is not None
-        relay = Relay(proc.stdout, executor.events, jp, host)
+        relay = Relay(proc.stdout, context.events, jp, host)
         try:
-            executor.store.set_runtime(child, local_pid=proc.pid)
-            proc.stdin.write(json.dumps(payload).encode())
+            context.store.set_runtime(child, local_pid=proc.pid)
+            proc.stdin.write(payload)
             proc.stdin.close()
-            _wait(proc, control)
+            _wait(proc, task.control)
         finally:
             lifeline.release(proc.pid)
         relay.join(_GRACE)
         proc.stdout.close()
-        if control.stopped and proc.returncode != 0:
-            return ChildReport("Failed" if control.fail else "Stopped", control.reason)
+        if task.control.stopped and proc.returncode != 0:
+            return ChildReport("Failed" if task.control.fail else "Stopped", task.control.reason)
         try:
             data = relay.report or {}
-            return ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
+            report = ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
         except KeyError:
             errors.seek(0)
             tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
+        # What its steps registered is there for later jobs, as a thread job's is.
+        remember(context.plan, context.registered.setdefault(host, {}),
+                 data.get("registered") or {})
+        return report
 
 
 class Relay(threading.Thread):
@@ -123,10 +128,10 @@ class PipeEvents:
         self.stream = stream
         self._lock = threading.Lock()
 
-    def send(self, line: dict[str, Any]) -> None:
+    def send(self, line: dict[str, Any], default: Any = None) -> None:
         with self._lock:
             try:
-                self.stream.write(json.dumps(line) + "\n")
+                self.stream.write(json.dumps(line, default=default) + "\n")
                 self.stream.flush()
             except (BrokenPipeError, ValueError):
                 pass  # the runner is gone: the worker is being ended too
@@ -147,7 +152,7 @@ class PipeEvents:
                    "outcome": shown, "seconds": seconds})
 
 
-def _start_detached(executor: Any, child: int, payload: dict[str, Any]) -> ChildReport:
+def _start_detached(store: Any, child: int, payload: bytes) -> ChildReport:
     """Start a worker that outlives the runner and owns its child's state from now on."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner.background"],
@@ -157,10 +162,10 @@ def _start_detached(executor: Any, child: int, payload: dict[str, Any]) -> Child
         start_new_session=True,
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(payload).encode())
+    proc.stdin.write(payload)
     proc.stdin.close()
-    executor.store.set_runtime(child, local_pid=proc.pid)
-    executor.store.claim(child, owner_pid=proc.pid)  # the worker answers for it from now on
+    store.set_runtime(child, local_pid=proc.pid)
+    store.claim(child, owner_pid=proc.pid)  # the worker answers for it from now on
     return ChildReport("Running", f"detached: background process {proc.pid}")
 
 
@@ -197,45 +202,44 @@ def _die_with_parent() -> None:
 
 
 def main() -> int:
-    """The worker's side: plan, run one child's steps locally, report on stdout."""
-    payload = json.load(sys.stdin)
-    detach = bool(payload.get("detach"))
-    if not detach:
+    """The worker's side: plan again, run the child's steps as a thread job runs them, and
+    report on stdout."""
+    task = BackgroundTask.from_json(json.load(sys.stdin))
+    if not task.detach:
         _die_with_parent()
-        if os.getppid() != payload["runner"]:  # gone before the death signal was armed
+        if os.getppid() != task.runner:  # gone before the death signal was armed
             return 1  # the runner is already gone
     control = Control()
     handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
 
-    from runner import api
-    from runner.executor import open_sink
+    from runner.children import InProcessChild, RunContext, replan
     from runner.output import FileWriter, StoreWriter
     from runner.sessions import SessionPool
-    from runner.steps import StepRunner
     from runner.store import JobStore
 
-    plan = api.plan(**payload["sources"])
-    jp = plan.job(payload["job"])
-    host, child = payload["host"], payload["child"]
-    store = JobStore(payload["store"])
-    runner_pid = None if detach else payload["runner"]
-    threading.Thread(target=_poll_stop, args=(store, child, control, runner_pid),
+    plan = replan(task.request)
+    jp = plan.job(task.job)
+    store = JobStore(task.store)
+    threading.Thread(target=_poll_stop,
+                     args=(store, task.child, control, None if task.detach else task.runner),
                      daemon=True).start()
-    writer, files = StoreWriter(store), FileWriter()
-    local = SessionPool(plan, None).local(host)
+    registered: dict[str, Any] = {}
+    remember(plan, registered, task.registered)
+    context = RunContext(
+        plan, store, StoreWriter(store), FileWriter(), SessionPool(plan, None),
+        {task.host: registered}, None if task.detach else PipeEvents(sys.stdout),
+        task.check, task.diff, record_groups=False,
+    )
     try:
-        sink = open_sink(plan, jp, host, child, writer, files, store)
-        events = None if detach else PipeEvents(sys.stdout)
-        runner = StepRunner(plan, jp, host, child, local, local, sink, writer, control, {},
-                            events, payload["check"])
-        report = runner.run_all()
+        report = InProcessChild().run(context, ChildTask(jp, task.host, task.child, control))
     finally:
-        files.close()
-        writer.close()
-    if detach:
-        store.finish(child, report.state, report.reason)
+        context.files.close()
+        context.writer.close()
+    if task.detach:
+        store.finish(task.child, report.state, report.reason)
     PipeEvents(sys.stdout).send(
-        {"state": report.state, "reason": report.reason, "counts": report.counts})
+        {"state": report.state, "reason": report.reason, "counts": report.counts,
+         "registered": registered}, default=str)
     return 0
 
 
