@@ -7,11 +7,12 @@ so the worker's plan is the runner's) and runs its child with the `InProcessChil
 thread job runs with. It writes its output and step results straight into the job store,
 and on stdout, as JSON lines, the events the runner prints (step lines, commands, diffs,
 output) and at last how the child ended and what it registered, which later jobs see.
-A stop ends the worker, which ends its step's process group first. An attached worker ends with the runner, as an attached job
-must: the runner's lifeline (`runner.lifeline`) ends the worker's group should the runner
-die, however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent
-changes. The worker's own step is held on the worker's lifeline, so a worker killed with
-SIGKILL (the OOM killer's choice) does not leave it running either.
+A stop ends the worker, which ends its step's process group first. An attached worker
+ends with the runner, as an attached job must: the runner's lifeline (`runner.lifeline`)
+ends the worker's group should the runner die, however it dies, and the worker also stops
+on PR_SET_PDEATHSIG or when its parent changes. The worker's own step is held on the
+worker's lifeline, so a worker killed with SIGKILL (the OOM killer's choice) does not
+leave it running either.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from runner import lifeline
 from runner.children import BackgroundTask, ChildTask, RunContext, remember
+from runner.errors import RunnerError
 from runner.signals import handle_signals
 from runner.steps import ChildReport, Control, StepOutcome
 
@@ -38,7 +40,8 @@ _GRACE = 3.0
 def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
     """Start the worker process for one child and wait for it (the runner's side)."""
     jp, host, child = task.jp, task.host, task.child
-    assert context.request is not None and context.store_path is not None
+    if context.request is None or context.store_path is None:
+        raise RunnerError("a background job needs the run's plan request and job store path")
     job = BackgroundTask(
         request=context.request, job=jp.name, host=host, child=child,
         store=str(context.store_path), registered=dict(context.registered.get(host, {})),

@@ -35,7 +35,8 @@ from runner.steps import ChildReport, Control, StepRunner
 class PlanRequest:
     """What a run was planned from, so another process can plan it again the same way.
 
-    `extra_vars` are the parsed values (an `@file` is not read twice), carried as JSON;
+    `extra_vars` are the parsed values (an `@file` is not read twice), carried as JSON (a
+    value JSON cannot hold, such as a YAML date, arrives as its text, as it renders);
     `digest` is the sha256 of the playbook's bytes the run validated: a worker reading
     the same bytes skips the schema pass, any other bytes are validated in full."""
 
