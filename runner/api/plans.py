@@ -190,25 +190,22 @@ def run(
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.sessions import SessionPool
     from runner.planning.planner import render_plan
+    from runner.planning.request import PlanRequest, playbook_digest
     from runner.settings import known_hosts_path, store_path
 
-    sources = {
-        "playbook_path": playbook_path,
-        "inventory": inventory,
-        "extra_vars": list(extra_vars),
-        "limit": limit,
-        "tags": list(tags),
-        "skip_tags": list(skip_tags),
-        "start_at_job": start_at_job,
-    }
-    the_plan = plan(**sources)
+    digest = playbook_digest(playbook_path)  # before planning: bytes read later may differ
+    the_plan = plan(playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job)
     render_plan(the_plan)  # an undefined variable is an error before anything starts
+    request = PlanRequest(  # how a background job's worker plans again
+        playbook_path, inventory, dict(the_plan.extra_vars), limit, tuple(tags),
+        tuple(skip_tags), start_at_job, digest,
+    )
     options = RunOptions(
         forks=forks,
         check=check,
         diff=diff,
         known_hosts=known_hosts_path(),
-        sources=sources,
+        request=request,
         store_path=store_path(),
     )
     sessions = SessionPool(the_plan, options)

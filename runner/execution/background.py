@@ -1,20 +1,22 @@
 """`type: background` jobs: each child runs in its own OS process on the controller.
 
-The runner starts `python -m runner.execution.background` per child, hands it (on stdin) what it
-needs to plan the job again (the planner is pure, so the worker's plan is the runner's),
-and waits for it. The worker writes its output and step results straight into the job
-store, and on stdout, as JSON lines, the events the runner prints (step lines, commands,
-output) and at last how the child ended. A stop ends the worker, which ends its
-step's process group first. An attached worker ends with the runner, as an attached job
-must: the runner's lifeline (`runner.connections.lifeline`) ends the worker's group should the runner
-die, however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent
-changes. The worker's own step is held on the worker's lifeline, so a worker killed with
-SIGKILL (the OOM killer's choice) does not leave it running either.
+The runner starts a worker process per child (`runner.execution.worker`, started by
+`worker_command`), hands it (on stdin, as JSON) a `runner.execution.context.BackgroundTask`:
+the plan request, the values earlier jobs registered on its host, check and diff. The worker plans again through the planner (which is pure,
+so the worker's plan is the runner's) and runs its child with the `InProcessChild` a
+thread job runs with. It writes its output and step results straight into the job store,
+and on stdout, as JSON lines, the events the runner prints (step lines, commands, diffs,
+output) and at last how the child ended and what it registered, which later jobs see.
+A stop ends the worker, which ends its step's process group first. An attached worker
+ends with the runner, as an attached job must: the runner's lifeline (`runner.connections.lifeline`)
+ends the worker's group should the runner die, however it dies, and the worker also stops
+on PR_SET_PDEATHSIG or when its parent changes. The worker's own step is held on the
+worker's lifeline, so a worker killed with SIGKILL (the OOM killer's choice) does not
+leave it running either.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
@@ -26,29 +28,29 @@ import threading
 from typing import Any
 
 from runner.connections import lifeline
+from runner.errors import RunnerError
+from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.steps import ChildReport, Control, StepOutcome
-from runner.signals import handle_signals
 
 _GRACE = 3.0
 
 
-def run_background_child(executor: Any, jp: Any, host: str, child: int, control: Control) -> ChildReport:
+def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
     """Start the worker process for one child and wait for it (the runner's side)."""
-    payload = {
-        "store": str(executor.options.store_path),
-        "child": child,
-        "job": jp.name,
-        "host": host,
-        "check": executor.options.check,
-        "sources": executor.options.sources,
-        "detach": jp.job.detach,
-        "runner": os.getpid(),
-    }
+    jp, host, child = task.jp, task.host, task.child
+    if context.request is None or context.store_path is None:
+        raise RunnerError("a background job needs the run's plan request and job store path")
+    job = BackgroundTask(
+        request=context.request, job=jp.name, host=host, child=child,
+        store=str(context.store_path), registered=dict(context.registered.get(host, {})),
+        check=context.check, diff=context.diff, detach=jp.job.detach, runner=os.getpid(),
+    )
+    payload = json.dumps(dataclasses.asdict(job), default=str).encode()
     if jp.job.detach:
-        return _start_detached(executor, child, payload)
+        return _start_detached(context.store, child, payload)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.execution.background"],
+            worker_command(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
@@ -56,26 +58,30 @@ def run_background_child(executor: Any, jp: Any, host: str, child: int, control:
         )
         lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
         assert proc.stdin is not None and proc.stdout is not None
-        relay = Relay(proc.stdout, executor.events, jp, host)
+        relay = Relay(proc.stdout, context.events, jp, host)
         try:
-            executor.store.set_runtime(child, local_pid=proc.pid)
-            proc.stdin.write(json.dumps(payload).encode())
+            context.store.set_runtime(child, local_pid=proc.pid)
+            proc.stdin.write(payload)
             proc.stdin.close()
-            _wait(proc, control)
+            _wait(proc, task.control)
         finally:
             lifeline.release(proc.pid)
         relay.join(_GRACE)
         proc.stdout.close()
-        if control.stopped and proc.returncode != 0:
-            return ChildReport("Failed" if control.fail else "Stopped", control.reason)
+        if task.control.stopped and proc.returncode != 0:
+            return ChildReport("Failed" if task.control.fail else "Stopped", task.control.reason)
         try:
             data = relay.report or {}
-            return ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
+            report = ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
         except KeyError:
             errors.seek(0)
             tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
+        # What its steps registered is there for later jobs, as a thread job's is.
+        remember(context.plan, context.registered.setdefault(host, {}),
+                 data.get("registered") or {})
+        return report
 
 
 class Relay(threading.Thread):
@@ -116,51 +122,20 @@ class Relay(threading.Thread):
             getattr(self.events, kind)(self.jp, self.host, step, line["text"])
 
 
-class PipeEvents:
-    """The worker's side: the events a StepRunner sends, as JSON lines on stdout."""
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, line: dict[str, Any]) -> None:
-        with self._lock:
-            try:
-                self.stream.write(json.dumps(line) + "\n")
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # the runner is gone: the worker is being ended too
-
-    def command(self, jp: Any, host: str, step: Any, text: str) -> None:
-        self.send({"event": "command", "step": step.index, "text": text})
-
-    def diff(self, jp: Any, host: str, step: Any, text: str) -> None:
-        self.send({"event": "diff", "step": step.index, "text": text})
-
-    def output(self, jp: Any, host: str, stream: str, text: str) -> None:
-        self.send({"event": "output", "stream": stream, "text": text})
-
-    def step_done(self, jp: Any, host: str, step: Any, outcome: Any, seconds: float) -> None:
-        shown = {"status": outcome.status, "rc": outcome.rc, "error": outcome.error,
-                 "stderr_tail": outcome.stderr_tail}
-        self.send({"event": "step_done", "step": step.index, "name": step.name,
-                   "outcome": shown, "seconds": seconds})
-
-
-def _start_detached(executor: Any, child: int, payload: dict[str, Any]) -> ChildReport:
+def _start_detached(store: Any, child: int, payload: bytes) -> ChildReport:
     """Start a worker that outlives the runner and owns its child's state from now on."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.execution.background"],
+        worker_command(),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(payload).encode())
+    proc.stdin.write(payload)
     proc.stdin.close()
-    executor.store.set_runtime(child, local_pid=proc.pid)
-    executor.store.claim(child, owner_pid=proc.pid)  # the worker answers for it from now on
+    store.set_runtime(child, local_pid=proc.pid)
+    store.claim(child, owner_pid=proc.pid)  # the worker answers for it from now on
     return ChildReport("Running", f"detached: background process {proc.pid}")
 
 
@@ -187,67 +162,14 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def _die_with_parent() -> None:
-    """Linux: have the kernel send SIGTERM to this worker when the runner dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def worker_command() -> list[str]:
+    """The worker's command line: this interpreter, importing this very copy of runner.
 
-
-def main() -> int:
-    """The worker's side: plan, run one child's steps locally, report on stdout."""
-    payload = json.load(sys.stdin)
-    detach = bool(payload.get("detach"))
-    if not detach:
-        _die_with_parent()
-        if os.getppid() != payload["runner"]:  # gone before the death signal was armed
-            return 1  # the runner is already gone
-    control = Control()
-    handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
-
-    from runner.api import plans
-    from runner.execution.executor import open_sink
-    from runner.execution.sessions import SessionPool
-    from runner.execution.sinks import FileWriter, StoreWriter
-    from runner.execution.steps import StepRunner
-    from runner.jobs.store import JobStore
-
-    plan = plans.plan(**payload["sources"])
-    jp = plan.job(payload["job"])
-    host, child = payload["host"], payload["child"]
-    store = JobStore(payload["store"])
-    runner_pid = None if detach else payload["runner"]
-    threading.Thread(target=_poll_stop, args=(store, child, control, runner_pid),
-                     daemon=True).start()
-    writer, files = StoreWriter(store), FileWriter()
-    local = SessionPool(plan, None).local(host)
-    try:
-        sink = open_sink(plan, jp, host, child, writer, files, store)
-        events = None if detach else PipeEvents(sys.stdout)
-        runner = StepRunner(plan, jp, host, child, local, local, sink, writer, control, {},
-                            events, payload["check"])
-        report = runner.run_all()
-    finally:
-        files.close()
-        writer.close()
-    if detach:
-        store.finish(child, report.state, report.reason)
-    PipeEvents(sys.stdout).send(
-        {"state": report.state, "reason": report.reason, "counts": report.counts})
-    return 0
-
-
-def _poll_stop(store: Any, child: int, control: Control, runner_pid: int | None) -> None:
-    """Honour `runner job stop` on this child, whoever asks; an attached worker also
-    stops when its runner is gone, should the death signal ever be missed."""
-    while not control.event.wait(0.2):
-        if store.stop_requested(child):
-            control.stop("stopped by 'runner job stop'")
-        elif runner_pid is not None and os.getppid() != runner_pid:
-            control.stop("stopped: the runner that started it ended")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    `python -m` would put the current directory first on sys.path, so a worker started
+    from inside some other checkout of runner would run that copy's code; `-P` leaves it
+    out, and the directory this runner was imported from goes first instead.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from runner.execution.worker import main; raise SystemExit(main())")
+    return [sys.executable, "-P", "-c", code, root]

@@ -10,7 +10,6 @@ ends the processes for real and leaves the jobs `Stopped`.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
@@ -20,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.execution.children import child_runner, kept_on_target, render_results_path
+from runner.execution.context import ChildTask, RunContext
+from runner.planning.request import PlanRequest
 from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
-from runner.planning.guard import confine_located
 from runner.jobs.states import TERMINAL, JobState
 from runner.execution.sinks import FileWriter, StoreWriter
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import shown_command
 from runner.execution.sessions import SessionPool
-from runner.execution.steps import ChildReport, Control, StepRunner
+from runner.execution.steps import ChildReport, Control
 
 POLL_SECONDS = 0.2
 
@@ -41,7 +42,7 @@ class RunOptions:
     diff: bool = False  # show what put/template change on the target
     connect_timeout: float = 10.0
     known_hosts: Path | None = None
-    sources: dict[str, Any] = field(default_factory=dict)  # playbook, inventory, extra vars...
+    request: PlanRequest | None = None  # what the plan was built from
     store_path: Path | None = None
 
 
@@ -95,6 +96,10 @@ class Executor:
         self.stop_all = Control()
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
         self.registered: dict[str, dict[str, Any]] = {h: {} for h in plan.inventory.hosts}
+        self.context = RunContext(
+            plan, store, self.writer, self.files, self.sessions, self.registered, events,
+            options.check, options.diff, options.request, options.store_path,
+        )
         self._lock = threading.Lock()
         self.parent_ids: dict[str, int] = {}
         self.child_ids: dict[tuple[str, str], int] = {}
@@ -382,31 +387,8 @@ class Executor:
         self._finish(jp, host, report)
 
     def _run_child(self, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
-        if jp.job.type == "background":
-            from runner.execution.background import run_background_child
-
-            return run_background_child(self, jp, host, child, control)
-        sink = open_sink(self.plan, jp, host, child, self.writer, self.files, self.store)
-        if jp.job.type == "remote" and kept_on_target(jp):
-            from runner.execution.kept import run_kept_child
-
-            return run_kept_child(self, jp, host, child, control)
-        local = self.sessions.local(host)
-        if jp.job.type == "thread":
-            conn = local
-        else:
-            conn = self.sessions.acquire(jp, host)
-        try:
-            runner = StepRunner(
-                self.plan, jp, host, child, conn, local, sink, self.writer, control,
-                self.registered.setdefault(host, {}), self.events, self.options.check,
-                diff=self.options.diff, runtime=functools.partial(self.writer.set_runtime, child),
-            )
-            return runner.run_all()
-        finally:
-            if conn is not local:
-                self.sessions.release(jp, host, conn)
-            self.files.close_job(child)
+        """Every kind of child through the one interface (`runner.execution.children`)."""
+        return child_runner(jp).run(self.context, ChildTask(jp, host, child, control))
 
     def _finish(self, jp: JobPlan, host: str, report: ChildReport) -> None:
         child = self.child_ids[(jp.name, host)]
@@ -444,37 +426,6 @@ class Executor:
         except StoreError as error:
             self._store_failed(error)
             return report.state
-
-
-def kept_on_target(jp: JobPlan) -> bool:
-    """A job whose children run on as scripts on their targets (see runner.execution.ontarget.jobdir)."""
-    return jp.job.detach or jp.job.results.to == "remote"
-
-
-def open_sink(
-    plan: Plan, jp: JobPlan, host: str, child: int, writer: Any, files: FileWriter, store: Any
-) -> Any:
-    """Where a child's output goes: the store's batched writer, or its own result file."""
-    sink = writer.write
-    if jp.job.results.to == "file":
-        files.open(child, Path(render_results_path(plan, jp, host)))
-        sink = files.write
-    redact = plan.redactor
-    if not redact:
-        return sink
-
-    def masked(job_id: int, host_: str, step: int, stream: str, data: str) -> None:
-        sink(job_id, host_, step, stream, redact(data))
-
-    return masked
-
-
-def render_results_path(plan: Plan, jp: JobPlan, host: str) -> str:
-    """A child's result file, confined to the directory the path's literal part names."""
-    variables = plan.variables(host, jp.job)
-    template = str(jp.job.results.path)
-    rendered = str(plan.templar.render(template, variables, jp.job.where))
-    return confine_located(template, rendered, "results.path", jp.job.where)
 
 
 def _batch_size(size: Any, total: int) -> int:

@@ -9,13 +9,16 @@ with the run.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.execution.ontarget import jobdir as remote
 from runner.jobs.states import JobState
 from runner.planning.planner import JobPlan
 from runner.planning.render import HostScope, render_step
 from runner.execution.steps import ChildReport, Control
+
+if TYPE_CHECKING:
+    from runner.execution.context import ChildTask, RunContext
 
 FOLLOW_SECONDS = 0.25
 
@@ -47,34 +50,34 @@ def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remo
     return steps
 
 
-def run_kept_child(executor: Any, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
+def run_kept_child(context: RunContext, task: ChildTask) -> ChildReport:
     """Start the child's script on its target; follow it unless the job is detached."""
-    steps = script_steps(executor, jp, host, child)
-    conn = executor.sessions.acquire(jp, host)
+    jp, host, child = task.jp, task.host, task.child
+    steps = script_steps(context, jp, host, child)
+    conn = context.sessions.acquire(jp, host)
     try:
-        root = executor.plan.inventory.host_vars(host).get("runner_job_dir")
+        root = context.plan.inventory.host_vars(host).get("runner_job_dir")
         directory = remote.new_directory(child, root)
-        executor.store.set_runtime(child, remote_dir=directory)
+        context.store.set_runtime(child, remote_dir=directory)
         started = time.time()
         pgid = remote.launch(conn, directory, remote.build_script(directory, steps))
-        executor.store.set_runtime(child, remote_pgid=pgid)
+        context.store.set_runtime(child, remote_pgid=pgid)
         for step in steps:
             name = next(s.name for s in jp.steps if s.index == step.index)
-            executor.store.record_step(child, step.index, name, None, "running", started, None)
+            context.store.record_step(child, step.index, name, None, "running", started, None)
         if jp.job.detach:
             return ChildReport(JobState.Running.value, f"detached: job directory {directory}")
-        return _follow(executor, child, conn, directory, pgid, control)
+        return _follow(context.store, child, conn, directory, pgid, task.control)
     finally:
-        executor.sessions.release(jp, host, conn)
+        context.sessions.release(jp, host, conn)
 
 
 def _follow(
-    executor: Any, child: int, conn: Any, directory: str, pgid: int, control: Control
+    store: Any, child: int, conn: Any, directory: str, pgid: int, control: Control
 ) -> ChildReport:
     """Poll the job directory until the script ends; stop it if the run is stopped."""
     from runner.execution.ontarget.reconnect import refresh_child
 
-    store = executor.store
     while True:
         if control.event.wait(FOLLOW_SECONDS):
             remote.mark_stopped(conn, directory, pgid)

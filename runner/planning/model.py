@@ -13,6 +13,7 @@ from typing import Any
 JOB_TYPES = ("remote", "background", "thread")
 ACTIONS = ("run", "local", "put", "get", "template", "script")
 RESULT_PLACES = ("controller", "file", "remote")
+NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
 
 # The PowerShell type name a user sees in `runner job list`, by `type:`.
 PS_JOB_TYPE_NAMES = {"remote": "RemoteJob", "background": "BackgroundJob", "thread": "ThreadJob"}

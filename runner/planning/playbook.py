@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
-from runner.planning.model import ACTIONS, JobDef, Playbook, Results, SessionDef, Step
-from runner.planning.render import NO_LOG_TEXT
+from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 

@@ -14,13 +14,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import TemplateError
-from runner.planning.model import JobDef, Step
+from runner.planning.model import NO_LOG_TEXT, JobDef, Step
 
 if TYPE_CHECKING:
     from runner.planning.planner import Plan
     from runner.planning.templating import Variables
 
-NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
 
 
 class Unrendered:

@@ -1,0 +1,73 @@
+"""What a child job is run with: the run's shared context, the child's task, and a
+background child's task as plain data for its worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.execution.sinks import FileWriter
+from runner.execution.steps import Control
+from runner.planning.guard import secret_values
+from runner.planning.planner import JobPlan, Plan
+from runner.planning.request import PlanRequest
+
+
+@dataclass
+class RunContext:
+    """What every child of a run shares. `registered` maps host -> its registered values.
+    `record_groups`: record each step's process group on the child (off in a background
+    worker, whose own process is the child's recorded one and holds its steps' groups)."""
+
+    plan: Plan
+    store: Any  # runner.store.JobStore
+    writer: Any  # runner.output.StoreWriter
+    files: FileWriter
+    sessions: Any  # runner.sessions.SessionPool
+    registered: dict[str, dict[str, Any]]
+    events: Any = None
+    check: bool = False
+    diff: bool = False
+    request: PlanRequest | None = None  # for children planned again in another process
+    store_path: Path | None = None
+    record_groups: bool = True
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """One child: its job, host, id in the store and stop switch."""
+
+    jp: JobPlan
+    host: str
+    child: int
+    control: Control
+
+
+@dataclass(frozen=True)
+class BackgroundTask:
+    """A background child as its worker receives it: plain data, JSON on the worker's stdin."""
+
+    request: PlanRequest
+    job: str
+    host: str
+    child: int
+    store: str
+    registered: dict[str, Any]  # the host's values registered by earlier jobs
+    check: bool
+    diff: bool
+    detach: bool
+    runner: int  # the runner's pid: an attached worker ends when it is gone
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> BackgroundTask:
+        return BackgroundTask(**{**data, "request": PlanRequest.from_json(data["request"])})
+
+
+def remember(plan: Plan, registered: dict[str, Any], values: dict[str, Any]) -> None:
+    """Add registered `values` to a host's `registered`, masking those the playbook calls
+    secret from then on (as a step registering them does)."""
+    registered.update(values)
+    for name in plan.playbook.secrets:
+        if name in values:
+            plan.redactor.add(secret_values(values[name]))

@@ -1,0 +1,117 @@
+"""A background child's worker process: it plans its job again from the task it is handed
+and runs the child as a thread job runs, reporting to the runner on stdout.
+
+Started by `runner.execution.background.worker_command`; the task (a
+`runner.execution.context.BackgroundTask`) arrives as JSON on stdin. Events go back as
+JSON lines (`PipeEvents`), and last how the child ended and what it registered.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from runner.execution.children import InProcessChild
+from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
+from runner.execution.sessions import SessionPool
+from runner.execution.sinks import FileWriter, StoreWriter
+from runner.execution.steps import Control
+from runner.jobs.store import JobStore
+from runner.planning.request import replan
+from runner.signals import handle_signals
+
+
+class PipeEvents:
+    """The worker's side: the events a StepRunner sends, as JSON lines on stdout."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def send(self, line: dict[str, Any], default: Any = None) -> None:
+        with self._lock:
+            try:
+                self.stream.write(json.dumps(line, default=default) + "\n")
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # the runner is gone: the worker is being ended too
+
+    def command(self, jp: Any, host: str, step: Any, text: str) -> None:
+        self.send({"event": "command", "step": step.index, "text": text})
+
+    def diff(self, jp: Any, host: str, step: Any, text: str) -> None:
+        self.send({"event": "diff", "step": step.index, "text": text})
+
+    def output(self, jp: Any, host: str, stream: str, text: str) -> None:
+        self.send({"event": "output", "stream": stream, "text": text})
+
+    def step_done(self, jp: Any, host: str, step: Any, outcome: Any, seconds: float) -> None:
+        shown = {"status": outcome.status, "rc": outcome.rc, "error": outcome.error,
+                 "stderr_tail": outcome.stderr_tail}
+        self.send({"event": "step_done", "step": step.index, "name": step.name,
+                   "outcome": shown, "seconds": seconds})
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the runner dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> int:
+    """The worker's side: plan again, run the child's steps as a thread job runs them, and
+    report on stdout."""
+    task = BackgroundTask.from_json(json.load(sys.stdin))
+    if not task.detach:
+        _die_with_parent()
+        if os.getppid() != task.runner:  # gone before the death signal was armed
+            return 1  # the runner is already gone
+    control = Control()
+    handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
+
+    plan = replan(task.request)
+    jp = plan.job(task.job)
+    store = JobStore(task.store)
+    threading.Thread(target=_poll_stop,
+                     args=(store, task.child, control, None if task.detach else task.runner),
+                     daemon=True).start()
+    registered: dict[str, Any] = {}
+    remember(plan, registered, task.registered)
+    context = RunContext(
+        plan, store, StoreWriter(store), FileWriter(), SessionPool(plan, None),
+        {task.host: registered}, None if task.detach else PipeEvents(sys.stdout),
+        task.check, task.diff, record_groups=False,
+    )
+    try:
+        report = InProcessChild().run(context, ChildTask(jp, task.host, task.child, control))
+    finally:
+        context.files.close()
+        context.writer.close()
+    if task.detach:
+        store.finish(task.child, report.state, report.reason)
+    PipeEvents(sys.stdout).send(
+        {"state": report.state, "reason": report.reason, "counts": report.counts,
+         "registered": registered}, default=str)
+    return 0
+
+
+def _poll_stop(store: Any, child: int, control: Control, runner_pid: int | None) -> None:
+    """Honour `runner job stop` on this child, whoever asks; an attached worker also
+    stops when its runner is gone, should the death signal ever be missed."""
+    while not control.event.wait(0.2):
+        if store.stop_requested(child):
+            control.stop("stopped by 'runner job stop'")
+        elif runner_pid is not None and os.getppid() != runner_pid:
+            control.stop("stopped: the runner that started it ended")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
