@@ -84,30 +84,57 @@ class Bench:
         self.notes: list[str] = []
         self.pyinfra: Path | None = None
 
-    def row(self, section: str, what: str, value: str, compare: str = "", ratio: str = "",
-            goal: str = "", met: bool | None = None) -> None:
+    def row(
+        self,
+        section: str,
+        what: str,
+        value: str,
+        compare: str = "",
+        ratio: str = "",
+        goal: str = "",
+        met: bool | None = None,
+    ) -> None:
         mark = "" if met is None else ("met" if met else "MISSED")
         self.rows.append([section, what, value, compare, ratio, goal, mark])
         print(f"  {section} {what}: {value} {compare} {ratio} {goal} {mark}", flush=True)
 
     # -- processes ---------------------------------------------------------------------
 
-    def timed(self, argv: list[str], extra_env: dict[str, str] | None = None,
-              log: str = "run") -> float:
+    def timed(
+        self, argv: list[str], extra_env: dict[str, str] | None = None, log: str = "run"
+    ) -> float:
         """Wall seconds of one whole command; its output goes to a log; failure is fatal."""
         out = self.tmp / f"{log}.log"
         started = time.perf_counter()
         with out.open("wb") as handle:
-            done = subprocess.run(argv, env={**self.env, **(extra_env or {})}, stdout=handle,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  check=False)
+            done = subprocess.run(
+                argv,
+                env={**self.env, **(extra_env or {})},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             text = out.read_text(errors="replace")
             if argv[0] == "runner":  # which jobs failed, and why
-                jobs = subprocess.run(["runner", "job", "list", "--children", "--state", "Failed",
-                                       "--format", "json"], env=self.env,
-                                      capture_output=True, text=True, check=False)
+                jobs = subprocess.run(
+                    [
+                        "runner",
+                        "job",
+                        "list",
+                        "--children",
+                        "--state",
+                        "Failed",
+                        "--format",
+                        "json",
+                    ],
+                    env=self.env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 text += f"\n$ runner job list --children --state Failed\n{jobs.stdout}{jobs.stderr}"
             CACHE.mkdir(parents=True, exist_ok=True)
             kept = CACHE / f"failed-{log}-{int(time.time())}.log"
@@ -130,8 +157,14 @@ class Bench:
         from runner.connections.ssh import SSHConnection
 
         name, address, port = self.fleet.hosts[0]
-        conn = SSHConnection(name, address, port, self.fleet.user, self.fleet.client_key,
-                             known_hosts=self.home / "known_hosts")
+        conn = SSHConnection(
+            name,
+            address,
+            port,
+            self.fleet.user,
+            self.fleet.client_key,
+            known_hosts=self.home / "known_hosts",
+        )
         conn.open()
         client = connect(address, port, self.fleet.user, str(self.fleet.client_key))
         transport = client.get_transport()
@@ -143,6 +176,7 @@ class Bench:
                 for _ in range(self.sizes.step_calls):
                     call()
                 return (time.perf_counter() - started) / self.sizes.step_calls
+
             return run
 
         def runner_run() -> None:
@@ -152,44 +186,69 @@ class Bench:
         try:
             for call in (runner_run, lambda: exec_status(transport, STEP)):
                 calls(call)()  # warm up
-            result = self.medians({
-                "runner": calls(runner_run),
-                "paramiko": calls(lambda: exec_status(transport, STEP)),
-                "wrapper": calls(lambda: exec_status(transport, wrapped)),
-            }, self.sizes.reps)
+            result = self.medians(
+                {
+                    "runner": calls(runner_run),
+                    "paramiko": calls(lambda: exec_status(transport, STEP)),
+                    "wrapper": calls(lambda: exec_status(transport, wrapped)),
+                },
+                self.sizes.reps,
+            )
         finally:
             conn.close()
             client.close()
         ratio = result["runner"] / result["paramiko"]
-        self.row("1", "per step: SSHConnection.run('true')", _ms(result["runner"]),
-                 f"paramiko exec {_ms(result['paramiko'])}", f"{ratio:.2f}x", "<= 1.5x",
-                 ratio <= 1.5)
-        self.row("1", "  paramiko exec of runner's wrapped 'true'", _ms(result["wrapper"]),
-                 f"paramiko exec {_ms(result['paramiko'])}",
-                 f"{result['wrapper'] / result['paramiko']:.2f}x")
+        self.row(
+            "1",
+            "per step: SSHConnection.run('true')",
+            _ms(result["runner"]),
+            f"paramiko exec {_ms(result['paramiko'])}",
+            f"{ratio:.2f}x",
+            "<= 1.5x",
+            ratio <= 1.5,
+        )
+        self.row(
+            "1",
+            "  paramiko exec of runner's wrapped 'true'",
+            _ms(result["wrapper"]),
+            f"paramiko exec {_ms(result['paramiko'])}",
+            f"{result['wrapper'] / result['paramiko']:.2f}x",
+        )
 
     # -- 2 and 3. whole commands ------------------------------------------------------------
 
-    def whole(self, section: str, hosts: int, steps: int, reps: int,
-              floor: bool = False) -> dict[str, float]:
+    def whole(
+        self, section: str, hosts: int, steps: int, reps: int, floor: bool = False
+    ) -> dict[str, float]:
         root = self.tmp / f"w{hosts}x{steps}"
         tools: dict[str, Callable[[], float]] = {}
         argv, env = peers.runner_workload(self.fleet, root / "runner", hosts, steps, STEP)
         tools["runner"] = lambda: self.timed(argv, env, "runner")
         if not self.args.skip_ansible:
-            a_argv, a_env = peers.ansible_workload(self.fleet, root / "ansible", hosts, steps,
-                                                   STEP)
+            a_argv, a_env = peers.ansible_workload(self.fleet, root / "ansible", hosts, steps, STEP)
             tools["ansible"] = lambda: self.timed(a_argv, a_env, "ansible")
         if self.pyinfra is not None:
-            p_argv, p_env = peers.pyinfra_workload(self.fleet, root / "pyinfra", hosts, steps,
-                                                   STEP, self.pyinfra)
+            p_argv, p_env = peers.pyinfra_workload(
+                self.fleet, root / "pyinfra", hosts, steps, STEP, self.pyinfra
+            )
             tools["pyinfra"] = lambda: self.timed(p_argv, p_env, "pyinfra")
         if floor:
             spec = root / "hosts.json"
-            spec.write_text(json.dumps([[a, p, self.fleet.user, str(self.fleet.client_key)]
-                                        for _, a, p in self.fleet.hosts[:hosts]]))
-            f_argv = [sys.executable, str(REPO / "bench" / "paramiko_floor.py"), str(spec),
-                      str(steps), STEP]
+            spec.write_text(
+                json.dumps(
+                    [
+                        [a, p, self.fleet.user, str(self.fleet.client_key)]
+                        for _, a, p in self.fleet.hosts[:hosts]
+                    ]
+                )
+            )
+            f_argv = [
+                sys.executable,
+                str(REPO / "bench" / "paramiko_floor.py"),
+                str(spec),
+                str(steps),
+                STEP,
+            ]
             tools["paramiko floor"] = lambda: self.timed(f_argv, {}, "floor")
         for command in tools.values():
             command()  # warm: known_hosts, ControlPersist masters, page cache
@@ -207,14 +266,26 @@ class Bench:
             goal = goals.get(tool)
             if tool == "paramiko floor":
                 ratio = runner / seconds
-                self.row(section, f"  vs {tool}", _s(seconds), "runner / floor",
-                         f"{ratio:.2f}x", f"<= {goal:g}x" if goal else "",
-                         ratio <= goal if goal else None)
+                self.row(
+                    section,
+                    f"  vs {tool}",
+                    _s(seconds),
+                    "runner / floor",
+                    f"{ratio:.2f}x",
+                    f"<= {goal:g}x" if goal else "",
+                    ratio <= goal if goal else None,
+                )
                 continue
             speedup = seconds / runner
-            self.row(section, f"  vs {tool}", _s(seconds), f"{tool} / runner",
-                     f"{speedup:.1f}x faster", f">= {goal:g}x" if goal else "",
-                     speedup >= goal if goal else None)
+            self.row(
+                section,
+                f"  vs {tool}",
+                _s(seconds),
+                f"{tool} / runner",
+                f"{speedup:.1f}x faster",
+                f">= {goal:g}x" if goal else "",
+                speedup >= goal if goal else None,
+            )
 
     # -- 4. scale --------------------------------------------------------------------------
 
@@ -230,29 +301,57 @@ class Bench:
         growth = found[big] / found[small]
         linear = big / small
         self.row("4", f"3 steps x {small} hosts: runner run", _s(found[small]))
-        self.row("4", f"3 steps x {big} hosts: runner run, no failure", _s(found[big]),
-                 f"/ {small} hosts", f"{growth:.2f}x", f"<= {linear:g}x (linear)",
-                 growth <= linear)
+        self.row(
+            "4",
+            f"3 steps x {big} hosts: runner run, no failure",
+            _s(found[big]),
+            f"/ {small} hosts",
+            f"{growth:.2f}x",
+            f"<= {linear:g}x (linear)",
+            growth <= linear,
+        )
         if self.args.ansible_200 and not self.args.skip_ansible:
             argv, env = peers.ansible_workload(self.fleet, self.tmp / f"a{big}", big, 3, STEP)
             self.timed(argv, env, "ansible-scale")
             seconds = self.timed(argv, env, "ansible-scale")
-            self.row("4", f"  vs ansible, 3 steps x {big} hosts (1 run)", _s(seconds),
-                     "ansible / runner", f"{seconds / found[big]:.1f}x faster")
+            self.row(
+                "4",
+                f"  vs ansible, 3 steps x {big} hosts (1 run)",
+                _s(seconds),
+                "ansible / runner",
+                f"{seconds / found[big]:.1f}x faster",
+            )
 
     # -- 5. start-up -------------------------------------------------------------------------
 
     def startup(self) -> None:
         hello = str(REPO / "playbooks" / "hello.yml")
-        result = self.medians({
-            "python": lambda: self.timed([sys.executable, "-c", "pass"], {}, "startup"),
-            "version": lambda: self.timed(["runner", "--version"], {}, "startup"),
-            "validate": lambda: self.timed(["runner", "validate", hello], {}, "startup"),
-        }, self.sizes.startup_reps)
-        self.row("5", "runner --version", _ms(result["version"]), "", "", "< 150 ms",
-                 result["version"] < 0.150)
-        self.row("5", "runner validate playbooks/hello.yml", _ms(result["validate"]), "", "",
-                 "< 300 ms", result["validate"] < 0.300)
+        result = self.medians(
+            {
+                "python": lambda: self.timed([sys.executable, "-c", "pass"], {}, "startup"),
+                "version": lambda: self.timed(["runner", "--version"], {}, "startup"),
+                "validate": lambda: self.timed(["runner", "validate", hello], {}, "startup"),
+            },
+            self.sizes.startup_reps,
+        )
+        self.row(
+            "5",
+            "runner --version",
+            _ms(result["version"]),
+            "",
+            "",
+            "< 150 ms",
+            result["version"] < 0.150,
+        )
+        self.row(
+            "5",
+            "runner validate playbooks/hello.yml",
+            _ms(result["validate"]),
+            "",
+            "",
+            "< 300 ms",
+            result["validate"] < 0.300,
+        )
         self.row("5", "  (python -c pass, for reference)", _ms(result["python"]))
 
     # -- 6. big output -----------------------------------------------------------------------
@@ -265,29 +364,60 @@ class Bench:
         env = {**self.env, "RUNNER_HOME": str(home)}
         argv, _ = peers.runner_workload(self.fleet, self.tmp / "big", 1, 1, command)
         argv = [*argv[:-1], "--format", "json"]  # -q dropped: the JSON report names the job
-        expected = int(subprocess.run(f"{command} | wc -c", shell=True, capture_output=True,
-                                      text=True, check=True).stdout)
+        expected = int(
+            subprocess.run(
+                f"{command} | wc -c", shell=True, capture_output=True, text=True, check=True
+            ).stdout
+        )
         started = time.perf_counter()
         with (self.tmp / "big.json").open("wb") as out:
-            process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.DEVNULL,
-                                       stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+            )
             _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
             raise RuntimeError(f"runner run of {mb} MB exited {process.returncode}")
         job = json.loads((self.tmp / "big.json").read_text())["jobs"][0]["Id"]
-        received = subprocess.run(f"runner job receive {job} | wc -c", shell=True, env=env,
-                                  capture_output=True, text=True, check=True)
+        received = subprocess.run(
+            f"runner job receive {job} | wc -c",
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         got = int(received.stdout)
         rss_mb = usage.ru_maxrss / 1024
         rate = expected / 1e6 / seconds
-        self.row("6", f"{mb} MB of zeros as base64 ({expected / 1e6:.1f} MB): runner run",
-                 _s(seconds), "", f"{rate:.0f} MB/s", ">= 50 MB/s", rate >= 50)
-        self.row("6", "  peak RSS of the runner process", f"{rss_mb:.0f} MB", "", "",
-                 "< 200 MB", rss_mb < 200)
-        self.row("6", "  bytes from runner job receive", str(got), f"expected {expected}", "",
-                 "equal", got == expected)
+        self.row(
+            "6",
+            f"{mb} MB of zeros as base64 ({expected / 1e6:.1f} MB): runner run",
+            _s(seconds),
+            "",
+            f"{rate:.0f} MB/s",
+            ">= 50 MB/s",
+            rate >= 50,
+        )
+        self.row(
+            "6",
+            "  peak RSS of the runner process",
+            f"{rss_mb:.0f} MB",
+            "",
+            "",
+            "< 200 MB",
+            rss_mb < 200,
+        )
+        self.row(
+            "6",
+            "  bytes from runner job receive",
+            str(got),
+            f"expected {expected}",
+            "",
+            "equal",
+            got == expected,
+        )
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -298,11 +428,20 @@ class Bench:
             self.notes.append(note if self.pyinfra is None else f"pyinfra {note}")
         sections: list[tuple[int, str, Callable[[], None]]] = [
             (1, "per step", self.per_step),
-            (2, "10 steps x 1 host", lambda: self.compare(
-                "2", self.whole("2", 1, 10, sizes.reps), {"ansible": 8})),
-            (3, f"10 steps x {sizes.fleet_hosts} hosts", lambda: self.compare(
-                "3", self.whole("3", sizes.fleet_hosts, 10, sizes.fleet_reps, floor=True),
-                {"ansible": 10, "pyinfra": 1.5, "paramiko floor": 1.5})),
+            (
+                2,
+                "10 steps x 1 host",
+                lambda: self.compare("2", self.whole("2", 1, 10, sizes.reps), {"ansible": 8}),
+            ),
+            (
+                3,
+                f"10 steps x {sizes.fleet_hosts} hosts",
+                lambda: self.compare(
+                    "3",
+                    self.whole("3", sizes.fleet_hosts, 10, sizes.fleet_reps, floor=True),
+                    {"ansible": 10, "pyinfra": 1.5, "paramiko floor": 1.5},
+                ),
+            ),
             (4, f"3 steps x {sizes.big_hosts} hosts", self.scale),
             (5, "start-up", self.startup),
             (6, "big output", self.big_output),
@@ -319,10 +458,15 @@ def machine() -> str:
         for line in f:
             if line.startswith("MemTotal:"):
                 memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    tools = [f"python {platform.python_version()}", peers.tool_version(["runner", "--version"]),
-             peers.tool_version(["ansible-playbook", "--version"])]
-    return (f"{datetime.date.today()}, {platform.system()} {platform.release()}, "
-            f"nproc {os.cpu_count()}, memory {memory}, " + ", ".join(tools))
+    tools = [
+        f"python {platform.python_version()}",
+        peers.tool_version(["runner", "--version"]),
+        peers.tool_version(["ansible-playbook", "--version"]),
+    ]
+    return (
+        f"{datetime.date.today()}, {platform.system()} {platform.release()}, "
+        f"nproc {os.cpu_count()}, memory {memory}, " + ", ".join(tools)
+    )
 
 
 def _ms(seconds: float) -> str:
@@ -343,13 +487,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions of every measure")
     parser.add_argument("--skip-ansible", action="store_true")
     parser.add_argument("--skip-pyinfra", action="store_true")
-    parser.add_argument("--ansible-200", action="store_true",
-                        help="also time ansible-playbook on the 200-host run (minutes)")
-    parser.add_argument("--runner-on-path", action="store_true",
-                        help="time the `runner` first on PATH (an editable install, say) "
-                        "instead of installing this checkout into a venv of its own")
-    parser.add_argument("--only", type=_numbers, default=set(range(1, 7)), metavar="1,2,..",
-                        help="run only these sections")
+    parser.add_argument(
+        "--ansible-200",
+        action="store_true",
+        help="also time ansible-playbook on the 200-host run (minutes)",
+    )
+    parser.add_argument(
+        "--runner-on-path",
+        action="store_true",
+        help="time the `runner` first on PATH (an editable install, say) "
+        "instead of installing this checkout into a venv of its own",
+    )
+    parser.add_argument(
+        "--only",
+        type=_numbers,
+        default=set(range(1, 7)),
+        metavar="1,2,..",
+        help="run only these sections",
+    )
     parser.add_argument("--tablefmt", default="simple", help="tabulate format (github...)")
     return parser.parse_args(argv)
 

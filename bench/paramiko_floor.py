@@ -34,8 +34,16 @@ def connect(address: str, port: int, user: str, key_file: str) -> paramiko.SSHCl
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.MissingHostKeyPolicy())
     client.connect(
-        address, port=port, username=user, key_filename=key_file, sock=nodelay_socket(address, port),
-        look_for_keys=False, allow_agent=False, timeout=30, banner_timeout=30, auth_timeout=30,
+        address,
+        port=port,
+        username=user,
+        key_filename=key_file,
+        sock=nodelay_socket(address, port),
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=30,
+        banner_timeout=30,
+        auth_timeout=30,
     )
     return client
 

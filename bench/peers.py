@@ -26,7 +26,9 @@ def runner_workload(fleet: Any, root: Path, hosts: int, steps: int, command: str
     root.mkdir(parents=True, exist_ok=True)
     inventory = fleet.write_inventory(root / "inventory.ini", names=_names(fleet, hosts))
     lines = ["name: bench", "jobs:", "  - name: bench", "    targets: all", "    steps:"]
-    lines += [f"      - name: step {i + 1}\n        run: {json.dumps(command)}" for i in range(steps)]
+    lines += [
+        f"      - name: step {i + 1}\n        run: {json.dumps(command)}" for i in range(steps)
+    ]
     playbook = root / "playbook.yml"
     playbook.write_text("\n".join(lines) + "\n")
     argv = ["runner", "run", str(playbook), "-i", str(inventory), "-f", str(hosts), "-q"]
@@ -37,7 +39,8 @@ def ansible_workload(fleet: Any, root: Path, hosts: int, steps: int, command: st
     """ansible-playbook with pipelining and ControlPersist on, forks = hosts, no facts."""
     root.mkdir(parents=True, exist_ok=True)
     inventory = fleet.write_inventory(
-        root / "inventory.ini", names=_names(fleet, hosts),
+        root / "inventory.ini",
+        names=_names(fleet, hosts),
         extra_vars={"ansible_python_interpreter": "/usr/bin/python3"},
     )
     control = Path("/tmp") / f"rb-cp-{os.getpid()}"  # ControlPath must stay short
@@ -80,7 +83,10 @@ def close_control_masters() -> None:
     for sock in control.iterdir():
         subprocess.run(
             ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "x"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
         )
     shutil.rmtree(control, ignore_errors=True)
 
@@ -93,8 +99,11 @@ def pyinfra_workload(
     rows = []
     for name, address, port in fleet.hosts[:hosts]:
         data = {
-            "ssh_hostname": address, "ssh_port": port, "ssh_user": fleet.user,
-            "ssh_key": str(fleet.client_key), "ssh_strict_host_key_checking": "no",
+            "ssh_hostname": address,
+            "ssh_port": port,
+            "ssh_user": fleet.user,
+            "ssh_key": str(fleet.client_key),
+            "ssh_strict_host_key_checking": "no",
             "ssh_known_hosts_file": "/dev/null",
         }
         rows.append(f"    ({name!r}, {data!r}),")
@@ -116,7 +125,9 @@ def runner_venv(root: Path, source: Path) -> Path:
     venv.EnvBuilder(with_pip=True, clear=True).create(home)
     subprocess.run(
         [str(home / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
-        check=True, stdout=subprocess.DEVNULL, timeout=900,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=900,
     )
     return home / "bin"
 
@@ -131,7 +142,10 @@ def pyinfra_venv(cache: Path) -> tuple[Path | None, str]:
         venv.EnvBuilder(with_pip=True, clear=True).create(home)
         subprocess.run(
             [str(home / "bin" / "python"), "-m", "pip", "install", "-q", "pyinfra"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=600,
         )
     except (subprocess.SubprocessError, OSError) as error:
         shutil.rmtree(home, ignore_errors=True)
@@ -146,7 +160,9 @@ def tool_version(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except OSError:
         return "?"
-    return (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout or done.stderr else "?"
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout or done.stderr else "?"
+    )
 
 
 def _version(exe: Path) -> str:

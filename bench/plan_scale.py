@@ -406,9 +406,7 @@ def main() -> None:
         help="stop a run past this many seconds and make no more runs of that measure",
     )
     parser.add_argument("--profile", action="store_true", help="also cProfile render_plan")
-    parser.add_argument(
-        "--only-big-inventory", action="store_true", help="run measure 4 alone"
-    )
+    parser.add_argument("--only-big-inventory", action="store_true", help="run measure 4 alone")
     args = parser.parse_args()
     tools = ["runner"] if args.only_big_inventory else ["runner", "ansible-inventory"]
     for tool in tools:

@@ -73,8 +73,7 @@ def gathered(errors: list[LocatedError], file: str | None = None) -> LocatedErro
     """Every error found in one file, as one to raise: the first, with all of them in its
     `every` (those of `file` by line first, then those of other files), so that `runner
     validate` prints each on its own line while other commands print the first."""
-    ordered = sorted(errors, key=lambda e: (e.file != file, e.file or "", e.line or 0,
-                                            e.col or 0))
+    ordered = sorted(errors, key=lambda e: (e.file != file, e.file or "", e.line or 0, e.col or 0))
     first = ordered[0]
     first.every = ordered
     return first

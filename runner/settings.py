@@ -33,8 +33,11 @@ def runner_home(env: Mapping[str, str] | None = None) -> Path:
         except FileExistsError:
             return home  # another runner process created it just now
         except OSError as error:
-            raise StoreError(home, f"cannot create the runner's state directory: {error.strerror};"
-                             " set RUNNER_HOME to a writable directory") from None
+            raise StoreError(
+                home,
+                f"cannot create the runner's state directory: {error.strerror};"
+                " set RUNNER_HOME to a writable directory",
+            ) from None
         home.chmod(0o700)  # mkdir's mode is reduced by the umask
     return home
 

@@ -70,8 +70,13 @@ def run_runner(
     """
     proc = subprocess.run(  # noqa: PLW1510 - the caller checks the exit code
         [*under, *RUNNER, *args],
-        cwd=cwd, env=_environment(home, env), input=input, capture_output=True, text=text,
-        timeout=timeout, preexec_fn=preexec_fn,
+        cwd=cwd,
+        env=_environment(home, env),
+        input=input,
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+        preexec_fn=preexec_fn,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -87,7 +92,10 @@ def start_runner(
     read from while it works."""
     return subprocess.Popen(
         [*RUNNER, *args],
-        cwd=cwd, env=_environment(home, env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=_environment(home, env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=text,
     )
 

@@ -56,7 +56,9 @@ def cli(runner_cli: Cli) -> Cli:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_in_the_real_runner_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def nothing_left_in_the_real_runner_home(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
     """Fail the session if a job of this suite left its job directory in a real home.
 
     Other suites may run on this machine at the same time, so a plain before/after listing
@@ -87,7 +89,8 @@ def _left_in_real_homes(base: Path) -> list[str]:
     for remote_dir in _recorded_job_directories(base):
         candidates = (
             [root.parent / remote_dir[2:] for root in roots]
-            if remote_dir.startswith("~/") else [Path(remote_dir)]
+            if remote_dir.startswith("~/")
+            else [Path(remote_dir)]
         )
         for path in candidates:
             if any(root in path.parents for root in roots) and path.is_dir():

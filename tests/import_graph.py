@@ -68,13 +68,17 @@ def _walk(node: ast.AST, module: Module, known: dict[str, Module], kind: str) ->
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _targets(node: ast.Import | ast.ImportFrom, module: Module, known: dict) -> list[str]:
     if isinstance(node, ast.Import):
-        return [_known_prefix(alias.name, known) for alias in node.names
-                if alias.name.split(".")[0] == "runner"]
+        return [
+            _known_prefix(alias.name, known)
+            for alias in node.names
+            if alias.name.split(".")[0] == "runner"
+        ]
     base = node.module or ""
     if node.level:
         package = module.name.split(".")
@@ -84,8 +88,10 @@ def _targets(node: ast.Import | ast.ImportFrom, module: Module, known: dict) -> 
         base = ".".join(package + ([base] if base else []))
     if base.split(".")[0] != "runner":
         return []
-    return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else _known_prefix(base, known)
-            for a in node.names]
+    return [
+        f"{base}.{a.name}" if f"{base}.{a.name}" in known else _known_prefix(base, known)
+        for a in node.names
+    ]
 
 
 def _known_prefix(name: str, known: dict) -> str:

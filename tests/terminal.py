@@ -14,8 +14,7 @@ def run_on_pty(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[
     import pty
 
     main, secondary = pty.openpty()
-    proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=secondary,
-                            stderr=secondary)
+    proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=secondary, stderr=secondary)
     os.close(secondary)
     chunks = []
     while True:

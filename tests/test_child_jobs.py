@@ -28,7 +28,8 @@ class Run:
         self.dir = directory
         self.inventory = directory / "local.ini"
         self.inventory.write_text(
-            Path(INVENTORY).read_text() + f"\n[all:vars]\nrunner_job_dir={directory / 'jobs'}\n")
+            Path(INVENTORY).read_text() + f"\n[all:vars]\nrunner_job_dir={directory / 'jobs'}\n"
+        )
 
     def __call__(self, *args: str) -> CliResult:
         return run_runner(*args, home=self.dir / "home", cwd=self.dir, timeout=120)

@@ -90,7 +90,9 @@ def test_json_document_is_all_of_stdout_and_matches_the_run(run):
     (job,) = document["jobs"]
     assert job["Name"] == "build" and job["State"] == "Failed" and isinstance(job["Id"], int)
     assert {c["host"]: c["State"] for c in job["children"]} == {
-        "alpha": "Completed", "beta": "Failed", "gamma": "Completed",
+        "alpha": "Completed",
+        "beta": "Failed",
+        "gamma": "Completed",
     }
     assert _steps(document, "build") == {
         "alpha": [("hello", "changed"), ("check", "changed"), ("web only", "changed")],
@@ -127,11 +129,18 @@ def test_junit_has_a_testcase_per_job_host_step_and_counts_that_add_up(run, tmp_
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "build"
     cases = suite.findall("testcase")
-    assert sorted(c.get("name") for c in cases) == sorted([
-        "alpha: hello", "alpha: check", "alpha: web only",
-        "beta: hello", "beta: check",
-        "gamma: hello", "gamma: check", "gamma: web only",
-    ])
+    assert sorted(c.get("name") for c in cases) == sorted(
+        [
+            "alpha: hello",
+            "alpha: check",
+            "alpha: web only",
+            "beta: hello",
+            "beta: check",
+            "gamma: hello",
+            "gamma: check",
+            "gamma: web only",
+        ]
+    )
     assert {c.get("classname") for c in cases} == {"build"}
     failed = [c for c in cases if c.find("failure") is not None]
     skipped = [c for c in cases if c.find("skipped") is not None]
@@ -158,14 +167,20 @@ def test_junit_and_json_together_agree(run, tmp_path):
 
 
 def test_junit_ignored_failure_is_not_a_failure(run, tmp_path):
-    proc = run.play("--junit", "j.xml", "--format", "json", playbook="""\
+    proc = run.play(
+        "--junit",
+        "j.xml",
+        "--format",
+        "json",
+        playbook="""\
         jobs:
           - name: tolerant
             targets: alpha
             steps:
               - {name: may fail, run: "exit 1", ignore_errors: true}
               - {name: after, run: "true"}
-        """)
+        """,
+    )
     assert proc.returncode == 0
     root = parse_junit(tmp_path / "j.xml")
     assert root.get("tests") == "2" and root.get("failures") == "0"
@@ -177,15 +192,22 @@ def test_junit_is_well_formed_with_control_characters_anywhere(run, tmp_path):
     """Coloured stderr (what test tools print), control characters in output and in a
     reason: colour sequences are dropped, the rest shown escaped. (Names cannot hold
     control characters: validate refuses them.)"""
-    run.write("ctl.yml", """\
+    run.write(
+        "ctl.yml",
+        """\
         all:
           hosts:
             bell:
               ansible_connection: local
-        """)
+        """,
+    )
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "log\x01").symlink_to(tmp_path / "victim")
-    proc = run("run", run.write("ctl-play.yml", """\
+    proc = run(
+        "run",
+        run.write(
+            "ctl-play.yml",
+            """\
         jobs:
           - name: "tests job"
             targets: all
@@ -197,7 +219,13 @@ def test_junit_is_well_formed_with_control_characters_anywhere(run, tmp_path):
             targets: all
             steps: [{run: "true"}]
             results: {to: file, path: "out/log\\x01"}
-        """), "-i", "ctl.yml", "--junit", "ctl.xml")
+        """,
+        ),
+        "-i",
+        "ctl.yml",
+        "--junit",
+        "ctl.xml",
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     root = parse_junit(tmp_path / "ctl.xml")
     cases = {(case.get("classname"), case.get("name")): case for case in root.iter("testcase")}
@@ -234,7 +262,9 @@ def test_exit_3_when_a_host_is_unreachable_outranks_failed(run, tmp_path):
 
 
 def test_exit_4_when_the_playbook_is_invalid_and_nothing_on_stdout(run):
-    proc = run.play("--format", "json", playbook="jobs: [{name: x, targets: all, steps: [{rnu: ls}]}]\n")
+    proc = run.play(
+        "--format", "json", playbook="jobs: [{name: x, targets: all, steps: [{rnu: ls}]}]\n"
+    )
     assert proc.returncode == 4
     assert proc.stdout == ""
     assert "rnu" in proc.stderr
@@ -248,7 +278,9 @@ def test_exit_5_on_a_bad_option(run):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_exit_99_when_interrupted_and_the_document_says_so(run, sig):
-    path = run.write("slow.yml", "jobs: [{name: slow, targets: alpha, steps: [{run: sleep 300}]}]\n")
+    path = run.write(
+        "slow.yml", "jobs: [{name: slow, targets: alpha, steps: [{run: sleep 300}]}]\n"
+    )
     proc = run.start("run", path, "-i", "hosts.ini", "--format", "json")
     wait_until(lambda: _running(run, "slow"), timeout=60, what="the job slow to be Running")
     proc.send_signal(sig)
@@ -267,7 +299,9 @@ def _running(run: Run, name: str) -> bool:
 # -- text output -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("flags", [[], ["-v"], ["-vv"], ["--diff"]], ids=["plain", "v", "vv", "diff"])
+@pytest.mark.parametrize(
+    "flags", [[], ["-v"], ["-vv"], ["--diff"]], ids=["plain", "v", "vv", "diff"]
+)
 def test_piped_output_has_no_terminal_control_characters(run, flags):
     env = {k: v for k, v in run.env.items() if k != "CI"}  # not a TTY is enough
     path = run.write("play.yml", MIXED)
@@ -282,8 +316,15 @@ def test_piped_output_has_no_terminal_control_characters(run, flags):
 def test_recap_table_counts_each_host(run):
     lines = run.play().stdout.splitlines()
     recap = lines[lines.index("RECAP") + 1 :]
-    assert recap[0].split() == ["host", "ok", "changed", "failed", "skipped", "unreachable",
-                                "stopped"]
+    assert recap[0].split() == [
+        "host",
+        "ok",
+        "changed",
+        "failed",
+        "skipped",
+        "unreachable",
+        "stopped",
+    ]
     rows = {line.split()[0]: line.split()[1:] for line in recap[2:]}
     assert rows == {
         "alpha": ["0", "3", "0", "0", "0", "0"],
@@ -430,13 +471,16 @@ def test_check_with_diff_shows_the_diff_and_leaves_the_file(run, tmp_path):
 
 def test_diff_of_put_against_a_missing_file_shows_it_all_added(run, tmp_path):
     (tmp_path / "app.conf").write_text("port=80\n")
-    proc = run.play("--diff", playbook=f"""\
+    proc = run.play(
+        "--diff",
+        playbook=f"""\
         jobs:
           - name: ship
             targets: alpha
             steps:
               - put: {{src: app.conf, dest: {tmp_path}/deployed.conf}}
-        """)
+        """,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "+port=80" in proc.stdout
     assert (tmp_path / "deployed.conf").read_text() == "port=80\n"
@@ -448,8 +492,7 @@ def test_on_a_terminal_a_live_status_line_shows_hosts_in_flight(run):
 
     path = run.write("play.yml", MIXED)
     env = {k: v for k, v in run.env.items() if k != "CI"}
-    code, screen = run_on_pty([*RUNNER, "run", path, "-i", "hosts.ini"],
-                              run.dir, env)
+    code, screen = run_on_pty([*RUNNER, "run", path, "-i", "hosts.ini"], run.dir, env)
     assert code == 2
     assert "in flight" in screen and "\x1b[K" in screen
     assert "RECAP" in screen
@@ -457,12 +500,19 @@ def test_on_a_terminal_a_live_status_line_shows_hosts_in_flight(run):
 
 def test_extra_vars_from_a_file_and_key_value_later_wins(run, tmp_path):
     (tmp_path / "vars.yml").write_text("greeting: from-file\nname: file\n")
-    proc = run.play("-e", "@vars.yml", "-e", "name=cli", "-v", playbook="""\
+    proc = run.play(
+        "-e",
+        "@vars.yml",
+        "-e",
+        "name=cli",
+        "-v",
+        playbook="""\
         jobs:
           - name: greet
             targets: alpha
             steps:
               - run: echo {{ greeting }} {{ name }}
-        """)
+        """,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "alpha | from-file cli" in proc.stdout

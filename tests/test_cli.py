@@ -60,19 +60,21 @@ def test_every_example_plans_and_runs_on_the_local_inventory(playbook, tmp_path)
     assert plan.returncode == 0, plan.stderr
     rows = json.loads(plan.stdout)["steps"]
     assert rows and all(r["command"] for r in rows)
-    run = runner("run", str(playbook), "-i", _local_inventory_in(tmp_path), cwd=tmp_path,
-                 home=tmp_path / "home")
+    run = runner(
+        "run",
+        str(playbook),
+        "-i",
+        _local_inventory_in(tmp_path),
+        cwd=tmp_path,
+        home=tmp_path / "home",
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "RECAP" in run.stdout
-    listed = json.loads(
-        runner("job", "list", "--format", "json", home=tmp_path / "home").stdout
-    )
+    listed = json.loads(runner("job", "list", "--format", "json", home=tmp_path / "home").stdout)
     ids = [str(j["Id"]) for j in listed]
     waited = runner("job", "wait", *ids, "--force", "--timeout", "60", home=tmp_path / "home")
     assert waited.returncode == 0, waited.stdout + waited.stderr  # detached ones too
-    listed = json.loads(
-        runner("job", "list", "--format", "json", home=tmp_path / "home").stdout
-    )
+    listed = json.loads(runner("job", "list", "--format", "json", home=tmp_path / "home").stdout)
     assert listed and {j["State"] for j in listed} == {"Completed"}
 
 
@@ -163,18 +165,30 @@ jobs:
 
 BAD_PLAYBOOK_RUNS = {
     "undefined variable in run": (
-        STEP_JOB.format(step='run: "echo {{ nope }}"'), ":5:9: jobs[0].steps[0]", "'nope'"),
+        STEP_JOB.format(step='run: "echo {{ nope }}"'),
+        ":5:9: jobs[0].steps[0]",
+        "'nope'",
+    ),
     "undefined variable in when": (
-        STEP_JOB.format(step='{run: "true", when: "missing_flag"}'), ":5:9: jobs[0].steps[0]",
-        "'missing_flag'"),
+        STEP_JOB.format(step='{run: "true", when: "missing_flag"}'),
+        ":5:9: jobs[0].steps[0]",
+        "'missing_flag'",
+    ),
     "undefined attribute": (
-        STEP_JOB.format(step='run: "echo {{ groups.nosuch }}"'), ":5:9: jobs[0].steps[0]",
-        "nosuch"),
+        STEP_JOB.format(step='run: "echo {{ groups.nosuch }}"'),
+        ":5:9: jobs[0].steps[0]",
+        "nosuch",
+    ),
     "template syntax error": (
-        STEP_JOB.format(step='run: "echo {{ x"'), ":5:9: jobs[0].steps[0]", "syntax error"),
+        STEP_JOB.format(step='run: "echo {{ x"'),
+        ":5:9: jobs[0].steps[0]",
+        "syntax error",
+    ),
     "loop that is not a list": (
         STEP_JOB.format(step='{run: "echo {{ item }}", loop: "{{ 5 }}"}'),
-        ":5:9: jobs[0].steps[0]", "loop must be a list"),
+        ":5:9: jobs[0].steps[0]",
+        "loop must be a list",
+    ),
     "undefined variable in results path": (
         """
         jobs:
@@ -182,14 +196,20 @@ BAD_PLAYBOOK_RUNS = {
             targets: all
             steps: [{run: "true"}]
             results: {to: file, path: "out/{{ nothere }}.log"}
-        """, ":2:5: jobs[0]", "'nothere'"),
+        """,
+        ":2:5: jobs[0]",
+        "'nothere'",
+    ),
     "bad host pattern": (
         """
         jobs:
           - name: j
             targets: "webservers[7]"
             steps: [{run: "true"}]
-        """, ":2:5: jobs[0].targets", "webservers[7]"),
+        """,
+        ":2:5: jobs[0].targets",
+        "webservers[7]",
+    ),
     "misspelt step key": (STEP_JOB.format(step='rnu: "true"'), ":5:9: jobs[0].steps[0]", "'run'"),
 }
 
@@ -256,8 +276,13 @@ def test_bad_command_line_exits_5_not_argparse_2(args, tmp_path):
 
 
 def test_unknown_job_id_is_a_one_line_error(tmp_path):
-    for command in (["job", "show", "42"], ["job", "receive", "42"], ["job", "stop", "42"],
-                    ["job", "remove", "42"], ["job", "wait", "42"]):
+    for command in (
+        ["job", "show", "42"],
+        ["job", "receive", "42"],
+        ["job", "stop", "42"],
+        ["job", "remove", "42"],
+        ["job", "wait", "42"],
+    ):
         proc = runner(*command, home=tmp_path)
         assert proc.returncode == 1
         assert "no job with id 42" in one_error_line(proc)

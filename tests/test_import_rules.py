@@ -45,8 +45,7 @@ def layer(name: str) -> str:
 def test_each_module_imports_only_what_its_layer_may(name: str) -> None:
     own = layer(name)
     wrong = sorted(
-        other for other in GRAPH[name].every
-        if layer(other) not in ALLOWED[own] | {own, "base"}
+        other for other in GRAPH[name].every if layer(other) not in ALLOWED[own] | {own, "base"}
     )
     assert not wrong, f"{name} ({own}) must not import {wrong}"
 

@@ -48,21 +48,38 @@ def clean_env(home: Path) -> list[str]:
 def test_the_readme_quick_start_installs_and_runs_on_debian_python(tmp_path):
     first, follow_up = quick_start_blocks()
     checkout = tmp_path / "checkout"
-    shutil.copytree(ROOT, checkout, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", "*.egg-info", "build", "results", ".pytest_cache"))
+    shutil.copytree(
+        ROOT,
+        checkout,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", "*.egg-info", "build", "results", ".pytest_cache"
+        ),
+    )
     home = tmp_path / "home"
     home.mkdir()
 
-    run = subprocess.run([*clean_env(home), "bash", "-c", first], cwd=checkout,
-                         capture_output=True, text=True, timeout=1200, check=False)
+    run = subprocess.run(
+        [*clean_env(home), "bash", "-c", first],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "job 1 hello started" in run.stdout
     assert "RECAP" in run.stdout and "web1" in run.stdout
 
     # `command -v runner` after the README's lines: which runner those lines ran
-    after = subprocess.run([*clean_env(home), "bash", "-c", f"{follow_up}\ncommand -v runner"],
-                           cwd=checkout, capture_output=True, text=True, timeout=300,
-                           check=False)
+    after = subprocess.run(
+        [*clean_env(home), "bash", "-c", f"{follow_up}\ncommand -v runner"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert after.returncode == 0, after.stdout + after.stderr
     listing, _, which = after.stdout.rstrip("\n").rpartition("\n")
     assert which == str(checkout / ".venv" / "bin" / "runner")
@@ -72,9 +89,18 @@ def test_the_readme_quick_start_installs_and_runs_on_debian_python(tmp_path):
 
     # the package ran from the environment, not from the checkout it was installed from,
     # with every subpackage and the schema shipped
-    module = subprocess.run([*clean_env(home), str(checkout / ".venv" / "bin" / "python"),
-                             "-c", "import runner, runner.cli.main, runner.execution.executor, "
-                             "runner.planning.schema as s; assert s.SCHEMA_PATH.is_file(); "
-                             "print(runner.__file__)"],
-                            cwd=tmp_path, capture_output=True, text=True, check=True)
+    module = subprocess.run(
+        [
+            *clean_env(home),
+            str(checkout / ".venv" / "bin" / "python"),
+            "-c",
+            "import runner, runner.cli.main, runner.execution.executor, "
+            "runner.planning.schema as s; assert s.SCHEMA_PATH.is_file(); "
+            "print(runner.__file__)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert module.stdout.startswith(str(checkout / ".venv" / "lib")), module.stdout

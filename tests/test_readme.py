@@ -75,11 +75,25 @@ def _ci_commands(data: object) -> list[str]:
 def test_the_readme_has_the_sections_and_commands_it_promises():
     commands = readme_commands()
     text = "\n".join(script for _, script in commands)
-    for expected in ("python3 -m venv .venv", ". .venv/bin/activate", "pip install .",
-                     "runner run", "runner job receive", "runner job wait",
-                     "runner job stop", "runner job remove", "--junit", "--format json",
-                     '--limit "@', "--check", "--diff", "--start-at-job", "--tags",
-                     "--skip-tags", "-f 2"):
+    for expected in (
+        "python3 -m venv .venv",
+        ". .venv/bin/activate",
+        "pip install .",
+        "runner run",
+        "runner job receive",
+        "runner job wait",
+        "runner job stop",
+        "runner job remove",
+        "--junit",
+        "--format json",
+        '--limit "@',
+        "--check",
+        "--diff",
+        "--start-at-job",
+        "--tags",
+        "--skip-tags",
+        "-f 2",
+    ):
         assert expected in text, expected
     ci = [where for where, _ in commands if where.endswith("CI")]
     assert len(ci) >= 6  # both CI snippets were found and read
@@ -90,10 +104,21 @@ def test_the_readme_has_the_sections_and_commands_it_promises():
 def copy_checkout(dest: Path) -> Path:
     """A copy of the repository as a clone has it, without this run's own files."""
     shutil.copytree(
-        ROOT, dest, symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "results",
-                                      "bench", "build", ".pytest_cache", ".ruff_cache",
-                                      ".mypy_cache"),
+        ROOT,
+        dest,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "__pycache__",
+            "*.egg-info",
+            "results",
+            "bench",
+            "build",
+            ".pytest_cache",
+            ".ruff_cache",
+            ".mypy_cache",
+        ),
     )
     return dest
 
@@ -132,15 +157,22 @@ def test_every_readme_command_runs_as_written(tmp_path):
     stand_in_venv(checkout)
     bin_dir = tmp_path / "bin"
     write_script(bin_dir / "pip", PIP_STAND_IN)
-    write_script(bin_dir / "python3",
-                 PYTHON3_STAND_IN.format(python=shutil.which("python3") or sys.executable))
+    write_script(
+        bin_dir / "python3",
+        PYTHON3_STAND_IN.format(python=shutil.which("python3") or sys.executable),
+    )
     runner_temp, tmp = tmp_path / "runner-temp", tmp_path / "tmp"
     runner_temp.mkdir()
     tmp.mkdir()
-    env = {**os.environ, "RUNNER_HOME": str(tmp_path / "home"), "TMPDIR": str(tmp),
-           "RUNNER_TEMP": str(runner_temp),
-           "PATH": os.pathsep.join([str(bin_dir), str(checkout / ".venv" / "bin"),
-                                    os.environ["PATH"]])}
+    env = {
+        **os.environ,
+        "RUNNER_HOME": str(tmp_path / "home"),
+        "TMPDIR": str(tmp),
+        "RUNNER_TEMP": str(runner_temp),
+        "PATH": os.pathsep.join(
+            [str(bin_dir), str(checkout / ".venv" / "bin"), os.environ["PATH"]]
+        ),
+    }
     env.pop("CI", None)
     env.pop("RUNNER_DEBUG", None)
     pipelines: dict[str, Path] = {}
@@ -153,8 +185,13 @@ def test_every_readme_command_runs_as_written(tmp_path):
                 pipelines[where] = copy_checkout(tmp_path / f"pipeline{len(pipelines)}")
             cwd = pipelines[where]
         proc = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env,
-            capture_output=True, text=True, timeout=300, check=False,
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
         assert proc.returncode == 0, f"{where}:\n{script}\n{proc.stdout}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr and "runner: error" not in proc.stderr, where
@@ -168,7 +205,9 @@ def test_every_readme_command_runs_as_written(tmp_path):
     assert {p.name for p in runner_temp.iterdir()} == {"run.json", "runner.xml", "failed.retry"}
     check_reports(runner_temp / "runner.xml", runner_temp / "run.json")
     written = {where: files_under(copy) - before for where, copy in pipelines.items()}
-    assert sorted(written.values(), key=len) == [set(), {"reports", "reports/runner.xml",
-                                                         "run.json"}], written
+    assert sorted(written.values(), key=len) == [
+        set(),
+        {"reports", "reports/runner.xml", "run.json"},
+    ], written
     gitlab = next(copy for where, copy in pipelines.items() if written[where])
     check_reports(gitlab / "reports" / "runner.xml", gitlab / "run.json")

@@ -103,7 +103,8 @@ def test_on_a_terminal_every_step_result_line_is_shown(run):
 
 
 def test_tojson_and_to_json_serialize_any_variable(run):
-    proc = run.play("""\
+    proc = run.play(
+        """\
         vars:
           since: 2024-01-02
           url: "http://{{ inventory_hostname }}"
@@ -117,7 +118,9 @@ def test_tojson_and_to_json_serialize_any_variable(run):
               - run: echo '{{ hostvars | to_json }}' | python3 -c
                   'import json, sys; print(sorted(json.load(sys.stdin)))'
               - run: echo {{ since | to_json | quote }} {{ groups.web | tojson | quote }}
-        """, "-v")
+        """,
+        "-v",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "alpha | http://alpha 2024-01-02" in proc.stdout
     assert "alpha | ['alpha', 'beta', 'gamma']" in proc.stdout
@@ -165,7 +168,9 @@ def test_validate_reports_every_error_of_a_file_by_line_with_ansible_words(run):
 
 
 def test_validate_reports_every_error_of_the_checks_after_the_schema(run):
-    path = run.write("play.yml", """\
+    path = run.write(
+        "play.yml",
+        """\
         jobs:
           - name: a
             targets: all
@@ -177,7 +182,8 @@ def test_validate_reports_every_error_of_the_checks_after_the_schema(run):
             steps:
               - run: ok
                 when: "{{ y"
-        """)
+        """,
+    )
     proc = run("validate", path)
     assert proc.returncode == 4
     lines = proc.stderr.splitlines()
@@ -275,10 +281,22 @@ def test_step_labels_show_the_command_as_rendered_for_each_host(run):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     for item in ("one", "two", "three"):
-        assert _line(lines, "changed", "alpha", "build", "|", "run:", "echo", item, "on",
-                     "alpha", f"(item={item})")
-    assert _line(lines, "changed", "alpha", "build", "|", "run:", "echo", "{{", "item", "}}",
-                 "on", "alpha")
+        assert _line(
+            lines,
+            "changed",
+            "alpha",
+            "build",
+            "|",
+            "run:",
+            "echo",
+            item,
+            "on",
+            "alpha",
+            f"(item={item})",
+        )
+    assert _line(
+        lines, "changed", "alpha", "build", "|", "run:", "echo", "{{", "item", "}}", "on", "alpha"
+    )
     got = _line(lines, "changed", "alpha", "build", "|", "run:", "echo", "got")
     assert got.split("| ")[1].split(" (")[0] == f"run: echo got {os.uname().nodename} on alpha"
     assert _line(lines, "changed", "alpha", "build", "|", "greet", "alpha")

@@ -28,8 +28,12 @@ LOCAL = "localhost ansible_connection=local\n"
 SYNTAX_ERRORS = {
     "run": ('run: "echo {{ foo( }}"', "jobs[0].steps[0].run", 6),
     "when": ('run: echo hi\n        when: "x ==="', "jobs[0].steps[0].when", 7),
-    "when-list": ("run: echo hi\n        when: [true, \"x ===\"]", "jobs[0].steps[0].when[1]", 7),
-    "until": ('run: echo hi\n        retries: 1\n        until: "rc =="', "jobs[0].steps[0].until", 8),
+    "when-list": ('run: echo hi\n        when: [true, "x ==="]', "jobs[0].steps[0].when[1]", 7),
+    "until": (
+        'run: echo hi\n        retries: 1\n        until: "rc =="',
+        "jobs[0].steps[0].until",
+        8,
+    ),
     "env": ('run: echo hi\n        env: {A: "{{ a b }}"}', "jobs[0].steps[0].env.A", 7),
     "loop": ('run: echo {{ item }}\n        loop: "{{ [1, }}"', "jobs[0].steps[0].loop", 7),
     "vars": ('run: echo hi\n    vars: {name: "{% if %}"}', "jobs[0].vars.name", 7),
@@ -67,8 +71,11 @@ def test_a_template_syntax_error_is_exit_4_at_its_line(case, command, tmp_path):
     step, key, line = SYNTAX_ERRORS[case]
     playbook = write(tmp_path / "p.yml", _one_step(step))
     error = _refused(tmp_path, command, playbook)
-    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: "
-                    "template syntax error: ", error), error
+    assert re.match(
+        rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: "
+        "template syntax error: ",
+        error,
+    ), error
 
 
 TWO_JOBS = """
@@ -92,8 +99,9 @@ def test_a_syntax_error_in_a_template_file_is_found_before_anything_runs(command
     marker, dest = tmp_path / "first-ran", tmp_path / "conf"
     playbook = write(tmp_path / "p.yml", TWO_JOBS.format(marker=marker, dest=dest))
     error = _refused(tmp_path, command, playbook)
-    assert error.startswith(f"{tmp_path / 'conf.j2'}:3: jobs[1].steps[0].template.src: "
-                            "template syntax error: "), error
+    assert error.startswith(
+        f"{tmp_path / 'conf.j2'}:3: jobs[1].steps[0].template.src: template syntax error: "
+    ), error
     assert not marker.exists()
     listed = runner("job", "list", "--format", "json", home=tmp_path / "home")
     assert json.loads(listed.stdout or "[]") == []
@@ -111,8 +119,11 @@ RUN_TIME = {
     "repeat": ("echo x", "{{ out.stdout * 10**10 }}", "more than"),
     "range": ("echo 10000000", "{{ range(out.stdout | int) | list | length }}", "range"),
     "zfill": ("echo 1000000000", "{{ 'x'.zfill(out.stdout | int) }}", "more than"),
-    "concat": ("echo 9000000", "{{ ('x' * (out.stdout | int)) ~ ('x' * (out.stdout | int)) }}",
-               "more than"),
+    "concat": (
+        "echo 9000000",
+        "{{ ('x' * (out.stdout | int)) ~ ('x' * (out.stdout | int)) }}",
+        "more than",
+    ),
     "lipsum": ("echo 1000000", "{{ lipsum(out.stdout | int) }}", "more than"),
 }
 
@@ -133,8 +144,10 @@ jobs:
 
 def _run_time(tmp_path: Path, case: str, ignore: bool, *extra: str):
     produce, template, _ = RUN_TIME[case]
-    playbook = write(tmp_path / "p.yml", RUN_TIME_PLAYBOOK.format(
-        produce=produce, template=template, ignore=str(ignore).lower()))
+    playbook = write(
+        tmp_path / "p.yml",
+        RUN_TIME_PLAYBOOK.format(produce=produce, template=template, ignore=str(ignore).lower()),
+    )
     hosts = write(tmp_path / "hosts", LOCAL)
     return _limited("run", playbook, "-i", hosts, *extra, home=tmp_path / "home")
 
@@ -202,7 +215,9 @@ def test_a_template_failing_at_plan_time_is_exit_4(case, tmp_path):
 
 
 def test_strings_doubled_through_variables_are_exit_4(tmp_path):
-    playbook = write(tmp_path / "p.yml", """
+    playbook = write(
+        tmp_path / "p.yml",
+        """
         name: p
         vars: {a: "{{ 'x' * 9000000 }}", b: "{{ a ~ a }}", c: "{{ b ~ b }}", d: "{{ c ~ c }}"}
         jobs:
@@ -210,7 +225,8 @@ def test_strings_doubled_through_variables_are_exit_4(tmp_path):
             targets: all
             steps:
               - run: "echo {{ d | length }}"
-        """)
+        """,
+    )
     error = _refused(tmp_path, "plan", playbook)
     assert error.startswith(f"{playbook}:7:9: jobs[0].steps[0]: template error: "), error
     assert "more than" in error, error
@@ -219,14 +235,19 @@ def test_strings_doubled_through_variables_are_exit_4(tmp_path):
 # -- names and output ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, key, line", [
-    (r'"two\nlines"', "jobs[0].name", 3),
-    (r'"red\e[31m"', "jobs[0].steps[0].name", 6),
-    (r'"bell\a"', "jobs[0].steps[0].name", 6),
-])
+@pytest.mark.parametrize(
+    "name, key, line",
+    [
+        (r'"two\nlines"', "jobs[0].name", 3),
+        (r'"red\e[31m"', "jobs[0].steps[0].name", 6),
+        (r'"bell\a"', "jobs[0].steps[0].name", 6),
+    ],
+)
 def test_a_name_with_a_control_character_is_refused(name, key, line, tmp_path):
     job, step = (name, "ok") if key == "jobs[0].name" else ("ok", name)
-    playbook = write(tmp_path / "p.yml", f"""
+    playbook = write(
+        tmp_path / "p.yml",
+        f"""
         name: p
         jobs:
           - name: {job}
@@ -234,21 +255,26 @@ def test_a_name_with_a_control_character_is_refused(name, key, line, tmp_path):
             steps:
               - name: {step}
                 run: echo hi
-        """)
+        """,
+    )
     error = _refused(tmp_path, "validate", playbook)
-    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: .*control char",
-                    error), error
+    assert re.match(
+        rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: .*control char", error
+    ), error
 
 
 def test_target_output_in_a_log_has_its_control_characters_escaped(tmp_path):
-    playbook = write(tmp_path / "p.yml", r"""
+    playbook = write(
+        tmp_path / "p.yml",
+        r"""
         name: p
         jobs:
           - name: a
             targets: all
             steps:
               - local: printf 'red\033[31mX\033[0m cr\rback bell\a tab\tend\r\nnext\n'
-        """)
+        """,
+    )
     hosts = write(tmp_path / "hosts", LOCAL)
     proc = run_runner(  # bytes, not text: text mode would turn a lone \r into \n
         "run", playbook, "-v", "-i", hosts, home=tmp_path / "home", text=False
@@ -264,24 +290,30 @@ def test_target_output_in_a_log_has_its_control_characters_escaped(tmp_path):
 
 def _chain(length: int) -> str:
     """A playbook whose step reads v<length>, each vN built from v(N-1)."""
-    names = "".join(f"    v{n}: \"{{{{ v{n - 1} }}}}y\"\n" for n in range(1, length + 1))
-    return (f"name: p\nvars:\n    v0: x\n{names}jobs:\n  - name: a\n    targets: all\n"
-            f"    steps:\n      - run: echo {{{{ v{length} }}}}\n")
+    names = "".join(f'    v{n}: "{{{{ v{n - 1} }}}}y"\n' for n in range(1, length + 1))
+    return (
+        f"name: p\nvars:\n    v0: x\n{names}jobs:\n  - name: a\n    targets: all\n"
+        f"    steps:\n      - run: echo {{{{ v{length} }}}}\n"
+    )
 
 
 def test_a_long_chain_of_variables_renders_and_a_loop_is_named(tmp_path):
     hosts = write(tmp_path / "hosts", LOCAL)
-    proc = runner("plan", write(tmp_path / "p.yml", _chain(40)), "-i", hosts,
-                  home=tmp_path / "home")
+    proc = runner(
+        "plan", write(tmp_path / "p.yml", _chain(40)), "-i", hosts, home=tmp_path / "home"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "x" + "y" * 40 in proc.stdout
-    loop = write(tmp_path / "loop.yml", """
+    loop = write(
+        tmp_path / "loop.yml",
+        """
         vars: {a: "{{ b }}", b: "{{ a }}"}
         jobs:
           - name: a
             targets: all
             steps: [{run: "echo {{ a }}"}]
-        """)
+        """,
+    )
     proc = runner("plan", loop, "-i", hosts, home=tmp_path / "home")
     assert proc.returncode == 4
     assert "refers to itself (a -> b -> a)" in one_error_line(proc)

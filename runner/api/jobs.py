@@ -59,14 +59,13 @@ def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
     from runner.execution.ontarget.reconnect import refresh as refresh_job
     from runner.jobs.states import is_terminal
 
-    records = (
-        [store.get(i) for i in job_ids] if job_ids is not None else store.list_jobs()
-    )
+    records = [store.get(i) for i in job_ids] if job_ids is not None else store.list_jobs()
     problems: list[str] = []
     for record in records:
         children = leaves(store, record.id)
-        if any(is_remote_kept(c) and (not is_terminal(c.state) or c.has_more_data)
-               for c in children):
+        if any(
+            is_remote_kept(c) and (not is_terminal(c.state) or c.has_more_data) for c in children
+        ):
             problems.extend(refresh_job(store, record.id))
     return problems
 

@@ -164,8 +164,7 @@ def select(inventory: str | None, pattern: str = "all", limit: str | None = None
     hosts = select_hosts(inv, pattern, limit)
     chosen = set(hosts)
     groups = {
-        name: [h for h in members if h in chosen]
-        for name, members in inv.groups_map().items()
+        name: [h for h in members if h in chosen] for name, members in inv.groups_map().items()
     }
     return {"hosts": hosts, "groups": {k: v for k, v in groups.items() if v}}
 
@@ -197,8 +196,14 @@ def run(
     the_plan = plan(playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job)
     render_plan(the_plan)  # an undefined variable is an error before anything starts
     request = PlanRequest(  # how a background job's worker plans again
-        playbook_path, inventory, dict(the_plan.extra_vars), limit, tuple(tags),
-        tuple(skip_tags), start_at_job, digest,
+        playbook_path,
+        inventory,
+        dict(the_plan.extra_vars),
+        limit,
+        tuple(tags),
+        tuple(skip_tags),
+        start_at_job,
+        digest,
     )
     options = RunOptions(
         forks=forks,

@@ -31,19 +31,38 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = sub.add_parser("run", help="run a playbook: every job becomes a persistent job")
     p.add_argument("playbook", metavar="PLAYBOOK")
     add_plan_options(p)
-    p.add_argument("-f", "--forks", type=_positive_int, default=5,
-                   help="hosts at once across the run (default 5)")
-    p.add_argument("--check", action="store_true",
-                   help="plan and connect; run nothing, report what would run")
-    p.add_argument("--diff", action="store_true",
-                   help="show what template and put steps change on the hosts")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="json: one document on stdout, progress on stderr")
+    p.add_argument(
+        "-f",
+        "--forks",
+        type=_positive_int,
+        default=5,
+        help="hosts at once across the run (default 5)",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="plan and connect; run nothing, report what would run"
+    )
+    p.add_argument(
+        "--diff", action="store_true", help="show what template and put steps change on the hosts"
+    )
+    p.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: one document on stdout, progress on stderr",
+    )
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
-    p.add_argument("--retry-file", metavar="FILE",
-                   help="write the failed and unreachable hosts to FILE (for --limit @FILE)")
-    p.add_argument("-v", "--verbose", action="count", default=0,
-                   help="-v: commands and output as they stream; -vv: rendered, and connections")
+    p.add_argument(
+        "--retry-file",
+        metavar="FILE",
+        help="write the failed and unreachable hosts to FILE (for --limit @FILE)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: commands and output as they stream; -vv: rendered, and connections",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the recap")
     p.set_defaults(func=cmd_run)
 
@@ -54,18 +73,31 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = jsub.add_parser("list", help="jobs in the store (Get-Job)")
     p.add_argument("--state", help="only jobs in this state (any case)")
     p.add_argument("--name", help="only jobs whose name matches (wildcards)")
-    p.add_argument("--command", metavar="PATTERN",
-                   help="only jobs whose command matches (wildcards)")
+    p.add_argument(
+        "--command", metavar="PATTERN", help="only jobs whose command matches (wildcards)"
+    )
     p.add_argument("--children", action="store_true", help="list child jobs too")
-    p.add_argument("--child-state", metavar="STATE",
-                   help="only jobs with a child in this state (with --children: those children)")
-    p.add_argument("--has-more-data", nargs="?", const=True, type=_boolean, metavar="true|false",
-                   help="only jobs that can still give output, or (false) those that cannot")
+    p.add_argument(
+        "--child-state",
+        metavar="STATE",
+        help="only jobs with a child in this state (with --children: those children)",
+    )
+    p.add_argument(
+        "--has-more-data",
+        nargs="?",
+        const=True,
+        type=_boolean,
+        metavar="true|false",
+        help="only jobs that can still give output, or (false) those that cannot",
+    )
     p.add_argument("--newest", type=_positive_int, metavar="N", help="the N that ended last")
     p.add_argument("--before", type=_time, help="finished before this time (ISO 8601)")
     p.add_argument("--after", type=_time, help="finished after this time (ISO 8601)")
-    p.add_argument("--refresh", action="store_true",
-                   help="reconnect to detached jobs and update their state first")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="reconnect to detached jobs and update their state first",
+    )
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_list)
 
@@ -77,14 +109,25 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = jsub.add_parser("receive", help="output not yet received (Receive-Job)")
     p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.add_argument("--keep", action="store_true", help="do not mark the output received")
-    p.add_argument("--wait", action="store_true",
-                   help="follow the jobs until they finish (or are Disconnected, unless --force)")
-    p.add_argument("--force", action="store_true",
-                   help="with --wait: keep trying Disconnected jobs' hosts")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                   help="with --wait: give up after this long (exit 124)")
-    p.add_argument("--auto-remove", action="store_true",
-                   help="with --wait: remove each job once it finished and all was received")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the jobs until they finish (or are Disconnected, unless --force)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="with --wait: keep trying Disconnected jobs' hosts"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="with --wait: give up after this long (exit 124)",
+    )
+    p.add_argument(
+        "--auto-remove",
+        action="store_true",
+        help="with --wait: remove each job once it finished and all was received",
+    )
     p.add_argument("--host", help="only the child job on this host")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_receive)
@@ -103,8 +146,9 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
     p = jsub.add_parser("remove", help="delete finished jobs and their output (Remove-Job)")
     p.add_argument("ids", nargs="+", metavar="ID|NAME", help=names)
     p.add_argument("--force", action="store_true", help="stop unfinished jobs first")
-    p.add_argument("--keep-remote", action="store_true",
-                   help="leave the job directories on the targets")
+    p.add_argument(
+        "--keep-remote", action="store_true", help="leave the job directories on the targets"
+    )
     p.set_defaults(func=cmd_remove)
 
 
@@ -157,8 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet, check=args.check)
 
     def hook(executor: Any) -> None:
-        handle_signals((signal.SIGTERM, signal.SIGHUP),
-                       lambda num: executor.stop(f"runner received signal {num}"))
+        handle_signals(
+            (signal.SIGTERM, signal.SIGHUP),
+            lambda num: executor.stop(f"runner received signal {num}"),
+        )
         # The recap needs tabulate (~35 ms to import): import it while the jobs wait on
         # their hosts, when this process would otherwise sit idle.
         threading.Thread(target=importlib.import_module, args=("tabulate",), daemon=True).start()
@@ -186,9 +232,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if reporter.closed_pipe:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         ids = " ".join(str(job.job_id) for job in report.jobs)
-        raise RunnerError("standard output was closed while the run printed (a reader that "
-                          f"ended early): every job ran and kept its output; runner job receive "
-                          f"{ids or 'ID'} shows it")
+        raise RunnerError(
+            "standard output was closed while the run printed (a reader that "
+            f"ended early): every job ran and kept its output; runner job receive "
+            f"{ids or 'ID'} shows it"
+        )
     return code
 
 
@@ -206,15 +254,28 @@ def _run_exit_code(report: Any) -> int:
     return EXIT_OK
 
 
-def _run_outputs(args: argparse.Namespace, plan: Any, report: Any, reporter: Any,
-                 hosts: list[str], code: int, seconds: float) -> None:
+def _run_outputs(
+    args: argparse.Namespace,
+    plan: Any,
+    report: Any,
+    reporter: Any,
+    hosts: list[str],
+    code: int,
+    seconds: float,
+) -> None:
     """`--format json`, `--junit FILE` and `--retry-file FILE`, from one read of the store."""
     from runner.api import jobs as api_jobs
     from runner.cli.reports import failed_hosts, run_document, summarize, write_junit
 
     summary = summarize(
-        api_jobs.open_store(), plan, report, reporter.host_stats(hosts),
-        playbook=args.playbook, exit_code=code, check=args.check, duration=seconds,
+        api_jobs.open_store(),
+        plan,
+        report,
+        reporter.host_stats(hosts),
+        playbook=args.playbook,
+        exit_code=code,
+        check=args.check,
+        duration=seconds,
         with_stderr=bool(args.junit),
     )
     if args.format == "json":
@@ -335,8 +396,18 @@ def _show(store: Any, job_id: int) -> None:
 
     record = store.get(job_id)
     d = _record_dict(record)
-    for key in ("Id", "Name", "PSJobTypeName", "State", "Reason", "HasMoreData", "Location",
-                "Command", "Started", "Ended"):
+    for key in (
+        "Id",
+        "Name",
+        "PSJobTypeName",
+        "State",
+        "Reason",
+        "HasMoreData",
+        "Location",
+        "Command",
+        "Started",
+        "Ended",
+    ):
         print(f"{key:<14}: {d[key] if d[key] is not None else ''}")
     if record.results_to != "controller":
         print(f"{'Results':<14}: {record.results_to} {record.results_path or ''}")
@@ -351,8 +422,17 @@ def _show(store: Any, job_id: int) -> None:
         if not steps:
             continue
         print(f"\nSteps on {child.location} (job {child.id}):")
-        rows = [[s.index, s.name, s.status, "" if s.rc is None else s.rc,
-                 f"{(s.ended or 0) - (s.started or 0):.3f}s", s.error or ""] for s in steps]
+        rows = [
+            [
+                s.index,
+                s.name,
+                s.status,
+                "" if s.rc is None else s.rc,
+                f"{(s.ended or 0) - (s.started or 0):.3f}s",
+                s.error or "",
+            ]
+            for s in steps
+        ]
         print(tabulate(rows, headers=["#", "step", "status", "rc", "time", "error"]))
 
 
@@ -371,8 +451,14 @@ def cmd_receive(args: argparse.Namespace) -> int:
     def write(rec: Any) -> None:
         nonlocal items
         if args.format == "json":
-            item = {"job": rec.job_id, "host": rec.host, "step": rec.step,
-                    "stream": rec.stream, "data": rec.data, "time": rec.time}
+            item = {
+                "job": rec.job_id,
+                "host": rec.host,
+                "step": rec.step,
+                "stream": rec.stream,
+                "data": rec.data,
+                "time": rec.time,
+            }
             sys.stdout.write((",\n  " if items else "\n  ") + json.dumps(item))
             items += 1
         else:
@@ -385,8 +471,11 @@ def cmd_receive(args: argparse.Namespace) -> int:
         finished = [job_id for job_id in pending if is_terminal(store.get(job_id).state)]
         for job_id in pending:
             api_jobs.deliver(store, job_id, write, _flush_both, keep=args.keep, host=args.host)
-        pending = [job_id for job_id in pending
-                   if job_id not in finished and not _left_disconnected(store, job_id, args)]
+        pending = [
+            job_id
+            for job_id in pending
+            if job_id not in finished and not _left_disconnected(store, job_id, args)
+        ]
         if not args.wait or not pending or _past(deadline):
             break
         time.sleep(0.2)
@@ -405,8 +494,11 @@ def _flush_both() -> None:
 
 def _check_receive_options(args: argparse.Namespace) -> None:
     """--force, --timeout and --auto-remove shape how --wait follows: refuse them alone."""
-    for option, given in (("--force", args.force), ("--timeout", args.timeout is not None),
-                          ("--auto-remove", args.auto_remove)):
+    for option, given in (
+        ("--force", args.force),
+        ("--timeout", args.timeout is not None),
+        ("--auto-remove", args.auto_remove),
+    ):
         if given and not args.wait:
             raise UsageError(f"{option} only works with --wait")
     if args.auto_remove and args.keep:
@@ -448,8 +540,11 @@ def _receive_end(
     if not args.wait:
         return EXIT_OK
     if pending:
-        print(f"timed out after {args.timeout:g} s; job(s) "
-              f"{', '.join(map(str, pending))} not finished", file=sys.stderr)
+        print(
+            f"timed out after {args.timeout:g} s; job(s) "
+            f"{', '.join(map(str, pending))} not finished",
+            file=sys.stderr,
+        )
     _print_disconnected(store, job_ids)
     if args.auto_remove:
         for job_id in job_ids:
@@ -510,8 +605,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pending = api_jobs.stop(store, args.ids)
     print(_table([store.get(job_id) for job_id in args.ids]))
     if pending:
-        raise RunnerError(f"job(s) {', '.join(map(str, pending))} still stopping: the runner "
-                          "that owns them has not ended them yet")
+        raise RunnerError(
+            f"job(s) {', '.join(map(str, pending))} still stopping: the runner "
+            "that owns them has not ended them yet"
+        )
     return EXIT_OK
 
 

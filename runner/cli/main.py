@@ -78,7 +78,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             r.type,
             r.host,
             r.step,
-            r.command + (" (at run time)" if r.deferred else "")
+            r.command
+            + (" (at run time)" if r.deferred else "")
             + (" (skipped: when is false)" if r.skipped else ""),
             r.when or "",
         )
@@ -93,8 +94,9 @@ def _print_plan_json(plan: Any, rows: list[Any]) -> None:
     rows (the C encoder only serves dumps without indentation)."""
     head = {
         "playbook": plan.playbook.file,
-        "jobs": [{"name": jp.name, "type": jp.job.type, "hosts": list(jp.hosts)}
-                 for jp in plan.jobs],
+        "jobs": [
+            {"name": jp.name, "type": jp.job.type, "hosts": list(jp.hosts)} for jp in plan.jobs
+        ],
         "warnings": list(plan.warnings),
     }
     out = sys.stdout

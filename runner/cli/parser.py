@@ -31,14 +31,21 @@ def plan_sources(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "-i", "--inventory",
+        "-i",
+        "--inventory",
         help="inventory file or directory (Ansible INI or YAML), or hosts: 'h1,h2:2222,'",
     )
     p.add_argument("-l", "--limit", help="further limit the hosts to a pattern (or @retry-file)")
     p.add_argument(
-        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VAL|@FILE",
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="KEY=VAL|@FILE",
         help="extra variables (highest precedence); repeatable",
     )
     p.add_argument("-t", "--tags", action="append", default=[], help="only steps with these tags")
     p.add_argument("--skip-tags", action="append", default=[], help="skip steps with these tags")
-    p.add_argument("--start-at-job", metavar="NAME", help="start at this job, skipping earlier ones")
+    p.add_argument(
+        "--start-at-job", metavar="NAME", help="start at this job, skipping earlier ones"
+    )

@@ -143,7 +143,13 @@ def summarize(
         jobs.append(summary)
     error = getattr(report, "store_error", None)
     return RunSummary(
-        playbook, jobs, stats, exit_code, report.interrupted, check, round(duration, 6),
+        playbook,
+        jobs,
+        stats,
+        exit_code,
+        report.interrupted,
+        check,
+        round(duration, 6),
         None if error is None else str(error),
     )
 

@@ -237,8 +237,13 @@ class SSHConnection(Connection):
         for i, hop in enumerate(self.jump):
             sock = self._dial(hop["address"], hop["port"]) if i == 0 else None
             conn = self._fabric_connection(
-                hop["address"], hop["port"], hop["user"],
-                _identities_for(hop.get("key_file"), None), self.connect_timeout, gateway, sock,
+                hop["address"],
+                hop["port"],
+                hop["user"],
+                _identities_for(hop.get("key_file"), None),
+                self.connect_timeout,
+                gateway,
+                sock,
             )
             name = hop["address"] if hop["port"] == 22 else f"[{hop['address']}]:{hop['port']}"
             conn.client.set_missing_host_key_policy(
@@ -388,7 +393,9 @@ class SSHConnection(Connection):
                 pump.abort()
             raise
         finally:
-            if pump is None or not pump.reusable:  # it left, died, or is still busy with a killed step
+            if (
+                pump is None or not pump.reusable
+            ):  # it left, died, or is still busy with a killed step
                 with self._shell_lock:
                     if self._shell is shell:
                         self._shell = None

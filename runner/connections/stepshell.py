@@ -109,8 +109,10 @@ class StepShell:
     def fits(script: str) -> bool:
         """True when `script` is short enough to send to a step shell (and holds no NUL
         byte, which bash would drop from what it reads, miscounting the script)."""
-        return len(script) <= MAX_SCRIPT and len(script.encode()) <= MAX_SCRIPT and (
-            "\0" not in script
+        return (
+            len(script) <= MAX_SCRIPT
+            and len(script.encode()) <= MAX_SCRIPT
+            and ("\0" not in script)
         )
 
     def send(self, script: str) -> bytes:

@@ -130,11 +130,11 @@ _PUT = _RESOLVE + (
     'case $d in */*) f="${d%/*}/";; *) f=;; esac\n'
     'f="$f$tmp"\n'
     't="$f/file" u=$(umask) o=\n'
-    'umask 077\n'
+    "umask 077\n"
     'if [ -z "$m" ] && [ -f "$d" ] && [ ! -h "$d" ]; then m=$(st %a %Lp) o=$(st %u:%g %u:%g); fi\n'
     '[ -n "$m" ] || m=$(printf %o $((0666 & ~0$u)))\n'
     'mkdir "$f" || exit 1\n'
-    "trap 'rm -f \"$t\"; rmdir \"$f\"' EXIT\n"
+    'trap \'rm -f "$t"; rmdir "$f"\' EXIT\n'
     "trap 'exit 1' HUP INT TERM PIPE\n"
     ': > "$t" || exit 1\n'
     '[ -z "$o" ] || chown "$o" "$t" 2>/dev/null\n'
@@ -151,7 +151,7 @@ _PROBE = _RESOLVE + (
     '{ [ -f "$d" ] && [ ! -h "$d" ]; } || { echo none; exit 0; }\n'
     'h=$(sha256sum < "$d" 2>/dev/null || shasum -a 256 < "$d" 2>/dev/null'
     ' || openssl dgst -sha256 -r < "$d" 2>/dev/null) && h=${h%% *} || h=\n'
-    'm=$(st %a %Lp)\n'
+    "m=$(st %a %Lp)\n"
     'echo "file ${m:--} ${h:--}"\n'
 )
 

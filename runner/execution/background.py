@@ -41,9 +41,16 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
     if context.request is None or context.store_path is None:
         raise RunnerError("a background job needs the run's plan request and job store path")
     job = BackgroundTask(
-        request=context.request, job=jp.name, host=host, child=child,
-        store=str(context.store_path), registered=dict(context.registered.get(host, {})),
-        check=context.check, diff=context.diff, detach=jp.job.detach, runner=os.getpid(),
+        request=context.request,
+        job=jp.name,
+        host=host,
+        child=child,
+        store=str(context.store_path),
+        registered=dict(context.registered.get(host, {})),
+        check=context.check,
+        diff=context.diff,
+        detach=jp.job.detach,
+        runner=os.getpid(),
     )
     payload = json.dumps(dataclasses.asdict(job), default=str).encode()
     if jp.job.detach:
@@ -79,8 +86,9 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
             why = tail[-1] if tail else f"exit status {proc.returncode}"
             return ChildReport("Failed", f"background worker {proc.pid} failed: {why}")
         # What its steps registered is there for later jobs, as a thread job's is.
-        remember(context.plan, context.registered.setdefault(host, {}),
-                 data.get("registered") or {})
+        remember(
+            context.plan, context.registered.setdefault(host, {}), data.get("registered") or {}
+        )
         return report
 
 
@@ -170,6 +178,8 @@ def worker_command() -> list[str]:
     out, and the directory this runner was imported from goes first instead.
     """
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-            "from runner.execution.worker import main; raise SystemExit(main())")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from runner.execution.worker import main; raise SystemExit(main())"
+    )
     return [sys.executable, "-P", "-c", code, root]

@@ -48,9 +48,19 @@ class InProcessChild:
         runtime = functools.partial(context.writer.set_runtime, child)
         try:
             runner = StepRunner(
-                context.plan, jp, host, child, conn, local, sink, context.writer,
-                task.control, context.registered.setdefault(host, {}), context.events,
-                context.check, diff=context.diff,
+                context.plan,
+                jp,
+                host,
+                child,
+                conn,
+                local,
+                sink,
+                context.writer,
+                task.control,
+                context.registered.setdefault(host, {}),
+                context.events,
+                context.check,
+                diff=context.diff,
                 runtime=runtime if context.record_groups else None,
             )
             return runner.run_all()

@@ -86,7 +86,11 @@ class Executor:
     """Runs one Plan. Create, call `run()`, read the RunReport."""
 
     def __init__(
-        self, plan: Plan, store: Any, options: RunOptions, events: Any,
+        self,
+        plan: Plan,
+        store: Any,
+        options: RunOptions,
+        events: Any,
         sessions: SessionPool | None = None,
     ) -> None:
         self.plan, self.store, self.options, self.events = plan, store, options, events
@@ -97,8 +101,17 @@ class Executor:
         self.pool = ThreadPoolExecutor(max_workers=max(1, options.forks), thread_name_prefix="host")
         self.registered: dict[str, dict[str, Any]] = {h: {} for h in plan.inventory.hosts}
         self.context = RunContext(
-            plan, store, self.writer, self.files, self.sessions, self.registered, events,
-            options.check, options.diff, options.request, options.store_path,
+            plan,
+            store,
+            self.writer,
+            self.files,
+            self.sessions,
+            self.registered,
+            events,
+            options.check,
+            options.diff,
+            options.request,
+            options.store_path,
         )
         self._lock = threading.Lock()
         self.parent_ids: dict[str, int] = {}
@@ -121,8 +134,13 @@ class Executor:
             first = jp.steps[0]
             command = shown_command(first, first.args)
             parent = self.store.create_job(
-                job.name, job.type, command, ",".join(jp.hosts),
-                detach=job.detach, results_to=job.results.to, results_path=job.results.path,
+                job.name,
+                job.type,
+                command,
+                ",".join(jp.hosts),
+                detach=job.detach,
+                results_to=job.results.to,
+                results_path=job.results.path,
                 playbook=os.path.abspath(self.plan.playbook.file),
             )
             self.parent_ids[job.name] = parent
@@ -136,8 +154,14 @@ class Executor:
                 for host in jp.hosts
             ]
             children = self.store.create_children(
-                parent, job.name, job.type, command, places, detach=job.detach,
-                results_to=job.results.to, playbook=os.path.abspath(self.plan.playbook.file),
+                parent,
+                job.name,
+                job.type,
+                command,
+                places,
+                detach=job.detach,
+                results_to=job.results.to,
+                playbook=os.path.abspath(self.plan.playbook.file),
             )
             for host, child in zip(jp.hosts, children, strict=True):
                 self.child_ids[(job.name, host)] = child
@@ -167,8 +191,9 @@ class Executor:
     def run(self) -> RunReport:
         self._create_records()
         threads = [
-            threading.Thread(target=self._job_thread, args=(jp,), name=f"job-{jp.name}",
-                             daemon=True)
+            threading.Thread(
+                target=self._job_thread, args=(jp,), name=f"job-{jp.name}", daemon=True
+            )
             for jp in self.plan.jobs
         ]
         for thread in threads:
@@ -192,8 +217,9 @@ class Executor:
             self._leave_detached()
         interrupted = interrupted or (self.stop_all.stopped and not self.stop_all.fail)
         interrupted = interrupted or self.stopped_outside
-        return RunReport([self.results[jp.name] for jp in self.plan.jobs], interrupted,
-                         self._store_error)
+        return RunReport(
+            [self.results[jp.name] for jp in self.plan.jobs], interrupted, self._store_error
+        )
 
     def _store_failed(self, error: BaseException) -> None:
         """The store refused a write: a job's output would have a hole, so the run stops
@@ -218,7 +244,8 @@ class Executor:
                 child = self.child_ids[(jp.name, host)]
                 if JobState(self.store.get(child).state) == JobState.Running:
                     self.store.set_state(
-                        child, JobState.Disconnected,
+                        child,
+                        JobState.Disconnected,
                         f"detached: runs on {host} without the runner; "
                         f"'runner job receive {child}' reconnects",
                     )
@@ -412,8 +439,7 @@ class Executor:
         if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
                 self.failed_hosts[jp.name].add(host)
-        result = ChildResult(child, host, state, report.reason, report.unreachable,
-                             report.counts)
+        result = ChildResult(child, host, state, report.reason, report.unreachable, report.counts)
         with self._lock:
             self.results[jp.name].children.append(result)
         self.events.host_done(jp, host, result)

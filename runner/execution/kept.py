@@ -31,7 +31,8 @@ def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remo
     for step in jp.steps:
         commands = tuple(
             remote.ScriptCommand(str(one.args), one.env, one.cwd)
-            for one in render_step(scope, step).items if one.when
+            for one in render_step(scope, step).items
+            if one.when
         )
         if not commands:
             now = time.time()

@@ -60,16 +60,20 @@ def _end_remote(record: Any) -> str | None:
         conn = connect(record)
     except (RunnerError, OSError) as error:
         why = error.reason if isinstance(error, ConnectError) else str(error)
-        return (f"cannot reach {host} to end its process group {pgid} ({why}); "
-                f"'runner job stop {record.id}' tries again")
+        return (
+            f"cannot reach {host} to end its process group {pgid} ({why}); "
+            f"'runner job stop {record.id}' tries again"
+        )
     try:
         if record.remote_dir:
             remote.mark_stopped(conn, record.remote_dir, pgid)
         else:
             conn.kill_process_group(pgid)
     except (RunnerError, OSError) as error:
-        return (f"lost {host} while ending its process group {pgid} ({error}); "
-                f"'runner job stop {record.id}' tries again")
+        return (
+            f"lost {host} while ending its process group {pgid} ({error}); "
+            f"'runner job stop {record.id}' tries again"
+        )
     finally:
         conn.close()
     return None
@@ -83,7 +87,8 @@ def stop_orphan(store: Any, record: Any) -> None:
 
     problem = end_processes(store, [record]).get(record.id)
     if problem is not None:
-        raise RunnerError(f"job {record.id} on {record.location}: {problem}; "
-                          "the job is left as it was")
+        raise RunnerError(
+            f"job {record.id} on {record.location}: {problem}; the job is left as it was"
+        )
     store.request_stop(record.id)
     store.finish(record.id, JobState.Stopped, "stopped by 'runner job stop'")

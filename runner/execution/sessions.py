@@ -137,8 +137,7 @@ def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float)
     user = session.user if session is not None and session.user else info.user
     return {
         "connection": info.connection,
-        "address": info.address if "ansible_host" in given else config.get("address",
-                                                                           info.address),
+        "address": info.address if "ansible_host" in given else config.get("address", info.address),
         "port": port,
         "user": user or config.get("user") or getpass.getuser(),
         "key_file": info.key_file or config.get("key_file"),

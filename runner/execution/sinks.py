@@ -77,9 +77,7 @@ class StoreWriter:
     """Batches output records and step results into the job store from one writer
     thread: a transaction per batch, however many hosts are writing."""
 
-    def __init__(
-        self, store: Any, on_error: Callable[[BaseException], None] | None = None
-    ) -> None:
+    def __init__(self, store: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
         self._store = store
         self._on_error = on_error
         self._queue: queue.Queue[Any] = queue.Queue()

@@ -153,7 +153,10 @@ class StepRunner:
         self._results = results
         self.record_step = results.record_step  # a StoreWriter (batched) or the JobStore
         self.control, self.registered, self.events, self.check = (
-            control, registered, events, check,
+            control,
+            registered,
+            events,
+            check,
         )
         self.diff = diff
         self.templar = plan.templar
@@ -167,8 +170,9 @@ class StepRunner:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
         for step in self.jp.steps:
             if self._store_refused():
-                self.control.stop(f"the job store refused a write: {self._store_refused()}",
-                                  fail=True)
+                self.control.stop(
+                    f"the job store refused a write: {self._store_refused()}", fail=True
+                )
             if self.control.stopped:
                 return self._stopped(counts)
             started = time.time()
@@ -229,7 +233,13 @@ class StepRunner:
         step = dataclasses.replace(step, name=self._label or step.name)
         self._label = ""
         self.record_step(
-            self.child_id, step.index, step.name, outcome.rc, outcome.status, started, ended,
+            self.child_id,
+            step.index,
+            step.name,
+            outcome.rc,
+            outcome.status,
+            started,
+            ended,
             outcome.error,
         )
         if self.events is not None:
@@ -286,7 +296,9 @@ class StepRunner:
             if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
                 return outcome
             name = step.register or "result"
-            if holds(self.plan, step, step.until, one.scope.child({name: outcome.registered(attempt)})):
+            if holds(
+                self.plan, step, step.until, one.scope.child({name: outcome.registered(attempt)})
+            ):
                 return outcome
             if attempt < attempts and self.control.event.wait(step.delay):
                 return StepOutcome(STATUS_STOPPED)
@@ -383,7 +395,9 @@ class StepRunner:
                 output.append(data)
 
         result = self.conn.run(
-            probe_script(dest, source_name), on_output=collect, timeout=step.timeout,
+            probe_script(dest, source_name),
+            on_output=collect,
+            timeout=step.timeout,
             stop_event=self.control.event,
         )
         if result.interrupted:
@@ -397,8 +411,10 @@ class StepRunner:
     def _chmod(self, step: Step, path: str, mode: int) -> StepOutcome:
         """Give a file whose content is already right the step's mode."""
         result = self.conn.run(
-            f"chmod {mode:o} -- {shlex.quote(path)}", on_output=lambda *_: None,
-            timeout=step.timeout, stop_event=self.control.event,
+            f"chmod {mode:o} -- {shlex.quote(path)}",
+            on_output=lambda *_: None,
+            timeout=step.timeout,
+            stop_event=self.control.event,
         )
         if result.interrupted:
             return self._interrupted(step, result)
@@ -539,12 +555,23 @@ class StepRunner:
 
 def _combine(current: StepOutcome, new: StepOutcome) -> StepOutcome:
     """A loop's overall outcome: failed if any item failed, changed if any changed."""
-    rank = [STATUS_SKIPPED, STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_TIMEDOUT,
-            STATUS_STOPPED]
+    rank = [
+        STATUS_SKIPPED,
+        STATUS_OK,
+        STATUS_CHANGED,
+        STATUS_FAILED,
+        STATUS_TIMEDOUT,
+        STATUS_STOPPED,
+    ]
     worse = new if rank.index(new.status) >= rank.index(current.status) else current
-    return StepOutcome(worse.status, worse.rc, current.stdout + new.stdout,
-                       current.stderr + new.stderr, worse.error,
-                       stderr_tail=(current.stderr_tail + new.stderr_tail)[-TAIL_LINES:])
+    return StepOutcome(
+        worse.status,
+        worse.rc,
+        current.stdout + new.stdout,
+        current.stderr + new.stderr,
+        worse.error,
+        stderr_tail=(current.stderr_tail + new.stderr_tail)[-TAIL_LINES:],
+    )
 
 
 class Tail:

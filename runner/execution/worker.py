@@ -51,10 +51,21 @@ class PipeEvents:
         self.send({"event": "output", "stream": stream, "text": text})
 
     def step_done(self, jp: Any, host: str, step: Any, outcome: Any, seconds: float) -> None:
-        shown = {"status": outcome.status, "rc": outcome.rc, "error": outcome.error,
-                 "stderr_tail": outcome.stderr_tail}
-        self.send({"event": "step_done", "step": step.index, "name": step.name,
-                   "outcome": shown, "seconds": seconds})
+        shown = {
+            "status": outcome.status,
+            "rc": outcome.rc,
+            "error": outcome.error,
+            "stderr_tail": outcome.stderr_tail,
+        }
+        self.send(
+            {
+                "event": "step_done",
+                "step": step.index,
+                "name": step.name,
+                "outcome": shown,
+                "seconds": seconds,
+            }
+        )
 
 
 def _die_with_parent() -> None:
@@ -80,15 +91,24 @@ def main() -> int:
     plan = replan(task.request)
     jp = plan.job(task.job)
     store = JobStore(task.store)
-    threading.Thread(target=_poll_stop,
-                     args=(store, task.child, control, None if task.detach else task.runner),
-                     daemon=True).start()
+    threading.Thread(
+        target=_poll_stop,
+        args=(store, task.child, control, None if task.detach else task.runner),
+        daemon=True,
+    ).start()
     registered: dict[str, Any] = {}
     remember(plan, registered, task.registered)
     context = RunContext(
-        plan, store, StoreWriter(store), FileWriter(), SessionPool(plan, None),
-        {task.host: registered}, None if task.detach else PipeEvents(sys.stdout),
-        task.check, task.diff, record_groups=False,
+        plan,
+        store,
+        StoreWriter(store),
+        FileWriter(),
+        SessionPool(plan, None),
+        {task.host: registered},
+        None if task.detach else PipeEvents(sys.stdout),
+        task.check,
+        task.diff,
+        record_groups=False,
     )
     try:
         report = InProcessChild().run(context, ChildTask(jp, task.host, task.child, control))
@@ -98,8 +118,14 @@ def main() -> int:
     if task.detach:
         store.finish(task.child, report.state, report.reason)
     PipeEvents(sys.stdout).send(
-        {"state": report.state, "reason": report.reason, "counts": report.counts,
-         "registered": registered}, default=str)
+        {
+            "state": report.state,
+            "reason": report.reason,
+            "counts": report.counts,
+            "registered": registered,
+        },
+        default=str,
+    )
     return 0
 
 

@@ -66,7 +66,14 @@ BUSY_TIMEOUT_S = 30.0
 BEGIN_ATTEMPTS = 5
 STREAMS = ("stdout", "stderr")
 STEP_STATUSES = (
-    "ok", "failed", "skipped", "changed", "unreachable", "stopped", "timedout", "running",
+    "ok",
+    "failed",
+    "skipped",
+    "changed",
+    "unreachable",
+    "stopped",
+    "timedout",
+    "running",
 )
 
 # v2: output kept on a target (detached jobs, `results.to: remote`). Per child, step and
@@ -294,8 +301,12 @@ class JobStore:
         `owner_pid` defaults to this process: the runner that must end the job if it
         ends. Its start time is recorded too, so a reused pid is not taken for it.
         """
-        common = {"detach": detach, "results_to": results_to, "playbook": playbook,
-                  "owner_pid": owner_pid}
+        common = {
+            "detach": detach,
+            "results_to": results_to,
+            "playbook": playbook,
+            "owner_pid": owner_pid,
+        }
         return self.create_children(
             parent_id, name, type, command, [(location, results_path, spec)], **common
         )[0]
@@ -513,8 +524,9 @@ class JobStore:
         Clear `local_pid` when its process ends, so a later stop cannot signal a
         stranger that reused the pid (its start time is kept beside it for the same end).
         """
-        changes = runtime_changes(remote_pgid=remote_pgid, local_pid=local_pid,
-                                  remote_dir=remote_dir)
+        changes = runtime_changes(
+            remote_pgid=remote_pgid, local_pid=local_pid, remote_dir=remote_dir
+        )
         if not changes:
             return
         with self._write() as conn:
@@ -568,13 +580,13 @@ class JobStore:
             dead = [row for row in dead if not _leaves_processes(row)]
             if not dead:
                 return []
-        problems = self._end_orphans([row for row in dead if _leaves_processes(row)],
-                                     end_processes)
+        problems = self._end_orphans([row for row in dead if _leaves_processes(row)], end_processes)
         settled = []
         with self._write() as conn:
             marks = ", ".join("?" * len(dead))
-            rows = conn.execute(f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})",
-                                [row["id"] for row in dead]).fetchall()
+            rows = conn.execute(
+                f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})", [row["id"] for row in dead]
+            ).fetchall()
             for row in rows:
                 if gone(row) and _settle_orphan(conn, row, problems.get(row["id"])):
                     settled.append(row["id"])
@@ -701,8 +713,13 @@ class JobStore:
 
     @contextmanager
     def delivering(
-        self, job_id: int, *, keep: bool = False, host: str | None = None,
-        limit: int = 1000, after: int = 0,
+        self,
+        job_id: int,
+        *,
+        keep: bool = False,
+        host: str | None = None,
+        limit: int = 1000,
+        after: int = 0,
     ) -> Iterator[Delivery]:
         """Up to `limit` unreceived records (ids above `after`) for a receiver to write out.
 
@@ -712,8 +729,11 @@ class JobStore:
         time, so no record is delivered twice.
         """
         with self._read() as conn:
-            ids = [leaf["id"] for leaf in _leaf_rows(conn, job_id)
-                   if host is None or leaf["location"] == host]
+            ids = [
+                leaf["id"]
+                for leaf in _leaf_rows(conn, job_id)
+                if host is None or leaf["location"] == host
+            ]
         with contextlib.nullcontext() if keep else self._receive_turn(ids):
             with self._read() as conn:
                 delivery = Delivery(_unreceived_by_id(conn, ids, after, limit))
@@ -921,8 +941,9 @@ class _OwnerJudge:
         self._seen: dict[Owner, bool] = {}
 
     def __call__(self, row: sqlite3.Row) -> bool:
-        owner = Owner(row["owner_machine"], row["owner_pidns"], row["owner_pid"],
-                      row["owner_start"])
+        owner = Owner(
+            row["owner_machine"], row["owner_pidns"], row["owner_pid"], row["owner_start"]
+        )
         if owner not in self._seen:
             self._seen[owner] = judge(owner) == Liveness.GONE
         return self._seen[owner]
@@ -1079,8 +1100,9 @@ def _refuse_empty(path: Path) -> None:
     pages cannot stand without the file they belong to."""
     if path.stat().st_size == 0:
         raise StoreError(
-            path, "the job store is empty (0 bytes: truncated?): move it aside "
-            f"(mv {path} {path}.bad) and runner starts a new, empty store"
+            path,
+            "the job store is empty (0 bytes: truncated?): move it aside "
+            f"(mv {path} {path}.bad) and runner starts a new, empty store",
         )
 
 

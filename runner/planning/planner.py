@@ -92,7 +92,9 @@ class Plan:
         passwords = [v for p in self.inventory.secrets() for v in secret_values(p)]
         if not names and not passwords:
             return Redactor()
-        values = [v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])]
+        values = [
+            v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])
+        ]
         values += passwords
         for jp in self.jobs:  # a job's own `vars:` may hold a secret too
             for host in jp.hosts:
@@ -239,7 +241,10 @@ def _select(
         raise PatternError(
             f"bad host pattern {pattern!r}: {error.message}"
             + (f" (with --limit {limit!r})" if limit else ""),
-            where.file, where.line, where.col, f"{where.path}.{key}",
+            where.file,
+            where.line,
+            where.col,
+            f"{where.path}.{key}",
         ) from None
 
 
@@ -274,13 +279,19 @@ def _render_rows(plan: Plan) -> list[PlannedStep]:
 def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Iterator[PlannedStep]:
     when = step.when if step.when is None else str(step.when)
     row: dict[str, Any] = {
-        "job": jp.name, "type": jp.job.type, "host": scope.host, "index": step.index,
-        "step": step.name, "action": step.action, "when": when,
+        "job": jp.name,
+        "type": jp.job.type,
+        "host": scope.host,
+        "index": step.index,
+        "step": step.name,
+        "action": step.action,
+        "when": when,
     }
     rendered = render_step(scope, step)
     if rendered.deferred:
         yield PlannedStep(command=plan.redactor(rendered.written), deferred=True, **row)
         return
     for one in rendered.items:
-        yield PlannedStep(command=plan.redactor(one.command), item=one.item,
-                          skipped=not one.when, **row)
+        yield PlannedStep(
+            command=plan.redactor(one.command), item=one.item, skipped=not one.when, **row
+        )

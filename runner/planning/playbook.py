@@ -24,8 +24,9 @@ from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 STEP_NAME_WIDTH = 60
 _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this module imports lazily
 # Keys whose values are names, never rendered; and the keys that hold bare expressions.
-_NOT_RENDERED = frozenset(("name", "needs", "tags", "register", "session", "targets", "type",
-                           "secrets"))
+_NOT_RENDERED = frozenset(
+    ("name", "needs", "tags", "register", "session", "targets", "type", "secrets")
+)
 _EXPRESSIONS = frozenset(("when", "until"))
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
 
@@ -120,7 +121,8 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
     args = spec[action]
     return Step(
         index=index,
-        name=spec.get("name") or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
+        name=spec.get("name")
+        or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
         where=document.location(job_path + ("steps", index)),
@@ -235,8 +237,7 @@ def _check_modes(document: Document) -> list[LocatedError]:
                 args = step.get(action) if isinstance(step, dict) else None
                 mode = args.get("mode") if isinstance(args, dict) else None
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
-                    message = (f"{mode} is not an octal file mode: write it as a string "
-                               f"like '0644'")
+                    message = f"{mode} is not an octal file mode: write it as a string like '0644'"
                     path = ("jobs", index, "steps", number, action, "mode")
                     problems.append(document.error(message, path))
     return problems
@@ -255,11 +256,14 @@ def _check_kept_on_target(
         if job.detach and job.type == "thread":
             yield document.error(
                 "a thread job cannot be detached: it lives in the runner's process "
-                "(use type: background)", path + ("detach",))
+                "(use type: background)",
+                path + ("detach",),
+            )
         if job.results.to == "remote" and job.type != "remote":
             yield document.error(
                 f"results.to: remote needs a remote job (this one is {job.type})",
-                path + ("results", "to"))
+                path + ("results", "to"),
+            )
         if job.type != "remote" or not (job.detach or job.results.to == "remote"):
             continue
         registered: set[str] = set()
@@ -268,8 +272,7 @@ def _check_kept_on_target(
             why = _not_on_target(step, registered, secrets, templar)
             if why:
                 kind = "a detached job" if job.detach else "a job with results.to: remote"
-                yield document.error(f"{why}: {kind} runs on the target without the runner",
-                                     where)
+                yield document.error(f"{why}: {kind} runs on the target without the runner", where)
             if step.register:
                 registered.add(step.register)
 
@@ -281,13 +284,20 @@ def _not_on_target(
         return f"'{step.action}' steps cannot run in it, only 'run'"
     if step.until or step.retries:
         return "'retries'/'until' cannot be used in it"
-    reads = (templar.names(step.args) | templar.expression_names(step.when)
-             | templar.names(step.loop) | templar.names(step.env) | templar.names(step.cwd))
+    reads = (
+        templar.names(step.args)
+        | templar.expression_names(step.when)
+        | templar.names(step.loop)
+        | templar.names(step.env)
+        | templar.names(step.cwd)
+    )
     if reads & registered:
         return f"uses '{min(reads & registered)}', registered by an earlier step of the same job"
     if reads & secrets and not step.no_log:
-        return (f"uses secret '{min(reads & secrets)}' without no_log: its output is read "
-                "later, where the secret is not known to mask it")
+        return (
+            f"uses secret '{min(reads & secrets)}' without no_log: its output is read "
+            "later, where the secret is not known to mask it"
+        )
     return None
 
 
@@ -315,9 +325,7 @@ def _check_templates(document: Document) -> Iterator[LocatedError]:
             yield TemplateError(message, file, problem.lineno, None, format_path(path))
 
 
-def _template_strings(
-    value: Any, path: KeyPath, free: bool
-) -> Iterator[tuple[KeyPath, str, bool]]:
+def _template_strings(value: Any, path: KeyPath, free: bool) -> Iterator[tuple[KeyPath, str, bool]]:
     """(key path, text, is an expression) of each string the runner renders."""
     if isinstance(value, str):
         if not free and _is_expression(path):

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from runner.planning.templating import Variables
 
 
-
 class Unrendered:
     """Stands for a value not known yet (a loop's `item` in a step's label, a result a
     check-mode run did not register): renders as its own template text, `{{ item }}`."""
@@ -119,8 +118,7 @@ def render_step(
     variables = scope.variables
     items = _loop_items(plan, step, variables)
     rendered = tuple(
-        _render_item(plan, step, item, _with_item(step, variables, item), unknown)
-        for item in items
+        _render_item(plan, step, item, _with_item(step, variables, item), unknown) for item in items
     )
     if step.loop is None:
         return RenderedStep(step, rendered, rendered[0].label)
@@ -130,8 +128,13 @@ def render_step(
 def reads(plan: Plan, step: Step) -> set[str]:
     """Every variable name the step's templates read."""
     templar = plan.templar
-    return (templar.names(step.args) | templar.expression_names(step.when)
-            | templar.names(step.loop) | templar.names(step.env) | templar.names(step.cwd))
+    return (
+        templar.names(step.args)
+        | templar.expression_names(step.when)
+        | templar.names(step.loop)
+        | templar.names(step.env)
+        | templar.names(step.cwd)
+    )
 
 
 def _loop_items(plan: Plan, step: Step, variables: Variables) -> list[Any]:

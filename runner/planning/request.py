@@ -35,8 +35,9 @@ class PlanRequest:
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> PlanRequest:
-        return PlanRequest(**{**data, "tags": tuple(data["tags"]),
-                              "skip_tags": tuple(data["skip_tags"])})
+        return PlanRequest(
+            **{**data, "tags": tuple(data["tags"]), "skip_tags": tuple(data["skip_tags"])}
+        )
 
 
 def playbook_digest(path: str) -> str:
@@ -55,10 +56,15 @@ def replan(request: PlanRequest) -> Plan:
 
     checked = bool(request.digest) and playbook_digest(request.playbook) == request.digest
     playbook = load_playbook(request.playbook, schema_checked=checked)
-    inventory = (implicit_localhost() if request.inventory is None
-                 else load_inventory(request.inventory))
+    inventory = (
+        implicit_localhost() if request.inventory is None else load_inventory(request.inventory)
+    )
     return build_plan(
-        playbook, inventory, extra_vars=request.extra_vars, limit=request.limit,
-        tags=list(request.tags), skip_tags=list(request.skip_tags),
+        playbook,
+        inventory,
+        extra_vars=request.extra_vars,
+        limit=request.limit,
+        tags=list(request.tags),
+        skip_tags=list(request.skip_tags),
         start_at_job=request.start_at_job,
     )

@@ -43,9 +43,18 @@ _TYPE_WORDS = {
 }
 # Ansible's words for runner's keys, suggested when a playbook uses them.
 ANSIBLE_WORDS = {
-    "hosts": "targets", "tasks": "steps", "shell": "run", "command": "run", "raw": "run",
-    "become": "sudo", "with_items": "loop", "environment": "env", "chdir": "cwd",
-    "copy": "put", "fetch": "get", "local_action": "local",
+    "hosts": "targets",
+    "tasks": "steps",
+    "shell": "run",
+    "command": "run",
+    "raw": "run",
+    "become": "sudo",
+    "with_items": "loop",
+    "environment": "env",
+    "chdir": "cwd",
+    "copy": "put",
+    "fetch": "get",
+    "local_action": "local",
 }
 # Per key path only the most basic finding is kept: a wrong type explains everything
 # else wrong with the node, and an unknown key is likely the misspelt required one.

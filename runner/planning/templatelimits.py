@@ -165,8 +165,9 @@ _METHODS: dict[str, Callable[..., int]] = {
     "center": lambda s, width, *_: max(len(s), _int(width)),
     "ljust": lambda s, width, *_: max(len(s), _int(width)),
     "rjust": lambda s, width, *_: max(len(s), _int(width)),
-    "expandtabs": lambda s, tabsize=8: len(s) + s.count("\t" if isinstance(s, str) else b"\t")
-    * _int(tabsize),
+    "expandtabs": lambda s, tabsize=8: (
+        len(s) + s.count("\t" if isinstance(s, str) else b"\t") * _int(tabsize)
+    ),
     "replace": _replaced,
     "translate": _translated,
     "to_bytes": lambda n, length=1, *_, **__: _int(length),
@@ -280,9 +281,16 @@ def _tojson(f: Any, ctx: Any, value: Any, indent: Any = None) -> Any:
 
 
 _FILTERS: dict[str, Callable[..., Any]] = {
-    "center": _center, "indent": _indent, "wordwrap": _wordwrap, "join": _join,
-    "replace": _replace, "format": _format, "sum": _sum, "tojson": _tojson,
-    "slice": _slice, "batch": _batch,
+    "center": _center,
+    "indent": _indent,
+    "wordwrap": _wordwrap,
+    "join": _join,
+    "replace": _replace,
+    "format": _format,
+    "sum": _sum,
+    "tojson": _tojson,
+    "slice": _slice,
+    "batch": _batch,
 }
 
 

@@ -119,14 +119,16 @@ def _check_size(operator: str, left: Any, right: Any) -> None:
         if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
             if right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
                 raise jinja2.sandbox.SecurityError(
-                    f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)")
+                    f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)"
+                )
         return
     if operator == "*":
         sequence, count = (left, right) if isinstance(left, sized) else (right, left)
         if isinstance(sequence, sized) and _is_int(count) and len(sequence) * count > MAX_LENGTH:
             raise jinja2.sandbox.SecurityError(
                 f"repeating a {type(sequence).__name__} {count} times makes more than "
-                f"{MAX_LENGTH} items")
+                f"{MAX_LENGTH} items"
+            )
         return
     if isinstance(left, sized) and isinstance(right, sized) and len(left) + len(right) > MAX_LENGTH:
         raise jinja2.sandbox.SecurityError(f"joining them makes more than {MAX_LENGTH} items")
@@ -202,7 +204,7 @@ class Variables(Mapping[str, Any]):
         if not render or not _needs_render(value):
             return value
         if key in self._rendering:
-            chain = " -> ".join([*self._rendering[self._rendering.index(key):], key])
+            chain = " -> ".join([*self._rendering[self._rendering.index(key) :], key])
             raise jinja2.TemplateError(f"variable '{key}' refers to itself ({chain})")
         if len(self._rendering) >= _MAX_DEPTH:
             raise jinja2.TemplateError(
@@ -306,7 +308,9 @@ class Templar:
         except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, str(value), where) from None
 
-    def evaluate(self, expr: Any, variables: Mapping[str, Any], where: Location | None = None) -> Any:
+    def evaluate(
+        self, expr: Any, variables: Mapping[str, Any], where: Location | None = None
+    ) -> Any:
         """Evaluate a bare expression (`when:`, `until:`) as Ansible does: no braces needed."""
         if isinstance(expr, bool):
             return expr

@@ -300,7 +300,9 @@ class _Builder:
             raise self.fail(str(exc.problem or exc).strip(), node, path) from None
         except (ValueError, OverflowError) as exc:  # a 5000-digit number, a 13th month...
             why = str(exc).split(";")[0]
-            raise self.fail(f"cannot read the value {node.value[:40]!r}: {why}", node, path) from None
+            raise self.fail(
+                f"cannot read the value {node.value[:40]!r}: {why}", node, path
+            ) from None
 
     def sequence(self, node: SequenceNode, path: KeyPath) -> list[Any]:
         items = []

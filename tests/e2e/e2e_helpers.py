@@ -26,6 +26,7 @@ def processes_matching(text: str) -> list[int]:
 
 def started_job(cli: Any, name: str, timeout: float = 30) -> dict[str, Any]:
     """The parent job called `name`, once a run has created it and it is Running."""
+
     def find() -> dict[str, Any] | None:
         for job in cli.jobs():
             if job["Name"] == name and job["State"] == "Running":

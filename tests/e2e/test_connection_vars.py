@@ -24,8 +24,7 @@ from e2e_helpers import wait_until
 from tests.fleet import Fleet, live_processes, sshd_available
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
-NEEDS = (os.geteuid() == 0 and shutil.which("useradd") and shutil.which("sudo")
-         and sshd_available())
+NEEDS = os.geteuid() == 0 and shutil.which("useradd") and shutil.which("sudo") and sshd_available()
 pytestmark = pytest.mark.skipif(not NEEDS, reason="needs root, useradd, sudo and sshd")
 
 
@@ -98,8 +97,12 @@ def test_a_wrong_password_is_unreachable_and_not_shown(
     inventory = _inventory(
         hosts, tmp_path / "hosts", 0, ansible_user=user, ansible_ssh_pass="wrong-" + PASSWORD
     )
-    proc = cli("run", cli.playbook("jobs: [{name: j, targets: all, steps: [run: 'true']}]"),
-               "-i", inventory)
+    proc = cli(
+        "run",
+        cli.playbook("jobs: [{name: j, targets: all, steps: [run: 'true']}]"),
+        "-i",
+        inventory,
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "authentication failed" in proc.stdout + proc.stderr
     assert PASSWORD not in proc.stdout + proc.stderr
@@ -111,8 +114,14 @@ def test_become_with_a_password(
 ) -> None:
     extra = {"ansible_become_user": become_user} if become_user else {}
     inventory = _inventory(
-        hosts, tmp_path / "hosts", 0, ansible_user=user, ansible_password=PASSWORD,
-        ansible_become="true", ansible_become_pass=PASSWORD, **extra,
+        hosts,
+        tmp_path / "hosts",
+        0,
+        ansible_user=user,
+        ansible_password=PASSWORD,
+        ansible_become="true",
+        ansible_become_pass=PASSWORD,
+        **extra,
     )
     proc, out = _run(cli, inventory, "id -un; ps -o args= -p $PPID $$")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -126,8 +135,13 @@ def test_become_with_a_wrong_password_fails_the_step(
     cli: Any, hosts: Fleet, user: str, tmp_path: Path
 ) -> None:
     inventory = _inventory(
-        hosts, tmp_path / "hosts", 0, ansible_user=user, ansible_password=PASSWORD,
-        ansible_become="yes", ansible_become_password="not-the-" + PASSWORD,
+        hosts,
+        tmp_path / "hosts",
+        0,
+        ansible_user=user,
+        ansible_password=PASSWORD,
+        ansible_become="yes",
+        ansible_become_password="not-the-" + PASSWORD,
     )
     proc, out = _run(cli, inventory, "id -un")
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -157,7 +171,7 @@ def _through_jump_host(cli: Any, hosts: Fleet, tmp_path: Path, ssh_args: str) ->
     play = cli.playbook("jobs: [{name: j, targets: all, steps: [run: 'true']}]")
     proc = cli("run", play, "-i", str(tmp_path / "hosts"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc, log.read_text()[len(before):]
+    return proc, log.read_text()[len(before) :]
 
 
 def test_proxyjump_reaches_a_host_through_the_jump_host(
@@ -188,8 +202,10 @@ def test_proxycommand_reaches_a_host_through_the_jump_host(
         pytest.skip("needs the ssh client for the ProxyCommand")
     _, jump_address, port = hosts.hosts[0]
     _, address, _ = hosts.hosts[1]
-    proxy = (f"ssh -i {hosts.client_key} -p {port} -o StrictHostKeyChecking=no "
-             f"-o UserKnownHostsFile=/dev/null -W %h:%p root@{jump_address}")
+    proxy = (
+        f"ssh -i {hosts.client_key} -p {port} -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -W %h:%p root@{jump_address}"
+    )
     _, logged = _through_jump_host(cli, hosts, tmp_path, f'-o ProxyCommand="{proxy}"')
     assert f"target {address} port {port}" in logged
 
@@ -225,8 +241,15 @@ def test_a_become_step_is_ended_by_kill_process_group(
     marker = "sleep 3" + uuid.uuid4().hex[:6].translate(str.maketrans("abcdef", "123456"))
     _, address, port = hosts.hosts[0]
     conn = SSHConnection(
-        "pw1", address, port, user=user, password=PASSWORD, become=True,
-        become_password=PASSWORD, known_hosts=tmp_path / "known_hosts", step_shell=False,
+        "pw1",
+        address,
+        port,
+        user=user,
+        password=PASSWORD,
+        become=True,
+        become_password=PASSWORD,
+        known_hosts=tmp_path / "known_hosts",
+        step_shell=False,
     )
     started: list[int] = []
     results: list[Any] = []

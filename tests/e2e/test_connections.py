@@ -53,7 +53,9 @@ def connect(fleet: Fleet, i: int, home: Path, **kwargs: object) -> SSHConnection
 
 
 @pytest.fixture(params=["step shell", "exec channels"])
-def conn(fleet: Fleet, runner_home: Path, request: pytest.FixtureRequest) -> Iterator[SSHConnection]:
+def conn(
+    fleet: Fleet, runner_home: Path, request: pytest.FixtureRequest
+) -> Iterator[SSHConnection]:
     """A connection running steps in its step shell, and one running each on a channel."""
     step_shell = request.param == "step shell"
     with connect(fleet, 0, runner_home, step_shell=step_shell) as connection:
@@ -390,8 +392,9 @@ def test_a_detached_background_process_does_not_hold_the_step(conn: SSHConnectio
 def test_output_without_a_last_newline_and_blank_lines_arrive_exactly(conn: SSHConnection) -> None:
     for text in ["", "no newline", "\n", "a\n\n\n", "x\n" * 5000 + "end"]:
         out = Collector()
-        result = conn.run(f"printf '%s' {shlex.quote(text)}; printf '%s' {shlex.quote(text)} >&2",
-                          on_output=out)
+        result = conn.run(
+            f"printf '%s' {shlex.quote(text)}; printf '%s' {shlex.quote(text)} >&2", on_output=out
+        )
         assert result.rc == 0
         assert (out.stdout, out.stderr) == (text, text)
 

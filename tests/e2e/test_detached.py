@@ -53,9 +53,7 @@ def test_detached_job_survives_the_runner_and_is_disconnected_until_reconnected(
     child = cli.jobs()[0]["ChildJobs"][0]
     assert cli.job(1)["State"] == "Disconnected"  # nobody is attached to it now
     assert cli.job(child)["State"] == "Disconnected"
-    listed = json.loads(
-        cli("job", "list", "--refresh", "--format", "json", check=True).stdout
-    )
+    listed = json.loads(cli("job", "list", "--refresh", "--format", "json", check=True).stdout)
     assert listed[0]["State"] in ("Running", "Completed")  # reconnected: the real state
     cli("job", "wait", "1", check=True)
     assert cli.job(1)["State"] == "Completed"
@@ -91,8 +89,9 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     run = cli.start("run", play, "-i", inventory)
     started_job(cli, "attached")
     counter = started_job(cli, "counter")
-    directory = wait_until(lambda: cli.job(counter["ChildJobs"][0])["RemoteDir"],
-                           what="the counter's job directory")
+    directory = wait_until(
+        lambda: cli.job(counter["ChildJobs"][0])["RemoteDir"], what="the counter's job directory"
+    )
     directory = Path(directory).expanduser()
     wait_until(lambda: _printed(directory) >= 5, what="the counter to print 5 lines, attached")
     os.kill(run.pid, signal.SIGKILL)
@@ -103,8 +102,10 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     for pid in processes_matching("sleep 30.31"):  # the attached step's orphan
         os.kill(pid, signal.SIGKILL)
     at_kill = _printed(directory)
-    wait_until(lambda: _printed(directory) > at_kill + 5,
-               what="the counter to print 5 more lines with its runner gone")
+    wait_until(
+        lambda: _printed(directory) > at_kill + 5,
+        what="the counter to print 5 more lines with its runner gone",
+    )
     early = cli.receive(counter["Id"])
     assert early, "the first receive found nothing"
     proc = cli("job", "wait", str(counter["Id"]), "--timeout", "30")
@@ -180,8 +181,9 @@ def test_remove_keep_remote_leaves_the_directory(cli, inventory):
 
 
 def test_failing_step_ends_the_detached_job_failed_with_status_and_stderr(cli, inventory):
-    play = _detached_play(cli, "host3", ['run: "echo ok"', 'run: "echo broken >&2; exit 3"',
-                                         'run: "echo never"'])
+    play = _detached_play(
+        cli, "host3", ['run: "echo ok"', 'run: "echo broken >&2; exit 3"', 'run: "echo never"']
+    )
     cli("run", play, "-i", inventory, check=True)
     cli("job", "wait", "1", check=True)
     assert cli.job(1)["State"] == "Failed"
@@ -194,8 +196,12 @@ def test_failing_step_ends_the_detached_job_failed_with_status_and_stderr(cli, i
 
 @pytest.mark.parametrize("detach", ["detach: true", "detach: false"])
 def test_results_kept_on_the_target_never_enter_the_store(cli, inventory, detach):
-    play = _detached_play(cli, "host4", [COUNTER.format(n=4, pause=0)],
-                          extra=f"{detach}\n            results: {{to: remote}}")
+    play = _detached_play(
+        cli,
+        "host4",
+        [COUNTER.format(n=4, pause=0)],
+        extra=f"{detach}\n            results: {{to: remote}}",
+    )
     cli("run", play, "-i", inventory, check=True)
     cli("job", "wait", "1", check=True)
     assert cli.job(1)["State"] == "Completed"

@@ -17,8 +17,10 @@ PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 def fleet_inventory(fleet, tmp_path):
     (_, a1, port), (_, a2, _), (_, a3, _) = fleet.hosts[:3]
     jobs = f"runner_job_dir={job_dir_beside(tmp_path / 'fleet.ini')}"
-    common = (f"ansible_port={port} ansible_user=root"
-              f" ansible_ssh_private_key_file={fleet.client_key} {jobs}")
+    common = (
+        f"ansible_port={port} ansible_user=root"
+        f" ansible_ssh_private_key_file={fleet.client_key} {jobs}"
+    )
     path = tmp_path / "fleet.ini"
     path.write_text(
         f"localhost ansible_connection=local {jobs}\n"

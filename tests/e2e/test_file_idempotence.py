@@ -23,9 +23,13 @@ def _statuses(proc: Any) -> dict[str, str]:
 def _files(remote: Path) -> dict[str, tuple[int, int, int]]:
     """Every file under `remote`: (inode, mtime, mode), to see what a run rewrote."""
     return {
-        str(p.relative_to(remote)): (p.stat().st_ino, p.stat().st_mtime_ns,
-                                     stat.S_IMODE(p.stat().st_mode))
-        for p in sorted(remote.rglob("*")) if p.is_file()
+        str(p.relative_to(remote)): (
+            p.stat().st_ino,
+            p.stat().st_mtime_ns,
+            stat.S_IMODE(p.stat().st_mode),
+        )
+        for p in sorted(remote.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -77,8 +81,12 @@ def test_check_then_two_real_runs_agree_and_the_second_changes_nothing(cli, inve
     for proc in (check, first, second, third):
         assert proc.returncode == 0, proc.stdout + proc.stderr
     expected = {
-        "put same": "ok", "put fresh": "changed", "put mode only": "changed",
-        "put into dir": "changed", "template same": "ok", "template changed": "changed",
+        "put same": "ok",
+        "put fresh": "changed",
+        "put mode only": "changed",
+        "put into dir": "changed",
+        "template same": "ok",
+        "template changed": "changed",
     }
     file_steps = [name for name in _statuses(first) if name.split()[0] in FILE_STEPS]
     assert {name: _statuses(check)[name] for name in file_steps} == expected

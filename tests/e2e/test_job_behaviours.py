@@ -43,7 +43,9 @@ def test_remote_job_over_three_hosts_has_three_children(cli, inventory):
 
 
 def test_one_child_failing_fails_the_parent_and_keeps_the_others_output(cli, inventory):
-    play = _play(cli, "run: echo out-{{ inventory_hostname }}; test {{ inventory_hostname }} != host2")
+    play = _play(
+        cli, "run: echo out-{{ inventory_hostname }}; test {{ inventory_hostname }} != host2"
+    )
     proc = cli("run", play, "-i", inventory)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     parent = cli.jobs()[0]
@@ -55,7 +57,9 @@ def test_one_child_failing_fails_the_parent_and_keeps_the_others_output(cli, inv
 
 
 def test_one_child_stopped_none_failed_makes_the_parent_stopped(cli, inventory):
-    play = _play(cli, 'run: if [ {{ inventory_hostname }} = host2 ]; then sleep 600.21; fi; echo done')
+    play = _play(
+        cli, "run: if [ {{ inventory_hostname }} = host2 ]; then sleep 600.21; fi; echo done"
+    )
     run = cli.start("run", play, "-i", inventory)
     parent = started_job(cli, "work")
     child = next(c for c in (cli.job(i) for i in parent["ChildJobs"]) if c["Location"] == "host2")
@@ -68,8 +72,11 @@ def test_one_child_stopped_none_failed_makes_the_parent_stopped(cli, inventory):
 
 
 def test_receive_while_running_returns_output_so_far_and_nothing_twice(cli, inventory):
-    play = _play(cli, "run: echo first; while [ ! -e {{ flag }} ]; do sleep 0.05; done; echo second",
-                 targets="host1")
+    play = _play(
+        cli,
+        "run: echo first; while [ ! -e {{ flag }} ]; do sleep 0.05; done; echo second",
+        targets="host1",
+    )
     flag = cli.cwd / "go"
     run = cli.start("run", play, "-i", inventory, "-e", f"flag={flag}")
     parent = started_job(cli, "work")

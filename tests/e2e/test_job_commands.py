@@ -236,9 +236,7 @@ def test_wait_any_prints_only_the_job_that_finished(cli, inventory):
 # -- job list filters ----------------------------------------------------------------------
 
 
-def test_job_list_filters_child_state_command_has_more_data_state_case_and_newest(
-    cli, inventory
-):
+def test_job_list_filters_child_state_command_has_more_data_state_case_and_newest(cli, inventory):
     play = cli.playbook(
         """
         jobs:
@@ -279,9 +277,7 @@ def test_job_list_filters_child_state_command_has_more_data_state_case_and_newes
 # -- thread and background children: Location is the target -------------------------------
 
 
-def test_fanned_out_thread_and_background_children_are_located_on_their_targets(
-    cli, inventory
-):
+def test_fanned_out_thread_and_background_children_are_located_on_their_targets(cli, inventory):
     play = cli.playbook(
         """
         jobs:

@@ -35,19 +35,37 @@ jobs:
 def test_failed_and_unreachable_hosts_in_json_junit_and_the_retry_file(cli, inventory, tmp_path):
     inv = _with_ghost(inventory, tmp_path)
     play = cli.playbook(FLAKY)
-    proc = cli("run", play, "-i", inv, "--format", "json", "--junit", "junit.xml",
-               "--retry-file", "deploy.retry")
+    proc = cli(
+        "run",
+        play,
+        "-i",
+        inv,
+        "--format",
+        "json",
+        "--junit",
+        "junit.xml",
+        "--retry-file",
+        "deploy.retry",
+    )
     assert proc.returncode == 3, proc.stderr  # unreachable outranks failed
 
     document = json.loads(proc.stdout)
     (job,) = document["jobs"]
     states = {c["host"]: (c["State"], c["unreachable"]) for c in job["children"]}
-    assert states == {"host1": ("Completed", False), "host2": ("Failed", False),
-                      "host3": ("Completed", False), "ghost": ("Failed", True)}
+    assert states == {
+        "host1": ("Completed", False),
+        "host2": ("Failed", False),
+        "host3": ("Completed", False),
+        "ghost": ("Failed", True),
+    }
     assert document["stats"]["ghost"]["unreachable"] == 1
     assert document["stats"]["host2"]["failed"] == 1
-    assert document["stats"]["host1"] == {**document["stats"]["host1"], "changed": 2,
-                                          "failed": 0, "unreachable": 0}
+    assert document["stats"]["host1"] == {
+        **document["stats"]["host1"],
+        "changed": 2,
+        "failed": 0,
+        "unreachable": 0,
+    }
 
     root = parse_junit(cli.cwd / "junit.xml")
     cases = {c.get("name"): c for c in root.iter("testcase")}
@@ -127,8 +145,10 @@ def test_receive_json_records_carry_host_step_stream_data_and_time(cli, inventor
     }
     got = sorted((r["host"], r["step"], r["stream"], r["data"]) for r in records)
     assert got == [
-        ("host1", 0, "stdout", "out-host1\n"), ("host1", 1, "stderr", "err-host1\n"),
-        ("host2", 0, "stdout", "out-host2\n"), ("host2", 1, "stderr", "err-host2\n"),
+        ("host1", 0, "stdout", "out-host1\n"),
+        ("host1", 1, "stderr", "err-host1\n"),
+        ("host2", 0, "stdout", "out-host2\n"),
+        ("host2", 1, "stderr", "err-host2\n"),
     ]
     times = [r["time"] for r in records if r["host"] == "host1"]
     assert times == sorted(times) and all(isinstance(t, float) for t in times)
@@ -163,9 +183,13 @@ def test_runner_step_shell_false_runs_each_step_on_its_own_ssh_session(cli, flee
         """)
     inv = fleet.write_inventory(tmp_path / "hosts.ini", ["host1", "host2"])
     lines = inv.read_text().splitlines()
-    inv.write_text("\n".join(
-        line + (" runner_step_shell=false" if line.startswith("host2 ") else "") for line in lines
-    ) + "\n")
+    inv.write_text(
+        "\n".join(
+            line + (" runner_step_shell=false" if line.startswith("host2 ") else "")
+            for line in lines
+        )
+        + "\n"
+    )
     cli("run", play, "-i", str(inv), check=True)
     parents = {(r["host"], r["data"].strip()) for r in cli.receive(1)}
     assert {p for h, p in parents if h == "host1"} == {"bash"}  # the step shell

@@ -21,7 +21,7 @@ def _steps(cli, child_id: int) -> list[str]:
 def test_put_get_template_and_script_move_files_over_ssh(cli, inventory, tmp_path):
     (tmp_path / "app.conf.j2").write_text("host={{ inventory_hostname }} port={{ port }}\n")
     (tmp_path / "payload.txt").write_text("payload\n")
-    (tmp_path / "tool.sh").write_text("#!/bin/sh\necho \"tool ran with $1 on $(hostname -s)\"\n")
+    (tmp_path / "tool.sh").write_text('#!/bin/sh\necho "tool ran with $1 on $(hostname -s)"\n')
     remote = tmp_path / "remote"
     remote.mkdir()
     play = cli.playbook(
@@ -71,9 +71,7 @@ def test_register_when_loop_and_env_cwd(cli, inventory, tmp_path):
     by_host: dict[str, str] = {}
     for r in records:
         by_host[r["host"]] = by_host.get(r["host"], "") + r["data"]
-    assert by_host["host1"] == (
-        f"host1-value\nitem a\nitem b\nhello from {tmp_path}\n"
-    )
+    assert by_host["host1"] == (f"host1-value\nitem a\nitem b\nhello from {tmp_path}\n")
     assert by_host["host2"] == (
         f"host2-value\nsaw host2-value\nitem a\nitem b\nhello from {tmp_path}\n"
     )
@@ -145,7 +143,9 @@ def test_throttle_runs_at_most_that_many_hosts_at_once(cli, inventory):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     spans = []
     for child in cli.jobs("--children")[1:]:
-        start, end = (float(x) for x in "".join(r["data"] for r in cli.receive(child["Id"])).split())
+        start, end = (
+            float(x) for x in "".join(r["data"] for r in cli.receive(child["Id"])).split()
+        )
         spans.append((start, end))
     for start, _ in spans:
         running = sum(1 for s, e in spans if s <= start < e)

@@ -85,7 +85,11 @@ def test_put_template_script_and_get_work_without_sftp(cli, bare_inventory, tmp_
     fetched = cli.cwd / "fetched" / "served.txt"
     assert (fetched.read_text(), _mode(fetched)) == ("from the target\n", 0o600)
     assert sorted(p.name for p in remote.iterdir()) == [
-        "app.conf", "into", "kept.bin", "new.bin", "served.txt",
+        "app.conf",
+        "into",
+        "kept.bin",
+        "new.bin",
+        "served.txt",
     ]
     assert "tool ran with arg1" in cli("job", "receive", "1", "--keep").stdout
 

@@ -49,7 +49,7 @@ def playbook(prefix: str, jobs: int, lines: int = LINES, pause: float = 0.03) ->
             f"    type: {TYPES[number % len(TYPES)]}",
             f"    targets: {hosts[number % len(hosts)]}",
             "    steps:",
-            f"      - run: for i in $(seq 1 {lines}); do echo \"{name} line $i\"; sleep {pause}; done",
+            f'      - run: for i in $(seq 1 {lines}); do echo "{name} line $i"; sleep {pause}; done',
         ]
     return "\n".join(text) + "\n"
 
@@ -188,8 +188,10 @@ def test_sigkill_at_random_points_loses_no_stored_output_and_strands_no_job(tmp_
 def test_runners_sharing_one_store_at_once_lose_nothing(tmp_path, runs):
     runner = Runner(tmp_path)
     per_run = 15
-    plays = [runner.write(f"p{n}.yml", playbook(f"r{n}-", per_run, lines=8, pause=0.01))
-             for n in range(runs)]
+    plays = [
+        runner.write(f"p{n}.yml", playbook(f"r{n}-", per_run, lines=8, pause=0.01))
+        for n in range(runs)
+    ]
     started = [runner.start_run(play) for play in plays]
     finished = [(proc, *proc.communicate(timeout=180)) for proc in started]
     for proc, out, err in finished:
@@ -239,7 +241,10 @@ print("stopped:", control.reason)
 def test_a_stop_signal_arriving_during_a_stop_does_not_hang_the_process():
     proc = subprocess.run(
         [sys.executable, "-c", SIGNAL_INSIDE_STOP],
-        check=False, capture_output=True, text=True, timeout=10,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("stopped:")

@@ -122,8 +122,11 @@ def test_wrong_key_is_an_authentication_failure_naming_user_and_key(
     """A key the host does not accept, or no key in the inventory and none of the
     controller's own defaults (an empty HOME, no agent) that it accepts."""
     stranger = tmp_path / "stranger_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
-                   check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     if key == "stranger":
         line = _host_line(faulty_fleet, 0, ansible_ssh_private_key_file=str(stranger))
         named = f"with key {stranger}"
@@ -174,15 +177,20 @@ def test_step_past_its_timeout_fails_timed_out_and_its_process_group_is_ended(
 def test_disk_full_under_a_detached_job_is_reported_not_hidden(cli, faulty_fleet, tmp_path):
     small = tmp_path / "small"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
-                             check=False, capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         line = _host_line(faulty_fleet, 1, runner_job_dir=str(small))
         inventory = _inventory(tmp_path / "hosts.ini", [line])
-        play = _play(cli, "fault2", {"run": "echo start; yes filling | head -c 300000"},
-                     detach=True)
+        play = _play(
+            cli, "fault2", {"run": "echo start; yes filling | head -c 300000"}, detach=True
+        )
         cli("run", play, "-i", inventory, check=True)
         cli("job", "wait", "1", "--timeout", "60", check=True)
         child = _children(cli)["fault2"]
@@ -211,7 +219,7 @@ def test_twenty_hosts_two_down_the_eighteen_finish_and_the_recap_names_the_two(c
     assert {h for h, j in children.items() if j["State"] == "Completed"} == {
         f"node{i}" for i in range(1, 21)
     } - down
-    recap = proc.stdout[proc.stdout.index("RECAP"):].splitlines()
+    recap = proc.stdout[proc.stdout.index("RECAP") :].splitlines()
     unreachable_column = recap[1].split().index("unreachable")
     marked = {row.split()[0] for row in recap[3:] if row.split()[unreachable_column] == "1"}
     assert marked == down, "\n".join(recap)

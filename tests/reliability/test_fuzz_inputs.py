@@ -32,7 +32,11 @@ HOSTS_YML = (ROOT / "inventory" / "hosts.yml").read_text()
 CLEAN_EXITS = {0, 4, 5}
 
 FUZZ = settings(
-    max_examples=300, deadline=None, derandomize=True, database=None, print_blob=True,
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
@@ -102,7 +106,12 @@ HUGE_NUMBERS = st.sampled_from(
     [10**400, -(10**400), 2**63, -(2**63) - 1, float("inf"), float("nan"), -0.0, 1e308]
 )
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), HUGE_NUMBERS, st.floats(), NASTY_TEXT,
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    HUGE_NUMBERS,
+    st.floats(),
+    NASTY_TEXT,
 )
 VALUES = st.recursive(
     SCALARS,
@@ -111,22 +120,24 @@ VALUES = st.recursive(
     ),
     max_leaves=8,
 )
-YAML_TAGS = st.sampled_from([
-    "!!python/object/apply:os.system ['echo pwned']",
-    "!!python/object:runner.planning.model.Step {}",
-    "!!python/name:os.system",
-    "!!binary aGVsbG8=",
-    "!!timestamp 2001-12-14",
-    "!!set {a, b}",
-    "!!omap [a: 1]",
-    "!!float nan",
-    "!!int 0x7fffffffffffffffffff",
-    "!secret x",
-    "!vault |\n  $ANSIBLE_VAULT;1.1;AES256",
-    "&anchor x",
-    "*undefined_alias",
-    "<<: *nothing",
-])
+YAML_TAGS = st.sampled_from(
+    [
+        "!!python/object/apply:os.system ['echo pwned']",
+        "!!python/object:runner.planning.model.Step {}",
+        "!!python/name:os.system",
+        "!!binary aGVsbG8=",
+        "!!timestamp 2001-12-14",
+        "!!set {a, b}",
+        "!!omap [a: 1]",
+        "!!float nan",
+        "!!int 0x7fffffffffffffffffff",
+        "!secret x",
+        "!vault |\n  $ANSIBLE_VAULT;1.1;AES256",
+        "&anchor x",
+        "*undefined_alias",
+        "<<: *nothing",
+    ]
+)
 
 
 def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -200,14 +211,34 @@ def mutated(text: str) -> st.SearchStrategy[str]:
 
 MUTATED_PLAYBOOKS = st.sampled_from(sorted(PLAYBOOKS)).flatmap(lambda n: mutated(PLAYBOOKS[n]))
 
-INI_LINES = st.sampled_from([
-    "[web", "[web:children]", "[web:vars]", "[]", "[:vars]", "[a:b:c]",
-    "web[01:", "web[1:3:0]", "web[z:a]", "web[01:03]", "db-[a:c] x=1",
-    "host ansible_port=notaport", "host ansible_port=99999999999999999999",
-    "host x='unterminated", "host x=[1, 2", "host =value", "host x==1",
-    "host ansible_connection=telnet", "localhost", "all", "ungrouped",
-    "h\x00st", "[all:children]\nall", "[a:children]\nb\n[b:children]\na",
-])
+INI_LINES = st.sampled_from(
+    [
+        "[web",
+        "[web:children]",
+        "[web:vars]",
+        "[]",
+        "[:vars]",
+        "[a:b:c]",
+        "web[01:",
+        "web[1:3:0]",
+        "web[z:a]",
+        "web[01:03]",
+        "db-[a:c] x=1",
+        "host ansible_port=notaport",
+        "host ansible_port=99999999999999999999",
+        "host x='unterminated",
+        "host x=[1, 2",
+        "host =value",
+        "host x==1",
+        "host ansible_connection=telnet",
+        "localhost",
+        "all",
+        "ungrouped",
+        "h\x00st",
+        "[all:children]\nall",
+        "[a:children]\nb\n[b:children]\na",
+    ]
+)
 INVENTORY_TEXTS = st.one_of(
     mutated(HOSTS_YML),
     text_mutation(LOCAL_INI),
@@ -215,10 +246,27 @@ INVENTORY_TEXTS = st.one_of(
 )
 PATTERNS = st.one_of(
     st.text(alphabet="abwedo*?!&:,;[]~^-0123456789.\\ ", max_size=20),
-    st.sampled_from([
-        "", ":", "::", "!", "&", "web[", "web[1", "web[-1]", "web[0:]", "web[1:0]", "~(",
-        "~[", "all:!all", "webservers[99999999999999999999]", "*:&*:!*", "@", "@/nonexistent",
-    ]),
+    st.sampled_from(
+        [
+            "",
+            ":",
+            "::",
+            "!",
+            "&",
+            "web[",
+            "web[1",
+            "web[-1]",
+            "web[0:]",
+            "web[1:0]",
+            "~(",
+            "~[",
+            "all:!all",
+            "webservers[99999999999999999999]",
+            "*:&*:!*",
+            "@",
+            "@/nonexistent",
+        ]
+    ),
     NASTY_TEXT,
 )
 
@@ -302,7 +350,8 @@ REAL_PROCESS_CASES = {
     "ini with a broken range": ("inventory", "[web]\nweb[01:\n"),
     "yaml inventory a list": ("inventory", "- a\n- b\n"),
     "python tag in an inventory": (
-        "inventory", "all:\n  vars:\n    x: !!python/object/apply:os.system ['touch pwned']\n"
+        "inventory",
+        "all:\n  vars:\n    x: !!python/object/apply:os.system ['touch pwned']\n",
     ),
 }
 
@@ -339,61 +388,177 @@ def _bomb(indent: str) -> str:
 
 def _yaml_inventory(vars_text: str) -> str:
     return "all:\n  hosts:\n    h1:\n  vars:\n" + vars_text
+
+
 FOUND = {
     # name: (file name, file text, argv after the command, exit code, what the line says)
-    "NUL in a playbook": ("p.yml", "name: a\nb: x\x00y\n", ["validate"], 4, ":2:5: YAML error: character U+0000"),
+    "NUL in a playbook": (
+        "p.yml",
+        "name: a\nb: x\x00y\n",
+        ["validate"],
+        4,
+        ":2:5: YAML error: character U+0000",
+    ),
     # Refused either by runner's own depth check or by libyaml's (PyYAML 6.0.4 stops at
     # 1000 levels with words of its own): what counts is one line naming file and line.
     "lists nested 5000 deep": ("p.yml", f"jobs: {DEEP}\n", ["validate"], 4, LOCATED),
-    "a 5000-digit number": ("p.yml", f"vars: {{n: {'9' * 5000}}}\njobs: []\n", ["validate"], 4,
-                            "4300 digits"),
-    "a 13th month": ("p.yml", "vars: {t: !!timestamp 2001-13-45}\njobs: []\n", ["validate"], 4,
-                     "month must be in 1..12"),
-    "a 400-digit timeout": ("p.yml", PLAYBOOKS["hello.yml"] + f"    timeout: {'9' * 400}\n",
-                            ["validate"], 4, "(400 digits) is above the maximum"),
-    "a NaN timeout": ("p.yml", PLAYBOOKS["hello.yml"] + "    timeout: .nan\n", ["validate"], 4,
-                      "jobs[0].timeout: must be a number, not NaN"),
-    "NUL in an inventory": ("hosts.yml", "all:\n  hosts:\n    h\x00st:\n", ["inventory", "-i"], 4, "U+0000"),
-    "inventory nested 5000 deep": ("hosts.yml", f"all: {DEEP}\n", ["inventory", "-i"], 4,
-                                   LOCATED),
-    "a limit file not UTF-8": ("l.retry", "\udcff\n", ["inventory", "--limit", "@"], 4,
-                               "not UTF-8"),
+    "a 5000-digit number": (
+        "p.yml",
+        f"vars: {{n: {'9' * 5000}}}\njobs: []\n",
+        ["validate"],
+        4,
+        "4300 digits",
+    ),
+    "a 13th month": (
+        "p.yml",
+        "vars: {t: !!timestamp 2001-13-45}\njobs: []\n",
+        ["validate"],
+        4,
+        "month must be in 1..12",
+    ),
+    "a 400-digit timeout": (
+        "p.yml",
+        PLAYBOOKS["hello.yml"] + f"    timeout: {'9' * 400}\n",
+        ["validate"],
+        4,
+        "(400 digits) is above the maximum",
+    ),
+    "a NaN timeout": (
+        "p.yml",
+        PLAYBOOKS["hello.yml"] + "    timeout: .nan\n",
+        ["validate"],
+        4,
+        "jobs[0].timeout: must be a number, not NaN",
+    ),
+    "NUL in an inventory": (
+        "hosts.yml",
+        "all:\n  hosts:\n    h\x00st:\n",
+        ["inventory", "-i"],
+        4,
+        "U+0000",
+    ),
+    "inventory nested 5000 deep": ("hosts.yml", f"all: {DEEP}\n", ["inventory", "-i"], 4, LOCATED),
+    "a limit file not UTF-8": (
+        "l.retry",
+        "\udcff\n",
+        ["inventory", "--limit", "@"],
+        4,
+        "not UTF-8",
+    ),
     # Words starting with ':' are the position: FILE:LINE:COL: must start the line.
-    "an alias bomb in a playbook": ("p.yml", f"vars:\n{_bomb('  ')}jobs: []\n", ["validate"],
-                                    4, ":7:10: aliases expand the data past"),
-    "an alias bomb in an extra-vars file": ("v.yml", _bomb(""), ["plan", HELLO, "-e", "@"], 4,
-                                            ":6:8: aliases expand the data past"),
+    "an alias bomb in a playbook": (
+        "p.yml",
+        f"vars:\n{_bomb('  ')}jobs: []\n",
+        ["validate"],
+        4,
+        ":7:10: aliases expand the data past",
+    ),
+    "an alias bomb in an extra-vars file": (
+        "v.yml",
+        _bomb(""),
+        ["plan", HELLO, "-e", "@"],
+        4,
+        ":6:8: aliases expand the data past",
+    ),
     # 1 MB naming a 1 MB string 3,000 times: 3 GB for every later check to read.
-    "aliases of a large string": ("p.yml", f"vars:\n  s: &s {'x' * 10**6}\n  l: [{'*s, ' * 3000}]\n"
-                                  "jobs: []\n", ["validate"], 4,
-                                  ":3:263: aliases expand the data past 64,000,000 characters"),
-    "an alias bomb in an inventory": ("hosts.yml", _yaml_inventory(_bomb("    ")),
-                                      ["inventory", "-i"], 4, ":10:12: aliases expand"),
-    "a recursive alias in an inventory": ("hosts.yml", _yaml_inventory("    a: &a [*a]\n"),
-                                          ["inventory", "-i"], 4, ":5:12: alias *a is inside"),
-    "a 5000-digit number in an inventory": ("hosts.yml", _yaml_inventory(f"    n: {'9' * 5000}\n"),
-                                            ["inventory", "-i"], 4, ":5:8: invalid YAML: cannot read"),
-    "a 13th month in an inventory": ("hosts.yml", _yaml_inventory("    t: !!timestamp 2001-13-45\n"),
-                                     ["inventory", "-i"], 4, ":5:8: invalid YAML: cannot read"),
-    "a merge of a number in an inventory": ("hosts.yml", _yaml_inventory("    m:\n      <<: [1]\n"),
-                                            ["inventory", "-i"], 4, ":6:12: invalid YAML"),
-    "a range of 100 million hosts": ("hosts.ini", "[web]\nweb[1:99999999]\n", ["inventory", "-i"],
-                                     4, ":2: web[1:99999999]: bad host range: the range names more"),
-    "a range of ranges in YAML": ("hosts.yml", "all:\n  hosts:\n    h[1:9999][1:9999]:\n",
-                                  ["inventory", "-i"], 4, ":3: h[1:9999][1:9999]: bad host range"),
-    "a port past 65535": ("hosts.ini", "[web]\nh ansible_port=123565\n", ["inventory", "-i"], 4,
-                          ":2: h: ansible_port: must be a port number from 1 to 65535"),
-    "a port past 65535 after the name": ("hosts.ini", "[web]\nh:123565\n", ["inventory", "-i"], 4,
-                                         ":2: h: port must be a port number from 1 to 65535"),
-    "a port that is true": ("hosts.ini", "[web]\nh\n[web:vars]\nansible_port=True\n",
-                            ["inventory", "-i"], 4, ":4: web: ansible_port: must be a port number"),
-    "a port of 1e400": ("hosts.yml", "all:\n  hosts:\n    h:\n      ansible_port: 1e400\n",
-                        ["inventory", "-i"], 4, ":4: h: ansible_port: must be a port number"),
-    "a winrm connection": ("hosts.ini", "[web]\nh ansible_connection=winrm\n", ["inventory", "-i"],
-                           4, ":2: h: ansible_connection: connection 'winrm' is not one runner has"),
+    "aliases of a large string": (
+        "p.yml",
+        f"vars:\n  s: &s {'x' * 10**6}\n  l: [{'*s, ' * 3000}]\njobs: []\n",
+        ["validate"],
+        4,
+        ":3:263: aliases expand the data past 64,000,000 characters",
+    ),
+    "an alias bomb in an inventory": (
+        "hosts.yml",
+        _yaml_inventory(_bomb("    ")),
+        ["inventory", "-i"],
+        4,
+        ":10:12: aliases expand",
+    ),
+    "a recursive alias in an inventory": (
+        "hosts.yml",
+        _yaml_inventory("    a: &a [*a]\n"),
+        ["inventory", "-i"],
+        4,
+        ":5:12: alias *a is inside",
+    ),
+    "a 5000-digit number in an inventory": (
+        "hosts.yml",
+        _yaml_inventory(f"    n: {'9' * 5000}\n"),
+        ["inventory", "-i"],
+        4,
+        ":5:8: invalid YAML: cannot read",
+    ),
+    "a 13th month in an inventory": (
+        "hosts.yml",
+        _yaml_inventory("    t: !!timestamp 2001-13-45\n"),
+        ["inventory", "-i"],
+        4,
+        ":5:8: invalid YAML: cannot read",
+    ),
+    "a merge of a number in an inventory": (
+        "hosts.yml",
+        _yaml_inventory("    m:\n      <<: [1]\n"),
+        ["inventory", "-i"],
+        4,
+        ":6:12: invalid YAML",
+    ),
+    "a range of 100 million hosts": (
+        "hosts.ini",
+        "[web]\nweb[1:99999999]\n",
+        ["inventory", "-i"],
+        4,
+        ":2: web[1:99999999]: bad host range: the range names more",
+    ),
+    "a range of ranges in YAML": (
+        "hosts.yml",
+        "all:\n  hosts:\n    h[1:9999][1:9999]:\n",
+        ["inventory", "-i"],
+        4,
+        ":3: h[1:9999][1:9999]: bad host range",
+    ),
+    "a port past 65535": (
+        "hosts.ini",
+        "[web]\nh ansible_port=123565\n",
+        ["inventory", "-i"],
+        4,
+        ":2: h: ansible_port: must be a port number from 1 to 65535",
+    ),
+    "a port past 65535 after the name": (
+        "hosts.ini",
+        "[web]\nh:123565\n",
+        ["inventory", "-i"],
+        4,
+        ":2: h: port must be a port number from 1 to 65535",
+    ),
+    "a port that is true": (
+        "hosts.ini",
+        "[web]\nh\n[web:vars]\nansible_port=True\n",
+        ["inventory", "-i"],
+        4,
+        ":4: web: ansible_port: must be a port number",
+    ),
+    "a port of 1e400": (
+        "hosts.yml",
+        "all:\n  hosts:\n    h:\n      ansible_port: 1e400\n",
+        ["inventory", "-i"],
+        4,
+        ":4: h: ansible_port: must be a port number",
+    ),
+    "a winrm connection": (
+        "hosts.ini",
+        "[web]\nh ansible_connection=winrm\n",
+        ["inventory", "-i"],
+        4,
+        ":2: h: ansible_connection: connection 'winrm' is not one runner has",
+    ),
     "a docker connection for a group": (
-        "hosts.yml", "all:\n  hosts:\n    h:\n  vars:\n    ansible_connection: docker\n",
-        ["inventory", "-i"], 4, ":5: all: ansible_connection: connection 'docker' is not one"),
+        "hosts.yml",
+        "all:\n  hosts:\n    h:\n  vars:\n    ansible_connection: docker\n",
+        ["inventory", "-i"],
+        4,
+        ":5: all: ansible_connection: connection 'docker' is not one",
+    ),
 }
 
 
@@ -433,28 +598,59 @@ def test_garbage_extra_vars_that_once_crashed(extra, words):
 # -- bad command lines: exit 5, one line ----------------------------------------------------
 
 SUBCOMMANDS = [
-    ["validate", "x.yml"], ["plan", "x.yml"], ["run", "x.yml"], ["inventory"],
-    ["job", "list"], ["job", "show", "1"], ["job", "receive", "1"], ["job", "wait", "1"],
-    ["job", "stop", "1"], ["job", "remove", "1"],
+    ["validate", "x.yml"],
+    ["plan", "x.yml"],
+    ["run", "x.yml"],
+    ["inventory"],
+    ["job", "list"],
+    ["job", "show", "1"],
+    ["job", "receive", "1"],
+    ["job", "wait", "1"],
+    ["job", "stop", "1"],
+    ["job", "remove", "1"],
 ]
 BAD_COMMAND_LINES = [
     *([*command, "--no-such-option"] for command in SUBCOMMANDS),
     *([*command, "-Z"] for command in SUBCOMMANDS),
-    ["nosuchcommand"], ["job"], ["job", "frobnicate"], ["validate"], ["plan"],
-    ["plan", "x.yml", "-i"], ["plan", "x.yml", "-e"], ["plan", "x.yml", "-l"],
-    ["plan", "x.yml", "--format"], ["plan", "x.yml", "--format", "yaml"],
-    ["run", "x.yml", "-f"], ["run", "x.yml", "-f", "-3"], ["run", "x.yml", "-f", "1e3"],
-    ["run", "x.yml", "-f", "0x10"], ["run", "x.yml", "-f", ""], ["run", "x.yml", "-q", "-v"],
-    ["run", "x.yml", "--junit"], ["run", "x.yml", "--retry-file"],
+    ["nosuchcommand"],
+    ["job"],
+    ["job", "frobnicate"],
+    ["validate"],
+    ["plan"],
+    ["plan", "x.yml", "-i"],
+    ["plan", "x.yml", "-e"],
+    ["plan", "x.yml", "-l"],
+    ["plan", "x.yml", "--format"],
+    ["plan", "x.yml", "--format", "yaml"],
+    ["run", "x.yml", "-f"],
+    ["run", "x.yml", "-f", "-3"],
+    ["run", "x.yml", "-f", "1e3"],
+    ["run", "x.yml", "-f", "0x10"],
+    ["run", "x.yml", "-f", ""],
+    ["run", "x.yml", "-q", "-v"],
+    ["run", "x.yml", "--junit"],
+    ["run", "x.yml", "--retry-file"],
     ["run", "x.yml", "--format", "xml"],
-    ["job", "wait", "1", "--timeout", "-5"], ["job", "wait", "1", "--timeout", "nan"],
-    ["job", "wait", "1", "--timeout", "inf"], ["job", "wait", "1", "--timeout", "soon"],
-    ["job", "wait", "1", "--timeout"], ["job", "wait"], ["job", "stop"], ["job", "remove"],
-    ["job", "show"], ["job", "receive"], ["job", "receive", "1", "--format", "xml"],
-    ["job", "list", "--newest", "0"], ["job", "list", "--newest", "-1"],
-    ["job", "list", "--newest", "many"], ["job", "list", "--before", "yesterday"],
-    ["job", "list", "--after", "2024-13-01"], ["job", "list", "--state", "Bogus"],
-    ["job", "list", "--format", "xml"], ["inventory", "a", "b"], ["inventory", "-i"],
+    ["job", "wait", "1", "--timeout", "-5"],
+    ["job", "wait", "1", "--timeout", "nan"],
+    ["job", "wait", "1", "--timeout", "inf"],
+    ["job", "wait", "1", "--timeout", "soon"],
+    ["job", "wait", "1", "--timeout"],
+    ["job", "wait"],
+    ["job", "stop"],
+    ["job", "remove"],
+    ["job", "show"],
+    ["job", "receive"],
+    ["job", "receive", "1", "--format", "xml"],
+    ["job", "list", "--newest", "0"],
+    ["job", "list", "--newest", "-1"],
+    ["job", "list", "--newest", "many"],
+    ["job", "list", "--before", "yesterday"],
+    ["job", "list", "--after", "2024-13-01"],
+    ["job", "list", "--state", "Bogus"],
+    ["job", "list", "--format", "xml"],
+    ["inventory", "a", "b"],
+    ["inventory", "-i"],
     ["plan", str(ROOT / "playbooks" / "hello.yml"), "-e", "not a pair"],
     ["plan", str(ROOT / "playbooks" / "hello.yml"), "-e", "1x=2"],
     ["plan", str(ROOT / "playbooks" / "hello.yml"), "-e", "[1, 2]"],
@@ -473,8 +669,12 @@ def test_bad_command_line_exits_5_with_one_line(argv):
 
 @pytest.mark.parametrize(
     "argv",
-    [["run", "x.yml", "--bogus"], ["job", "wait", "1", "--timeout", "-1"], ["job", "nosuch"],
-     ["plan", "x.yml", "-e", "x='unclosed"]],
+    [
+        ["run", "x.yml", "--bogus"],
+        ["job", "wait", "1", "--timeout", "-1"],
+        ["job", "nosuch"],
+        ["plan", "x.yml", "-e", "x='unclosed"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_bad_command_line_through_a_real_process(argv, tmp_path):

@@ -66,8 +66,9 @@ def _end(pids: list[int]) -> None:
             pass
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="needs root and unshare(1)")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"
+)
 def test_job_list_in_another_pid_namespace_leaves_a_live_run_running(cli):
     flag = cli.cwd / "go"
     play = _play(cli, "box", f"while [ ! -e {flag} ]; do sleep 0.1; done; echo finished")
@@ -75,7 +76,13 @@ def test_job_list_in_another_pid_namespace_leaves_a_live_run_running(cli):
     try:
         wait_until(lambda: cli.jobs() and _child(cli)["State"] == "Running", what="the run")
         listed = run_runner(
-            "job", "list", "--children", "--format", "json", cwd=cli.cwd, env=cli.env,
+            "job",
+            "list",
+            "--children",
+            "--format",
+            "json",
+            cwd=cli.cwd,
+            env=cli.env,
             under=["unshare", "--pid", "--fork", "--mount-proc"],
         )
         assert listed.returncode == 0, listed.stderr

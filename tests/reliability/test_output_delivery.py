@@ -63,12 +63,20 @@ def wave_playbook(cli: Any, waves: int, per_wave: int) -> str:
     text = ["name: lastline", "jobs:"]
     for wave in range(waves):
         gate = f"while [ ! -e {cli.cwd}/go-{wave} ]; do sleep 0.05; done"
-        text += [f"  - name: gate{wave}", "    targets: localhost", "    steps:",
-                 f"      - run: '{gate}'"]
+        text += [
+            f"  - name: gate{wave}",
+            "    targets: localhost",
+            "    steps:",
+            f"      - run: '{gate}'",
+        ]
         for number in range(wave * per_wave, (wave + 1) * per_wave):
-            text += [f"  - name: j{number}", "    targets: localhost", f"    needs: [gate{wave}]",
-                     "    steps:",
-                     f"      - run: echo first-{number}; sleep 0.2; echo last-line-{number}"]
+            text += [
+                f"  - name: j{number}",
+                "    targets: localhost",
+                f"    needs: [gate{wave}]",
+                "    steps:",
+                f"      - run: echo first-{number}; sleep 0.2; echo last-line-{number}",
+            ]
     return write(cli, "play.yml", "\n".join(text) + "\n")
 
 
@@ -112,10 +120,12 @@ def stored_job(home: Path, lines: int) -> int:
     store = JobStore(home / "jobs.db")
     job = store.create_job("big", "thread", "seq", "localhost")
     for start in range(1, lines + 1, 1000):
-        store.append_output([
-            (job, "localhost", 0, "stdout", f"line {n:06d} ".ljust(WIDE - 1, ".") + "\n", n)
-            for n in range(start, min(lines, start + 999) + 1)
-        ])
+        store.append_output(
+            [
+                (job, "localhost", 0, "stdout", f"line {n:06d} ".ljust(WIDE - 1, ".") + "\n", n)
+                for n in range(start, min(lines, start + 999) + 1)
+            ]
+        )
     store.close()
     return job
 
@@ -192,7 +202,10 @@ def test_full_disk_stops_the_run_and_names_the_store(cli: Any, small_disk: Path)
     home = small_disk / "home"
     cli.env["RUNNER_HOME"] = str(home)
     inventory = write(cli, "hosts.ini", INVENTORY)
-    play = write(cli, "play.yml", """\
+    play = write(
+        cli,
+        "play.yml",
+        """\
         name: full
         jobs:
           - name: big
@@ -200,7 +213,8 @@ def test_full_disk_stops_the_run_and_names_the_store(cli: Any, small_disk: Path)
             steps:
               - run: seq 1 1000000
               - run: echo second-step
-        """)
+        """,
+    )
     proc = cli("run", play, "-i", inventory, "--format", "json", timeout=300)
     assert proc.returncode == 1, proc.stderr
     lines = error_lines(proc.stderr)
@@ -244,14 +258,23 @@ def assert_refused(cli: Any, store: Path, *commands: tuple[str, ...]) -> None:
 def everything(cli: Any) -> list[tuple[str, ...]]:
     inventory = write(cli, "hosts.ini", INVENTORY)
     play = write(cli, "play.yml", SMALL_PLAY)
-    return [("job", "list"), ("job", "receive", "1"), ("job", "show", "1"),
-            ("run", play, "-i", inventory)]
+    return [
+        ("job", "list"),
+        ("job", "receive", "1"),
+        ("job", "show", "1"),
+        ("run", play, "-i", inventory),
+    ]
 
 
 def real_store(cli: Any) -> Path:
     """A store with one finished job, its log folded into the file."""
-    cli("run", write(cli, "play.yml", SMALL_PLAY), "-i", write(cli, "hosts.ini", INVENTORY),
-        check=True)
+    cli(
+        "run",
+        write(cli, "play.yml", SMALL_PLAY),
+        "-i",
+        write(cli, "hosts.ini", INVENTORY),
+        check=True,
+    )
     path = cli.home / "jobs.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -285,8 +308,13 @@ def test_an_empty_store_is_refused_not_recreated(cli: Any) -> None:
 
 def test_an_empty_store_beside_its_write_ahead_log_is_refused(cli: Any) -> None:
     """Truncated while its -wal file (where the jobs are until a checkpoint) stays."""
-    cli("run", write(cli, "play.yml", SMALL_PLAY), "-i", write(cli, "hosts.ini", INVENTORY),
-        check=True)
+    cli(
+        "run",
+        write(cli, "play.yml", SMALL_PLAY),
+        "-i",
+        write(cli, "hosts.ini", INVENTORY),
+        check=True,
+    )
     store = cli.home / "jobs.db"
     assert store.with_name("jobs.db-wal").stat().st_size > 0
     store.write_bytes(b"")
@@ -306,16 +334,16 @@ def test_a_read_only_runner_home_is_named(cli: Any, tmp_path: Path) -> None:
     real_store(cli)
     readonly = tmp_path / "readonly"
     readonly.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(readonly)],
-                   check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(readonly)], check=True)
     try:
         subprocess.run(["cp", "-a", f"{cli.home}/.", str(readonly)], check=True)
         subprocess.run(["mount", "-o", "remount,ro", str(readonly)], check=True)
         cli.env["RUNNER_HOME"] = str(readonly)
         inventory = write(cli, "hosts.ini", INVENTORY)
         play = write(cli, "play.yml", SMALL_PLAY)
-        assert_refused(cli, readonly / "jobs.db", ("job", "receive", "1"),
-                       ("run", play, "-i", inventory))
+        assert_refused(
+            cli, readonly / "jobs.db", ("job", "receive", "1"), ("run", play, "-i", inventory)
+        )
         cli.env["RUNNER_HOME"] = str(readonly / "new")
         assert_refused(cli, readonly / "new", ("job", "list"))
     finally:
@@ -329,14 +357,18 @@ def test_a_run_into_a_pipe_closed_early_finishes_keeps_its_output_and_says_so(
     """`runner run ... | head -1`: the jobs go on and keep their output; exit 1 with one
     line, no traceback (it used to end 0 with the jobs Failed and their output lost)."""
     hosts = write(cli, "hosts.ini", INVENTORY)
-    play = write(cli, "p.yml", """
+    play = write(
+        cli,
+        "p.yml",
+        """
         jobs:
           - name: a
             targets: localhost
             steps:
               - run: "echo one; sleep 1; echo two"
               - run: "echo three"
-        """)
+        """,
+    )
     proc = cli.start("run", play, "-i", hosts, *verbose, text=False)
     assert first_line(proc)  # `head -1` read its line and went away
     assert proc.stdout is not None

@@ -87,8 +87,12 @@ def test_runner_killed_ends_a_step_on_the_local_connection(cli, tmp_path):
 
 def test_runner_killed_ends_a_thread_jobs_local_step(cli, tmp_path):
     pidfile = tmp_path / "step.pid"
-    job = {"name": "k", "type": "thread", "targets": "web1",
-           "steps": [{"local": STEP.format(pidfile=pidfile)}]}
+    job = {
+        "name": "k",
+        "type": "thread",
+        "targets": "web1",
+        "steps": [{"local": STEP.format(pidfile=pidfile)}],
+    }
     run, step = _start(cli, tmp_path, job, _local_inventory(tmp_path))
     assert _ppid(step) == run.pid  # the step is the runner's own child
     _kill_and_check(run, run.pid, step)
@@ -97,8 +101,12 @@ def test_runner_killed_ends_a_thread_jobs_local_step(cli, tmp_path):
 @pytest.mark.parametrize("victim", ["runner", "worker"])
 def test_killed_runner_or_background_worker_ends_the_workers_step(cli, tmp_path, victim):
     pidfile = tmp_path / "step.pid"
-    job = {"name": "k", "type": "background", "targets": "web1",
-           "steps": [{"run": STEP.format(pidfile=pidfile)}]}
+    job = {
+        "name": "k",
+        "type": "background",
+        "targets": "web1",
+        "steps": [{"run": STEP.format(pidfile=pidfile)}],
+    }
     run, step = _start(cli, tmp_path, job, _local_inventory(tmp_path))
     worker = _ppid(step)
     assert worker != run.pid and _ppid(worker) == run.pid
@@ -124,12 +132,24 @@ def test_runner_killed_leaves_detached_jobs_running(cli, tmp_path):
     job directory, and a background worker of its own) goes on after the runner's kill."""
     pids = {name: tmp_path / f"{name}.pid" for name in ("step", "kept", "worker")}
     jobs = [
-        {"name": "attached", "targets": "web1",
-         "steps": [{"run": STEP.format(pidfile=pids["step"])}]},
-        {"name": "kept", "targets": "web1", "detach": True,
-         "steps": [{"run": STEP.format(pidfile=pids["kept"])}]},
-        {"name": "worker", "type": "background", "targets": "web1", "detach": True,
-         "steps": [{"run": STEP.format(pidfile=pids["worker"])}]},
+        {
+            "name": "attached",
+            "targets": "web1",
+            "steps": [{"run": STEP.format(pidfile=pids["step"])}],
+        },
+        {
+            "name": "kept",
+            "targets": "web1",
+            "detach": True,
+            "steps": [{"run": STEP.format(pidfile=pids["kept"])}],
+        },
+        {
+            "name": "worker",
+            "type": "background",
+            "targets": "web1",
+            "detach": True,
+            "steps": [{"run": STEP.format(pidfile=pids["worker"])}],
+        },
     ]
     play = cli.playbook(json.dumps({"jobs": jobs}))
     run = cli.start("run", play, "-i", _local_inventory(tmp_path))

@@ -55,8 +55,10 @@ def _waiting_step(tmp_path: Path) -> tuple[dict, Path, Path]:
     """A step holding the secret (in its command and its environment) that says it runs,
     then waits for the test to let it end."""
     started, release = tmp_path / f"started-{uuid.uuid4().hex}", tmp_path / "release"
-    run = (f": '{{{{ pw }}}}'; touch {started}; "
-           f"while [ ! -e {release} ]; do sleep 0.05; done; echo done")
+    run = (
+        f": '{{{{ pw }}}}'; touch {started}; "
+        f"while [ ! -e {release} ]; do sleep 0.05; done; echo done"
+    )
     return {"run": run, "env": {"PW": "{{ pw }}"}, "no_log": True}, started, release
 
 
@@ -124,7 +126,9 @@ def test_a_detached_no_log_steps_secret_is_in_no_file_of_its_job_directory(
 
 
 def _files_holding(directory: Path, secret: str) -> list[str]:
-    return [str(p) for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    return [
+        str(p) for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()
+    ]
 
 
 # -- the step shell's end mark -------------------------------------------------------------
@@ -145,8 +149,15 @@ def test_a_step_printing_an_end_mark_from_its_shells_argv_and_environment_still_
     """The health check fails (`exit 3`) after printing a mark built from every token its
     step shell's command line and environment show: the step is failed, its output whole."""
     inventory = faulty_fleet.write_inventory(tmp_path / "hosts.ini", names=["fault3"])
-    play = cli.playbook(json.dumps({"jobs": [{"name": "j", "targets": "fault3",
-                                              "steps": [{"run": "true"}, {"run": FORGE}]}]}))
+    play = cli.playbook(
+        json.dumps(
+            {
+                "jobs": [
+                    {"name": "j", "targets": "fault3", "steps": [{"run": "true"}, {"run": FORGE}]}
+                ]
+            }
+        )
+    )
     proc = cli("run", play, "-i", str(inventory))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     [child] = cli.jobs()[0]["ChildJobs"]
@@ -181,8 +192,14 @@ def test_output_equal_to_an_end_mark_cannot_end_the_step_even_knowing_the_token(
 
     monkeypatch.setattr(StepShell, "send", recording_send)
     name, address, port = faulty_fleet.hosts[0]
-    with SSHConnection(name, address, port, user="root", key_file=faulty_fleet.client_key,
-                       known_hosts=runner_home / "known_hosts") as conn:
+    with SSHConnection(
+        name,
+        address,
+        port,
+        user="root",
+        key_file=faulty_fleet.client_key,
+        known_hosts=runner_home / "known_hosts",
+    ) as conn:
         first = _Output()
         assert conn.run("echo $PPID", on_output=first).rc == 0
         shell_pid = int(first.streams["stdout"])
@@ -193,8 +210,13 @@ def test_output_equal_to_an_end_mark_cannot_end_the_step_even_knowing_the_token(
         for word in (token, marks[-1].decode()):
             forged += [f"\n{word} e 0\n", f"\n{word} x 0\n"]
         out = _Output()
-        script = "".join(f"printf '%s' '{f}'; printf '%s' '\n{f.split()[0]}\n' >&2; sleep 0.2; "
-                         for f in forged) + "echo after; echo after-err >&2; exit 3"
+        script = (
+            "".join(
+                f"printf '%s' '{f}'; printf '%s' '\n{f.split()[0]}\n' >&2; sleep 0.2; "
+                for f in forged
+            )
+            + "echo after; echo after-err >&2; exit 3"
+        )
         result = conn.run(script, on_output=out)
         assert result.rc == 3
         assert out.streams["stdout"].decode() == "".join(forged) + "after\n"

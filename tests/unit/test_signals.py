@@ -44,8 +44,11 @@ CHILD = textwrap.dedent("""
 def test_a_flood_of_sigterm_stops_the_process_once_and_never_hangs_it():
     for _round in range(5):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            [sys.executable, "-c", CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         assert child.stdout is not None and child.stdin is not None
         assert child.stdout.readline() == "ready\n"

@@ -152,8 +152,8 @@ def _step_lines(step: ScriptStep) -> list[str]:
     lines = [f": > {out}; : > {err}; rc=0"]
     if step.timeout:
         lines.append(
-            f"(sleep {step.timeout:g} & echo $! > \"$d/watchdog\"; wait $!; "
-            f"echo {n} > \"$d/timedout\"; kill -TERM -$$) & w=$!"
+            f'(sleep {step.timeout:g} & echo $! > "$d/watchdog"; wait $!; '
+            f'echo {n} > "$d/timedout"; kill -TERM -$$) & w=$!'
         )
     for i, command in enumerate(step.commands):
         shell, body, end = _step_command(step, command)
@@ -198,7 +198,7 @@ def launch(conn: Connection, directory: str, script: str) -> int:
     process's arguments."""
     d = shell_path(directory)
     marker = f"RUNNER_SCRIPT_{uuid.uuid4().hex}"
-    job = "c=$(cat) && exec </dev/null && eval \"$c\""
+    job = 'c=$(cat) && exec </dev/null && eval "$c"'
     text = _check(
         conn,
         f"umask 077; mkdir -p {d} || exit 1\n"
@@ -241,7 +241,9 @@ exit 0
 
 def status(conn: Connection, directory: str) -> RemoteStatus:
     """Read the job directory's state in one round trip."""
-    return parse_status(_check(conn, _STATUS.format(dir=shell_path(directory)), "could not read status"))
+    return parse_status(
+        _check(conn, _STATUS.format(dir=shell_path(directory)), "could not read status")
+    )
 
 
 def parse_status(text: str) -> RemoteStatus:
@@ -272,15 +274,21 @@ def parse_status(text: str) -> RemoteStatus:
 
 
 def read(
-    conn: Connection, directory: str, step: int, stream: str, offset: int, length: int,
+    conn: Connection,
+    directory: str,
+    step: int,
+    stream: str,
+    offset: int,
+    length: int,
     on_data: Callable[[bytes], None],
 ) -> None:
     """Stream `length` bytes of step `step`'s `stream` from byte `offset` to `on_data`."""
     ext = "out" if stream == "stdout" else "err"
     path = f"{shell_path(directory)}/{int(step)}.{ext}"
     command = f"tail -c +{int(offset) + 1} {path} | head -c {int(length)}"
-    result = conn.run(command, on_output=lambda s, d: on_data(d) if s == "stdout" else None,
-                      timeout=None)
+    result = conn.run(
+        command, on_output=lambda s, d: on_data(d) if s == "stdout" else None, timeout=None
+    )
     if result.rc != 0:
         raise OSError(f"could not read {directory}/{step}.{ext} on {conn.host}")
 

@@ -127,11 +127,27 @@ def _record_steps(store: Any, child: Any, status: Any) -> None:
         rc = status.rcs.get(known.index)
         if rc is not None and known.rc != rc:
             ok = rc == 0
-            store.record_step(child.id, known.index, known.name, rc, "changed" if ok else "failed",
-                              known.started, now, None if ok else f"exited with status {rc}")
+            store.record_step(
+                child.id,
+                known.index,
+                known.name,
+                rc,
+                "changed" if ok else "failed",
+                known.started,
+                now,
+                None if ok else f"exited with status {rc}",
+            )
         elif rc is None and known.status == "running" and status.state != "Running":
-            store.record_step(child.id, known.index, known.name, None, "stopped", known.started,
-                              now, status.reason)
+            store.record_step(
+                child.id,
+                known.index,
+                known.name,
+                None,
+                "stopped",
+                known.started,
+                now,
+                status.reason,
+            )
 
 
 def fetch(store: Any, child: Any, conn: Connection, status: Any) -> None:
@@ -146,8 +162,14 @@ def fetch(store: Any, child: Any, conn: Connection, status: Any) -> None:
 
 
 def _fetch_stream(
-    store: Any, child: Any, conn: Connection, step: int, stream: str, offset: int,
-    length: int, finished: bool,
+    store: Any,
+    child: Any,
+    conn: Connection,
+    step: int,
+    stream: str,
+    offset: int,
+    length: int,
+    finished: bool,
 ) -> None:
     state = {"offset": offset, "buffer": b"", "lost": False}
 
@@ -185,15 +207,24 @@ def receive_remote(store: Any, child: Any, keep: bool) -> Iterator[OutputRecord]
             if size <= received:
                 continue
             chunks: list[bytes] = []
-            remote.read(conn, child.remote_dir, step, stream, received, size - received,
-                        chunks.append)
+            remote.read(
+                conn, child.remote_dir, step, stream, received, size - received, chunks.append
+            )
             data = b"".join(chunks)
-            if not keep and not store.advance_received(child.id, step, stream, received,
-                                                       received + len(data)):
+            if not keep and not store.advance_received(
+                child.id, step, stream, received, received + len(data)
+            ):
                 continue  # another receiver delivered it
             if data:
-                yield OutputRecord(0, child.id, child.location, step, stream,
-                                   data.decode("utf-8", errors="replace"), 0.0)
+                yield OutputRecord(
+                    0,
+                    child.id,
+                    child.location,
+                    step,
+                    stream,
+                    data.decode("utf-8", errors="replace"),
+                    0.0,
+                )
     finally:
         conn.close()
 

@@ -27,11 +27,21 @@ SECRET_VARS = (
 SSH_ARGS_VARS = ("ansible_ssh_common_args", "ansible_ssh_extra_args")
 USED_VARS = frozenset(
     {
-        "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port",
-        "ansible_user", "ansible_ssh_user", "ansible_connection",
-        "ansible_ssh_private_key_file", "ansible_private_key_file",
-        "ansible_become", "ansible_become_user", "ansible_become_method",
-        "ansible_group_priority", *SECRET_VARS, *SSH_ARGS_VARS,
+        "ansible_host",
+        "ansible_ssh_host",
+        "ansible_port",
+        "ansible_ssh_port",
+        "ansible_user",
+        "ansible_ssh_user",
+        "ansible_connection",
+        "ansible_ssh_private_key_file",
+        "ansible_private_key_file",
+        "ansible_become",
+        "ansible_become_user",
+        "ansible_become_method",
+        "ansible_group_priority",
+        *SECRET_VARS,
+        *SSH_ARGS_VARS,
     }
 )
 _JUMP_OPTION = re.compile(r"^proxyjump[=\s]\s*(.*)$", re.IGNORECASE | re.DOTALL)

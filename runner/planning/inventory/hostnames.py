@@ -131,8 +131,13 @@ MAX_RANGE_HOSTS = 100_000  # hosts one `[a:b]` entry may name; the 100,000-host 
 _BAD_HOST_CHAR = re.compile(r"['`\"$\\;&<>|(){},\s\x00-\x1f\x7f-\x9f]")
 _BAD_USER_CHAR = re.compile(r"['`\";&<>|(){}\x00-\x1f\x7f]")  # OpenSSH's `valid_ruser`
 CONNECTIONS = {
-    "ssh": "ssh", "smart": "ssh", "paramiko": "ssh", "paramiko_ssh": "ssh", "local": "local",
-    "ansible.builtin.ssh": "ssh", "ansible.builtin.paramiko_ssh": "ssh",
+    "ssh": "ssh",
+    "smart": "ssh",
+    "paramiko": "ssh",
+    "paramiko_ssh": "ssh",
+    "local": "local",
+    "ansible.builtin.ssh": "ssh",
+    "ansible.builtin.paramiko_ssh": "ssh",
     "ansible.builtin.local": "local",
 }
 

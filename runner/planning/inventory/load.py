@@ -1,6 +1,5 @@
 """Loading inventories: a file, a directory of them, or a comma list of hosts."""
 
-
 from __future__ import annotations
 
 import os
@@ -120,9 +119,7 @@ def _parse_yaml(builder: InventoryBuilder, loader: Any, root: yaml.Node, path: s
         raise yaml_error(exc, path) from None
 
 
-def _compose(
-    text: str, path: str
-) -> tuple[yaml.Node | None, Any, InventoryError | None]:
+def _compose(text: str, path: str) -> tuple[yaml.Node | None, Any, InventoryError | None]:
     """The YAML node tree (None for an empty file) and its loader, or the error to show
     if it did not parse."""
     try:

@@ -1,7 +1,6 @@
 """The inventory as data: hosts, groups, their merged variables, and the builder the
 INI and YAML readers fill."""
 
-
 from __future__ import annotations
 
 import os

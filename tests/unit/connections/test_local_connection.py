@@ -129,4 +129,10 @@ def test_put_renames_into_place_with_ansible_copy_modes(tmp_path: Path) -> None:
     for name in ("kept", "fresh", "link", "into/tool"):
         assert (tmp_path / name).read_bytes() == b"payload"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fresh", "into", "kept", "link", "tool", "victim"]
+        "fresh",
+        "into",
+        "kept",
+        "link",
+        "tool",
+        "victim",
+    ]

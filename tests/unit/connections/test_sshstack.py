@@ -28,8 +28,9 @@ print(json.dumps({
 
 def test_the_ssh_stack_loads_lean_and_a_later_unittest_mock_is_the_real_one():
     # A fresh interpreter: this one has imported unittest.mock already (pytest does).
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert json.loads(done.stdout) == {
         "loaded": {"unittest.mock": False, "asyncio": False},
         "same_yaml": True,

@@ -30,6 +30,7 @@ class Recorder:
         def record(*args: Any) -> None:
             with self._lock:
                 self.seen.append((name, args))
+
         return record
 
     def names(self, event: str) -> list[tuple[Any, ...]]:
@@ -64,7 +65,9 @@ def test_a_run_leaves_completed_jobs_with_their_output(tmp_path: Path) -> None:
 
 
 def test_a_registered_value_reaches_the_next_job_and_when_skips(tmp_path: Path) -> None:
-    path = playbook(tmp_path, """
+    path = playbook(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: first
@@ -80,7 +83,8 @@ jobs:
       - run: echo "got {{ answer.stdout }}"
       - run: echo never
         when: answer.stdout == "41"
-""")
+""",
+    )
     _, report = run(path, LOCAL, events=Recorder())
     assert not report.any_failed
     store = open_store()
@@ -92,7 +96,9 @@ jobs:
 
 
 def test_a_failing_step_fails_its_host_and_stops_its_steps(tmp_path: Path) -> None:
-    path = playbook(tmp_path, """
+    path = playbook(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: j
@@ -100,7 +106,8 @@ jobs:
     steps:
       - run: "[ {{ inventory_hostname }} != web2 ]"
       - run: echo after
-""")
+""",
+    )
     _, report = run(path, LOCAL, events=Recorder())
     assert report.any_failed
     store = open_store()

@@ -37,6 +37,8 @@ def store(db: Path) -> Iterator[JobStore]:
     job_store = JobStore(db, end_processes=end_processes)
     yield job_store
     job_store.close()
+
+
 ROOT = Path(__file__).resolve().parents[3]
 needs_unshare = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)"
@@ -68,8 +70,15 @@ def _closed_port() -> int:
 
 def _in_new_namespace(code: str, *, mount_proc: bool = True) -> str:
     """Run Python `code` in a second PID namespace; its stdout."""
-    argv = ["unshare", "--pid", "--fork", *(["--mount-proc"] if mount_proc else []),
-            sys.executable, "-c", code]
+    argv = [
+        "unshare",
+        "--pid",
+        "--fork",
+        *(["--mount-proc"] if mount_proc else []),
+        sys.executable,
+        "-c",
+        code,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=True)
     return done.stdout
@@ -100,17 +109,21 @@ def test_only_an_owner_on_this_machine_and_in_this_namespace_is_judged() -> None
 
 @needs_unshare
 def test_an_owner_in_another_pid_namespace_is_not_judged_from_either_side() -> None:
-    code = ("import json, os; from runner.jobs.processes import current_owner, judge; "
-            "o = current_owner(); print(json.dumps([list(o.__dict__.values()), "
-            "judge(o).value]))")
+    code = (
+        "import json, os; from runner.jobs.processes import current_owner, judge; "
+        "o = current_owner(); print(json.dumps([list(o.__dict__.values()), "
+        "judge(o).value]))"
+    )
     fields, inside = json.loads(_in_new_namespace(code))
     theirs = Owner(*fields)
     assert inside == "alive" and theirs.pid == 1  # pid 1 here is our init: not theirs
     assert theirs.pidns != current_owner().pidns
     assert judge(theirs) == Liveness.UNKNOWN
     mine = current_owner()
-    code = (f"from runner.jobs.processes import Owner, judge; "
-            f"print(judge(Owner({mine.machine!r}, {mine.pidns}, {mine.pid}, {mine.start})).value)")
+    code = (
+        f"from runner.jobs.processes import Owner, judge; "
+        f"print(judge(Owner({mine.machine!r}, {mine.pidns}, {mine.pid}, {mine.start})).value)"
+    )
     assert _in_new_namespace(code).strip() == "unknown"
 
 
@@ -118,9 +131,11 @@ def test_an_owner_in_another_pid_namespace_is_not_judged_from_either_side() -> N
 def test_a_proc_of_another_namespace_judges_nothing() -> None:
     """`unshare --pid --fork` without --mount-proc: /proc still lists the parent's pids."""
     mine = current_owner()
-    code = (f"from runner.jobs.processes import Owner, judge, sees_own_namespace, current_owner; "
-            f"me = current_owner(); "
-            f"print(sees_own_namespace(), judge(Owner(me.machine, me.pidns, {mine.pid}, 0)).value)")
+    code = (
+        f"from runner.jobs.processes import Owner, judge, sees_own_namespace, current_owner; "
+        f"me = current_owner(); "
+        f"print(sees_own_namespace(), judge(Owner(me.machine, me.pidns, {mine.pid}, 0)).value)"
+    )
     assert _in_new_namespace(code, mount_proc=False).split() == ["False", "unknown"]
 
 
@@ -162,9 +177,11 @@ def test_claim_records_the_whole_identity(store: JobStore) -> None:
 @needs_unshare
 def test_reconcile_leaves_a_job_owned_in_another_namespace_alone(db: Path) -> None:
     JobStore(db).close()
-    code = (f"from runner.jobs.store import JobStore; s = JobStore({str(db)!r}); "
-            f"j = s.create_job('theirs', 'thread', 'sleep 9', 'localhost'); "
-            f"s.set_state(j, 'Running'); print(j)")
+    code = (
+        f"from runner.jobs.store import JobStore; s = JobStore({str(db)!r}); "
+        f"j = s.create_job('theirs', 'thread', 'sleep 9', 'localhost'); "
+        f"s.set_state(j, 'Running'); print(j)"
+    )
     job = int(_in_new_namespace(code))
     store = JobStore(db)
     try:
@@ -179,8 +196,7 @@ def test_reconcile_leaves_a_job_owned_in_another_namespace_alone(db: Path) -> No
 
 def _orphan(store: JobStore, spec: dict | None = None, **runtime: int) -> int:
     """A Running job whose runner has ended, with a process group recorded on it."""
-    job = store.create_job("work", "remote", "sleep 60", "web1", owner_pid=_dead_pid(),
-                           spec=spec)
+    job = store.create_job("work", "remote", "sleep 60", "web1", owner_pid=_dead_pid(), spec=spec)
     store.set_state(job, S.Running)
     store.set_runtime(job, **runtime)
     return job
@@ -236,8 +252,16 @@ def test_reconcile_ends_a_group_recorded_on_a_target_it_can_reach(
 def test_an_unreachable_target_is_named_and_a_later_stop_still_tries(
     store: JobStore, runner_home: Path
 ) -> None:
-    spec = {"connection": {"connection": "ssh", "address": "127.0.0.1", "port": _closed_port(),
-                           "user": "root", "key_file": None, "connect_timeout": 5}}
+    spec = {
+        "connection": {
+            "connection": "ssh",
+            "address": "127.0.0.1",
+            "port": _closed_port(),
+            "user": "root",
+            "key_file": None,
+            "connect_timeout": 5,
+        }
+    }
     job = _orphan(store, spec, remote_pgid=424242)
     assert store.reconcile() == [job]
     record = store.get(job)

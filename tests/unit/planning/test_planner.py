@@ -30,20 +30,25 @@ def test_hello_is_planned_for_every_host_in_inventory_order() -> None:
 
 
 def test_extra_vars_win_over_inventory_vars_and_limit_narrows(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: show
     targets: webservers
     steps:
       - run: echo {{ http_port }} {{ env }}
-""")
+""",
+    )
     rows = render_plan(plan(path, LOCAL, extra_vars=["env=staging"], limit="web2"))
     assert [(row.host, row.command) for row in rows] == [("web2", "echo 8081 staging")]
 
 
 def test_tags_keep_only_the_tagged_steps(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: j
@@ -51,13 +56,16 @@ jobs:
     steps:
       - {name: a, run: echo a, tags: [x]}
       - {name: b, run: echo b}
-""")
+""",
+    )
     rows = render_plan(plan(path, LOCAL, tags=["x"]))
     assert [row.step for row in rows] == ["a"]
 
 
 def test_a_loop_is_planned_per_item(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: j
@@ -65,20 +73,24 @@ jobs:
     steps:
       - run: echo {{ item }}
         loop: [one, two]
-""")
+""",
+    )
     rows = render_plan(plan(path, LOCAL))
     assert [row.command for row in rows] == ["echo one", "echo two"]
 
 
 def test_an_undefined_variable_is_a_plan_error_naming_the_file(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: j
     targets: localhost
     steps:
       - run: echo {{ nowhere }}
-""")
+""",
+    )
     with pytest.raises(TemplateError) as caught:
         render_plan(plan(path, LOCAL))
     assert "nowhere" in str(caught.value) and caught.value.file == path
@@ -86,14 +98,17 @@ jobs:
 
 
 def test_a_pattern_selecting_no_host_plans_no_rows(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 name: p
 jobs:
   - name: j
     targets: "webservers:&dbservers"
     steps:
       - run: echo never
-""")
+""",
+    )
     the_plan = plan(path, LOCAL)
     assert the_plan.jobs[0].hosts == ()
     assert render_plan(the_plan) == []

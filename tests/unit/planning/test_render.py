@@ -38,12 +38,15 @@ def _render(plan: Plan, index: int = 0, registered: dict | None = None) -> Rende
 
 
 def test_a_loop_renders_its_args_env_and_cwd_per_item(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: echo {{ item }} {{ colour }}
           loop: [a, b]
           env: {G: "{{ item }}", C: "{{ colour }}"}
           cwd: /tmp/{{ item }}
-    """)
+    """,
+    )
     rendered = _render(plan)
     assert [(i.item, i.when, i.args, i.env, i.cwd) for i in rendered.items] == [
         ("a", True, "echo a blue", {"G": "a", "C": "blue"}, "/tmp/a"),
@@ -54,30 +57,38 @@ def test_a_loop_renders_its_args_env_and_cwd_per_item(tmp_path):
 
 
 def test_when_is_read_per_item_and_a_false_one_renders_nothing_else(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: echo {{ item }} {{ missing }}
           loop: [a, b]
           when: item == 'zzz'
         - run: echo {{ item }}
           loop: [a, b]
           when: item == 'b'
-    """)
+    """,
+    )
     skipped = _render(plan, 0)
     assert [(i.when, i.args) for i in skipped.items] == [(False, None), (False, None)]
     assert [(i.item, i.when, i.args) for i in _render(plan, 1).items] == [
-        ("a", False, None), ("b", True, "echo b"),
+        ("a", False, None),
+        ("b", True, "echo b"),
     ]
     rows = render_plan(plan)  # plan accepts what a run would skip
     assert [(r.item, r.skipped, r.command) for r in rows[2:]] == [
-        ("a", True, "echo {{ item }}"), ("b", False, "echo b"),
+        ("a", True, "echo {{ item }}"),
+        ("b", False, "echo b"),
     ]
 
 
 def test_no_log_hides_the_command_behind_one_text(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: echo {{ colour }}
           no_log: true
-    """)
+    """,
+    )
     (item,) = _render(plan).items
     assert item.args == "echo blue"  # what runs
     assert item.command == NO_LOG_TEXT  # what is shown
@@ -86,12 +97,15 @@ def test_no_log_hides_the_command_behind_one_text(tmp_path):
 
 
 def test_a_registered_value_is_deferred_at_plan_time_and_rendered_at_run_time(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: hostname
           register: out
         - run: echo {{ out.stdout }}
           env: {O: "{{ out.rc }}"}
-    """)
+    """,
+    )
     assert _render(plan, 1).deferred
     assert render_plan(plan)[1].deferred
     (item,) = _render(plan, 1, {"out": {"stdout": "web1", "rc": 0}}).items
@@ -99,10 +113,13 @@ def test_a_registered_value_is_deferred_at_plan_time_and_rendered_at_run_time(tm
 
 
 def test_a_loop_that_is_not_a_list_is_refused_at_the_step(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: echo {{ item }}
           loop: "{{ colour }}"
-    """)
+    """,
+    )
     with pytest.raises(TemplateError, match="loop must be a list, got str"):
         _render(plan)
 
@@ -127,8 +144,9 @@ def test_an_undefined_variable_fails_an_attached_run_as_it_fails_plan(tmp_path):
     store = JobStore(tmp_path / "jobs.db")
     (child,) = store.create_children(None, "build", "remote", "echo", [("web1", None, None)])
     conn = LocalConnection("web1")
-    runner = StepRunner(plan, plan.jobs[0], "web1", child, conn, conn, lambda *a: None,
-                        store, Control(), {})
+    runner = StepRunner(
+        plan, plan.jobs[0], "web1", child, conn, conn, lambda *a: None, store, Control(), {}
+    )
     assert runner.run_all().state == "Failed"
     (step,) = store.steps(child)
     assert step.error == error
@@ -144,14 +162,19 @@ def test_an_undefined_variable_fails_a_detached_start_as_it_fails_plan(tmp_path)
 
 
 def test_a_detached_loop_renders_env_with_each_item_as_plan_does(tmp_path):
-    plan = _plan(tmp_path, """
+    plan = _plan(
+        tmp_path,
+        """
         - run: echo "$G"
           loop: [a, b]
           env: {G: "{{ item }}"}
           cwd: /tmp/{{ item }}
-    """, job="    detach: true\n")
+    """,
+        job="    detach: true\n",
+    )
     executor = Executor(plan, JobStore(tmp_path / "jobs.db"), RunOptions(), events=None)
     (step,) = script_steps(executor, plan.jobs[0], "web1", 1)
     assert [(c.text, c.env, c.cwd) for c in step.commands] == [
-        ('echo "$G"', {"G": "a"}, "/tmp/a"), ('echo "$G"', {"G": "b"}, "/tmp/b"),
+        ('echo "$G"', {"G": "a"}, "/tmp/a"),
+        ('echo "$G"', {"G": "b"}, "/tmp/b"),
     ]

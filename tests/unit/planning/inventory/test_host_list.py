@@ -44,7 +44,13 @@ def test_a_hostile_name_in_the_list_is_refused() -> None:
 
 def test_runner_inventory_takes_a_host_list(tmp_path: Path) -> None:
     done = run_runner(
-        "inventory", "-i", HOST_LIST, "--format", "json", home=tmp_path / "home", cwd=tmp_path,
+        "inventory",
+        "-i",
+        HOST_LIST,
+        "--format",
+        "json",
+        home=tmp_path / "home",
+        cwd=tmp_path,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr

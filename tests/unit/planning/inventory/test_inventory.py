@@ -232,14 +232,21 @@ def test_ten_thousand_hosts_parse(tmp_path: Path) -> None:
 
 
 def test_runner_step_shell_is_a_yes_no_variable(tmp_path: Path) -> None:
-    inv = load_inventory(write(tmp_path / "hosts", """\
+    inv = load_inventory(
+        write(
+            tmp_path / "hosts",
+            """\
         a
         b runner_step_shell=false
         c runner_step_shell=Yes
         d runner_step_shell=maybe
-        """))
+        """,
+        )
+    )
     assert [inv.connection(h).step_shell for h in "abc"] == [True, False, True]
-    with pytest.raises(InventoryError, match="runner_step_shell must be true or false, not 'maybe'"):
+    with pytest.raises(
+        InventoryError, match="runner_step_shell must be true or false, not 'maybe'"
+    ):
         inv.connection("d")
 
 
@@ -248,34 +255,64 @@ def test_runner_step_shell_is_a_yes_no_variable(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["web01.example.com", "db_primary", "10.0.0.1", "::1", "fe80::1%eth0", "my-host",
-     "user@jump", "UPPER.case", "h\u00e9te"],
+    [
+        "web01.example.com",
+        "db_primary",
+        "10.0.0.1",
+        "::1",
+        "fe80::1%eth0",
+        "my-host",
+        "user@jump",
+        "UPPER.case",
+        "h\u00e9te",
+    ],
 )
 def test_real_host_names_and_addresses_are_accepted(tmp_path: Path, name: str) -> None:
-    inv = load_inventory(write(tmp_path / "hosts.yml", f"""\
+    inv = load_inventory(
+        write(
+            tmp_path / "hosts.yml",
+            f"""\
         all:
           hosts:
             "{name}":
             alias:
               ansible_host: "{name}"
-        """))
+        """,
+        )
+    )
     assert inv.connection(name).address == name
     assert inv.connection("alias").address == name
 
 
 @pytest.mark.parametrize(
     "name",
-    ["x;touch${IFS}/tmp/PWNED;#", "a b", "$(id)", "`id`", "a|b", "a&b", "a>b", "-oProxyCommand=x",
-     "a'b", 'a"b', "a\\b", "a{b}", "a,b", "a\tb", "a\u2028b", "a(b)"],
+    [
+        "x;touch${IFS}/tmp/PWNED;#",
+        "a b",
+        "$(id)",
+        "`id`",
+        "a|b",
+        "a&b",
+        "a>b",
+        "-oProxyCommand=x",
+        "a'b",
+        'a"b',
+        "a\\b",
+        "a{b}",
+        "a,b",
+        "a\tb",
+        "a\u2028b",
+        "a(b)",
+    ],
 )
 def test_host_names_with_shell_metacharacters_are_refused_at_load(
     tmp_path: Path, name: str
 ) -> None:
     """OpenSSH 9.6's `valid_hostname`: a name reaches `Match exec` through a shell."""
     for text, line in [
-        (f'all:\n  hosts:\n    {json.dumps(name)}:\n', 3),
-        (f'all:\n  hosts:\n    ok:\n      ansible_host: {json.dumps(name)}\n', 4),
-        (f'all:\n  hosts:\n    ok:\n  vars:\n    ansible_ssh_host: {json.dumps(name)}\n', 5),
+        (f"all:\n  hosts:\n    {json.dumps(name)}:\n", 3),
+        (f"all:\n  hosts:\n    ok:\n      ansible_host: {json.dumps(name)}\n", 4),
+        (f"all:\n  hosts:\n    ok:\n  vars:\n    ansible_ssh_host: {json.dumps(name)}\n", 5),
     ]:
         path = tmp_path / "hosts.yml"
         path.write_text(text)
@@ -295,9 +332,19 @@ def test_a_bad_ansible_host_in_host_vars_is_refused_when_the_inventory_loads(
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("22", True), ("1", True), ("65535", True), ("0", False), ("65536", False),
-     ("123565", False), ("True", False), ("'22'", True), ("'2x'", False), ("22.0", False),
-     ("-1", False)],
+    [
+        ("22", True),
+        ("1", True),
+        ("65535", True),
+        ("0", False),
+        ("65536", False),
+        ("123565", False),
+        ("True", False),
+        ("'22'", True),
+        ("'2x'", False),
+        ("22.0", False),
+        ("-1", False),
+    ],
 )
 def test_ports_are_whole_numbers_from_1_to_65535(tmp_path: Path, value: str, ok: bool) -> None:
     path = write(tmp_path / "hosts", f"[web]\nh\n[web:vars]\nansible_port={value}\n")
@@ -311,7 +358,9 @@ def test_ports_are_whole_numbers_from_1_to_65535(tmp_path: Path, value: str, ok:
 
 def test_a_yaml_port_of_1e400_or_true_is_refused(tmp_path: Path) -> None:
     for value in ("1e400", "1.0e+400", "true", "[22]"):
-        path = write(tmp_path / "hosts.yml", f"all:\n  hosts:\n    h:\n      ansible_port: {value}\n")
+        path = write(
+            tmp_path / "hosts.yml", f"all:\n  hosts:\n    h:\n      ansible_port: {value}\n"
+        )
         with pytest.raises(InventoryError, match="must be a port number") as info:
             load_inventory(path)
         assert info.value.line == 4
@@ -319,8 +368,16 @@ def test_a_yaml_port_of_1e400_or_true_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("given", "kind"),
-    [("ssh", "ssh"), ("paramiko", "ssh"), ("smart", "ssh"), ("local", "local"),
-     ("ansible.builtin.local", "local"), ("winrm", None), ("docker", None), ("psrp", None)],
+    [
+        ("ssh", "ssh"),
+        ("paramiko", "ssh"),
+        ("smart", "ssh"),
+        ("local", "local"),
+        ("ansible.builtin.local", "local"),
+        ("winrm", None),
+        ("docker", None),
+        ("psrp", None),
+    ],
 )
 def test_only_connections_runner_has_are_accepted(tmp_path: Path, given: str, kind: str) -> None:
     path = write(tmp_path / "hosts", f"[web]\nh ansible_connection={given}\n")
@@ -335,10 +392,11 @@ def test_only_connections_runner_has_are_accepted(tmp_path: Path, given: str, ki
 @pytest.mark.parametrize(
     "entry", ["web[1:99999999]", "h[1:9999][1:9999]", "h[a:z][1:9999]", "h[0:1" + "0" * 40 + "]"]
 )
-def test_a_range_past_100000_hosts_is_refused_before_it_is_made(
-    tmp_path: Path, entry: str
-) -> None:
-    for name, text in [("hosts", f"[web]\n{entry}\n"), ("hosts.yml", f"all:\n  hosts:\n    {entry}:\n")]:
+def test_a_range_past_100000_hosts_is_refused_before_it_is_made(tmp_path: Path, entry: str) -> None:
+    for name, text in [
+        ("hosts", f"[web]\n{entry}\n"),
+        ("hosts.yml", f"all:\n  hosts:\n    {entry}:\n"),
+    ]:
         with pytest.raises(InventoryError, match="more than 100,000 hosts") as info:
             load_inventory(write(tmp_path / name, text))
         assert info.value.line == (2 if name == "hosts" else 3)
