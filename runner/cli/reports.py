@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.jobs.states import FAILING_STEPS, StepStatus
+
 STDERR_TAIL_LINES = 20
 
 # ECMA-48 control sequences (CSI, e.g. colours) and operating system commands (OSC).
@@ -26,8 +28,8 @@ _TERMINAL_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # A step status as a JUnit verdict: failed steps are failures, skipped ones skipped.
-FAILED_STATUSES = ("failed", "timedout", "unreachable")
-SKIPPED_STATUSES = ("skipped", "stopped")
+FAILED_STATUSES = tuple(status.value for status in FAILING_STEPS)
+SKIPPED_STATUSES = (StepStatus.SKIPPED.value, StepStatus.STOPPED.value)
 
 
 @dataclass

@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
 from runner.execution.children import child_runner, kept_on_target, render_results_path
 from runner.execution.context import ChildTask, RunContext
-from runner.planning.request import PlanRequest
-from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
-from runner.jobs.states import TERMINAL, JobState
+from runner.execution.sessions import SessionPool
 from runner.execution.sinks import FileWriter, StoreWriter
+from runner.execution.steps import ChildReport, Control
+from runner.jobs.states import TERMINAL, JobState
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import shown_command
-from runner.execution.sessions import SessionPool
-from runner.execution.steps import ChildReport, Control
+from runner.planning.request import PlanRequest
 
 POLL_SECONDS = 0.2
 

@@ -12,10 +12,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runner.execution.ontarget import jobdir as remote
-from runner.jobs.states import JobState
+from runner.execution.steps import ChildReport, Control
+from runner.jobs.states import JobState, StepStatus
 from runner.planning.planner import JobPlan
 from runner.planning.render import HostScope, render_step
-from runner.execution.steps import ChildReport, Control
 
 if TYPE_CHECKING:
     from runner.execution.context import ChildTask, RunContext
@@ -36,7 +36,9 @@ def script_steps(executor: Any, jp: JobPlan, host: str, child: int) -> list[remo
         )
         if not commands:
             now = time.time()
-            executor.store.record_step(child, step.index, step.name, None, "skipped", now, now)
+            executor.store.record_step(
+                child, step.index, step.name, None, StepStatus.SKIPPED.value, now, now
+            )
             continue
         steps.append(
             remote.ScriptStep(
@@ -65,7 +67,9 @@ def run_kept_child(context: RunContext, task: ChildTask) -> ChildReport:
         context.store.set_runtime(child, remote_pgid=pgid)
         for step in steps:
             name = next(s.name for s in jp.steps if s.index == step.index)
-            context.store.record_step(child, step.index, name, None, "running", started, None)
+            context.store.record_step(
+                child, step.index, name, None, StepStatus.RUNNING.value, started, None
+            )
         if jp.job.detach:
             return ChildReport(JobState.Running.value, f"detached: job directory {directory}")
         return _follow(context.store, child, conn, directory, pgid, task.control)

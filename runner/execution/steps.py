@@ -26,21 +26,22 @@ from typing import Any
 from runner.connections.local import LocalConnection
 from runner.connections.transfer import TargetFile, parse_probe, probe_script
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
+from runner.execution.sinks import LineBuffer
+from runner.jobs.states import StepStatus
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
-from runner.execution.sinks import LineBuffer
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedItem, holds, render_step
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
-STATUS_OK = "ok"
-STATUS_CHANGED = "changed"
-STATUS_FAILED = "failed"
-STATUS_SKIPPED = "skipped"
-STATUS_STOPPED = "stopped"
-STATUS_TIMEDOUT = "timedout"
-STATUS_UNREACHABLE = "unreachable"
+STATUS_OK = StepStatus.OK.value
+STATUS_CHANGED = StepStatus.CHANGED.value
+STATUS_FAILED = StepStatus.FAILED.value
+STATUS_SKIPPED = StepStatus.SKIPPED.value
+STATUS_STOPPED = StepStatus.STOPPED.value
+STATUS_TIMEDOUT = StepStatus.TIMEDOUT.value
+STATUS_UNREACHABLE = StepStatus.UNREACHABLE.value
 
 TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
 _TAIL_CHARS = 4000

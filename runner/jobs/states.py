@@ -48,6 +48,28 @@ class JobState(str, Enum):
 
 S = JobState
 
+
+class StepStatus(str, Enum):
+    """How one step ended on one host, as the store records it and every report shows it."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+    STOPPED = "stopped"
+    TIMEDOUT = "timedout"
+    RUNNING = "running"  # only while a step kept on its target runs
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Statuses a step ended with that fail its host (unless the step ignores errors).
+FAILING_STEPS: frozenset[StepStatus] = frozenset(
+    {StepStatus.FAILED, StepStatus.TIMEDOUT, StepStatus.UNREACHABLE}
+)
+
 # Finished states: a job in one of these never changes state again.
 TERMINAL: frozenset[JobState] = frozenset({S.Completed, S.Failed, S.Stopped})
 

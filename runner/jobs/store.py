@@ -54,6 +54,7 @@ from runner.jobs.states import (
     ACTIVE,
     TERMINAL,
     JobState,
+    StepStatus,
     check_transition,
     derive_parent_state,
     is_terminal,
@@ -65,16 +66,7 @@ SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 BEGIN_ATTEMPTS = 5
 STREAMS = ("stdout", "stderr")
-STEP_STATUSES = (
-    "ok",
-    "failed",
-    "skipped",
-    "changed",
-    "unreachable",
-    "stopped",
-    "timedout",
-    "running",
-)
+STEP_STATUSES = tuple(status.value for status in StepStatus)
 
 # v2: output kept on a target (detached jobs, `results.to: remote`). Per child, step and
 # stream: the size last seen there, the bytes fetched into `output`, the bytes received.

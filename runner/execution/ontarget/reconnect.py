@@ -16,7 +16,7 @@ from typing import Any
 from runner.connections.base import Connection
 from runner.errors import ConnectError, JobStateError
 from runner.execution.ontarget import jobdir as remote
-from runner.jobs.states import TERMINAL, JobState, transition_path
+from runner.jobs.states import TERMINAL, JobState, StepStatus, transition_path
 from runner.jobs.store import OutputRecord
 
 FETCH_CHUNK = 1 << 20  # commit fetched output to the store a megabyte at a time
@@ -132,18 +132,18 @@ def _record_steps(store: Any, child: Any, status: Any) -> None:
                 known.index,
                 known.name,
                 rc,
-                "changed" if ok else "failed",
+                (StepStatus.CHANGED if ok else StepStatus.FAILED).value,
                 known.started,
                 now,
                 None if ok else f"exited with status {rc}",
             )
-        elif rc is None and known.status == "running" and status.state != "Running":
+        elif rc is None and known.status == StepStatus.RUNNING and status.state != "Running":
             store.record_step(
                 child.id,
                 known.index,
                 known.name,
                 None,
-                "stopped",
+                StepStatus.STOPPED.value,
                 known.started,
                 now,
                 status.reason,
