@@ -137,7 +137,7 @@ def assert_store_sound(runner: Runner, before: dict[int, tuple[int, str]]) -> di
     """The checks after each kill; returns the output table as the next round's snapshot."""
     if (runner.home / "jobs.db").exists():  # a run killed early may not have made it yet
         assert runner.query("PRAGMA integrity_check") == [("ok",)]
-    listed = runner.jobs.states()  # opens the store and reconciles the dead run's jobs
+    listed = runner.jobs()  # opens the store and reconciles the dead run's jobs
     unsettled = [(j["Id"], j["State"]) for j in listed if j["State"] not in TERMINAL]
     assert not unsettled, f"jobs left unfinished by a dead runner: {unsettled}"
     records = runner.query("SELECT id, job_id, data FROM output")
@@ -169,12 +169,12 @@ def test_sigkill_at_random_points_loses_no_stored_output_and_strands_no_job(tmp_
     assert any(r and "ended without stopping it" in r for r in reasons), reasons
     # The store is still fully usable: a run to the end completes every job.
     first_new = runner.query("SELECT COALESCE(MAX(id), 0) FROM jobs")[0][0]
-    done = runner("run", play, "-i", str(runner.planning.inventory))
+    done = runner("run", play, "-i", str(runner.inventory))
     assert done.returncode == 0, done.stdout + done.stderr
     snapshot = assert_store_sound(runner, snapshot)
-    ids = [job["Id"] for job in runner.jobs.states()]
+    ids = [job["Id"] for job in runner.jobs()]
     assert len(ids) == len(set(ids))
-    fresh = [j for j in runner.jobs.states() if j["Id"] > first_new]
+    fresh = [j for j in runner.jobs() if j["Id"] > first_new]
     assert len(fresh) == 60 and {j["State"] for j in fresh} == {"Completed"}
     children = {j["Id"] for j in fresh if not j["ChildJobs"]}
     complete = numbered_lines(
@@ -197,7 +197,7 @@ def test_runners_sharing_one_store_at_once_lose_nothing(tmp_path, runs):
     for proc, out, err in finished:
         assert proc.returncode == 0, out + err
         assert "database is locked" not in err and "Traceback" not in err, err
-    listed = runner.jobs.states()
+    listed = runner.jobs()
     ids = [job["Id"] for job in listed]
     assert len(ids) == len(set(ids))
     parents = [job for job in listed if job["ChildJobs"]]
