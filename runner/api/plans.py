@@ -29,39 +29,51 @@ def load_inventory(path: str | None):  # -> Inventory
 
 def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
     """`-e` values as ansible-playbook takes them: KEY=VALUE pairs, JSON/YAML, or @file."""
-    import yaml
-
-    from runner.planning.yamlsource import check_depth
-
     result: dict[str, Any] = {}
     for value in values:
         value = value.strip()
         if value.startswith("@"):
             result.update(_extra_vars_file(value[1:]))
         elif value.startswith("{"):
-            try:
-                check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
-                data = yaml.safe_load(value)
-            except PlaybookError as exc:
-                raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
-            except RecursionError:
-                raise UsageError(f"-e {value!r}: nested too deep") from None
-            except yaml.YAMLError as exc:  # its text spans lines: keep the first
-                why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
-            if not isinstance(data, dict):
-                raise UsageError(f"-e {value!r}: expected a mapping")
-            result.update(data)
+            result.update(_extra_vars_mapping(value))
         else:
-            try:
-                pairs = shlex.split(value)
-            except ValueError as exc:  # an unbalanced quote
-                raise UsageError(f"-e {value!r}: {exc}") from None
-            for pair in pairs:
-                key, sep, val = pair.partition("=")
-                if not sep or not key.isidentifier():
-                    raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
-                result[key] = val
+            result.update(_extra_vars_pairs(value))
+    return result
+
+
+def _extra_vars_mapping(value: str) -> dict[str, Any]:
+    """One `-e '{...}'`: a JSON or YAML mapping."""
+    import yaml
+
+    from runner.planning.yamlsource import check_depth
+
+    try:
+        check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
+        data = yaml.safe_load(value)
+    except PlaybookError as exc:
+        raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
+    except RecursionError:
+        raise UsageError(f"-e {value!r}: nested too deep") from None
+    except yaml.YAMLError as exc:  # its text spans lines: keep the first
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"-e {value!r}: expected a mapping")
+    return data
+
+
+def _extra_vars_pairs(value: str) -> dict[str, Any]:
+    """One `-e 'a=1 b=2'`: shell-quoted KEY=VALUE pairs, each value a string."""
+    try:
+        pairs = shlex.split(value)
+    except ValueError as exc:  # an unbalanced quote
+        raise UsageError(f"-e {value!r}: {exc}") from None
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
+        result[key] = val
     return result
 
 

@@ -12,6 +12,7 @@ second channel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -601,10 +602,8 @@ class _ChannelPump:
         """End the remote group of a run that is being abandoned (error, Ctrl-C)."""
         if self._finished or self.pgid is None:
             return
-        try:
+        with contextlib.suppress(ConnectError):
             self.connection.kill_process_group(self.pgid, grace=0)
-        except ConnectError:
-            pass
 
     def _at_end(self) -> bool:
         channel = self.channel
@@ -781,10 +780,8 @@ def _read_script(length: int, end: str) -> str:
 def _send(channel: paramiko.Channel, data: bytes) -> None:
     """Send `data` on `channel`'s input; a command that already ended (sudo refused) has
     its own output and status to say why, so a closed channel is not an error here."""
-    try:
+    with contextlib.suppress(OSError):
         channel.sendall(data)
-    except OSError:
-        pass
 
 
 class _GatewayedConnection(fabric.Connection):

@@ -2,17 +2,17 @@
 
 The runner starts a worker process per child (`runner.execution.worker`, started by
 `worker_command`), hands it (on stdin, as JSON) a `runner.execution.context.BackgroundTask`:
-the plan request, the values earlier jobs registered on its host, check and diff. The worker plans again through the planner (which is pure,
-so the worker's plan is the runner's) and runs its child with the `InProcessChild` a
-thread job runs with. It writes its output and step results straight into the job store,
-and on stdout, as JSON lines, the events the runner prints (step lines, commands, diffs,
-output) and at last how the child ended and what it registered, which later jobs see.
-A stop ends the worker, which ends its step's process group first. An attached worker
-ends with the runner, as an attached job must: the runner's lifeline (`runner.connections.lifeline`)
-ends the worker's group should the runner die, however it dies, and the worker also stops
-on PR_SET_PDEATHSIG or when its parent changes. The worker's own step is held on the
-worker's lifeline, so a worker killed with SIGKILL (the OOM killer's choice) does not
-leave it running either.
+the plan request, the values earlier jobs registered on its host, check and diff. The worker
+plans again through the planner (which is pure, so the worker's plan is the runner's) and
+runs its child with the `InProcessChild` a thread job runs with. It writes its output and
+step results straight into the job store, and on stdout, as JSON lines, the events the
+runner prints (step lines, commands, diffs, output) and at last how the child ended and what
+it registered, which later jobs see. A stop ends the worker, which ends its step's process
+group first. An attached worker ends with the runner, as an attached job must: the runner's
+lifeline (`runner.connections.lifeline`) ends the worker's group should the runner die,
+however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent changes.
+The worker's own step is held on the worker's lifeline, so a worker killed with SIGKILL (the
+OOM killer's choice) does not leave it running either.
 """
 
 from __future__ import annotations

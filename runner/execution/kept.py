@@ -1,9 +1,9 @@
 """The executor's side of children kept on their targets (detached, or results kept there).
 
-The child's steps are rendered now (`runner.planning.render`), with the variables known at start,
-into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its own process group. A
-detached child is left running; an attached one is followed until it ends, and stopped
-with the run.
+The child's steps are rendered now (`runner.planning.render`), with the variables known at
+start, into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its own
+process group. A detached child is left running; an attached one is followed until it ends,
+and stopped with the run.
 """
 
 from __future__ import annotations

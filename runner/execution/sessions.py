@@ -8,6 +8,7 @@ inventory's `ansible_*` variables, then the session's own keys, say how to conne
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -109,10 +110,8 @@ class SessionPool:
             self._prefetcher.shutdown(wait=True)
         sessions += [f.result() for f in pending if f.exception() is None]  # never used
         for conn in sessions:
-            try:
+            with contextlib.suppress(Exception):  # closing at exit must not hide the result
                 conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing at exit must not hide the result
-                pass
 
 
 def _key(jp: JobPlan, host: str) -> tuple[str, ...]:

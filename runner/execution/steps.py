@@ -170,11 +170,7 @@ class StepRunner:
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
         for step in self.jp.steps:
-            if self._store_refused():
-                self.control.stop(
-                    f"the job store refused a write: {self._store_refused()}", fail=True
-                )
-            if self.control.stopped:
+            if self._halted():
                 return self._stopped(counts)
             started = time.time()
             try:
@@ -192,11 +188,7 @@ class StepRunner:
                 self._emit_error(step, outcome.error or "")
             step = self._record(step, outcome, started)
             if step.register:
-                self.registered[step.register] = outcome.registered()
-                if self.check and step.action not in ("put", "template"):
-                    self._not_run.add(step.register)
-                if step.register in self.plan.playbook.secrets:
-                    self.redact.add(secret_values(self.registered[step.register]))
+                self._register(step, outcome)
             if outcome.status == STATUS_STOPPED or self.control.stopped:
                 return self._stopped(counts)
             if outcome.failed and step.ignore_errors:
@@ -206,6 +198,21 @@ class StepRunner:
             if outcome.failed:
                 return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
         return ChildReport("Completed", None, False, counts)
+
+    def _register(self, step: Step, outcome: StepOutcome) -> None:
+        """Keep the step's result under its `register` name for later steps and jobs."""
+        assert step.register is not None
+        self.registered[step.register] = outcome.registered()
+        if self.check and step.action not in ("put", "template"):
+            self._not_run.add(step.register)
+        if step.register in self.plan.playbook.secrets:
+            self.redact.add(secret_values(self.registered[step.register]))
+
+    def _halted(self) -> bool:
+        """Whether the child must start no further step: stopped, or the store refused."""
+        if self._store_refused():
+            self.control.stop(f"the job store refused a write: {self._store_refused()}", fail=True)
+        return self.control.stopped
 
     def _store_refused(self) -> BaseException | None:
         """The output writer's error once the store refused a batch: no step may start
@@ -473,25 +480,13 @@ class StepRunner:
     def _command(
         self, step: Step, conn: Any, command: str, env: dict[str, str], cwd: str | None
     ) -> StepOutcome:
-        keep = bool(step.register or step.until)
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
         tail = Tail()
-
-        def emitter(stream: str) -> Callable[[str], None]:
-            def emit(text: str) -> None:
-                if keep:
-                    captured[stream].append(text)
-                if not step.no_log:
-                    self.sink(self.child_id, self.host, step.index, stream, text)
-                    if stream == "stderr":
-                        tail.add(self.redact(text))
-                if self.events is not None and not step.no_log:
-                    self.events.output(self.jp, self.host, stream, self.redact(text))
-
-            return emit
-
         hold = self.redact.partial_tail if self.redact else None
-        buffers = {s: LineBuffer(emitter(s), hold) for s in ("stdout", "stderr")}
+        buffers = {
+            s: LineBuffer(self._emitter(step, s, captured, tail), hold)
+            for s in ("stdout", "stderr")
+        }
 
         def on_output(stream: str, data: bytes) -> None:
             buffers[stream].feed(data)
@@ -524,6 +519,25 @@ class StepRunner:
         elif result.stopped:
             outcome.status = STATUS_STOPPED
         return outcome
+
+    def _emitter(
+        self, step: Step, stream: str, captured: dict[str, list[str]], tail: Tail
+    ) -> Callable[[str], None]:
+        """Where one stream's lines go: kept for `register`/`until`, into the store, the
+        stderr tail and the run's events (the last three not for a `no_log` step)."""
+        keep = bool(step.register or step.until)
+
+        def emit(text: str) -> None:
+            if keep:
+                captured[stream].append(text)
+            if not step.no_log:
+                self.sink(self.child_id, self.host, step.index, stream, text)
+                if stream == "stderr":
+                    tail.add(self.redact(text))
+            if self.events is not None and not step.no_log:
+                self.events.output(self.jp, self.host, stream, self.redact(text))
+
+        return emit
 
     @contextmanager
     def _recorded(self, conn: Any) -> Iterator[Callable[[int], None] | None]:

@@ -768,7 +768,8 @@ class JobStore:
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO remote_streams (child_id, step, stream, size) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (child_id, step, stream) DO UPDATE SET size = MAX(size, excluded.size)",
+                " ON CONFLICT (child_id, step, stream)"
+                " DO UPDATE SET size = MAX(size, excluded.size)",
                 [(child_id, step, stream, size) for (step, stream), size in sizes.items()],
             )
 

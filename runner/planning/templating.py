@@ -116,11 +116,11 @@ def _check_size(operator: str, left: Any, right: Any) -> None:
         limits.check_percent(left, right)
         return
     if operator == "**":
-        if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
-            if right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
-                raise jinja2.sandbox.SecurityError(
-                    f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)"
-                )
+        grows = _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1
+        if grows and right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
+            raise jinja2.sandbox.SecurityError(
+                f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)"
+            )
         return
     if operator == "*":
         sequence, count = (left, right) if isinstance(left, sized) else (right, left)
