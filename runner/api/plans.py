@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +16,13 @@ from runner.errors import PlaybookError, UsageError
 
 if TYPE_CHECKING:
     from runner.execution.events import RunEvents
+    from runner.execution.executor import Executor, RunReport
+    from runner.planning.inventory import Inventory
+    from runner.planning.model import Playbook
+    from runner.planning.planner import Plan
 
 
-def load_inventory(path: str | None):  # -> Inventory
+def load_inventory(path: str | None) -> Inventory:
     """The inventory at `path`, or the implicit `localhost` one when none is given."""
     from runner.planning import inventory
 
@@ -86,7 +90,7 @@ def _extra_vars_file(path: str) -> dict[str, Any]:
     return document.data
 
 
-def load_playbook_cached(path: str):  # -> Playbook
+def load_playbook_cached(path: str) -> Playbook:
     """`load_playbook`, skipping the JSON Schema pass for bytes that passed it before.
 
     `runner plan` and `runner run` of a playbook that has not changed since it last
@@ -150,7 +154,7 @@ def plan(
     tags: Sequence[str] = (),
     skip_tags: Sequence[str] = (),
     start_at_job: str | None = None,
-):  # -> Plan
+) -> Plan:
     """Load, validate and resolve a playbook against an inventory; nothing runs."""
     from runner.planning.planner import build_plan
 
@@ -193,8 +197,8 @@ def run(
     check: bool = False,
     diff: bool = False,
     events: RunEvents | None = None,
-    on_start: Any = None,
-):  # -> tuple[Plan, RunReport]
+    on_start: Callable[[Executor], None] | None = None,
+) -> tuple[Plan, RunReport]:
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
     from runner.api.jobs import open_store
     from runner.execution.events import NullEvents

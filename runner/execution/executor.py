@@ -175,7 +175,7 @@ class Executor:
         on its target, or to end a step's process group there should this runner die."""
         if jp.job.type != "remote":
             return None
-        spec: dict[str, Any] = {"connection": self.sessions.spec(host, jp.session)}
+        spec: dict[str, Any] = {"connection": self.sessions.spec(host, jp.session).to_json()}
         if kept_on_target(jp):
             spec["steps"] = {str(step.index): step.name for step in jp.steps}
         return spec

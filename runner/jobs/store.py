@@ -293,14 +293,16 @@ class JobStore:
         `owner_pid` defaults to this process: the runner that must end the job if it
         ends. Its start time is recorded too, so a reused pid is not taken for it.
         """
-        common = {
-            "detach": detach,
-            "results_to": results_to,
-            "playbook": playbook,
-            "owner_pid": owner_pid,
-        }
         return self.create_children(
-            parent_id, name, type, command, [(location, results_path, spec)], **common
+            parent_id,
+            name,
+            type,
+            command,
+            [(location, results_path, spec)],
+            detach=detach,
+            results_to=results_to,
+            playbook=playbook,
+            owner_pid=owner_pid,
         )[0]
 
     def create_children(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from runner.connections.base import Connection
+from runner.connections.base import Connection, ConnectionSpec
 from runner.errors import ConnectError, JobStateError
 from runner.execution.ontarget import jobdir as remote
 from runner.jobs.states import TERMINAL, JobState, StepStatus, transition_path
@@ -32,8 +33,8 @@ def connect(record: Any) -> Connection:
     from runner.execution.sessions import open_connection
     from runner.settings import known_hosts_path
 
-    spec = dict(record.spec or {}).get("connection") or {"connection": "local"}
-    return open_connection(record.location, spec, known_hosts_path())
+    stored = dict(record.spec or {}).get("connection") or {"connection": "local"}
+    return open_connection(record.location, ConnectionSpec.from_json(stored), known_hosts_path())
 
 
 def leaves(store: Any, job_id: int) -> list[Any]:
@@ -161,6 +162,16 @@ def fetch(store: Any, child: Any, conn: Connection, status: Any) -> None:
         _fetch_stream(store, child, conn, step, stream, fetched, size - fetched, finished)
 
 
+@dataclass
+class _Fetch:
+    """One stream's fetch: where the store's copy ends, what waits for its line end, and
+    whether another process took the stream over."""
+
+    offset: int
+    buffer: bytes = b""
+    lost: bool = False
+
+
 def _fetch_stream(
     store: Any,
     child: Any,
@@ -171,25 +182,25 @@ def _fetch_stream(
     length: int,
     finished: bool,
 ) -> None:
-    state = {"offset": offset, "buffer": b"", "lost": False}
+    state = _Fetch(offset)
 
     def commit(data: bytes) -> None:
-        if state["lost"] or not data:
+        if state.lost or not data:
             return
-        if store.append_fetched(child.id, child.location, step, stream, state["offset"], data):
-            state["offset"] += len(data)
+        if store.append_fetched(child.id, child.location, step, stream, state.offset, data):
+            state.offset += len(data)
         else:
-            state["lost"] = True  # another process is fetching this stream
+            state.lost = True  # another process is fetching this stream
 
     def on_data(data: bytes) -> None:
-        state["buffer"] += data
-        if len(state["buffer"]) >= FETCH_CHUNK:
-            cut = state["buffer"].rfind(b"\n") + 1 or len(state["buffer"])
-            head, state["buffer"] = state["buffer"][:cut], state["buffer"][cut:]
+        state.buffer += data
+        if len(state.buffer) >= FETCH_CHUNK:
+            cut = state.buffer.rfind(b"\n") + 1 or len(state.buffer)
+            head, state.buffer = state.buffer[:cut], state.buffer[cut:]
             commit(head)
 
     remote.read(conn, child.remote_dir, step, stream, offset, length, on_data)
-    rest = state["buffer"]
+    rest = state.buffer
     if not finished:
         rest = rest[: rest.rfind(b"\n") + 1]  # a partial line waits for its end
     commit(rest)
