@@ -25,12 +25,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from runner.connections import lifeline
 from runner.errors import RunnerError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.steps import ChildReport, Control, StepOutcome
+
+if TYPE_CHECKING:
+    from runner.execution.events import StepEvents
+    from runner.jobs.store import JobStore
+    from runner.planning.planner import JobPlan
 
 _GRACE = 3.0
 
@@ -97,7 +103,9 @@ class Relay(threading.Thread):
     events as the worker's steps run (step lines, commands, output, diffs), and the last
     line, how the child ended, is kept in `report`."""
 
-    def __init__(self, stream: Any, events: Any, jp: Any, host: str) -> None:
+    def __init__(
+        self, stream: Iterable[bytes], events: StepEvents | None, jp: JobPlan, host: str
+    ) -> None:
         super().__init__(name=f"relay-{host}", daemon=True)
         self.stream, self.events, self.jp, self.host = stream, events, jp, host
         self.steps = {step.index: step for step in jp.steps}
@@ -113,24 +121,24 @@ class Relay(threading.Thread):
             if "event" not in line:
                 self.report = line
             elif self.events is not None:
-                self._relay(line)
+                self._relay(self.events, line)
 
-    def _relay(self, line: dict[str, Any]) -> None:
+    def _relay(self, events: StepEvents, line: dict[str, Any]) -> None:
         kind = line["event"]
         step = self.steps.get(line.get("step", -1))
         if kind == "output":
-            self.events.output(self.jp, self.host, line["stream"], line["text"])
+            events.output(self.jp, self.host, line["stream"], line["text"])
         elif step is None:
             return
         elif kind == "step_done":
             outcome = StepOutcome(**line["outcome"])
             labelled = dataclasses.replace(step, name=line["name"])
-            self.events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
+            events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
         elif kind in ("command", "diff"):
-            getattr(self.events, kind)(self.jp, self.host, step, line["text"])
+            getattr(events, kind)(self.jp, self.host, step, line["text"])
 
 
-def _start_detached(store: Any, child: int, payload: bytes) -> ChildReport:
+def _start_detached(store: JobStore, child: int, payload: bytes) -> ChildReport:
     """Start a worker that outlives the runner and owns its child's state from now on."""
     proc = subprocess.Popen(
         worker_command(),

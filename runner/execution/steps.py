@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runner.connections.base import Connection, RunResult
 from runner.connections.local import LocalConnection
 from runner.connections.transfer import TargetFile, parse_probe, probe_script
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
@@ -32,6 +33,11 @@ from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedItem, holds, render_step
+
+if TYPE_CHECKING:
+    from runner.execution.events import StepEvents
+    from runner.execution.sinks import StoreWriter
+    from runner.jobs.store import JobStore
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
@@ -135,13 +141,13 @@ class StepRunner:
         jp: JobPlan,
         host: str,
         child_id: int,
-        conn: Any,
-        local: Any,
+        conn: Connection,
+        local: LocalConnection,
         sink: Sink,
-        results: Any,
+        results: StoreWriter | JobStore,
         control: Control,
         registered: dict[str, Any],
-        events: Any = None,
+        events: StepEvents | None = None,
         check: bool = False,
         diff: bool = False,
         runtime: Callable[..., None] | None = None,
@@ -431,7 +437,7 @@ class StepRunner:
         return StepOutcome(STATUS_CHANGED, rc=0)
 
     @staticmethod
-    def _interrupted(step: Step, result: Any) -> StepOutcome:
+    def _interrupted(step: Step, result: RunResult) -> StepOutcome:
         if result.timed_out:
             return StepOutcome(STATUS_TIMEDOUT, error=f"timed out after {step.timeout:g} s")
         return StepOutcome(STATUS_STOPPED)
@@ -478,7 +484,7 @@ class StepRunner:
         return self._command(step, self.conn, command, env, cwd)
 
     def _command(
-        self, step: Step, conn: Any, command: str, env: dict[str, str], cwd: str | None
+        self, step: Step, conn: Connection, command: str, env: dict[str, str], cwd: str | None
     ) -> StepOutcome:
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
         tail = Tail()
@@ -540,7 +546,7 @@ class StepRunner:
         return emit
 
     @contextmanager
-    def _recorded(self, conn: Any) -> Iterator[Callable[[int], None] | None]:
+    def _recorded(self, conn: Connection) -> Iterator[Callable[[int], None] | None]:
         """Record the step's process group while it runs: `local_pid` on the controller,
         `remote_pgid` on a target; cleared when the step ends."""
         runtime = self.runtime
