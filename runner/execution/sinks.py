@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
-from runner.jobs.store import runtime_changes
+from runner.jobs.store import JobStore, runtime_changes
 
 Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
 
@@ -99,7 +99,9 @@ class StoreWriter:
     """Batches output records and step results into the job store from one writer
     thread: a transaction per batch, however many hosts are writing."""
 
-    def __init__(self, store: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, store: JobStore, on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._store = store
         self._on_error = on_error
         self._queue: queue.Queue[Any] = queue.Queue()
