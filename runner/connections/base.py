@@ -16,10 +16,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 OutputCallback = Callable[[str, bytes], None]
 StartCallback = Callable[[int], None]
@@ -61,7 +61,7 @@ class ConnectionSpec:
     jump: tuple[JumpHost, ...] = ()
     proxy_command: str | None = None
 
-    SECRETS = ("password", "become_password")
+    SECRETS: ClassVar[tuple[str, ...]] = ("password", "become_password")
 
     def without_secrets(self) -> ConnectionSpec:
         """The spec as the job store may keep it: no password of any kind."""
@@ -70,24 +70,25 @@ class ConnectionSpec:
     def to_json(self) -> dict[str, Any]:
         """The stored form: a JSON object of every field but the passwords, the jump hosts
         a list of objects (the form stores have always held)."""
-        data = {
-            name: getattr(self, name)
-            for name in self.__dataclass_fields__
-            if name not in self.SECRETS
-        }
-        data["jump"] = [vars(hop).copy() for hop in self.jump]
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.SECRETS}
+        data["jump"] = [asdict(hop) for hop in self.jump]
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ConnectionSpec:
         """Read a stored spec; a key an older store lacks takes its default, a key a newer
         one adds is ignored."""
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known = _known_fields(cls, data)
         known["jump"] = tuple(
-            JumpHost(**{k: v for k, v in hop.items() if k in JumpHost.__dataclass_fields__})
-            for hop in known.get("jump") or ()
+            JumpHost(**_known_fields(JumpHost, hop)) for hop in data.get("jump") or ()
         )
         return cls(**known)
+
+
+def _known_fields(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of `data` that name a field of the dataclass `cls`."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass(frozen=True)
