@@ -18,7 +18,8 @@ as the median of --runs runs each:
 
 In-process runs start from freshly loaded objects each time, so no cache carries over
 from one run to the next. A run past --cap seconds is stopped, ends its series and is
-reported as missed (the table says how many runs each median has). `--profile` adds a cProfile of one render_plan run.
+reported as missed (the table says how many runs each median has). `--profile` adds a
+cProfile of one render_plan run.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ outside pytest::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -311,10 +312,8 @@ def _ppid(pid: int) -> int | None:
 
 
 def _kill(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _keygen(path: Path) -> None:

@@ -100,7 +100,7 @@ def _known_prefix(name: str, known: dict) -> str:
     return name
 
 
-def cycles(graph: dict[str, Module]) -> list[list[str]]:
+def cycles(graph: dict[str, Module]) -> list[list[str]]:  # noqa: C901 - Tarjan reads best whole
     """Groups of modules that import each other, through imports that execute."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}

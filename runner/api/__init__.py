@@ -1,1 +1,2 @@
-"""The library's face: `plans` (validate, plan, select, run) and `jobs` (list, receive, wait, stop, remove)."""
+"""The library's face: `plans` (validate, plan, select, run) and `jobs` (list, receive, wait,
+stop, remove)."""

@@ -6,11 +6,16 @@ RUNNER_HOME with the jobs of dead runners settled first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runner.jobs.records import JobRecord, OutputRecord
+    from runner.jobs.states import JobState
+    from runner.jobs.store import JobStore
 
 
-def open_store():  # -> JobStore
+def open_store() -> JobStore:
     """The job store at $RUNNER_HOME/jobs.db, with orphans of dead runners reconciled."""
     from runner.execution.orphans import end_processes
     from runner.jobs.store import JobStore
@@ -21,7 +26,7 @@ def open_store():  # -> JobStore
     return store
 
 
-def resolve_jobs(store: Any, tokens: Sequence[str | int]) -> list[int]:
+def resolve_jobs(store: JobStore, tokens: Sequence[str | int]) -> list[int]:
     """The jobs named on the command line, each once, in the order given: an id, or a
     name (wildcards allowed, any case) standing for every parent job it matches, as
     PowerShell's -Name selects. `JobNotFoundError` for one that matches nothing."""
@@ -29,7 +34,7 @@ def resolve_jobs(store: Any, tokens: Sequence[str | int]) -> list[int]:
     from runner.jobs.records import wildcard_match
 
     ids: list[int] = []
-    parents: list[Any] | None = None
+    parents: list[JobRecord] | None = None
     for token in tokens:
         text = str(token).strip()
         if text.isascii() and text.isdigit():  # not '²', which int() refuses
@@ -44,7 +49,7 @@ def resolve_jobs(store: Any, tokens: Sequence[str | int]) -> list[int]:
     return ids
 
 
-def wait_over(state: Any, force: bool = False) -> bool:
+def wait_over(state: JobState | str, force: bool = False) -> bool:
     """Whether waiting for a job in `state` ends, by Wait-Job's rule: it is finished, or
     Disconnected (a persistent state) unless `force`."""
     from runner.jobs.states import JobState, is_terminal
@@ -52,7 +57,7 @@ def wait_over(state: Any, force: bool = False) -> bool:
     return is_terminal(state) or (JobState(state) == JobState.Disconnected and not force)
 
 
-def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
+def refresh(store: JobStore, job_ids: Sequence[int] | None = None) -> list[str]:
     """Reconnect to jobs kept on their targets (detached, remote results) and bring
     their state and output up to date; return the problems met (unreachable hosts)."""
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves
@@ -70,7 +75,7 @@ def refresh(store: Any, job_ids: Sequence[int] | None = None) -> list[str]:
     return problems
 
 
-def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]:
+def stop(store: JobStore, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]:
     """Stop jobs and end their processes; return the ids still not finished after
     `timeout` (their owner has not ended them). Children kept on their targets, and
     those whose runner is gone, are ended here; the others by the runner that owns
@@ -109,7 +114,7 @@ def stop(store: Any, job_ids: Sequence[int], timeout: float = 15.0) -> list[int]
 
 
 def remove(
-    store: Any, job_ids: Sequence[int], force: bool = False, keep_remote: bool = False
+    store: JobStore, job_ids: Sequence[int], force: bool = False, keep_remote: bool = False
 ) -> None:
     """Remove finished jobs (with `force`, stop unfinished ones first) and their job
     directories on the targets, unless `keep_remote`."""
@@ -139,18 +144,18 @@ def remove(
 
 
 def wait(
-    store: Any,
+    store: JobStore,
     job_ids: Sequence[int],
     any_: bool = False,
     timeout: float | None = None,
     force: bool = False,
-) -> list[Any]:
+) -> list[JobRecord]:
     """Block until the jobs are finished (or Disconnected, unless `force`), reconnecting
     to detached ones; return the records of those still running when `timeout` passed
     (empty when all were done)."""
     import time
 
-    def done(record: Any) -> bool:
+    def done(record: JobRecord) -> bool:
         return wait_over(record.state, force)
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -169,7 +174,9 @@ def wait(
         time.sleep(0.1)
 
 
-def receive(store: Any, job_id: int, keep: bool = False, host: str | None = None) -> Any:
+def receive(
+    store: JobStore, job_id: int, keep: bool = False, host: str | None = None
+) -> Iterator[OutputRecord]:
     """Output not received yet, in order, marked received unless `keep`; reconnects to
     children kept on their targets first. An iterator of OutputRecords."""
     in_store = yield from _receive_kept(store, job_id, keep, host)
@@ -178,9 +185,9 @@ def receive(store: Any, job_id: int, keep: bool = False, host: str | None = None
 
 
 def deliver(
-    store: Any,
+    store: JobStore,
     job_id: int,
-    write: Callable[[Any], None],
+    write: Callable[[OutputRecord], None],
     flush: Callable[[], None],
     keep: bool = False,
     host: str | None = None,
@@ -209,7 +216,11 @@ def deliver(
 DELIVER_FLUSH_CHARS = 64 * 1024  # written out and marked received this much at a time
 
 
-def _write_each(records: Any, write: Callable[[Any], None], flush: Callable[[], None]) -> Any:
+def _write_each(
+    records: Generator[OutputRecord, None, bool],
+    write: Callable[[OutputRecord], None],
+    flush: Callable[[], None],
+) -> bool:
     """Write and flush each record of a generator; its return value."""
     while True:
         try:
@@ -220,7 +231,9 @@ def _write_each(records: Any, write: Callable[[Any], None], flush: Callable[[], 
         flush()
 
 
-def _receive_kept(store: Any, job_id: int, keep: bool, host: str | None) -> Any:
+def _receive_kept(
+    store: JobStore, job_id: int, keep: bool, host: str | None
+) -> Generator[OutputRecord, None, bool]:
     """Yield the output kept on targets; return whether some output is in the store."""
     from runner.errors import ConnectError
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves, receive_remote

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +16,13 @@ from runner.errors import PlaybookError, UsageError
 
 if TYPE_CHECKING:
     from runner.execution.events import RunEvents
+    from runner.execution.executor import Executor, RunReport
+    from runner.planning.inventory import Inventory
+    from runner.planning.model import Playbook
+    from runner.planning.planner import Plan
 
 
-def load_inventory(path: str | None):  # -> Inventory
+def load_inventory(path: str | None) -> Inventory:
     """The inventory at `path`, or the implicit `localhost` one when none is given."""
     from runner.planning import inventory
 
@@ -29,39 +33,51 @@ def load_inventory(path: str | None):  # -> Inventory
 
 def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
     """`-e` values as ansible-playbook takes them: KEY=VALUE pairs, JSON/YAML, or @file."""
-    import yaml
-
-    from runner.planning.yamlsource import check_depth
-
     result: dict[str, Any] = {}
     for value in values:
         value = value.strip()
         if value.startswith("@"):
             result.update(_extra_vars_file(value[1:]))
         elif value.startswith("{"):
-            try:
-                check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
-                data = yaml.safe_load(value)
-            except PlaybookError as exc:
-                raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
-            except RecursionError:
-                raise UsageError(f"-e {value!r}: nested too deep") from None
-            except yaml.YAMLError as exc:  # its text spans lines: keep the first
-                why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-                raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
-            if not isinstance(data, dict):
-                raise UsageError(f"-e {value!r}: expected a mapping")
-            result.update(data)
+            result.update(_extra_vars_mapping(value))
         else:
-            try:
-                pairs = shlex.split(value)
-            except ValueError as exc:  # an unbalanced quote
-                raise UsageError(f"-e {value!r}: {exc}") from None
-            for pair in pairs:
-                key, sep, val = pair.partition("=")
-                if not sep or not key.isidentifier():
-                    raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
-                result[key] = val
+            result.update(_extra_vars_pairs(value))
+    return result
+
+
+def _extra_vars_mapping(value: str) -> dict[str, Any]:
+    """One `-e '{...}'`: a JSON or YAML mapping."""
+    import yaml
+
+    from runner.planning.yamlsource import check_depth
+
+    try:
+        check_depth(value, "-e", PlaybookError)  # nesting and alias expansion
+        data = yaml.safe_load(value)
+    except PlaybookError as exc:
+        raise UsageError(f"-e {value[:60]!r}: {exc.message}") from None
+    except RecursionError:
+        raise UsageError(f"-e {value!r}: nested too deep") from None
+    except yaml.YAMLError as exc:  # its text spans lines: keep the first
+        why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"-e {value!r}: not valid JSON or YAML: {why}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"-e {value!r}: expected a mapping")
+    return data
+
+
+def _extra_vars_pairs(value: str) -> dict[str, Any]:
+    """One `-e 'a=1 b=2'`: shell-quoted KEY=VALUE pairs, each value a string."""
+    try:
+        pairs = shlex.split(value)
+    except ValueError as exc:  # an unbalanced quote
+        raise UsageError(f"-e {value!r}: {exc}") from None
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, val = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-e {pair!r}: expected KEY=VALUE, a JSON mapping or @FILE")
+        result[key] = val
     return result
 
 
@@ -74,7 +90,7 @@ def _extra_vars_file(path: str) -> dict[str, Any]:
     return document.data
 
 
-def load_playbook_cached(path: str):  # -> Playbook
+def load_playbook_cached(path: str) -> Playbook:
     """`load_playbook`, skipping the JSON Schema pass for bytes that passed it before.
 
     `runner plan` and `runner run` of a playbook that has not changed since it last
@@ -138,7 +154,7 @@ def plan(
     tags: Sequence[str] = (),
     skip_tags: Sequence[str] = (),
     start_at_job: str | None = None,
-):  # -> Plan
+) -> Plan:
     """Load, validate and resolve a playbook against an inventory; nothing runs."""
     from runner.planning.planner import build_plan
 
@@ -181,8 +197,8 @@ def run(
     check: bool = False,
     diff: bool = False,
     events: RunEvents | None = None,
-    on_start: Any = None,
-):  # -> tuple[Plan, RunReport]
+    on_start: Callable[[Executor], None] | None = None,
+) -> tuple[Plan, RunReport]:
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
     from runner.api.jobs import open_store
     from runner.execution.events import NullEvents

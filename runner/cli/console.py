@@ -30,7 +30,7 @@ def plain(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
-def is_interactive(stream: TextIO) -> bool:
+def is_interactive(stream: object) -> bool:
     """A live display only on a real terminal, and never in CI."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return False

@@ -16,10 +16,10 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, ClassVar, Self
 
 OutputCallback = Callable[[str, bytes], None]
 StartCallback = Callable[[int], None]
@@ -30,6 +30,65 @@ KILL_GRACE = 2.0  # seconds between TERM and KILL when ending a process group
 POLL_INTERVAL = 0.1  # how often a waiting run looks at its timeout and stop event
 READ_SIZE = 65536
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """One hop of ProxyJump (`-J`), as ssh would reach it."""
+
+    address: str
+    port: int
+    user: str
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """How to reach one host: what a connection opens with. The job store keeps it (as
+    `to_json`, without its passwords) so that a later invocation can reach the host again."""
+
+    connection: str = "ssh"  # or "local"
+    address: str = ""
+    port: int = 22
+    user: str | None = None
+    key_file: str | None = None
+    connect_timeout: float = 10.0
+    step_shell: bool = True
+    password: str | None = field(default=None, repr=False)
+    become: bool = False
+    become_user: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+    jump: tuple[JumpHost, ...] = ()
+    proxy_command: str | None = None
+
+    SECRETS: ClassVar[tuple[str, ...]] = ("password", "become_password")
+
+    def without_secrets(self) -> ConnectionSpec:
+        """The spec as the job store may keep it: no password of any kind."""
+        return replace(self, password=None, become_password=None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form: a JSON object of every field but the passwords, the jump hosts
+        a list of objects (the form stores have always held)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.SECRETS}
+        data["jump"] = [asdict(hop) for hop in self.jump]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConnectionSpec:
+        """Read a stored spec; a key an older store lacks takes its default, a key a newer
+        one adds is ignored."""
+        known = _known_fields(cls, data)
+        known["jump"] = tuple(
+            JumpHost(**_known_fields(JumpHost, hop)) for hop in data.get("jump") or ()
+        )
+        return cls(**known)
+
+
+def _known_fields(cls: type[Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of `data` that name a field of the dataclass `cls`."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,15 @@ import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.connections.sshstack import load
 from runner.errors import HostKeyError
 
-_fabric, paramiko = load()
+if TYPE_CHECKING:
+    import paramiko
+else:
+    _fabric, paramiko = load()
 
 SSH_PORT = 22
 

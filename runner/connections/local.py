@@ -9,6 +9,7 @@ even of SIGKILL, the group is ended.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -159,15 +160,11 @@ def _open_gate(process: subprocess.Popen[bytes], script: str) -> None:
 
 
 def _write_and_close(stdin: Any, data: bytes) -> None:
-    try:
+    with contextlib.suppress(OSError):  # it ended already (sudo refused...): its pipes say why
         stdin.write(data)
         stdin.flush()
-    except OSError:
-        pass  # it ended already (sudo refused...): its pipes tell the rest
-    try:
+    with contextlib.suppress(OSError):
         stdin.close()
-    except OSError:
-        pass
 
 
 def _exit_status(returncode: int) -> int:

@@ -12,6 +12,7 @@ second channel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.connections.base import (
     KILL_GRACE,
@@ -35,6 +36,7 @@ from runner.connections.base import (
     Connection,
     Deadline,
     Execution,
+    JumpHost,
     OutputCallback,
     RunResult,
     StartCallback,
@@ -47,7 +49,11 @@ from runner.connections.transfer import exec_get, exec_put, sftp_get, sftp_put
 from runner.errors import ConnectError, HostKeyError
 from runner.settings import known_hosts_path
 
-fabric, paramiko = load()
+if TYPE_CHECKING:
+    import fabric
+    import paramiko
+else:
+    fabric, paramiko = load()
 
 # paramiko's transport thread logs what ended it (a banner timeout...) with a traceback,
 # which Python prints to stderr when nobody configured logging; the reason is reported
@@ -102,7 +108,7 @@ def _private_key(path: str) -> paramiko.PKey | None:
         return None
 
 
-def _aead_first_transport(sock: socket.socket, **kwargs: object) -> paramiko.Transport:
+def _aead_first_transport(sock: socket.socket, **kwargs: Any) -> paramiko.Transport:
     """A transport that offers AES-GCM first, as OpenSSH offers an AEAD cipher first.
 
     paramiko prefers AES-CTR with a separate HMAC, whose check it makes byte by byte in
@@ -110,7 +116,7 @@ def _aead_first_transport(sock: socket.socket, **kwargs: object) -> paramiko.Tra
     C. Measured on an open session: 0.42-0.55 ms of CPU per `true` with AES-CTR,
     0.35-0.37 ms with AES-GCM. Servers without GCM still get the usual ciphers.
     """
-    transport = paramiko.Transport(sock, **kwargs)  # type: ignore[arg-type]
+    transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()
     offered = tuple(options.ciphers)
     first = tuple(c for c in _AEAD_CIPHERS if c in offered)
@@ -136,7 +142,7 @@ class SSHConnection(Connection):
         become: bool = False,
         become_user: str | None = None,
         become_password: str | None = None,
-        jump: Sequence[dict[str, Any]] = (),
+        jump: Sequence[JumpHost] = (),
         proxy_command: str | None = None,
     ) -> None:
         super().__init__(host)
@@ -160,7 +166,7 @@ class SSHConnection(Connection):
         self.become = become  # every step through sudo (`ansible_become`), not only `sudo:`
         self.become_user = become_user or "root"
         self.become_password = become_password
-        self.jump = list(jump)  # hops of ProxyJump, each {address, port, user, key_file}
+        self.jump = list(jump)  # hops of ProxyJump
         self.proxy_command = proxy_command
 
     # -- connecting ------------------------------------------------------------------------
@@ -235,17 +241,17 @@ class SSHConnection(Connection):
         before; None without jump hosts."""
         gateway: fabric.Connection | None = None
         for i, hop in enumerate(self.jump):
-            sock = self._dial(hop["address"], hop["port"]) if i == 0 else None
+            sock = self._dial(hop.address, hop.port) if i == 0 else None
             conn = self._fabric_connection(
-                hop["address"],
-                hop["port"],
-                hop["user"],
-                _identities_for(hop.get("key_file"), None),
+                hop.address,
+                hop.port,
+                hop.user,
+                _identities_for(hop.key_file, None),
                 self.connect_timeout,
                 gateway,
                 sock,
             )
-            name = hop["address"] if hop["port"] == 22 else f"[{hop['address']}]:{hop['port']}"
+            name = hop.address if hop.port == 22 else f"[{hop.address}]:{hop.port}"
             conn.client.set_missing_host_key_policy(
                 AcceptNewPolicy(KnownHosts(self.known_hosts), name)
             )
@@ -505,7 +511,8 @@ class SSHConnection(Connection):
             transfer(sftp)
         except (paramiko.SSHException, EOFError, OSError) as error:
             client, self._sftp_client = self._sftp_client, None
-            if isinstance(error, OSError) and client and not client.get_channel().closed:
+            channel = client.get_channel() if client else None
+            if isinstance(error, OSError) and channel is not None and not channel.closed:
                 self._sftp_client = client  # a file's own error (no such file...): as it is
                 raise
             self._transport()  # the whole connection lost: unreachable
@@ -521,8 +528,8 @@ class SSHConnection(Connection):
         transport = self._transport()
         client = self._sftp_client
         if client is not None:
-            channel = client.get_channel()
-            if channel.get_transport() is transport and not channel.closed:
+            current = client.get_channel()
+            if current is not None and current.get_transport() is transport and not current.closed:
                 return client
         channel = self._channel()
         try:
@@ -601,10 +608,8 @@ class _ChannelPump:
         """End the remote group of a run that is being abandoned (error, Ctrl-C)."""
         if self._finished or self.pgid is None:
             return
-        try:
+        with contextlib.suppress(ConnectError):
             self.connection.kill_process_group(self.pgid, grace=0)
-        except ConnectError:
-            pass
 
     def _at_end(self) -> bool:
         channel = self.channel
@@ -781,10 +786,8 @@ def _read_script(length: int, end: str) -> str:
 def _send(channel: paramiko.Channel, data: bytes) -> None:
     """Send `data` on `channel`'s input; a command that already ended (sudo refused) has
     its own output and status to say why, so a closed channel is not an error here."""
-    try:
+    with contextlib.suppress(OSError):
         channel.sendall(data)
-    except OSError:
-        pass
 
 
 class _GatewayedConnection(fabric.Connection):
@@ -820,16 +823,17 @@ def _report_exit_signals(transport: paramiko.Transport) -> None:
     is killed gets exit-signal instead (RFC 4254 6.10), and would otherwise have no status.
     The transport dispatches channel requests through a table, so this instance gets its own.
     """
-    table = dict(transport._channel_handler_table)
+    # The table is paramiko's private attribute, which its stubs leave out.
+    table = dict(transport._channel_handler_table)  # type: ignore[attr-defined]
     table[paramiko.common.MSG_CHANNEL_REQUEST] = _handle_channel_request
-    transport._channel_handler_table = table  # type: ignore[misc]
+    transport._channel_handler_table = table  # type: ignore[attr-defined]
 
 
 def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
     start = message.packet.tell()
     if message.get_text() != "exit-signal":
         message.packet.seek(start)
-        paramiko.Channel._handle_request(channel, message)
+        paramiko.Channel._handle_request(channel, message)  # type: ignore[attr-defined]  # private
         return
     message.get_boolean()  # want_reply: false for exit-signal
     number = getattr(signal.Signals, "SIG" + message.get_text(), None)
@@ -878,7 +882,7 @@ def _transport_failure(conn: fabric.Connection) -> BaseException | None:
 
 def _caused_by_timeout(error: BaseException) -> bool:
     """True when a paramiko error wraps a socket timeout (no banner, no handshake)."""
-    seen = error
+    seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, (socket.timeout, TimeoutError)):
             return True

@@ -133,7 +133,7 @@ class StepShell:
     def ended(self) -> bool:
         """True once the shell's channel has ended (the shell was killed between steps)."""
         channel = self.channel
-        return channel.closed or channel.eof_received or channel.exit_status_ready()
+        return bool(channel.closed or channel.eof_received or channel.exit_status_ready())
 
     def close(self) -> None:
         self.channel.close()

@@ -19,6 +19,7 @@ step writes only what differs.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
@@ -309,21 +310,15 @@ def _sftp_stat(call: Callable[[str], Any], path: str) -> Any:
 
 def _chown_quietly(chown: Callable[[int, int], None], previous: Any) -> None:
     """Give the new file the old one's owner and group where this user may."""
-    try:
+    with contextlib.suppress(OSError):
         chown(previous.st_uid, previous.st_gid)
-    except OSError:
-        pass
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _quietly(call: Callable[[str], None], path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         call(path)
-    except OSError:
-        pass

@@ -2,17 +2,17 @@
 
 The runner starts a worker process per child (`runner.execution.worker`, started by
 `worker_command`), hands it (on stdin, as JSON) a `runner.execution.context.BackgroundTask`:
-the plan request, the values earlier jobs registered on its host, check and diff. The worker plans again through the planner (which is pure,
-so the worker's plan is the runner's) and runs its child with the `InProcessChild` a
-thread job runs with. It writes its output and step results straight into the job store,
-and on stdout, as JSON lines, the events the runner prints (step lines, commands, diffs,
-output) and at last how the child ended and what it registered, which later jobs see.
-A stop ends the worker, which ends its step's process group first. An attached worker
-ends with the runner, as an attached job must: the runner's lifeline (`runner.connections.lifeline`)
-ends the worker's group should the runner die, however it dies, and the worker also stops
-on PR_SET_PDEATHSIG or when its parent changes. The worker's own step is held on the
-worker's lifeline, so a worker killed with SIGKILL (the OOM killer's choice) does not
-leave it running either.
+the plan request, the values earlier jobs registered on its host, check and diff. The worker
+plans again through the planner (which is pure, so the worker's plan is the runner's) and
+runs its child with the `InProcessChild` a thread job runs with. It writes its output and
+step results straight into the job store, and on stdout, as JSON lines, the events the
+runner prints (step lines, commands, diffs, output) and at last how the child ended and what
+it registered, which later jobs see. A stop ends the worker, which ends its step's process
+group first. An attached worker ends with the runner, as an attached job must: the runner's
+lifeline (`runner.connections.lifeline`) ends the worker's group should the runner die,
+however it dies, and the worker also stops on PR_SET_PDEATHSIG or when its parent changes.
+The worker's own step is held on the worker's lifeline, so a worker killed with SIGKILL (the
+OOM killer's choice) does not leave it running either.
 """
 
 from __future__ import annotations
@@ -25,12 +25,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from runner.connections import lifeline
 from runner.errors import RunnerError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.steps import ChildReport, Control, StepOutcome
+
+if TYPE_CHECKING:
+    from runner.execution.events import StepEvents
+    from runner.jobs.store import JobStore
+    from runner.planning.planner import JobPlan
 
 _GRACE = 3.0
 
@@ -97,7 +103,9 @@ class Relay(threading.Thread):
     events as the worker's steps run (step lines, commands, output, diffs), and the last
     line, how the child ended, is kept in `report`."""
 
-    def __init__(self, stream: Any, events: Any, jp: Any, host: str) -> None:
+    def __init__(
+        self, stream: Iterable[bytes], events: StepEvents | None, jp: JobPlan, host: str
+    ) -> None:
         super().__init__(name=f"relay-{host}", daemon=True)
         self.stream, self.events, self.jp, self.host = stream, events, jp, host
         self.steps = {step.index: step for step in jp.steps}
@@ -113,24 +121,24 @@ class Relay(threading.Thread):
             if "event" not in line:
                 self.report = line
             elif self.events is not None:
-                self._relay(line)
+                self._relay(self.events, line)
 
-    def _relay(self, line: dict[str, Any]) -> None:
+    def _relay(self, events: StepEvents, line: dict[str, Any]) -> None:
         kind = line["event"]
         step = self.steps.get(line.get("step", -1))
         if kind == "output":
-            self.events.output(self.jp, self.host, line["stream"], line["text"])
+            events.output(self.jp, self.host, line["stream"], line["text"])
         elif step is None:
             return
         elif kind == "step_done":
             outcome = StepOutcome(**line["outcome"])
             labelled = dataclasses.replace(step, name=line["name"])
-            self.events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
+            events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
         elif kind in ("command", "diff"):
-            getattr(self.events, kind)(self.jp, self.host, step, line["text"])
+            getattr(events, kind)(self.jp, self.host, step, line["text"])
 
 
-def _start_detached(store: Any, child: int, payload: bytes) -> ChildReport:
+def _start_detached(store: JobStore, child: int, payload: bytes) -> ChildReport:
     """Start a worker that outlives the runner and owns its child's state from now on."""
     proc = subprocess.Popen(
         worker_command(),

@@ -99,7 +99,8 @@ def child_runner(jp: JobPlan) -> ChildRunner:
 
 
 def kept_on_target(jp: JobPlan) -> bool:
-    """A job whose children run on as scripts on their targets (see runner.execution.ontarget.jobdir)."""
+    """A job whose children run on as scripts on their targets
+    (see runner.execution.ontarget.jobdir)."""
     return jp.job.detach or jp.job.results.to == "remote"
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.execution.sinks import FileWriter
+from runner.execution.sinks import FileWriter, StoreWriter
 from runner.execution.steps import Control
 from runner.planning.guard import secret_values
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.request import PlanRequest
+
+if TYPE_CHECKING:
+    from runner.execution.events import StepEvents
+    from runner.execution.sessions import SessionPool
+    from runner.jobs.store import JobStore
 
 
 @dataclass
@@ -21,12 +26,12 @@ class RunContext:
     worker, whose own process is the child's recorded one and holds its steps' groups)."""
 
     plan: Plan
-    store: Any  # runner.store.JobStore
-    writer: Any  # runner.output.StoreWriter
+    store: JobStore
+    writer: StoreWriter
     files: FileWriter
-    sessions: Any  # runner.sessions.SessionPool
+    sessions: SessionPool
     registered: dict[str, dict[str, Any]]
-    events: Any = None
+    events: StepEvents | None = None  # the run's RunEvents; a worker's relay to it
     check: bool = False
     diff: bool = False
     request: PlanRequest | None = None  # for children planned again in another process

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
 from runner.execution.children import child_runner, kept_on_target, render_results_path
@@ -29,6 +29,10 @@ from runner.jobs.states import TERMINAL, JobState
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import shown_command
 from runner.planning.request import PlanRequest
+
+if TYPE_CHECKING:
+    from runner.execution.events import RunEvents
+    from runner.jobs.store import JobStore
 
 POLL_SECONDS = 0.2
 
@@ -88,9 +92,9 @@ class Executor:
     def __init__(
         self,
         plan: Plan,
-        store: Any,
+        store: JobStore,
         options: RunOptions,
-        events: Any,
+        events: RunEvents,
         sessions: SessionPool | None = None,
     ) -> None:
         self.plan, self.store, self.options, self.events = plan, store, options, events
@@ -175,7 +179,7 @@ class Executor:
         on its target, or to end a step's process group there should this runner die."""
         if jp.job.type != "remote":
             return None
-        spec: dict[str, Any] = {"connection": self.sessions.spec(host, jp.session)}
+        spec: dict[str, Any] = {"connection": self.sessions.spec(host, jp.session).to_json()}
         if kept_on_target(jp):
             spec["steps"] = {str(step.index): step.name for step in jp.steps}
         return spec
@@ -461,7 +465,7 @@ def _batch_size(size: Any, total: int) -> int:
     return max(1, int(size))
 
 
-def wait_for_terminal(store: Any, job_id: int, timeout: float) -> bool:
+def wait_for_terminal(store: JobStore, job_id: int, timeout: float) -> bool:
     """Poll the store until `job_id` is finished or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,9 +1,9 @@
 """The executor's side of children kept on their targets (detached, or results kept there).
 
-The child's steps are rendered now (`runner.planning.render`), with the variables known at start,
-into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its own process group. A
-detached child is left running; an attached one is followed until it ends, and stopped
-with the run.
+The child's steps are rendered now (`runner.planning.render`), with the variables known at
+start, into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its own
+process group. A detached child is left running; an attached one is followed until it ends,
+and stopped with the run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from runner.planning.planner import JobPlan
 from runner.planning.render import HostScope, render_step
 
 if TYPE_CHECKING:
+    from runner.connections.base import Connection
     from runner.execution.context import ChildTask, RunContext
+    from runner.jobs.store import JobStore
 
 FOLLOW_SECONDS = 0.25
 
@@ -78,7 +80,7 @@ def run_kept_child(context: RunContext, task: ChildTask) -> ChildReport:
 
 
 def _follow(
-    store: Any, child: int, conn: Any, directory: str, pgid: int, control: Control
+    store: JobStore, child: int, conn: Connection, directory: str, pgid: int, control: Control
 ) -> ChildReport:
     """Poll the job directory until the script ends; stop it if the run is stopped."""
     from runner.execution.ontarget.reconnect import refresh_child

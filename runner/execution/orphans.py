@@ -10,20 +10,24 @@ and the group stays recorded so that a later `runner job stop` tries again.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING
 
 from runner.errors import ConnectError, RunnerError
 from runner.jobs.processes import Liveness, end_group, judge
 
+if TYPE_CHECKING:
+    from runner.jobs.records import JobRecord
+    from runner.jobs.store import JobStore
+
 MAX_HOSTS_AT_ONCE = 8
 
 
-def owner_gone(record: Any) -> bool:
+def owner_gone(record: JobRecord) -> bool:
     """Whether this process can see that the runner answering for `record` is gone."""
     return judge(record.owner) == Liveness.GONE
 
 
-def end_processes(store: Any, records: list[Any]) -> dict[int, str]:
+def end_processes(store: JobStore, records: list[JobRecord]) -> dict[int, str]:
     """End each child's recorded process groups, local and remote, and forget them.
 
     Returns, by child id, why a group could not be ended (its host unreachable); that
@@ -48,12 +52,13 @@ def end_processes(store: Any, records: list[Any]) -> dict[int, str]:
     return problems
 
 
-def _end_remote(record: Any) -> str | None:
+def _end_remote(record: JobRecord) -> str | None:
     """End a child's process group on its target; None when done, else why not."""
     from runner.execution.ontarget import jobdir as remote
     from runner.execution.ontarget.reconnect import connect
 
     pgid, host = record.remote_pgid, record.location
+    assert pgid is not None  # only a child with a recorded group comes here
     if not (record.spec or {}).get("connection"):
         return f"no record of how to reach {host} to end its process group {pgid}"
     try:
@@ -79,7 +84,7 @@ def _end_remote(record: Any) -> str | None:
     return None
 
 
-def stop_orphan(store: Any, record: Any) -> None:
+def stop_orphan(store: JobStore, record: JobRecord) -> None:
     """`runner job stop` of a child whose runner is gone: end its processes, then record
     it Stopped. Raises RunnerError, leaving the job as it was, when its host cannot be
     reached."""

@@ -8,32 +8,45 @@ inventory's `ansible_*` variables, then the session's own keys, say how to conne
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from runner.connections.base import Connection
+from runner.connections.base import Connection, ConnectionSpec, JumpHost
 from runner.connections.local import LocalConnection
 from runner.errors import ConnectError
 from runner.planning.planner import JobPlan, Plan
 
-SECRET_KEYS = ("password", "become_password")
+if TYPE_CHECKING:
+    from runner.execution.executor import RunOptions
+    from runner.planning.inventory.connvars import Hop, HostConnection
+    from runner.planning.model import SessionDef
+
+_Key = tuple[str, str, str]  # ("session", session, host) or ("job", job, host)
 
 
 class SessionPool:
     """Opens, shares and closes the connections of one run."""
 
-    def __init__(self, plan: Plan, options: Any) -> None:
+    def __init__(self, plan: Plan, options: RunOptions | None) -> None:
+        """`options` None: a background worker's pool, which opens only `local` ones."""
         self.plan = plan
         self.options = options
-        self._sessions: dict[tuple[str, str], Connection] = {}
-        self._failures: dict[tuple[str, str], ConnectError] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._sessions: dict[_Key, Connection] = {}
+        self._failures: dict[_Key, ConnectError] = {}
+        self._locks: dict[_Key, threading.Lock] = {}
         self._lock = threading.Lock()
         self._local: dict[str, LocalConnection] = {}
-        self._pending: dict[tuple[str, ...], Future[Connection]] = {}
+        self._pending: dict[_Key, Future[Connection]] = {}
         self._prefetcher: ThreadPoolExecutor | None = None
+
+    @property
+    def _options(self) -> RunOptions:
+        assert self.options is not None, "a pool without options opens only local connections"
+        return self.options
 
     def prefetch(self, jobs: list[JobPlan], limit: int) -> None:
         """Start opening the connections the first jobs will ask for, `limit` at a time,
@@ -52,7 +65,7 @@ class SessionPool:
         for key, host, session in wanted:
             self._pending[key] = self._prefetcher.submit(self.connect, host, session)
 
-    def _take_pending(self, key: tuple[str, ...]) -> Connection | None:
+    def _take_pending(self, key: _Key) -> Connection | None:
         with self._lock:
             future = self._pending.pop(key, None)
         return None if future is None else future.result()
@@ -65,16 +78,16 @@ class SessionPool:
                 conn = self._local[host] = LocalConnection(host)
         return conn
 
-    def spec(self, host: str, session: Any = None) -> dict[str, Any]:
+    def spec(self, host: str, session: SessionDef | None = None) -> ConnectionSpec:
         """How to reach `host`, as data: kept on jobs so a later invocation can reconnect.
         Without its passwords: the job store keeps no secret."""
-        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
-        return {k: v for k, v in spec.items() if k not in SECRET_KEYS}
+        spec = connection_spec(self.plan, host, session, self._options.connect_timeout)
+        return spec.without_secrets()
 
-    def connect(self, host: str, session: Any = None) -> Connection:
+    def connect(self, host: str, session: SessionDef | None = None) -> Connection:
         """A new, open connection to `host` as the inventory (and session) describe it."""
-        spec = connection_spec(self.plan, host, session, self.options.connect_timeout)
-        return open_connection(host, spec, self.options.known_hosts)
+        spec = connection_spec(self.plan, host, session, self._options.connect_timeout)
+        return open_connection(host, spec, self._options.known_hosts)
 
     def acquire(self, jp: JobPlan, host: str) -> Connection:
         """The session's connection to `host` (opened once), or a temporary one."""
@@ -109,18 +122,18 @@ class SessionPool:
             self._prefetcher.shutdown(wait=True)
         sessions += [f.result() for f in pending if f.exception() is None]  # never used
         for conn in sessions:
-            try:
+            with contextlib.suppress(Exception):  # closing at exit must not hide the result
                 conn.close()
-            except Exception:  # noqa: BLE001, S110 - closing at exit must not hide the result
-                pass
 
 
-def _key(jp: JobPlan, host: str) -> tuple[str, ...]:
+def _key(jp: JobPlan, host: str) -> _Key:
     """A session's connection is shared by its jobs; a temporary one is the job's own."""
     return ("session", jp.session.name, host) if jp.session else ("job", jp.name, host)
 
 
-def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float) -> dict[str, Any]:
+def connection_spec(
+    plan: Plan, host: str, session: SessionDef | None, connect_timeout: float
+) -> ConnectionSpec:
     """The inventory's `ansible_*` variables for `host`, with a session's overrides."""
     info = plan.inventory.connection(host)
     if session is not None and session.connect_timeout:
@@ -135,59 +148,59 @@ def connection_spec(plan: Plan, host: str, session: Any, connect_timeout: float)
     if port is None:
         port = info.port if "ansible_port" in given else config.get("port", info.port)
     user = session.user if session is not None and session.user else info.user
-    return {
-        "connection": info.connection,
-        "address": info.address if "ansible_host" in given else config.get("address", info.address),
-        "port": port,
-        "user": user or config.get("user") or getpass.getuser(),
-        "key_file": info.key_file or config.get("key_file"),
-        "connect_timeout": connect_timeout,
-        "step_shell": info.step_shell,
-        "password": info.password,
-        "become": info.become,
-        "become_user": info.become_user,
-        "become_password": info.become_password,
-        "jump": [_hop(hop, info) for hop in info.jump],
-        "proxy_command": info.proxy_command,
-    }
+    return ConnectionSpec(
+        connection=info.connection,
+        address=info.address if "ansible_host" in given else config.get("address", info.address),
+        port=port,
+        user=user or config.get("user") or getpass.getuser(),
+        key_file=info.key_file or config.get("key_file"),
+        connect_timeout=connect_timeout,
+        step_shell=info.step_shell,
+        password=info.password,
+        become=info.become,
+        become_user=info.become_user,
+        become_password=info.become_password,
+        jump=tuple(_hop(hop, info) for hop in info.jump),
+        proxy_command=info.proxy_command,
+    )
 
 
-def _hop(hop: Any, target: Any) -> dict[str, Any]:
+def _hop(hop: Hop, target: HostConnection) -> JumpHost:
     """A jump host as ssh would reach it: what `-J` says, then ~/.ssh/config, then the
     target's user and key (a bastion usually takes the same key)."""
     from runner.connections.sshconfig import lookup
 
     config = lookup(hop.address)
-    return {
-        "address": config.get("address", hop.address),
-        "port": hop.port or config.get("port", 22),
-        "user": hop.user or config.get("user") or target.user or getpass.getuser(),
-        "key_file": config.get("key_file") or target.key_file,
-    }
+    return JumpHost(
+        address=config.get("address", hop.address),
+        port=hop.port or config.get("port", 22),
+        user=hop.user or config.get("user") or target.user or getpass.getuser(),
+        key_file=config.get("key_file") or target.key_file,
+    )
 
 
-def open_connection(host: str, spec: dict[str, Any], known_hosts: Any = None) -> Connection:
+def open_connection(host: str, spec: ConnectionSpec, known_hosts: Path | None = None) -> Connection:
     """Open a connection from a `connection_spec`; ConnectError if the host cannot be had."""
-    if spec.get("connection") == "local":
+    if spec.connection == "local":
         conn: Connection = LocalConnection(host)
     else:
         from runner.connections.ssh import SSHConnection
 
         conn = SSHConnection(
             host,
-            address=spec["address"],
-            port=spec["port"],
-            user=spec["user"],
-            key_file=spec["key_file"],
-            connect_timeout=spec["connect_timeout"],
+            address=spec.address,
+            port=spec.port,
+            user=spec.user or "root",
+            key_file=spec.key_file,
+            connect_timeout=spec.connect_timeout,
             known_hosts=known_hosts,
-            step_shell=spec.get("step_shell", True),
-            password=spec.get("password"),
-            become=spec.get("become", False),
-            become_user=spec.get("become_user"),
-            become_password=spec.get("become_password"),
-            jump=spec.get("jump") or (),
-            proxy_command=spec.get("proxy_command"),
+            step_shell=spec.step_shell,
+            password=spec.password,
+            become=spec.become,
+            become_user=spec.become_user,
+            become_password=spec.become_password,
+            jump=spec.jump,
+            proxy_command=spec.proxy_command,
         )
     conn.open()
     return conn

@@ -19,11 +19,12 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner.errors import RunnerError
-from runner.jobs.store import runtime_changes
+from runner.jobs.store import JobStore, runtime_changes
 
 Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
 
@@ -33,6 +34,27 @@ _BATCH_BYTES = 1 << 20
 _QUEUE_BYTES = 16 << 20
 _EMPTY = object()
 _RUNTIME = object()  # a queue item's kind: `set_runtime` changes for one child
+
+
+@dataclass
+class _Batch:
+    """What one transaction commits, and the flushes that wait for it."""
+
+    outputs: list[Record] = field(default_factory=list)
+    steps: list[tuple[Any, ...]] = field(default_factory=list)
+    runtimes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    flushes: list[threading.Event] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, kind: object, row: Any) -> None:
+        """One queued row: a runtime change, an output record (`kind` true) or a step."""
+        if kind is _RUNTIME:
+            self.runtimes.append(row)
+        elif kind:
+            self.outputs.append(row)
+            self.size += len(row[4])
+        else:
+            self.steps.append(row)
 
 
 class LineBuffer:
@@ -77,7 +99,9 @@ class StoreWriter:
     """Batches output records and step results into the job store from one writer
     thread: a transaction per batch, however many hosts are writing."""
 
-    def __init__(self, store: Any, on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self, store: JobStore, on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
         self._store = store
         self._on_error = on_error
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -122,41 +146,30 @@ class StoreWriter:
     def _loop(self) -> None:
         done = False
         while not done:
-            outputs: list[Record] = []
-            steps: list[tuple[Any, ...]] = []
-            runtimes: list[tuple[int, dict[str, Any]]] = []
-            flushes: list[threading.Event] = []
-            size = 0
-            item = self._queue.get()
-            deadline = time.monotonic() + _FLUSH_SECONDS
-            while True:
-                if item is None:
-                    done = True
-                    break
-                if isinstance(item, threading.Event):
-                    flushes.append(item)
-                    deadline = 0.0  # commit what is queued now, without waiting for more
-                    item = self._next(deadline)
-                    if item is _EMPTY:
-                        break
-                    continue
-                kind, row = item
-                if kind is _RUNTIME:
-                    runtimes.append(row)
-                elif kind:
-                    outputs.append(row)
-                    size += len(row[4])
-                else:
-                    steps.append(row)
-                if size >= _BATCH_BYTES:
-                    break
-                item = self._next(deadline)
-                if item is _EMPTY:
-                    break
-            if outputs or steps or runtimes:
-                self._commit(outputs, steps, runtimes, size)
-            for committed in flushes:
+            batch = _Batch()
+            done = self._gather(batch)
+            if batch.outputs or batch.steps or batch.runtimes:
+                self._commit(batch.outputs, batch.steps, batch.runtimes, batch.size)
+            for committed in batch.flushes:
                 committed.set()
+
+    def _gather(self, batch: _Batch) -> bool:
+        """Fill `batch` from the queue until it is big enough, a flush finds the queue
+        empty or the flush interval passes; True once the queue is closed."""
+        item = self._queue.get()
+        deadline = time.monotonic() + _FLUSH_SECONDS
+        while item is not None:
+            if isinstance(item, threading.Event):
+                batch.flushes.append(item)
+                deadline = 0.0  # commit what is queued now, without waiting for more
+            else:
+                batch.add(*item)
+                if batch.size >= _BATCH_BYTES:
+                    return False
+            item = self._next(deadline)
+            if item is _EMPTY:
+                return False
+        return True
 
     def _next(self, deadline: float) -> Any:
         """The next queued item, waiting until `deadline` at most; `_EMPTY` if none came."""

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from runner.connections.base import Connection, RunResult
 from runner.connections.local import LocalConnection
 from runner.connections.transfer import TargetFile, parse_probe, probe_script
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
@@ -32,6 +33,11 @@ from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
 from runner.planning.planner import JobPlan, Plan
 from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedItem, holds, render_step
+
+if TYPE_CHECKING:
+    from runner.execution.events import StepEvents
+    from runner.execution.sinks import StoreWriter
+    from runner.jobs.store import JobStore
 
 Sink = Callable[[int, str, int, str, str], None]  # (job_id, host, step, stream, data)
 
@@ -135,13 +141,13 @@ class StepRunner:
         jp: JobPlan,
         host: str,
         child_id: int,
-        conn: Any,
-        local: Any,
+        conn: Connection,
+        local: LocalConnection,
         sink: Sink,
-        results: Any,
+        results: StoreWriter | JobStore,
         control: Control,
         registered: dict[str, Any],
-        events: Any = None,
+        events: StepEvents | None = None,
         check: bool = False,
         diff: bool = False,
         runtime: Callable[..., None] | None = None,
@@ -170,11 +176,7 @@ class StepRunner:
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
         for step in self.jp.steps:
-            if self._store_refused():
-                self.control.stop(
-                    f"the job store refused a write: {self._store_refused()}", fail=True
-                )
-            if self.control.stopped:
+            if self._halted():
                 return self._stopped(counts)
             started = time.time()
             try:
@@ -192,11 +194,7 @@ class StepRunner:
                 self._emit_error(step, outcome.error or "")
             step = self._record(step, outcome, started)
             if step.register:
-                self.registered[step.register] = outcome.registered()
-                if self.check and step.action not in ("put", "template"):
-                    self._not_run.add(step.register)
-                if step.register in self.plan.playbook.secrets:
-                    self.redact.add(secret_values(self.registered[step.register]))
+                self._register(step, outcome)
             if outcome.status == STATUS_STOPPED or self.control.stopped:
                 return self._stopped(counts)
             if outcome.failed and step.ignore_errors:
@@ -206,6 +204,21 @@ class StepRunner:
             if outcome.failed:
                 return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
         return ChildReport("Completed", None, False, counts)
+
+    def _register(self, step: Step, outcome: StepOutcome) -> None:
+        """Keep the step's result under its `register` name for later steps and jobs."""
+        assert step.register is not None
+        self.registered[step.register] = outcome.registered()
+        if self.check and step.action not in ("put", "template"):
+            self._not_run.add(step.register)
+        if step.register in self.plan.playbook.secrets:
+            self.redact.add(secret_values(self.registered[step.register]))
+
+    def _halted(self) -> bool:
+        """Whether the child must start no further step: stopped, or the store refused."""
+        if self._store_refused():
+            self.control.stop(f"the job store refused a write: {self._store_refused()}", fail=True)
+        return self.control.stopped
 
     def _store_refused(self) -> BaseException | None:
         """The output writer's error once the store refused a batch: no step may start
@@ -424,7 +437,7 @@ class StepRunner:
         return StepOutcome(STATUS_CHANGED, rc=0)
 
     @staticmethod
-    def _interrupted(step: Step, result: Any) -> StepOutcome:
+    def _interrupted(step: Step, result: RunResult) -> StepOutcome:
         if result.timed_out:
             return StepOutcome(STATUS_TIMEDOUT, error=f"timed out after {step.timeout:g} s")
         return StepOutcome(STATUS_STOPPED)
@@ -471,27 +484,15 @@ class StepRunner:
         return self._command(step, self.conn, command, env, cwd)
 
     def _command(
-        self, step: Step, conn: Any, command: str, env: dict[str, str], cwd: str | None
+        self, step: Step, conn: Connection, command: str, env: dict[str, str], cwd: str | None
     ) -> StepOutcome:
-        keep = bool(step.register or step.until)
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
         tail = Tail()
-
-        def emitter(stream: str) -> Callable[[str], None]:
-            def emit(text: str) -> None:
-                if keep:
-                    captured[stream].append(text)
-                if not step.no_log:
-                    self.sink(self.child_id, self.host, step.index, stream, text)
-                    if stream == "stderr":
-                        tail.add(self.redact(text))
-                if self.events is not None and not step.no_log:
-                    self.events.output(self.jp, self.host, stream, self.redact(text))
-
-            return emit
-
         hold = self.redact.partial_tail if self.redact else None
-        buffers = {s: LineBuffer(emitter(s), hold) for s in ("stdout", "stderr")}
+        buffers = {
+            s: LineBuffer(self._emitter(step, s, captured, tail), hold)
+            for s in ("stdout", "stderr")
+        }
 
         def on_output(stream: str, data: bytes) -> None:
             buffers[stream].feed(data)
@@ -525,8 +526,27 @@ class StepRunner:
             outcome.status = STATUS_STOPPED
         return outcome
 
+    def _emitter(
+        self, step: Step, stream: str, captured: dict[str, list[str]], tail: Tail
+    ) -> Callable[[str], None]:
+        """Where one stream's lines go: kept for `register`/`until`, into the store, the
+        stderr tail and the run's events (the last three not for a `no_log` step)."""
+        keep = bool(step.register or step.until)
+
+        def emit(text: str) -> None:
+            if keep:
+                captured[stream].append(text)
+            if not step.no_log:
+                self.sink(self.child_id, self.host, step.index, stream, text)
+                if stream == "stderr":
+                    tail.add(self.redact(text))
+            if self.events is not None and not step.no_log:
+                self.events.output(self.jp, self.host, stream, self.redact(text))
+
+        return emit
+
     @contextmanager
-    def _recorded(self, conn: Any) -> Iterator[Callable[[int], None] | None]:
+    def _recorded(self, conn: Connection) -> Iterator[Callable[[int], None] | None]:
         """Record the step's process group while it runs: `local_pid` on the controller,
         `remote_pgid` on a target; cleared when the step ends."""
         runtime = self.runtime

@@ -14,16 +14,20 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.execution.children import InProcessChild
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.sessions import SessionPool
 from runner.execution.sinks import FileWriter, StoreWriter
-from runner.execution.steps import Control
+from runner.execution.steps import Control, StepOutcome
 from runner.jobs.store import JobStore
 from runner.planning.request import replan
 from runner.signals import handle_signals
+
+if TYPE_CHECKING:
+    from runner.planning.model import Step
+    from runner.planning.planner import JobPlan
 
 
 class PipeEvents:
@@ -41,16 +45,18 @@ class PipeEvents:
             except (BrokenPipeError, ValueError):
                 pass  # the runner is gone: the worker is being ended too
 
-    def command(self, jp: Any, host: str, step: Any, text: str) -> None:
+    def command(self, jp: JobPlan, host: str, step: Step, text: str) -> None:
         self.send({"event": "command", "step": step.index, "text": text})
 
-    def diff(self, jp: Any, host: str, step: Any, text: str) -> None:
+    def diff(self, jp: JobPlan, host: str, step: Step, text: str) -> None:
         self.send({"event": "diff", "step": step.index, "text": text})
 
-    def output(self, jp: Any, host: str, stream: str, text: str) -> None:
+    def output(self, jp: JobPlan, host: str, stream: str, text: str) -> None:
         self.send({"event": "output", "stream": stream, "text": text})
 
-    def step_done(self, jp: Any, host: str, step: Any, outcome: Any, seconds: float) -> None:
+    def step_done(
+        self, jp: JobPlan, host: str, step: Step, outcome: StepOutcome, seconds: float
+    ) -> None:
         shown = {
             "status": outcome.status,
             "rc": outcome.rc,
@@ -129,7 +135,7 @@ def main() -> int:
     return 0
 
 
-def _poll_stop(store: Any, child: int, control: Control, runner_pid: int | None) -> None:
+def _poll_stop(store: JobStore, child: int, control: Control, runner_pid: int | None) -> None:
     """Honour `runner job stop` on this child, whoever asks; an attached worker also
     stops when its runner is gone, should the death signal ever be missed."""
     while not control.event.wait(0.2):

@@ -43,7 +43,7 @@ class JobRecord:
     remote_dir: str | None
     remote_pgid: int | None
     local_pid: int | None
-    spec: Any
+    spec: dict[str, Any] | None  # how to reach the host again: {"connection": ..., "steps": ...}
     has_more_data: bool
     child_ids: tuple[int, ...]
     owner_machine: str | None = None

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 from runner.errors import JobStateError
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """A job's state, spelled as PowerShell's `JobState` enum spells it."""
 
     NotStarted = "NotStarted"
@@ -42,14 +42,11 @@ class JobState(str, Enum):
     Blocked = "Blocked"
     Disconnected = "Disconnected"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 S = JobState
 
 
-class StepStatus(str, Enum):
+class StepStatus(StrEnum):
     """How one step ended on one host, as the store records it and every report shows it."""
 
     OK = "ok"
@@ -60,9 +57,6 @@ class StepStatus(str, Enum):
     STOPPED = "stopped"
     TIMEDOUT = "timedout"
     RUNNING = "running"  # only while a step kept on its target runs
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # Statuses a step ended with that fail its host (unless the step ignores errors).

@@ -293,14 +293,16 @@ class JobStore:
         `owner_pid` defaults to this process: the runner that must end the job if it
         ends. Its start time is recorded too, so a reused pid is not taken for it.
         """
-        common = {
-            "detach": detach,
-            "results_to": results_to,
-            "playbook": playbook,
-            "owner_pid": owner_pid,
-        }
         return self.create_children(
-            parent_id, name, type, command, [(location, results_path, spec)], **common
+            parent_id,
+            name,
+            type,
+            command,
+            [(location, results_path, spec)],
+            detach=detach,
+            results_to=results_to,
+            playbook=playbook,
+            owner_pid=owner_pid,
         )[0]
 
     def create_children(
@@ -768,7 +770,8 @@ class JobStore:
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO remote_streams (child_id, step, stream, size) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (child_id, step, stream) DO UPDATE SET size = MAX(size, excluded.size)",
+                " ON CONFLICT (child_id, step, stream)"
+                " DO UPDATE SET size = MAX(size, excluded.size)",
                 [(child_id, step, stream, size) for (step, stream), size in sizes.items()],
             )
 

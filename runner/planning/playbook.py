@@ -1,8 +1,8 @@
 """Load a playbook file into the frozen dataclasses of `runner.planning.model`.
 
 Loading is three passes, each failing with a `PlaybookError` at the user's line: the
-YAML itself (`runner.planning.yamlsource`), its structure (`runner.planning.schema`, the JSON Schema is
-the only statement of it), then the rules that span the document and a schema cannot
+YAML itself (`runner.planning.yamlsource`), its structure (`runner.planning.schema`, the JSON
+Schema is the only statement of it), then the rules that span the document and a schema cannot
 state: job names are unique, sessions and `needs` name things that exist, and `needs`
 has no cycle. What is left is normalised (lists for `needs`/`tags`, step names derived
 from their action) so the planner never has to ask what form a user chose.
@@ -176,6 +176,7 @@ def _env_value(value: str | float | bool) -> str:
 def _check_not_nan(document: Document) -> None:
     """NaN passes every bound of the schema (no comparison with it holds): refuse it."""
     data = document.data
+    places: list[tuple[KeyPath, Any]]
     places = [(("sessions", name), spec) for name, spec in (data.get("sessions") or {}).items()]
     for index, job in enumerate(data["jobs"]):
         places.append((("jobs", index), job))
@@ -315,11 +316,11 @@ def _check_templates(document: Document) -> Iterator[LocatedError]:
         problem = syntax_error(text, expression)
         if problem is not None:
             yield document.error(describe_error(problem, text), path)
-    for path, file, text in sources:
-        if text is None:
+    for path, file, source in sources:
+        if source is None:
             yield document.error(f"template {file} is not UTF-8 text", path)
             continue
-        problem = syntax_error(text)
+        problem = syntax_error(source)
         if problem is not None:
             message = f"template syntax error: {problem.message}"
             yield TemplateError(message, file, problem.lineno, None, format_path(path))
@@ -377,10 +378,10 @@ def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> list[Locate
     needs = {job.name: job.needs for job in jobs}
     done: set[str] = set()
     for job in jobs:
-        cycle = _find_cycle(job.name, needs, done, [])
-        if cycle:
-            start = min(range(len(cycle) - 1), key=lambda i: order[cycle[i]])
-            cycle = cycle[start:-1] + cycle[:start] + [cycle[start]]
+        found = _find_cycle(job.name, needs, done, [])
+        if found:
+            start = min(range(len(found) - 1), key=lambda i: order[found[i]])
+            cycle = found[start:-1] + found[:start] + [found[start]]
             message = "needs cycle: " + " -> ".join(cycle)
             return [document.error(message, ("jobs", order[cycle[0]], "needs"))]
     return []

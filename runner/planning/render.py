@@ -9,6 +9,7 @@ rendered, and the step's label. Pure: it reads the plan and the variables, nothi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,7 @@ def render_step(
     return RenderedStep(step, rendered, _loop_label(plan, step, variables))
 
 
-def reads(plan: Plan, step: Step) -> set[str]:
+def reads(plan: Plan, step: Step) -> AbstractSet[str]:
     """Every variable name the step's templates read."""
     templar = plan.templar
     return (

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,8 +113,22 @@ def _explain_all(document: Document, error: ValidationError) -> list[_Finding]:
     if error.validator != "additionalProperties":
         return [_explain(document, error)]
     path = tuple(error.absolute_path)
-    allowed = list(error.schema.get("properties", {}))
-    return [_unknown_key(path, key, allowed) for key in error.instance if key not in allowed]
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    allowed = list(schema.get("properties", {}))
+    return [_unknown_key(path, key, allowed) for key in _instance(error) if key not in allowed]
+
+
+def _rule(error: ValidationError) -> Any:
+    """The value of the schema keyword `error` broke. Validation always sets it (the stubs
+    also allow it unset, for an error made by hand), and JSON gives it no finer type."""
+    rule: Any = error.validator_value
+    return rule
+
+
+def _instance(error: ValidationError) -> Any:
+    """The document's value `error` is about (set by validation, as `_rule`)."""
+    value: Any = error.instance
+    return value
 
 
 def _explain(document: Document, error: ValidationError) -> _Finding:
@@ -124,18 +138,18 @@ def _explain(document: Document, error: ValidationError) -> _Finding:
     if kind in ("oneOf", "anyOf"):
         return _alternatives(document, error, path)
     if kind == "type":
-        expected = _type_words(error.validator_value)
-        message = _custom(error) or f"expected {expected}, got {_describe(error.instance)}"
+        expected = _type_words(_rule(error))
+        message = _custom(error) or f"expected {expected}, got {_describe(_instance(error))}"
         return _Finding(message, path, path, _RANK_TYPE)
     if kind == "required":
-        missing = next(k for k in error.validator_value if k not in error.instance)
+        missing = next(k for k in _rule(error) if k not in _instance(error))
         return _Finding(_custom(error) or f"missing required key '{missing}'", path, path)
     return _Finding(_custom(error) or _value_message(error), path, path)
 
 
 def _value_message(error: ValidationError) -> str:
     """Words for a value that has the right type but breaks a rule about it."""
-    kind, rule, value = error.validator, error.validator_value, error.instance
+    kind, rule, value = error.validator, _rule(error), _instance(error)
     if kind == "enum":
         return f"{value!r} is not one of {', '.join(map(str, rule))}{did_you_mean(value, rule)}"
     if kind in ("minItems", "minLength") and rule == 1:
@@ -165,8 +179,8 @@ def _unknown_key(path: tuple[Any, ...], key: Any, allowed: list[str]) -> _Findin
 
 def _alternatives(document: Document, error: ValidationError, path: tuple[Any, ...]) -> _Finding:
     """Explain a failed oneOf/anyOf by the alternative the value was evidently meant for."""
-    branches = error.validator_value
-    if isinstance(error.instance, dict) and all(_only_required(b) for b in branches):
+    branches = _rule(error)
+    if isinstance(_instance(error), dict) and all(_only_required(b) for b in branches):
         return _exactly_one(error, [b["required"][0] for b in branches], path)
     if not error.context:  # a oneOf that more than one alternative accepts
         return _Finding(_custom(error) or error.message, path, path)
@@ -174,14 +188,14 @@ def _alternatives(document: Document, error: ValidationError, path: tuple[Any, .
     if meant:
         return _choose(document, meant)
     message = _custom(error) or (
-        f"expected {_type_words(_expected_types(error))}, got {_describe(error.instance)}"
+        f"expected {_type_words(_expected_types(error))}, got {_describe(_instance(error))}"
     )
     return _Finding(message, path, path, _RANK_TYPE)
 
 
 def _exactly_one(error: ValidationError, keys: list[str], path: tuple[Any, ...]) -> _Finding:
     """A mapping must hold exactly one of `keys`: say which it has, none or several."""
-    present = [key for key in error.instance if key in keys]
+    present = [key for key in _instance(error) if key in keys]
     templates = _custom_rule(error) or {}
     names = ", ".join(f"'{k}'" for k in keys)
     if not present:
@@ -212,7 +226,7 @@ def _all_branches_mismatch(error: ValidationError) -> bool:
     branches: dict[Any, list[ValidationError]] = {}
     for sub in error.context:
         branches.setdefault(sub.relative_schema_path[0], []).append(sub)
-    return len(branches) == len(error.validator_value) and all(
+    return len(branches) == len(_rule(error)) and all(
         _type_mismatch(errs) for errs in branches.values()
     )
 
@@ -224,7 +238,7 @@ def _expected_types(error: ValidationError) -> list[str]:
         if sub.relative_path:
             continue
         if sub.validator == "type":
-            rule = sub.validator_value
+            rule = _rule(sub)
             found += [rule] if isinstance(rule, str) else list(rule)
         elif sub.validator in ("oneOf", "anyOf"):
             found += _expected_types(sub)
@@ -276,7 +290,7 @@ def _custom(error: ValidationError) -> str | None:
 
 def _fill(template: str, error: ValidationError, **extra: str) -> str:
     """Fill a schema message's placeholders without letting user text act as one."""
-    value = error.instance
+    value = _instance(error)
     fields = {"value": str(value), "type": _describe(value), **extra}
     out = template
     for name, text in fields.items():

@@ -15,7 +15,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import jinja2.nativetypes
@@ -67,12 +67,21 @@ def counted(pieces: Iterable[Any]) -> Iterator[Any]:
         yield piece
 
 
-def _bounded(join: Callable[[Iterable[Any]], Any]) -> Callable[[Iterable[Any]], Any]:
+_Joined = TypeVar("_Joined")
+
+
+def _bounded(join: Callable[[Iterable[Any]], _Joined]) -> Callable[[Iterable[Any]], _Joined]:
     return lambda pieces: join(counted(pieces))
 
 
 bounded_concat = _bounded("".join)
-bounded_native_concat = _bounded(jinja2.nativetypes.native_concat)
+
+
+def bounded_native_concat(values: Iterable[Any]) -> Any | None:
+    """Jinja2's native concat (a template's Python value), over bounded pieces."""
+    return jinja2.nativetypes.native_concat(counted(values))
+
+
 # Compiled templates call `~` as the runtime helper str_join (markup_join under autoescape);
 # a compiled module rebinds them to these (REBIND, appended to its source). Output, {% set %}
 # blocks and macro bodies go through the environment's concat.
@@ -131,7 +140,7 @@ def bounded_str_format(env: jinja2.Environment, value: Any) -> Callable[..., str
         if name == "format_map":
             if kwargs or len(args) != 1:
                 raise TypeError("format_map() takes exactly one argument")
-            args, kwargs = (), args[0]
+            kwargs, args = args[0], ()
         check_length(len(owner), "formatting a string")
         return _BoundedFormatter(env).vformat(owner, args, kwargs)
 

@@ -15,7 +15,8 @@ import json
 import os.path
 import re
 import shlex
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from types import CodeType
 from typing import Any
 
@@ -116,11 +117,11 @@ def _check_size(operator: str, left: Any, right: Any) -> None:
         limits.check_percent(left, right)
         return
     if operator == "**":
-        if _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1:
-            if right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
-                raise jinja2.sandbox.SecurityError(
-                    f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)"
-                )
+        grows = _is_int(left) and _is_int(right) and right > 0 and abs(left) > 1
+        if grows and right * (abs(left).bit_length() - 1) > MAX_INT_BITS:
+            raise jinja2.sandbox.SecurityError(
+                f"{left} ** {right} is too large (over {MAX_INT_BITS} bits)"
+            )
         return
     if operator == "*":
         sequence, count = (left, right) if isinstance(left, sized) else (right, left)
@@ -143,7 +144,7 @@ class _Sandboxed(jinja2.sandbox.ImmutableSandboxedEnvironment):
     filters and the output make bounded (runner/planning/templatelimits.py)."""
 
     intercepted_binops = frozenset(("*", "+", "**", "%"))
-    concat = staticmethod(limits.bounded_concat)
+    concat: Callable[[Iterable[Any]], Any] = staticmethod(limits.bounded_concat)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_size(operator, left, right)
@@ -174,7 +175,7 @@ def _environment(cls: type[jinja2.Environment]) -> jinja2.Environment:
     return env
 
 
-class Literal(dict):  # type: ignore[type-arg]
+class Literal(dict[str, Any]):
     """A layer of values used as they are, never rendered: registered results (a command's
     output may hold `{{`, as Ansible's "unsafe" values) and the runner's own variables."""
 
@@ -283,8 +284,9 @@ class Templar:
         return value
 
     def _run(self, template: jinja2.Template, variables: Mapping[str, Any]) -> Any:
+        # Jinja2 reads a shared context's mapping as it is; its stubs ask for a dict.
         ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]
-        return template.environment.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+        return template.environment.concat(template.root_render_func(ctx))
 
     def render(self, text: Any, variables: Mapping[str, Any], where: Location | None = None) -> Any:
         """Render `text` to a string (non-strings pass through); errors carry `where`."""
@@ -324,8 +326,8 @@ class Templar:
                 # only the variables the expression reads are looked up and rendered.
                 template = self.native_env.from_string(expression_source(text))
                 self._expr_cache[text] = template
-            ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]
-            result = self.native_env.concat(template.root_render_func(ctx))  # type: ignore[attr-defined]
+            ctx = template.new_context(variables, shared=True)  # type: ignore[arg-type]  # as _run
+            result = self.native_env.concat(template.root_render_func(ctx))
             if isinstance(result, jinja2.Undefined):
                 result._fail_with_undefined_error()
             return result
@@ -334,7 +336,7 @@ class Templar:
         except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, str(expr), where) from None
 
-    def names(self, value: Any) -> set[str]:
+    def names(self, value: Any) -> AbstractSet[str]:
         """The variable names a template (or a container of them) reads (cached by text)."""
         if isinstance(value, str):
             found = self._names_cache.get(value)
@@ -355,7 +357,7 @@ class Templar:
         except jinja2.TemplateSyntaxError:
             return frozenset()
 
-    def expression_names(self, expr: Any) -> set[str]:
+    def expression_names(self, expr: Any) -> AbstractSet[str]:
         """The variable names a bare `when:`/`until:` expression reads."""
         if isinstance(expr, list):
             return set().union(*(self.expression_names(e) for e in expr)) if expr else set()

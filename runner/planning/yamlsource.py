@@ -186,6 +186,7 @@ class _EventCheck:
     def alias(self, event: AliasEvent) -> None:
         if event.anchor in self.sizes and self.sizes[event.anchor] is None:
             raise self.fail(f"alias *{event.anchor} is inside the node it refers to", event)
+        assert event.anchor is not None  # an alias always names its anchor
         # An undefined anchor counts as one node: the composer says what is wrong with it.
         nodes, chars = self.sizes.get(event.anchor) or (1, 0)
         self.added += nodes
@@ -289,6 +290,7 @@ class _Builder:
         try:
             if isinstance(node, SequenceNode):
                 return self.sequence(node, path)
+            assert isinstance(node, MappingNode)  # the only other kind of node
             return self.mapping(node, path)
         finally:
             self._open.discard(id(node))

@@ -150,9 +150,10 @@ def test_another_connection_can_kill_a_process_group(
 ) -> None:
     sleep = unique_sleep()
     with connect(fleet, 0, runner_home) as other:
-        killer = lambda pgid: threading.Thread(
-            target=other.kill_process_group, args=(pgid,)
-        ).start()
+
+        def killer(pgid: int) -> None:
+            threading.Thread(target=other.kill_process_group, args=(pgid,)).start()
+
         result = conn.run(sleep, on_output=Collector(), on_start=killer)
     assert result.rc == 128 + signal.SIGTERM
     assert live_processes(sleep) == []

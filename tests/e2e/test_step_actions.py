@@ -33,7 +33,9 @@ def test_put_get_template_and_script_move_files_over_ssh(cli, inventory, tmp_pat
             steps:
               - template: {{src: "{tmp_path}/app.conf.j2", dest: "{remote}/app.conf", mode: "0640"}}
               - put: {{src: "{tmp_path}/payload.txt", dest: "{remote}/payload.txt"}}
-              - get: {{src: "{remote}/app.conf", dest: "{tmp_path}/fetched/{{{{ inventory_hostname }}}}.conf"}}
+              - get:
+                  src: "{remote}/app.conf"
+                  dest: "{tmp_path}/fetched/{{{{ inventory_hostname }}}}.conf"
               - script: "{tmp_path}/tool.sh first-arg"
         """
     )
@@ -81,13 +83,14 @@ def test_register_when_loop_and_env_cwd(cli, inventory, tmp_path):
 
 def test_retries_until_ignore_errors_and_sudo(cli, inventory, tmp_path):
     counter = tmp_path / "count"
+    bump = f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo $n"
     play = cli.playbook(
         f"""
         jobs:
           - name: retry
             targets: host3
             steps:
-              - run: 'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; echo $n'
+              - run: '{bump}'
                 register: attempt
                 until: attempt.stdout == "3"
                 retries: 5

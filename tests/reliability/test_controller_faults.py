@@ -44,12 +44,13 @@ def playbook(prefix: str, jobs: int, lines: int = LINES, pause: float = 0.03) ->
     text = ["name: faults", "jobs:"]
     for number in range(jobs):
         name = f"{prefix}{number:02d}"
+        loop = f'for i in $(seq 1 {lines}); do echo "{name} line $i"; sleep {pause}; done'
         text += [
             f"  - name: {name}",
             f"    type: {TYPES[number % len(TYPES)]}",
             f"    targets: {hosts[number % len(hosts)]}",
             "    steps:",
-            f'      - run: for i in $(seq 1 {lines}); do echo "{name} line $i"; sleep {pause}; done',
+            f"      - run: {loop}",
         ]
     return "\n".join(text) + "\n"
 

@@ -381,7 +381,7 @@ HELLO = str(ROOT / "playbooks" / "hello.yml")
 def _bomb(indent: str) -> str:
     """Nine levels of nine aliases ("billion laughs"): 340 bytes, 387 million nodes."""
     lines = [f"{indent}a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    for previous, name in zip("abcdefgh", "bcdefghi"):
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{indent}{name}: &{name} [{', '.join(['*' + previous] * 9)}]")
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ a target that cannot be reached is named, its process group kept for a later sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -60,10 +61,8 @@ def _recorded_group(cli, job_id: int, field: str) -> int | None:
 
 def _end(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.mark.skipif(

@@ -2,8 +2,9 @@
 
 A child of such a job runs on its target as one shell script in a per-job directory
 (``~/.runner/jobs/<child id>-<random>/`` unless the host's inventory variable
-``runner_job_dir`` names another root; mode 0700; hosts sharing a home never collide). The script runs in its own session and process group, independent of the SSH
-connection and of the runner, and writes into its directory:
+``runner_job_dir`` names another root; mode 0700; hosts sharing a home never collide).
+The script runs in its own session and process group, independent of the SSH connection
+and of the runner, and writes into its directory:
 
 - ``pid``: its process id, which is also its process group id;
 - ``N.out`` / ``N.err``: the output of step N, stdout and stderr apart;

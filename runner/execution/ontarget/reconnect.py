@@ -11,37 +11,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
-from runner.connections.base import Connection
+from runner.connections.base import Connection, ConnectionSpec
 from runner.errors import ConnectError, JobStateError
 from runner.execution.ontarget import jobdir as remote
+from runner.jobs.records import JobRecord
 from runner.jobs.states import TERMINAL, JobState, StepStatus, transition_path
-from runner.jobs.store import OutputRecord
+from runner.jobs.store import JobStore, OutputRecord
 
 FETCH_CHUNK = 1 << 20  # commit fetched output to the store a megabyte at a time
 
 
-def is_remote_kept(record: Any) -> bool:
+def is_remote_kept(record: JobRecord) -> bool:
     """A child whose work and output live in a job directory on its target."""
     return bool(record.remote_dir) and record.type == "remote"
 
 
-def connect(record: Any) -> Connection:
+def _directory(child: JobRecord) -> str:
+    """The child's job directory on its target (every child kept there has one)."""
+    assert child.remote_dir is not None, f"job {child.id} keeps nothing on its target"
+    return child.remote_dir
+
+
+def connect(record: JobRecord) -> Connection:
     """A fresh connection to a child's host, from the spec recorded when it started."""
     from runner.execution.sessions import open_connection
     from runner.settings import known_hosts_path
 
-    spec = dict(record.spec or {}).get("connection") or {"connection": "local"}
-    return open_connection(record.location, spec, known_hosts_path())
+    stored = dict(record.spec or {}).get("connection") or {"connection": "local"}
+    return open_connection(record.location, ConnectionSpec.from_json(stored), known_hosts_path())
 
 
-def leaves(store: Any, job_id: int) -> list[Any]:
+def leaves(store: JobStore, job_id: int) -> list[JobRecord]:
     record = store.get(job_id)
     return store.children(job_id) if record.child_ids else [record]
 
 
-def refresh(store: Any, job_id: int, claim: bool = True) -> list[str]:
+def refresh(store: JobStore, job_id: int, claim: bool = True) -> list[str]:
     """Bring every remote-kept child of `job_id` up to date; return the problems met."""
     problems = []
     for child in leaves(store, job_id):
@@ -65,14 +72,14 @@ def refresh(store: Any, job_id: int, claim: bool = True) -> list[str]:
     return problems
 
 
-def _unfetched(store: Any, child: Any) -> bool:
+def _unfetched(store: JobStore, child: JobRecord) -> bool:
     if child.results_to == "remote":
         return False
     streams = store.remote_streams(child.id)
     return not streams or any(size > fetched for size, fetched, _ in streams.values())
 
 
-def _disconnected(store: Any, child: Any, reason: str) -> None:
+def _disconnected(store: JobStore, child: JobRecord, reason: str) -> None:
     state = JobState(store.get(child.id).state)
     if state in (JobState.Running, JobState.Blocked):
         _settle(store, child.id, JobState.Disconnected, reason)
@@ -80,7 +87,7 @@ def _disconnected(store: Any, child: Any, reason: str) -> None:
         store.note_disconnected(child.id, reason)  # say why now, not why it was left
 
 
-def _settle(store: Any, child_id: int, new: JobState, reason: str | None) -> None:
+def _settle(store: JobStore, child_id: int, new: JobState, reason: str | None) -> None:
     """Move a child to `new` through legal states; a race with another process is fine."""
     state = JobState(store.get(child_id).state)
     if state == new or state in TERMINAL:
@@ -95,12 +102,12 @@ def _settle(store: Any, child_id: int, new: JobState, reason: str | None) -> Non
 
 
 def refresh_child(
-    store: Any, child: Any, conn: Connection, claim: bool = True, settle: bool = True
-) -> Any:
+    store: JobStore, child: JobRecord, conn: Connection, claim: bool = True, settle: bool = True
+) -> remote.RemoteStatus:
     """Read one child's job directory and record what it says (its state too, unless
     `settle` is False: the runner following its own child sets that). Returns the
     RemoteStatus."""
-    status = remote.status(conn, child.remote_dir)
+    status = remote.status(conn, _directory(child))
     if status.sizes:
         store.set_remote_sizes(child.id, status.sizes)
     if child.results_to != "remote":
@@ -120,7 +127,7 @@ def refresh_child(
     return status
 
 
-def _record_steps(store: Any, child: Any, status: Any) -> None:
+def _record_steps(store: JobStore, child: JobRecord, status: remote.RemoteStatus) -> None:
     """Copy the exit statuses the target wrote into the child's step results."""
     now = time.time()
     for known in store.steps(child.id):
@@ -150,7 +157,7 @@ def _record_steps(store: Any, child: Any, status: Any) -> None:
             )
 
 
-def fetch(store: Any, child: Any, conn: Connection, status: Any) -> None:
+def fetch(store: JobStore, child: JobRecord, conn: Connection, status: remote.RemoteStatus) -> None:
     """Move output not fetched yet into the store, cut on line ends while a step runs."""
     cursors = store.remote_streams(child.id)
     for (step, stream), size in sorted(status.sizes.items()):
@@ -161,9 +168,19 @@ def fetch(store: Any, child: Any, conn: Connection, status: Any) -> None:
         _fetch_stream(store, child, conn, step, stream, fetched, size - fetched, finished)
 
 
+@dataclass
+class _Fetch:
+    """One stream's fetch: where the store's copy ends, what waits for its line end, and
+    whether another process took the stream over."""
+
+    offset: int
+    buffer: bytes = b""
+    lost: bool = False
+
+
 def _fetch_stream(
-    store: Any,
-    child: Any,
+    store: JobStore,
+    child: JobRecord,
     conn: Connection,
     step: int,
     stream: str,
@@ -171,31 +188,31 @@ def _fetch_stream(
     length: int,
     finished: bool,
 ) -> None:
-    state = {"offset": offset, "buffer": b"", "lost": False}
+    state = _Fetch(offset)
 
     def commit(data: bytes) -> None:
-        if state["lost"] or not data:
+        if state.lost or not data:
             return
-        if store.append_fetched(child.id, child.location, step, stream, state["offset"], data):
-            state["offset"] += len(data)
+        if store.append_fetched(child.id, child.location, step, stream, state.offset, data):
+            state.offset += len(data)
         else:
-            state["lost"] = True  # another process is fetching this stream
+            state.lost = True  # another process is fetching this stream
 
     def on_data(data: bytes) -> None:
-        state["buffer"] += data
-        if len(state["buffer"]) >= FETCH_CHUNK:
-            cut = state["buffer"].rfind(b"\n") + 1 or len(state["buffer"])
-            head, state["buffer"] = state["buffer"][:cut], state["buffer"][cut:]
+        state.buffer += data
+        if len(state.buffer) >= FETCH_CHUNK:
+            cut = state.buffer.rfind(b"\n") + 1 or len(state.buffer)
+            head, state.buffer = state.buffer[:cut], state.buffer[cut:]
             commit(head)
 
-    remote.read(conn, child.remote_dir, step, stream, offset, length, on_data)
-    rest = state["buffer"]
+    remote.read(conn, _directory(child), step, stream, offset, length, on_data)
+    rest = state.buffer
     if not finished:
         rest = rest[: rest.rfind(b"\n") + 1]  # a partial line waits for its end
     commit(rest)
 
 
-def receive_remote(store: Any, child: Any, keep: bool) -> Iterator[OutputRecord]:
+def receive_remote(store: JobStore, child: JobRecord, keep: bool) -> Iterator[OutputRecord]:
     """Output kept on the target and not received yet, fetched now; marked received as
     it is delivered unless `keep`. Raises ConnectError when the host cannot be reached."""
     conn = connect(child)
@@ -208,7 +225,7 @@ def receive_remote(store: Any, child: Any, keep: bool) -> Iterator[OutputRecord]
                 continue
             chunks: list[bytes] = []
             remote.read(
-                conn, child.remote_dir, step, stream, received, size - received, chunks.append
+                conn, _directory(child), step, stream, received, size - received, chunks.append
             )
             data = b"".join(chunks)
             if not keep and not store.advance_received(
@@ -229,21 +246,21 @@ def receive_remote(store: Any, child: Any, keep: bool) -> Iterator[OutputRecord]
         conn.close()
 
 
-def stop_child(store: Any, child: Any) -> None:
+def stop_child(store: JobStore, child: JobRecord) -> None:
     """End a remote-kept child's process group on its target and record it Stopped."""
     conn = connect(child)
     try:
-        remote.mark_stopped(conn, child.remote_dir, child.remote_pgid)
+        remote.mark_stopped(conn, _directory(child), child.remote_pgid)
         refresh_child(store, child, conn, claim=False)
     finally:
         conn.close()
     _settle(store, child.id, JobState.Stopped, "stopped by 'runner job stop'")
 
 
-def remove_child(child: Any) -> None:
+def remove_child(child: JobRecord) -> None:
     """Delete a child's job directory on its target."""
     conn = connect(child)
     try:
-        remote.remove_directory(conn, child.remote_dir)
+        remote.remove_directory(conn, _directory(child))
     finally:
         conn.close()

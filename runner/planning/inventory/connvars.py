@@ -10,6 +10,7 @@ not use (`inventory_warnings`), once per name: never silence. Pure; no I/O.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 from collections.abc import Iterable
@@ -205,10 +206,8 @@ def inventory_warnings(variables: Iterable[dict[str, Any]]) -> list[str]:
                 unused[key] = None
             elif key in SSH_ARGS_VARS and value and str(value) not in args_seen:
                 args_seen.add(str(value))
-                try:
+                with contextlib.suppress(ValueError):  # an error when the host connects
                     ignored.update(dict.fromkeys(ssh_args({key: value})[2]))
-                except ValueError:
-                    pass  # reported as an error when the host connects
     warnings = [f"inventory variable {name} is not used by runner: ignored" for name in unused]
     warnings += [
         f"ansible_ssh_common_args/ansible_ssh_extra_args: {option!r} is ignored "

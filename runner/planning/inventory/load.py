@@ -13,6 +13,7 @@ from runner.planning.inventory.hostnames import (
     parse_address,
 )
 from runner.planning.inventory.ini_format import IniParser
+from runner.planning.inventory.model import Inventory, InventoryBuilder
 from runner.planning.inventory.vars_files import read_text
 from runner.planning.inventory.yaml_format import InventoryLoader, YamlParser, yaml_error
 from runner.planning.yamlsource import check_depth
@@ -23,8 +24,6 @@ _IGNORED_IN_DIR = re.compile(
     r"|(\.pyc|\.pyo|\.swp|\.bak|~|\.rpm|\.md|\.txt|\.rst|\.orig|\.cfg|\.retry)$"
 )
 
-
-from runner.planning.inventory.model import Inventory, InventoryBuilder
 
 # --------------------------------------------------------------------------- loading
 

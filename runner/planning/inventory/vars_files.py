@@ -111,7 +111,7 @@ def load_vars_file(path: str) -> dict[str, Any]:
             loader.dispose()
     except yaml.YAMLError as exc:
         raise yaml_error(exc, path) from None
-    if not data:
+    if root is None or not data:
         return {}
     if not isinstance(data, dict):
         raise InventoryError(

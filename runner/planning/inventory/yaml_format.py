@@ -6,6 +6,7 @@ of the offending key; it fills an `InventoryBuilder` from `runner.planning.inven
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -96,6 +97,7 @@ class YamlParser:
             raise self.b.error("unexpected key: a group has only hosts, children, vars", where)
         if self._is_null(node):
             return
+        pairs: Mapping[Any, tuple[yaml.Node, yaml.Node | None]]
         if isinstance(node, yaml.ScalarNode):
             pairs = {self.loader.construct_object(node): (node, None)}
         elif isinstance(node, yaml.MappingNode):

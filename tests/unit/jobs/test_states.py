@@ -43,7 +43,7 @@ def test_the_eight_states_are_spelled_as_powershell_spells_them() -> None:
 
 
 def test_finished_states_are_completed_failed_stopped() -> None:
-    assert TERMINAL == {S.Completed, S.Failed, S.Stopped}
+    assert {S.Completed, S.Failed, S.Stopped} == TERMINAL
     assert [s for s in JobState if is_terminal(s)] == [S.Completed, S.Failed, S.Stopped]
 
 

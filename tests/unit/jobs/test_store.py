@@ -79,7 +79,9 @@ def test_one_failed_child_fails_the_parent_and_the_others_output_is_kept(
     store: JobStore,
 ) -> None:
     parent, children = make_parent(store, ["a", "b", "c"])
-    store.append_output([(c, h, 0, "stdout", f"out {h}", 1.0) for c, h in zip(children, "abc")])
+    store.append_output(
+        [(c, h, 0, "stdout", f"out {h}", 1.0) for c, h in zip(children, "abc", strict=True)]
+    )
     run_children(store, children, [S.Completed, S.Failed, S.Completed])
     assert store.get(parent).state == S.Failed
     assert texts(store.receive(parent)) == ["out a", "out b", "out c"]
@@ -351,7 +353,7 @@ def test_iter_receive_of_100k_records_returns_them_all_in_bounded_memory(
 ) -> None:
     job = store.create_job("big", "remote", "yes", "h")
     line = "y" * 200
-    for start in range(0, 100_000, 20_000):
+    for _ in range(0, 100_000, 20_000):
         store.append_output([(job, "h", 0, "stdout", line, 0.0)] * 20_000)
     tracemalloc.start()
     count, last_id, ordered = 0, 0, True

@@ -12,13 +12,13 @@ import pytest
 from runner.connections.local import LocalConnection
 from runner.errors import TemplateError
 from runner.execution.executor import Executor, RunOptions
-from runner.planning.inventory import load_inventory
 from runner.execution.kept import script_steps
+from runner.execution.steps import Control, StepRunner
+from runner.jobs.store import JobStore
+from runner.planning.inventory import load_inventory
 from runner.planning.planner import Plan, build_plan, render_plan
 from runner.planning.playbook import load_playbook
 from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedStep, render_step
-from runner.execution.steps import Control, StepRunner
-from runner.jobs.store import JobStore
 
 
 def _plan(tmp_path: Path, steps: str, job: str = "", extra: dict | None = None) -> Plan:
