@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             (signal.SIGTERM, signal.SIGHUP),
             lambda num: executor.stop(f"runner received signal {num}"),
         )
-        # The recap needs tabulate (~35 ms to import): import it while the jobs wait on
+        # The recap needs tabulate (slow to import): import it while the jobs wait on
         # their hosts, when this process would otherwise sit idle.
         threading.Thread(target=importlib.import_module, args=("tabulate",), daemon=True).start()
 

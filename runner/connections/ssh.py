@@ -71,8 +71,8 @@ class _QuickAckSocket(socket.socket):
     sshd does not set TCP_NODELAY for a session without a terminal, so Nagle holds a
     small packet back until the previous one is acknowledged. Right after authentication
     sshd sends a message the client has no reply to (`hostkeys-00@openssh.com`), and then
-    the confirmation of the first channel: with the client delaying its ACK (40 ms on
-    Linux), the first command on every new connection waited 40 ms. The kernel leaves
+    the confirmation of the first channel: with the client delaying its ACK (Linux's
+    delayed ACK), the first command on every new connection waited for that delay. The kernel leaves
     quick-ACK mode on its own, so it is set again after every read.
     """
 
@@ -113,8 +113,8 @@ def _aead_first_transport(sock: socket.socket, **kwargs: Any) -> paramiko.Transp
 
     paramiko prefers AES-CTR with a separate HMAC, whose check it makes byte by byte in
     Python for every packet received; with GCM the check is part of the decryption, in
-    C. Measured on an open session: 0.42-0.55 ms of CPU per `true` with AES-CTR,
-    0.35-0.37 ms with AES-GCM. Servers without GCM still get the usual ciphers.
+    C, and a step costs less CPU (BENCHMARKS.md, "Figures behind design choices").
+    Servers without GCM still get the usual ciphers.
     """
     transport = paramiko.Transport(sock, **kwargs)
     options = transport.get_security_options()

@@ -1,12 +1,12 @@
 """Importing the SSH stack (paramiko, Invoke, Fabric) without what runner never uses.
 
 paramiko imports Invoke (for `Match exec` in ssh_config files) and Fabric is built on
-it. Two of Invoke's own imports cost about a third of the stack's import time, on every
-`runner run`, and do nothing here:
+it. Two of Invoke's own imports cost a good part of the stack's import time, on every
+`runner run`, and do nothing here (BENCHMARKS.md, "Figures behind design choices"):
 
 - `invoke.context` does `from unittest.mock import Mock` for its `MockContext` test
-  helper, and `unittest.mock` imports asyncio and ssl (about 40 ms);
-- `invoke.util` imports Invoke's vendored copy of PyYAML (about 15 ms) to read Invoke's
+  helper, and `unittest.mock` imports asyncio and ssl;
+- `invoke.util` imports Invoke's vendored copy of PyYAML to read Invoke's
   config files; runner gives Fabric its configuration in code, and the PyYAML it has
   already loaded for playbooks serves should Invoke ever read one.
 

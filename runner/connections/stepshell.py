@@ -1,10 +1,10 @@
 """One long-lived shell per SSH connection that runs its steps.
 
 An exec channel per step makes sshd open a session, fork, and start the user's login
-shell, which then starts /bin/sh: about 3.5 ms of the target's CPU per step on a test
-machine, more than the whole step costs the controller. A step shell is one bash per
-connection, on a channel of its own, that starts each step as `/bin/sh -c SCRIPT` in a
-process group of its own (bash's job control, `set -m`): about 1.6 ms (BENCHMARKS.md).
+shell, which then starts /bin/sh: more of the target's CPU per step than the whole step
+costs the controller. A step shell is one bash per connection, on a channel of its own,
+that starts each step as `/bin/sh -c SCRIPT` in a process group of its own (bash's job
+control, `set -m`), for about half of that (BENCHMARKS.md, "Step shell").
 The step sees what it would see on an exec channel: /bin/sh, stdin at end of file, the
 login environment, stdout and stderr apart, its own process group, default signal
 dispositions (which is why bash with job control and not `sh ... &`, which would ignore

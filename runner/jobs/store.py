@@ -165,9 +165,9 @@ _INHERITED: list[sqlite3.Connection] = []
 
 # One writer at a time per store file within a process. Threads wait on this lock, which
 # hands over at once; left to SQLite, each waiting thread sleeps in its busy handler for
-# 1, 2, 5... up to 100 ms between tries, so 200 hosts finishing together waited 130 s of
-# thread time in all (1.7 s at worst) where 50 waited 2.4 s: a run slower than linear in
-# its hosts. Other processes on the same file still meet SQLite's own lock.
+# growing intervals between tries, and a run grew slower than linearly in its hosts
+# (BENCHMARKS.md, "Figures behind design choices"). Other processes on the same file
+# still meet SQLite's own lock.
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 # A forked child starts afresh: a lock held by a thread the fork left behind stays held.

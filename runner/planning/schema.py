@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import gathered
 from runner.planning.yamlsource import Document
 
-if TYPE_CHECKING:  # jsonschema costs ~50 ms to import: only `validate` needs it
+if TYPE_CHECKING:  # jsonschema is slow to import (BENCHMARKS.md): only `validate` needs it
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
