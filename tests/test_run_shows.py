@@ -127,6 +127,33 @@ def test_tojson_and_to_json_serialize_any_variable(run):
     assert 'alpha | "2024-01-02" ["alpha", "beta"]' in proc.stdout
 
 
+def test_hostvars_hold_each_hosts_variables_and_not_the_jobs_name(run):
+    """`job` names the running job, as Ansible's `ansible_play_name` names the play; like
+    it (and like a job's `vars`, as a play's), it is not one of a host's `hostvars`."""
+    proc = run.play(
+        """\
+        vars: {pv: from-playbook}
+        jobs:
+          - name: build
+            targets: alpha
+            vars: {jv: from-job}
+            steps:
+              - run: >-
+                  echo job={{ job }} own={{ hostvars[inventory_hostname].job | default('none') }}
+                  beta={{ hostvars.beta.job | default('none') }}
+                  jv={{ hostvars[inventory_hostname].jv | default('none') }}
+                  pv={{ hostvars.beta.pv }}
+              - run: >-
+                  echo '{{ hostvars[inventory_hostname] | tojson }}' | python3 -c
+                  'import json, sys; print("keys:", "job" in json.load(sys.stdin))'
+        """,
+        "-v",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "alpha | job=build own=none beta=none jv=none pv=from-playbook" in proc.stdout
+    assert "alpha | keys: False" in proc.stdout
+
+
 # -- runner validate -------------------------------------------------------------------
 
 ANSIBLE_HABITS = """\

@@ -176,7 +176,8 @@ def entry() -> None:
     By the time `main()` returns, every job is in the store, every file written and
     closed, and every connection closed; what remains is the interpreter's own
     finalization (freeing some thousand modules: Fabric, paramiko, cryptography...),
-    time no one waits for usefully (BENCHMARKS.md, "Figures behind design choices"). runner registers no atexit handler.
+    time no one waits for usefully (BENCHMARKS.md, "Figures behind design choices").
+    runner registers no atexit handler.
     """
     code = main()
     try:

@@ -14,13 +14,14 @@ A server without an SFTP subsystem gets the same over an exec channel (`exec_put
 `exec_get`): the bytes go through the channel's stdin or stdout, which SSH carries
 unaltered, and a short /bin/sh script does the temporary name, mode and rename.
 `probe_script` asks a target what a destination holds (its checksum and mode) so that a
-step writes only what differs.
+step writes only what differs; a get compares it with `local_sha256` of its destination.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import posixpath
 import shlex
@@ -146,10 +147,11 @@ _PUT = _RESOLVE + (
 )
 
 # What a put would replace: "into" or "at" (was dest a directory), then "none" or
-# "file MODE SHA256" for a regular file there ("-" for what the target cannot tell).
+# "file MODE SHA256" for a regular file there ("-" for what the target cannot tell); a
+# link to one counts when `l` is set (the file a get reads).
 _PROBE = _RESOLVE + (
     '[ "$d" = "$g" ] && echo at || echo into\n'
-    '{ [ -f "$d" ] && [ ! -h "$d" ]; } || { echo none; exit 0; }\n'
+    '{ [ -f "$d" ] && { [ -n "$l" ] || [ ! -h "$d" ]; }; } || { echo none; exit 0; }\n'
     'h=$(sha256sum < "$d" 2>/dev/null || shasum -a 256 < "$d" 2>/dev/null'
     ' || openssl dgst -sha256 -r < "$d" 2>/dev/null) && h=${h%% *} || h=\n'
     "m=$(st %a %Lp)\n"
@@ -168,11 +170,13 @@ class TargetFile:
     sha256: str | None = None  # None: no file, or no checksum tool on the target
 
 
-def probe_script(dest: str, source_name: str) -> str:
-    """A /bin/sh script printing what `dest` holds for a put of `source_name`: run it with
-    a connection's `run` and give its output to `parse_probe`."""
+def probe_script(dest: str, source_name: str, follow: bool = False) -> str:
+    """A /bin/sh script printing what `dest` holds for a put of `source_name` (with
+    `follow`, the file a link there leads to, as a get reads it): run it with a
+    connection's `run` and give its output to `parse_probe`."""
     name = posixpath.basename(source_name)
-    return f"d={shlex.quote(dest)} n={shlex.quote(name)}; g=$d\n{_PROBE}"
+    links = "1" if follow else ""
+    return f"d={shlex.quote(dest)} n={shlex.quote(name)} l={links}; g=$d\n{_PROBE}"
 
 
 def parse_probe(dest: str, source_name: str, output: str) -> TargetFile | None:
@@ -283,6 +287,18 @@ def _private_temp(dest: Path) -> tuple[int, str]:
             return os.open(temp, flags, 0o600), str(temp)
         except FileExistsError:
             continue
+
+
+def local_sha256(path: Path) -> str | None:
+    """The sha256 of the regular file at `path` on this machine (a link is not followed,
+    as a get replaces it); None when there is none or it cannot be read."""
+    if _regular_stat(path) is None:
+        return None
+    try:
+        with open(path, "rb") as reader:
+            return hashlib.file_digest(reader, "sha256").hexdigest()
+    except OSError:
+        return None
 
 
 def _regular_stat(path: Path) -> os.stat_result | None:

@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from runner.connections.base import Connection, RunResult
 from runner.connections.local import LocalConnection
-from runner.connections.transfer import TargetFile, parse_probe, probe_script
+from runner.connections.transfer import (
+    TargetFile,
+    into_directory,
+    local_sha256,
+    parse_probe,
+    probe_script,
+)
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
@@ -50,6 +56,7 @@ STATUS_TIMEDOUT = StepStatus.TIMEDOUT.value
 STATUS_UNREACHABLE = StepStatus.UNREACHABLE.value
 
 TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
+COMPARED = ("put", "template", "get")  # file steps --check compares instead of skipping
 _TAIL_CHARS = 4000
 
 
@@ -209,7 +216,7 @@ class StepRunner:
         """Keep the step's result under its `register` name for later steps and jobs."""
         assert step.register is not None
         self.registered[step.register] = outcome.registered()
-        if self.check and step.action not in ("put", "template"):
+        if self.check and step.action not in COMPARED:
             self._not_run.add(step.register)
         if step.register in self.plan.playbook.secrets:
             self.redact.add(secret_values(self.registered[step.register]))
@@ -326,7 +333,7 @@ class StepRunner:
         self._label = one.label
         self._notify("command", step, command)
         action = step.action
-        if self.check and action not in ("put", "template"):
+        if self.check and action not in COMPARED:
             return StepOutcome(STATUS_SKIPPED, error=f"check mode: not run ({action}: {command})")
         if action in ("run", "local"):
             conn = self.local if action == "local" else self.conn
@@ -339,7 +346,7 @@ class StepRunner:
             if action in ("put", "template"):
                 return self._write_file(step, args, one.shown)
             if action == "get":
-                self.conn.get(args["src"], str(self._local_path(args["dest"], create=True)))
+                return self._fetch(step, str(args["src"]), args["dest"])
         except (OSError, RunnerError) as exc:
             if isinstance(exc, ConnectError):
                 raise
@@ -386,6 +393,30 @@ class StepRunner:
         assert mode is not None
         return self._chmod(step, target.path, mode)
 
+    def _fetch(self, step: Step, src: str, dest: str) -> StepOutcome:
+        """get: compare the target file's checksum (asked on the target) with the local
+        destination's and fetch only when they differ, so an identical copy is `ok`;
+        --check stops before fetching, --diff shows what the local file would become."""
+        local = into_directory(self._local_path(dest, create=not self.check), src)
+        target = self._inspect(step, src, src, follow=True)
+        if isinstance(target, StepOutcome):
+            return target
+        is_file = target.exists and target.path == src
+        kept = local_sha256(local)
+        if is_file and target.sha256 is not None and target.sha256 == kept:
+            return StepOutcome(STATUS_OK, rc=0)
+        before = local.read_bytes() if self.diff and kept is not None else b""
+        if self.check:
+            if not is_file:
+                raise StepError(f"cannot read {src}: no such file on the target")
+            if self.diff:
+                self._emit_diff(step, before, self._remote_content(src), str(local))
+            return StepOutcome(STATUS_CHANGED, error="check mode: not fetched")
+        self.conn.get(src, str(local))
+        if self.diff:
+            self._emit_diff(step, before, local.read_bytes(), str(local))
+        return StepOutcome(STATUS_CHANGED, rc=0)
+
     @contextlib.contextmanager
     def _source_file(self, step: Step, args: dict[str, Any], variables: Any) -> Iterator[Path]:
         """The local file a put/template writes: put's `src`, or the rendered template
@@ -399,9 +430,12 @@ class StepRunner:
             staged.write_bytes(content)
             yield staged
 
-    def _inspect(self, step: Step, dest: str, source_name: str) -> TargetFile | StepOutcome:
-        """What `dest` holds on the target, asked with one small command; the step's
-        outcome instead when that command is stopped or times out."""
+    def _inspect(
+        self, step: Step, dest: str, source_name: str, follow: bool = False
+    ) -> TargetFile | StepOutcome:
+        """What `dest` holds on the target (through a link with `follow`), asked with one
+        small command; the step's outcome instead when that command is stopped or times
+        out."""
         output: list[bytes] = []
 
         def collect(stream: str, data: bytes) -> None:
@@ -409,7 +443,7 @@ class StepRunner:
                 output.append(data)
 
         result = self.conn.run(
-            probe_script(dest, source_name),
+            probe_script(dest, source_name, follow),
             on_output=collect,
             timeout=step.timeout,
             stop_event=self.control.event,
@@ -445,7 +479,10 @@ class StepRunner:
     def _show_diff(self, step: Step, content: bytes, target: TargetFile) -> None:
         """Print (and keep in the job's output) the diff from the target's file."""
         before = self._remote_content(target.path) if target.exists else b""
-        text = unified_diff(before, content, f"{self.host}:{target.path}")
+        self._emit_diff(step, before, content, f"{self.host}:{target.path}")
+
+    def _emit_diff(self, step: Step, before: bytes, after: bytes, name: str) -> None:
+        text = unified_diff(before, after, name)
         if not step.no_log:
             self.sink(self.child_id, self.host, step.index, "stdout", text)
             self._notify("diff", step, text)

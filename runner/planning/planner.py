@@ -115,7 +115,9 @@ class Plan:
         self, host: str, job: JobDef | None = None, registered: Mapping[str, Any] | None = None
     ) -> Variables:
         """The templating variables for `host` in `job`, by the README's precedence:
-        inventory (group < host) < playbook vars < job vars < registered < extra vars."""
+        inventory (group < host) < playbook vars < job vars < registered < extra vars.
+        Without a job (a `hostvars` entry) there is no `job`, as Ansible's hostvars have
+        no `ansible_play_name`."""
         magic = {
             "inventory_hostname": host,
             "inventory_hostname_short": host.split(".", 1)[0],
@@ -123,8 +125,9 @@ class Plan:
             "groups": self._groups,
             "hostvars": HostVars(self),
             "playbook_dir": _dirname(self.playbook.file),
-            "job": job.name if job else "",
         }
+        if job is not None:
+            magic["job"] = job.name
         return self.templar.variables(
             self.inventory.host_vars(host),
             self.playbook.vars,

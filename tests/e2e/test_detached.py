@@ -297,3 +297,47 @@ def test_a_detached_loop_with_env_from_its_item_runs_as_plan_shows(cli, tmp_path
     cli("job", "wait", "1", "--timeout", "60", check=True)
     assert cli.job(1)["State"] == "Completed"
     assert _lines(cli.receive(1)) == ["got a in /", "got b in /", "got c in /"]
+
+
+def _recap(stdout: str, host: str) -> list[int]:
+    """The host's row of the recap: ok, changed, failed, skipped, unreachable, stopped."""
+    (row,) = [line.split() for line in stdout.splitlines() if line.startswith(f"{host} ")]
+    return [int(n) for n in row[1:]]
+
+
+def test_an_attached_job_kept_on_its_target_shows_each_step_and_counts_it(cli, inventory):
+    """`results: {to: remote}` without detach is followed: a line per step as it ends on
+    the target, with -v its command and output, counted in the recap; its output still
+    waits on the target for `receive`."""
+    play = _detached_play(
+        cli,
+        "host2",
+        [
+            "name: greet\n                run: echo hello from {{ inventory_hostname }}",
+            'name: never\n                run: "echo no"\n                when: false',
+            'name: shrug\n                run: "echo tolerated >&2; exit 4"\n'
+            "                ignore_errors: true",
+            'name: break\n                run: "echo it broke >&2; exit 3"',
+            'name: after\n                run: "echo not reached"',
+        ],
+        extra="results: {to: remote}",
+    )
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 2, proc.output
+    lines = proc.stdout.splitlines()
+    shown = [line.split()[:5] for line in lines if line.startswith("  ") and " | " in line]
+    assert shown == [
+        ["changed", "host2", "far", "|", "greet"],
+        ["skipped", "host2", "far", "|", "never"],
+        ["ignored", "host2", "far", "|", "shrug"],
+        ["failed", "host2", "far", "|", "break"],
+    ]
+    failed = next(i for i, line in enumerate(lines) if "| break rc=3" in line)
+    assert lines[failed + 1] == "    host2 ! it broke"
+    assert _recap(proc.stdout, "host2") == [1, 1, 1, 1, 0, 0]
+    verbose = cli("run", play, "-i", inventory, "-v").stdout.splitlines()
+    assert "    host2 $ echo hello from {{ inventory_hostname }}" in verbose
+    greeted = verbose.index("    host2 | hello from host2")
+    assert "| greet" in verbose[greeted + 1]
+    assert "    host2 ! tolerated" in verbose
+    assert _lines(cli.receive(1)) == ["hello from host2"]

@@ -1,6 +1,6 @@
-"""put and template over real sshd are idempotent: a file already as the step would write
-it is `ok`, not rewritten, and `changed: false` when registered; `--check` says what the
-real run then does, step by step."""
+"""put, template and get over real sshd (get on the local connection too) are idempotent:
+a file already as the step would leave it is `ok`, not rewritten, and `changed: false`
+when registered; `--check` says what the real run then does, step by step."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import json
 import stat
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 FILE_STEPS = ("put", "template")
 
@@ -104,3 +106,76 @@ def test_check_then_two_real_runs_agree_and_the_second_changes_nothing(cli, inve
     assert (modes["same.txt"], modes["app.conf"]) == (0o640, 0o640)
     assert (remote / "into" / "data.txt").read_text() == "data\n"
     assert (remote / "app.conf").read_text() == "port=8080\n"
+
+
+@pytest.fixture(params=["ssh", "local"])
+def host1(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An inventory whose host1 is a fleet host over sshd, or this machine (local)."""
+    if request.param == "ssh":
+        return str(request.getfixturevalue("inventory"))
+    hosts = tmp_path / "local.ini"
+    hosts.write_text("host1 ansible_connection=local\n")
+    return str(hosts)
+
+
+def test_get_fetches_only_what_differs_and_check_agrees(cli, host1, tmp_path):
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    for name in ("same.txt", "fresh.txt", "differs.txt", "real.txt"):
+        (remote / name).write_text(f"{name} on the host\n")
+    (remote / "link.txt").symlink_to(remote / "real.txt")
+    local = tmp_path / "local"
+    (local / "into").mkdir(parents=True)
+    (local / "same.txt").write_text("same.txt on the host\n")
+    (local / "differs.txt").write_text("an old copy\n")
+    play = cli.playbook(f"""
+        jobs:
+          - name: files
+            targets: host1
+            steps:
+              - name: get same
+                get: {{src: "{remote}/same.txt", dest: "{local}/same.txt"}}
+              - name: get fresh
+                get: {{src: "{remote}/fresh.txt", dest: "{local}/new/fresh.txt"}}
+                register: fetched
+              - name: get differs
+                get: {{src: "{remote}/differs.txt", dest: "{local}/differs.txt"}}
+              - name: get into dir
+                get: {{src: "{remote}/same.txt", dest: "{local}/into"}}
+              - name: get through a link
+                get: {{src: "{remote}/link.txt", dest: "{local}/linked.txt"}}
+              - name: reload
+                run: "echo reloaded >> {tmp_path}/reloads"
+                when: fetched.changed
+        """)
+    untouched = _files(local)["same.txt"]
+
+    check = cli("run", play, "-i", host1, "--check", "--diff", "--format", "json")
+    check_text = cli("run", play, "-i", host1, "--check", "--diff")
+    first = cli("run", play, "-i", host1, "--format", "json")
+    after_first = _files(local)
+    second = cli("run", play, "-i", host1, "--format", "json")
+    third = cli("run", play, "-i", host1, "--diff")
+
+    for proc in (check, check_text, first, second, third):
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = {
+        "get same": "ok",
+        "get fresh": "changed",
+        "get differs": "changed",
+        "get into dir": "changed",
+        "get through a link": "changed",
+    }
+    gets = list(expected)
+    assert {name: _statuses(check)[name] for name in gets} == expected
+    assert {name: _statuses(first)[name] for name in gets} == expected
+    assert {name: _statuses(second)[name] for name in gets} == dict.fromkeys(expected, "ok")
+    assert _statuses(second)["reload"] == "skipped"
+    assert (tmp_path / "reloads").read_text() == "reloaded\n"  # the first run's only
+    assert "-an old copy" in check_text.stdout and "+differs.txt on the host" in check_text.stdout
+    assert "(before)" not in third.stdout  # --diff has nothing to show
+    assert after_first == _files(local)  # the second and third runs fetched nothing
+    assert after_first["same.txt"] == untouched
+    assert (local / "differs.txt").read_text() == "differs.txt on the host\n"
+    assert (local / "into" / "same.txt").read_text() == "same.txt on the host\n"
+    assert (local / "linked.txt").read_text() == "real.txt on the host\n"
