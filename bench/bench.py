@@ -168,7 +168,6 @@ class Bench:
         conn.open()
         client = connect(address, port, self.fleet.user, str(self.fleet.client_key))
         transport = client.get_transport()
-        wrapped = conn._wrap(STEP, sudo=False)
 
         def calls(call: Callable[[], object]) -> Callable[[], float]:
             def run() -> float:
@@ -190,7 +189,6 @@ class Bench:
                 {
                     "runner": calls(runner_run),
                     "paramiko": calls(lambda: exec_status(transport, STEP)),
-                    "wrapper": calls(lambda: exec_status(transport, wrapped)),
                 },
                 self.sizes.reps,
             )
@@ -206,13 +204,6 @@ class Bench:
             f"{ratio:.2f}x",
             "<= 1.5x",
             ratio <= 1.5,
-        )
-        self.row(
-            "1",
-            "  paramiko exec of runner's wrapped 'true'",
-            _ms(result["wrapper"]),
-            f"paramiko exec {_ms(result['paramiko'])}",
-            f"{result['wrapper'] / result['paramiko']:.2f}x",
         )
 
     # -- 2 and 3. whole commands ------------------------------------------------------------

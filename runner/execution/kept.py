@@ -3,9 +3,9 @@
 The child's steps are rendered now (`runner.planning.render`), with the variables known at
 start, into one script (`runner.execution.ontarget.jobdir`) that runs on the target in its
 own process group. A detached child is left running; an attached one is followed until it
-ends, and stopped with the run. While it is followed, each step is shown as its exit status appears in the
-job directory (`StepShow`): its command as it starts, then the end of its output and its
-line, counted for the recap as an attached step is.
+ends, and stopped with the run. While it is followed, each step is shown as its exit
+status appears in the job directory (`StepShow`): its command as it starts, then the end
+of its output and its line, counted for the recap as an attached step is.
 """
 
 from __future__ import annotations
