@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import CliResult, run_runner
+from tests.cli import CliResult, run_runner, start_runner, wait_until
 
 INVENTORY = str(Path(__file__).resolve().parent.parent / "inventory" / "local.ini")
 
@@ -158,3 +158,40 @@ def test_detached_job_with_results_to_file_leaves_no_empty_file(run):
     result = run.dir / "results" / "bgd-web2.log"
     assert result.read_text() == "in the background on web2\n"
     assert result.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_background_job_refuses_a_playbook_edited_after_the_run_planned_it(run):
+    """The worker plans again from the file: it must run what its run validated, never
+    what someone wrote into the file meanwhile."""
+    marker = run.dir / "first-started"
+    playbook = f"""\
+jobs:
+  - name: first
+    type: thread
+    targets: web1
+    steps:
+      - run: touch {marker}; sleep 3
+  - name: bg
+    type: background
+    targets: web1
+    needs: [first]
+    steps:
+      - run: echo ORIGINAL
+"""
+    path = run.dir / "play.yml"
+    path.write_text(playbook)
+    proc = start_runner(
+        "run", str(path), "-i", str(run.inventory), "-v", home=run.dir / "home", cwd=run.dir
+    )
+    try:
+        wait_until(marker.exists, timeout=60, what="the first job's step to start")
+        path.write_text(playbook.replace("echo ORIGINAL", "echo SWAPPED"))
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, out + err
+    assert "web1 | SWAPPED" not in out and "web1 | ORIGINAL" not in out  # -v shows output
+    assert "the playbook changed after the run planned it" in out
+    assert "SWAPPED" not in run.received("bg")

@@ -164,8 +164,11 @@ def test_every_readme_command_runs_as_written(tmp_path):
     runner_temp, tmp = tmp_path / "runner-temp", tmp_path / "tmp"
     runner_temp.mkdir()
     tmp.mkdir()
+    user_home = tmp_path / "user"  # detached jobs' directories default to ~/.runner/jobs
+    user_home.mkdir()
     env = {
         **os.environ,
+        "HOME": str(user_home),
         "RUNNER_HOME": str(tmp_path / "home"),
         "TMPDIR": str(tmp),
         "RUNNER_TEMP": str(runner_temp),

@@ -16,6 +16,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import RunnerError
 from runner.execution.children import InProcessChild
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.sessions import SessionPool
@@ -94,9 +95,14 @@ def main() -> int:
     control = Control()
     handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
 
-    plan = replan(task.request)
-    jp = plan.job(task.job)
     store = JobStore(task.store)
+    try:
+        plan = replan(task.request)
+        jp = plan.job(task.job)
+    except RunnerError as error:  # it cannot run what its runner planned: say why
+        return _refuse(task, store, str(error))
+    except KeyError:
+        return _refuse(task, store, f"job '{task.job}' is no longer in the plan")
     threading.Thread(
         target=_poll_stop,
         args=(store, task.child, control, None if task.detach else task.runner),
@@ -132,6 +138,14 @@ def main() -> int:
         },
         default=str,
     )
+    return 0
+
+
+def _refuse(task: BackgroundTask, store: JobStore, reason: str) -> int:
+    """End the child Failed with `reason` before any step ran, and tell the runner."""
+    if task.detach:
+        store.finish(task.child, "Failed", reason)
+    PipeEvents(sys.stdout).send({"state": "Failed", "reason": reason, "counts": {}})
     return 0
 
 

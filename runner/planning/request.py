@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import PlaybookError
+
 if TYPE_CHECKING:
     from runner.planning.planner import Plan
 
@@ -49,13 +51,21 @@ def playbook_digest(path: str) -> str:
 
 
 def replan(request: PlanRequest) -> Plan:
-    """The plan `request` describes, through the planner (for a worker in another process)."""
+    """The plan `request` describes, through the planner (for a worker in another process).
+
+    A playbook whose bytes are not the ones the run validated is refused: the worker would
+    otherwise run steps nobody planned or checked."""
     from runner.planning.inventory import implicit_localhost, load_inventory
     from runner.planning.planner import build_plan
     from runner.planning.playbook import load_playbook
 
-    checked = bool(request.digest) and playbook_digest(request.playbook) == request.digest
-    playbook = load_playbook(request.playbook, schema_checked=checked)
+    if request.digest and playbook_digest(request.playbook) != request.digest:
+        raise PlaybookError(
+            "the playbook changed after the run planned it: a background job runs only the "
+            "plan its run validated (run the playbook again)",
+            request.playbook,
+        )
+    playbook = load_playbook(request.playbook, schema_checked=bool(request.digest))
     inventory = (
         implicit_localhost() if request.inventory is None else load_inventory(request.inventory)
     )
