@@ -241,10 +241,77 @@ def test_bad_inventory_line_exit_4_with_file_and_line(tmp_path):
     assert one_error_line(proc).startswith(f"{inv}:3")
 
 
-def test_missing_extra_vars_file_exit_4(tmp_path):
-    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{tmp_path}/vars.yml")
-    assert proc.returncode == 4
-    assert f"{tmp_path}/vars.yml" in one_error_line(proc)
+@pytest.mark.parametrize("name", ["vars.yml", "", "adir"])
+def test_extra_vars_file_that_cannot_be_read_is_a_bad_option_exit_5(name, tmp_path):
+    (tmp_path / "adir").mkdir()
+    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{tmp_path}/{name}")
+    assert proc.returncode == 5, proc.stderr
+    assert one_error_line(proc).startswith(f"runner: error: -e @{tmp_path}/{name}: ")
+
+
+def test_extra_vars_file_with_bad_content_exit_4_at_its_line(tmp_path):
+    extra = write(tmp_path / "vars.yml", "a: 1\nb: [\n")
+    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{extra}")
+    assert proc.returncode == 4, proc.stderr
+    assert one_error_line(proc).startswith(f"{extra}:3")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("command", ["plan", "run", "validate", "inventory"])
+def test_empty_inventory_option_is_a_bad_option_exit_5(command, value, tmp_path):
+    """`-i ''` would otherwise read the current directory (playbooks and all) as one."""
+    args = [command] + ([] if command == "inventory" else [str(PLAYBOOKS[0])])
+    proc = runner(*args, "-i", value, home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert "-i/--inventory" in one_error_line(proc)
+
+
+@pytest.mark.parametrize(
+    "args, prefix",
+    [
+        (["run", "playbooks/hello.yml", "--vars"], "runner run: error: "),
+        (["job", "list", "--zz"], "runner job list: error: "),
+        (["inventory", "a", "b"], "runner inventory: error: "),
+        (["--bogus"], "runner: error: "),
+    ],
+)
+def test_argument_errors_carry_one_prefix_naming_the_command(args, prefix, tmp_path):
+    proc = runner(*args, home=tmp_path)
+    assert proc.returncode == 5
+    line = one_error_line(proc)
+    assert line.startswith(prefix), line
+    assert line.count("runner") == 2 and "error:" not in line[len(prefix) :], line
+
+
+@pytest.mark.parametrize("section", ["vars", "hosts", "children"])
+@pytest.mark.parametrize("value", ["5", "true", "[a]"])
+def test_yaml_group_section_that_is_no_mapping_exit_4_at_its_line(section, value, tmp_path):
+    inv = write(tmp_path / "hosts.yml", f"all:\n  children:\n    web:\n      {section}: {value}\n")
+    proc = runner("inventory", "-i", inv)
+    assert proc.returncode == 4, proc.output
+    line = one_error_line(proc)
+    assert line.startswith(f"{inv}:4: web.{section}: "), line
+
+
+SU_INVENTORIES = {
+    "hosts.ini": (
+        "[web]\nb1 ansible_become=true\nb2 ansible_become=true ansible_become_method=su\n",
+        3,
+    ),
+    "hosts.yml": ("web:\n  hosts:\n    b1:\n  vars:\n    ansible_become_method: doas\n", 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SU_INVENTORIES))
+def test_become_method_other_than_sudo_is_refused_alike_by_every_command(name, tmp_path):
+    text, number = SU_INVENTORIES[name]
+    inv = write(tmp_path / name, text)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    for args in (["inventory"], ["plan", play], ["run", play], ["validate", play]):
+        proc = runner(*args, "-i", inv, home=tmp_path / "home")
+        assert proc.returncode == 4, (args, proc.output)
+        line = one_error_line(proc)
+        assert line.startswith(f"{inv}:{number}: ") and "ansible_become_method" in line, line
 
 
 def test_a_directory_as_playbook_exit_4(tmp_path):

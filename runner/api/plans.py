@@ -24,6 +24,8 @@ def load_inventory(path: str | None):  # -> Inventory
 
     if path is None:
         return inventory.implicit_localhost()
+    if not path.strip():  # else the current directory would be read as an inventory
+        raise UsageError("-i/--inventory: empty value: give a file, a directory or 'h1,h2,'")
     return inventory.load_inventory(path)
 
 
@@ -66,8 +68,16 @@ def parse_extra_vars(values: Sequence[str]) -> dict[str, Any]:
 
 
 def _extra_vars_file(path: str) -> dict[str, Any]:
+    """The mapping in an `-e @FILE`: a file that cannot be opened is a bad option (exit 5),
+    one whose content is bad a located error in it (exit 4)."""
     from runner.planning.yamlsource import load_yaml
 
+    try:
+        with open(path, "rb"):
+            pass
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise UsageError(f"-e @{path}: cannot read the file: {why}") from None
     document = load_yaml(path, error_class=PlaybookError)
     if not isinstance(document.data, dict):
         raise PlaybookError("an extra-vars file must hold a mapping", path, 1, 1)
@@ -115,7 +125,7 @@ def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[s
 
     warnings: list[str] = []
     errors: list[LocatedError] = []
-    inv = load_inventory(inventory) if inventory else None
+    inv = load_inventory(inventory) if inventory is not None else None
     for path in paths:
         try:
             playbook = load_playbook(path)

@@ -96,8 +96,9 @@ class YamlParser:
             raise self.b.error("unexpected key: a group has only hosts, children, vars", where)
         if self._is_null(node):
             return
-        if isinstance(node, yaml.ScalarNode):
-            pairs = {self.loader.construct_object(node): (node, None)}
+        scalar = self.loader.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(scalar, str):  # as Ansible does: `hosts: web1` is `hosts: {web1: }`
+            pairs = {scalar: (node, None)}
         elif isinstance(node, yaml.MappingNode):
             pairs = self._mapping(node)
         else:
