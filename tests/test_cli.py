@@ -143,6 +143,30 @@ def test_pattern_selecting_no_host_is_a_warning_not_an_error(tmp_path):
     assert f"warning: {play}:2:5: jobs[0]: pattern 'nosuchgroup' selects no hosts" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "plan", "inventory"])
+def test_limit_selecting_no_host_is_a_bad_option_exit_5(command, tmp_path):
+    """A typo in --limit must not run nothing and pass CI green (ansible-playbook refuses it)."""
+    args = [command] + ([] if command == "inventory" else ["playbooks/hello.yml"])
+    proc = runner(*args, "-i", str(LOCAL_INVENTORY), "--limit", "nosuch", home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert "'nosuch'" in one_error_line(proc)
+    assert "RECAP" not in proc.stdout
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_limit_at_an_empty_retry_file_selects_no_host_exit_5(content, tmp_path):
+    """The README's loop `run --retry-file F || run --limit @F`: a first run that failed
+    without a failed host leaves F empty; the second must neither take every host nor
+    exit 0, hiding the failure."""
+    retry = tmp_path / "play.retry"
+    retry.write_text(content)
+    args = ("run", "playbooks/hello.yml", "-i", str(LOCAL_INVENTORY), "--limit", f"@{retry}")
+    proc = runner(*args, home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert f"@{retry}" in one_error_line(proc)
+    assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
+
+
 def test_validate_reports_every_bad_file_not_only_the_first(tmp_path):
     bad1 = write(tmp_path / "a.yml", "jobs: []\n")
     bad2 = write(tmp_path / "b.yml", "jobz: 1\n")

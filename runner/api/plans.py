@@ -168,9 +168,10 @@ def plan(
 
 def select(inventory: str | None, pattern: str = "all", limit: str | None = None) -> dict:
     """The hosts a pattern selects and the groups they are in, in inventory order."""
-    from runner.planning.patterns import select_hosts
+    from runner.planning.patterns import check_limit, select_hosts
 
     inv = load_inventory(inventory)
+    check_limit(inv, limit)  # as `ansible --list-hosts`: a limit matching nothing is an error
     hosts = select_hosts(inv, pattern, limit)
     chosen = set(hosts)
     groups = {

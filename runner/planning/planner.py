@@ -18,7 +18,7 @@ from runner.errors import LocatedError, PatternError, UsageError
 from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
-from runner.planning.patterns import select_hosts
+from runner.planning.patterns import check_limit, select_hosts
 from runner.planning.render import HostScope, render_step
 from runner.planning.templating import Literal, Templar, Variables
 
@@ -217,6 +217,7 @@ def build_plan(
         steps = tuple(s for s in job.steps if _keeps(job_tags | frozenset(s.tags), only, skip))
         if steps:
             jobs.append(JobPlan(job=job, hosts=hosts, steps=steps, session=session))
+    check_limit(inventory, limit)  # after the jobs: a malformed limit is named at its job
     if start_at_job is not None and not started:
         raise UsageError(f"--start-at-job: no job named '{start_at_job}' in {playbook.file}")
     return Plan(
