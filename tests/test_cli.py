@@ -14,6 +14,8 @@ import pytest
 
 from tests.cli import CliResult, run_runner
 
+MERGED_OUTPUT = ("sh", "-c", 'exec "$@" 2>&1', "sh")  # `under`: stderr into stdout
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 LOCAL_INVENTORY = ROOT / "inventory" / "local.ini"
@@ -165,6 +167,62 @@ def test_limit_at_an_empty_retry_file_selects_no_host_exit_5(content, tmp_path):
     assert proc.returncode == 5, proc.output
     assert f"@{retry}" in one_error_line(proc)
     assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
+
+
+UNUSED_VARS_INVENTORY = """
+[web]
+w1 ansible_connection=local ansible_foo_bar=1
+w2 ansible_connection=local
+
+[db]
+d1 ansible_connection=local ansible_ssh_common_args='-o ServerAliveInterval=5'
+
+[all:vars]
+ansible_python_interpreter=/usr/bin/python3
+"""
+UNUSED_VARS_WARNINGS = {  # what is said, where: FILE:LINE and the host or group
+    "ansible_python_interpreter": ":9: group all: ",
+    "ansible_foo_bar": ":2: host w1: ",
+    "ServerAliveInterval=5": ":6: host d1: ansible_ssh_common_args: ",
+}
+
+
+def _warnings_in(text: str, inv: str) -> dict[str, str]:
+    """Each expected warning's line in `text`, checked to be there exactly once."""
+    found = {}
+    for what, where in UNUSED_VARS_WARNINGS.items():
+        lines = [line for line in text.splitlines() if what in line]
+        assert len(lines) == 1, (what, text)
+        assert lines[0].startswith(f"warning: {inv}{where}"), lines[0]
+        found[what] = lines[0]
+    return found
+
+
+def test_inventory_warnings_come_first_on_stderr_once_naming_where(tmp_path):
+    inv = write(tmp_path / "inv.ini", UNUSED_VARS_INVENTORY)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    run = runner("run", play, "-i", inv, home=tmp_path)
+    assert run.returncode == 0, run.output
+    _warnings_in(run.stderr, inv)
+    assert "warning" not in run.stdout
+    # One stream for both: every warning is said before the first job starts.
+    merged = run_runner("run", play, "-i", inv, home=tmp_path, under=MERGED_OUTPUT).stdout
+    first_job = merged.index("started")
+    assert all(merged.index(line) < first_job for line in _warnings_in(merged, inv).values())
+    for args in (["plan", play], ["inventory"]):
+        proc = runner(*args, "-i", inv, home=tmp_path)
+        assert proc.returncode == 0, proc.output
+        _warnings_in(proc.stderr, inv)
+
+
+def test_inventory_warnings_skip_the_hosts_a_limit_leaves_out(tmp_path):
+    inv = write(tmp_path / "inv.ini", UNUSED_VARS_INVENTORY)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    for args in (["run", play], ["plan", play], ["inventory"]):
+        proc = runner(*args, "-i", inv, "--limit", "w2", home=tmp_path)
+        assert proc.returncode == 0, proc.output
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "ansible_python_interpreter" in warnings[0], proc.stderr
 
 
 def test_validate_reports_every_bad_file_not_only_the_first(tmp_path):

@@ -167,7 +167,8 @@ def plan(
 
 
 def select(inventory: str | None, pattern: str = "all", limit: str | None = None) -> dict:
-    """The hosts a pattern selects and the groups they are in, in inventory order."""
+    """The hosts a pattern selects and the groups they are in, in inventory order, with
+    the warnings about the variables of those hosts that runner does not use."""
     from runner.planning.patterns import check_limit, select_hosts
 
     inv = load_inventory(inventory)
@@ -177,7 +178,11 @@ def select(inventory: str | None, pattern: str = "all", limit: str | None = None
     groups = {
         name: [h for h in members if h in chosen] for name, members in inv.groups_map().items()
     }
-    return {"hosts": hosts, "groups": {k: v for k, v in groups.items() if v}}
+    return {
+        "hosts": hosts,
+        "groups": {k: v for k, v in groups.items() if v},
+        "warnings": inv.warnings(hosts),
+    }
 
 
 def run(

@@ -110,6 +110,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from runner.api import plans
 
     result = plans.select(args.inventory, args.pattern, args.limit)
+    _warn(result.pop("warnings"))
     if args.format == "json":
         _print_json(result)
         return EXIT_OK
