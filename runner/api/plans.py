@@ -76,7 +76,7 @@ def _extra_vars_file(path: str) -> dict[str, Any]:
         with open(path, "rb"):
             pass
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
-        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        why = exc.strerror if isinstance(exc, OSError) else "the name holds a NUL byte"
         raise UsageError(f"-e @{path}: cannot read the file: {why}") from None
     document = load_yaml(path, error_class=PlaybookError)
     if not isinstance(document.data, dict):
