@@ -14,6 +14,8 @@ import pytest
 
 from tests.cli import CliResult, run_runner
 
+MERGED_OUTPUT = ("sh", "-c", 'exec "$@" 2>&1', "sh")  # `under`: stderr into stdout
+
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.yml"))
 LOCAL_INVENTORY = ROOT / "inventory" / "local.ini"
@@ -143,6 +145,86 @@ def test_pattern_selecting_no_host_is_a_warning_not_an_error(tmp_path):
     assert f"warning: {play}:2:5: jobs[0]: pattern 'nosuchgroup' selects no hosts" in proc.stderr
 
 
+@pytest.mark.parametrize("command", ["run", "plan", "inventory"])
+def test_limit_selecting_no_host_is_a_bad_option_exit_5(command, tmp_path):
+    """A typo in --limit must not run nothing and pass CI green (ansible-playbook refuses it)."""
+    args = [command] + ([] if command == "inventory" else ["playbooks/hello.yml"])
+    proc = runner(*args, "-i", str(LOCAL_INVENTORY), "--limit", "nosuch", home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert "'nosuch'" in one_error_line(proc)
+    assert "RECAP" not in proc.stdout
+
+
+@pytest.mark.parametrize("content", ["", "\n\n"])
+def test_limit_at_an_empty_retry_file_selects_no_host_exit_5(content, tmp_path):
+    """The README's loop `run --retry-file F || run --limit @F`: a first run that failed
+    without a failed host leaves F empty; the second must neither take every host nor
+    exit 0, hiding the failure."""
+    retry = tmp_path / "play.retry"
+    retry.write_text(content)
+    args = ("run", "playbooks/hello.yml", "-i", str(LOCAL_INVENTORY), "--limit", f"@{retry}")
+    proc = runner(*args, home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert f"@{retry}" in one_error_line(proc)
+    assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
+
+
+UNUSED_VARS_INVENTORY = """
+[web]
+w1 ansible_connection=local ansible_foo_bar=1
+w2 ansible_connection=local
+
+[db]
+d1 ansible_connection=local ansible_ssh_common_args='-o ServerAliveInterval=5'
+
+[all:vars]
+ansible_python_interpreter=/usr/bin/python3
+"""
+UNUSED_VARS_WARNINGS = {  # what is said, where: FILE:LINE and the host or group
+    "ansible_python_interpreter": ":9: group all: ",
+    "ansible_foo_bar": ":2: host w1: ",
+    "ServerAliveInterval=5": ":6: host d1: ansible_ssh_common_args: ",
+}
+
+
+def _warnings_in(text: str, inv: str) -> dict[str, str]:
+    """Each expected warning's line in `text`, checked to be there exactly once."""
+    found = {}
+    for what, where in UNUSED_VARS_WARNINGS.items():
+        lines = [line for line in text.splitlines() if what in line]
+        assert len(lines) == 1, (what, text)
+        assert lines[0].startswith(f"warning: {inv}{where}"), lines[0]
+        found[what] = lines[0]
+    return found
+
+
+def test_inventory_warnings_come_first_on_stderr_once_naming_where(tmp_path):
+    inv = write(tmp_path / "inv.ini", UNUSED_VARS_INVENTORY)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    run = runner("run", play, "-i", inv, home=tmp_path)
+    assert run.returncode == 0, run.output
+    _warnings_in(run.stderr, inv)
+    assert "warning" not in run.stdout
+    # One stream for both: every warning is said before the first job starts.
+    merged = run_runner("run", play, "-i", inv, home=tmp_path, under=MERGED_OUTPUT).stdout
+    first_job = merged.index("started")
+    assert all(merged.index(line) < first_job for line in _warnings_in(merged, inv).values())
+    for args in (["plan", play], ["inventory"]):
+        proc = runner(*args, "-i", inv, home=tmp_path)
+        assert proc.returncode == 0, proc.output
+        _warnings_in(proc.stderr, inv)
+
+
+def test_inventory_warnings_skip_the_hosts_a_limit_leaves_out(tmp_path):
+    inv = write(tmp_path / "inv.ini", UNUSED_VARS_INVENTORY)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    for args in (["run", play], ["plan", play], ["inventory"]):
+        proc = runner(*args, "-i", inv, "--limit", "w2", home=tmp_path)
+        assert proc.returncode == 0, proc.output
+        warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 1 and "ansible_python_interpreter" in warnings[0], proc.stderr
+
+
 def test_validate_reports_every_bad_file_not_only_the_first(tmp_path):
     bad1 = write(tmp_path / "a.yml", "jobs: []\n")
     bad2 = write(tmp_path / "b.yml", "jobz: 1\n")
@@ -241,10 +323,77 @@ def test_bad_inventory_line_exit_4_with_file_and_line(tmp_path):
     assert one_error_line(proc).startswith(f"{inv}:3")
 
 
-def test_missing_extra_vars_file_exit_4(tmp_path):
-    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{tmp_path}/vars.yml")
-    assert proc.returncode == 4
-    assert f"{tmp_path}/vars.yml" in one_error_line(proc)
+@pytest.mark.parametrize("name", ["vars.yml", "", "adir"])
+def test_extra_vars_file_that_cannot_be_read_is_a_bad_option_exit_5(name, tmp_path):
+    (tmp_path / "adir").mkdir()
+    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{tmp_path}/{name}")
+    assert proc.returncode == 5, proc.stderr
+    assert one_error_line(proc).startswith(f"runner: error: -e @{tmp_path}/{name}: ")
+
+
+def test_extra_vars_file_with_bad_content_exit_4_at_its_line(tmp_path):
+    extra = write(tmp_path / "vars.yml", "a: 1\nb: [\n")
+    proc = runner("plan", str(PLAYBOOKS[0]), "-e", f"@{extra}")
+    assert proc.returncode == 4, proc.stderr
+    assert one_error_line(proc).startswith(f"{extra}:3")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+@pytest.mark.parametrize("command", ["plan", "run", "validate", "inventory"])
+def test_empty_inventory_option_is_a_bad_option_exit_5(command, value, tmp_path):
+    """`-i ''` would otherwise read the current directory (playbooks and all) as one."""
+    args = [command] + ([] if command == "inventory" else [str(PLAYBOOKS[0])])
+    proc = runner(*args, "-i", value, home=tmp_path)
+    assert proc.returncode == 5, proc.output
+    assert "-i/--inventory" in one_error_line(proc)
+
+
+@pytest.mark.parametrize(
+    "args, prefix",
+    [
+        (["run", "playbooks/hello.yml", "--vars"], "runner run: error: "),
+        (["job", "list", "--zz"], "runner job list: error: "),
+        (["inventory", "a", "b"], "runner inventory: error: "),
+        (["--bogus"], "runner: error: "),
+    ],
+)
+def test_argument_errors_carry_one_prefix_naming_the_command(args, prefix, tmp_path):
+    proc = runner(*args, home=tmp_path)
+    assert proc.returncode == 5
+    line = one_error_line(proc)
+    assert line.startswith(prefix), line
+    assert line.count("runner") == 2 and "error:" not in line[len(prefix) :], line
+
+
+@pytest.mark.parametrize("section", ["vars", "hosts", "children"])
+@pytest.mark.parametrize("value", ["5", "true", "[a]"])
+def test_yaml_group_section_that_is_no_mapping_exit_4_at_its_line(section, value, tmp_path):
+    inv = write(tmp_path / "hosts.yml", f"all:\n  children:\n    web:\n      {section}: {value}\n")
+    proc = runner("inventory", "-i", inv)
+    assert proc.returncode == 4, proc.output
+    line = one_error_line(proc)
+    assert line.startswith(f"{inv}:4: web.{section}: "), line
+
+
+SU_INVENTORIES = {
+    "hosts.ini": (
+        "[web]\nb1 ansible_become=true\nb2 ansible_become=true ansible_become_method=su\n",
+        3,
+    ),
+    "hosts.yml": ("web:\n  hosts:\n    b1:\n  vars:\n    ansible_become_method: doas\n", 5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SU_INVENTORIES))
+def test_become_method_other_than_sudo_is_refused_alike_by_every_command(name, tmp_path):
+    text, number = SU_INVENTORIES[name]
+    inv = write(tmp_path / name, text)
+    play = str(ROOT / "playbooks" / "hello.yml")
+    for args in (["inventory"], ["plan", play], ["run", play], ["validate", play]):
+        proc = runner(*args, "-i", inv, home=tmp_path / "home")
+        assert proc.returncode == 4, (args, proc.output)
+        line = one_error_line(proc)
+        assert line.startswith(f"{inv}:{number}: ") and "ansible_become_method" in line, line
 
 
 def test_a_directory_as_playbook_exit_4(tmp_path):

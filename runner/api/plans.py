@@ -28,6 +28,8 @@ def load_inventory(path: str | None) -> Inventory:
 
     if path is None:
         return inventory.implicit_localhost()
+    if not path.strip():  # else the current directory would be read as an inventory
+        raise UsageError("-i/--inventory: empty value: give a file, a directory or 'h1,h2,'")
     return inventory.load_inventory(path)
 
 
@@ -82,8 +84,16 @@ def _extra_vars_pairs(value: str) -> dict[str, Any]:
 
 
 def _extra_vars_file(path: str) -> dict[str, Any]:
+    """The mapping in an `-e @FILE`: a file that cannot be opened is a bad option (exit 5),
+    one whose content is bad a located error in it (exit 4)."""
     from runner.planning.yamlsource import load_yaml
 
+    try:
+        with open(path, "rb"):
+            pass
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+        why = exc.strerror if isinstance(exc, OSError) else "the name holds a NUL byte"
+        raise UsageError(f"-e @{path}: cannot read the file: {why}") from None
     document = load_yaml(path, error_class=PlaybookError)
     if not isinstance(document.data, dict):
         raise PlaybookError("an extra-vars file must hold a mapping", path, 1, 1)
@@ -131,7 +141,7 @@ def validate(paths: Sequence[str], inventory: str | None = None) -> tuple[list[s
 
     warnings: list[str] = []
     errors: list[LocatedError] = []
-    inv = load_inventory(inventory) if inventory else None
+    inv = load_inventory(inventory) if inventory is not None else None
     for path in paths:
         try:
             playbook = load_playbook(path)
@@ -173,16 +183,22 @@ def plan(
 
 
 def select(inventory: str | None, pattern: str = "all", limit: str | None = None) -> dict:
-    """The hosts a pattern selects and the groups they are in, in inventory order."""
-    from runner.planning.patterns import select_hosts
+    """The hosts a pattern selects and the groups they are in, in inventory order, with
+    the warnings about the variables of those hosts that runner does not use."""
+    from runner.planning.patterns import check_limit, select_hosts
 
     inv = load_inventory(inventory)
+    check_limit(inv, limit)  # as `ansible --list-hosts`: a limit matching nothing is an error
     hosts = select_hosts(inv, pattern, limit)
     chosen = set(hosts)
     groups = {
         name: [h for h in members if h in chosen] for name, members in inv.groups_map().items()
     }
-    return {"hosts": hosts, "groups": {k: v for k, v in groups.items() if v}}
+    return {
+        "hosts": hosts,
+        "groups": {k: v for k, v in groups.items() if v},
+        "warnings": inv.warnings(hosts),
+    }
 
 
 def run(

@@ -201,6 +201,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     reporter = Reporter(stream, verbosity=args.verbose, quiet=args.quiet, check=args.check)
 
     def hook(executor: Any) -> None:
+        for warning in executor.plan.warnings:  # before anything runs, apart from the output
+            print(f"warning: {warning}", file=sys.stderr)
         handle_signals(
             (signal.SIGTERM, signal.SIGHUP),
             lambda num: executor.stop(f"runner received signal {num}"),
@@ -220,8 +222,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         events=reporter,
         on_start=hook,
     )
-    for warning in plan.warnings:
-        reporter.warning(warning)
     hosts = list(dict.fromkeys(h for jp in plan.jobs for h in jp.hosts))
     reporter.recap(hosts)
     code = _run_exit_code(report)

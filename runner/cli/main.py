@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from runner import __version__
-from runner.cli.parser import Parser, add_plan_options, plan_sources
+from runner.cli.parser import ArgumentError, Parser, add_plan_options, plan_sources
 from runner.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -110,6 +110,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from runner.api import plans
 
     result = plans.select(args.inventory, args.pattern, args.limit)
+    _warn(result.pop("warnings"))
     if args.format == "json":
         _print_json(result)
         return EXIT_OK
@@ -166,6 +167,8 @@ def report(error: BaseException) -> None:
     """Print an error as the one line a user sees."""
     if isinstance(error, LocatedError) and error.file:
         print(_one_line(str(error)), file=sys.stderr)
+    elif isinstance(error, ArgumentError):
+        print(f"{error.prog}: error: {_one_line(str(error))}", file=sys.stderr)
     else:
         print(f"runner: error: {_one_line(str(error))}", file=sys.stderr)
 

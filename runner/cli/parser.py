@@ -9,11 +9,30 @@ from typing import Any, NoReturn
 from runner.errors import UsageError
 
 
+class ArgumentError(UsageError):
+    """A command line argparse refused, told by the (sub)command that refused it, whose
+    name prefixes the line (`runner run: error: ...`) instead of `runner: error:`."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{message} (see '{prog} --help')")
+        self.prog = prog
+
+
 class Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad options; we report them as UsageError (exit 5)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+        raise ArgumentError(self.prog, message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse, but arguments left over are refused by the innermost (sub)command,
+        so the message names `runner run`, not `runner`."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def plan_sources(args: argparse.Namespace) -> dict[str, Any]:

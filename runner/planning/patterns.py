@@ -13,7 +13,7 @@ import fnmatch
 import os
 import re
 
-from runner.errors import PatternError
+from runner.errors import PatternError, UsageError
 from runner.planning.inventory import Inventory, parse_address
 
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
@@ -31,11 +31,25 @@ def select_hosts(inventory: Inventory, pattern: str, limit: str | None = None) -
     if not terms:
         raise PatternError("empty host pattern", path=repr(pattern))
     hosts = _evaluate(inventory, terms, pattern)
-    subset = _limit_terms(limit) if limit else []
-    if subset:
-        allowed = set(_evaluate(inventory, subset, limit or ""))
+    if limit and split_pattern(limit):
+        subset = _limit_terms(limit)
+        # Only empty limit files (a clean run's retry file) stand for no host, not for all.
+        allowed = set(_evaluate(inventory, subset, limit)) if subset else set()
         hosts = [h for h in hosts if h in allowed]
     return list(dict.fromkeys(hosts))
+
+
+def check_limit(inventory: Inventory, limit: str | None) -> None:
+    """UsageError when `limit` leaves no host of the inventory at all: a typo in --limit
+    (or an empty retry file) must not run nothing and exit 0, as ansible-playbook refuses
+    it too. A job's own pattern selecting nothing stays the planner's warning."""
+    if not limit or not split_pattern(limit):
+        return
+    subset = _limit_terms(limit)
+    if not subset:
+        raise UsageError(f"--limit {limit!r} selects no host: the file lists none")
+    if not _evaluate(inventory, subset, limit):
+        raise UsageError(f"--limit {limit!r} selects no host of the inventory")
 
 
 def split_pattern(pattern: str) -> list[str]:
@@ -63,7 +77,7 @@ def _limit_terms(limit: str) -> list[str]:
             raise PatternError("limit file not found (or not a file)", file=path)
         try:
             with open(path, encoding="utf-8") as handle:
-                terms.extend(line.strip() for line in handle.read().split("\n"))
+                terms.extend(line.strip() for line in handle.read().split("\n") if line.strip())
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise PatternError(f"cannot read the limit file: {why}", file=path) from None

@@ -18,7 +18,7 @@ from runner.errors import LocatedError, PatternError, UsageError
 from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
-from runner.planning.patterns import select_hosts
+from runner.planning.patterns import check_limit, select_hosts
 from runner.planning.render import HostScope, render_step
 from runner.planning.templating import Literal, Templar, Variables
 
@@ -197,7 +197,8 @@ def build_plan(
     """Resolve hosts and tags for every job. Pure: reads nothing but its arguments."""
     only, skip = _as_set(tags), _as_set(skip_tags)
     jobs: list[JobPlan] = []
-    warnings: list[str] = inventory.warnings()  # ansible_* variables runner does not use
+    warnings: list[str] = []
+    targeted: dict[str, None] = {}
     started = start_at_job is None
     for job in playbook.jobs:
         started = started or job.name == start_at_job
@@ -209,6 +210,7 @@ def build_plan(
             hosts: tuple[str, ...] = (CONTROLLER,)  # runs once, on the controller
         else:
             hosts = _select(inventory, pattern, limit, job, session)
+            targeted.update(dict.fromkeys(hosts))
         if not hosts:
             where = job.where
             warnings.append(
@@ -220,6 +222,8 @@ def build_plan(
         steps = tuple(s for s in job.steps if _keeps(job_tags | frozenset(s.tags), only, skip))
         if steps:
             jobs.append(JobPlan(job=job, hosts=hosts, steps=steps, session=session))
+    check_limit(inventory, limit)  # after the jobs: a malformed limit is named at its job
+    warnings[:0] = inventory.warnings(targeted)  # ansible_* variables runner does not use
     if start_at_job is not None and not started:
         raise UsageError(f"--start-at-job: no job named '{start_at_job}' in {playbook.file}")
     return Plan(

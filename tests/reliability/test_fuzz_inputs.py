@@ -584,7 +584,7 @@ def test_inputs_that_once_crashed_get_one_located_line(case, tmp_path):
         ("'", "No closing quotation"),
         ("{", "not valid JSON or YAML"),
         ("{a: " + "[" * 3000, "-e"),
-        ("@\n0", "\\n0: file not found"),  # the newline shown escaped: still one line
+        ("@\n0", "\\n0: cannot read the file"),  # the newline shown escaped: still one line
         ("@\x00", "NUL"),
         (_bomb("").replace("\n", ", ").join("{}"), "aliases expand the data past"),
     ],

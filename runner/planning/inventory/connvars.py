@@ -192,26 +192,30 @@ def parse_jump(spec: str) -> tuple[Hop, ...]:
     return tuple(hops)
 
 
-def inventory_warnings(variables: Iterable[dict[str, Any]]) -> list[str]:
+def inventory_warnings(settings: Iterable[tuple[str, Any, str]]) -> list[str]:
     """One warning per `ansible_*` variable runner does not use and per ssh option it
-    ignores, over every variables mapping of an inventory (hosts, groups, vars files)."""
-    unused: dict[str, None] = {}
-    ignored: dict[str, None] = {}
+    ignores, from (variable, value, where it is set) over an inventory's hosts, groups and
+    vars files: each said once, at the first place that sets it."""
+    unused: dict[str, str] = {}
+    ignored: dict[str, str] = {}
     args_seen: set[str] = set()
-    for mapping in variables:
-        for key, value in mapping.items():
-            if not isinstance(key, str) or not key.startswith("ansible_"):
-                continue
-            if key not in USED_VARS:
-                unused[key] = None
-            elif key in SSH_ARGS_VARS and value and str(value) not in args_seen:
-                args_seen.add(str(value))
-                with contextlib.suppress(ValueError):  # an error when the host connects
-                    ignored.update(dict.fromkeys(ssh_args({key: value})[2]))
-    warnings = [f"inventory variable {name} is not used by runner: ignored" for name in unused]
+    for key, value, where in settings:
+        if not isinstance(key, str) or not key.startswith("ansible_"):
+            continue
+        if key not in USED_VARS:
+            unused.setdefault(key, where)
+        elif key in SSH_ARGS_VARS and value and str(value) not in args_seen:
+            args_seen.add(str(value))
+            with contextlib.suppress(ValueError):  # an error when the host connects
+                for option in ssh_args({key: value})[2]:
+                    ignored.setdefault(option, f"{where}: {key}")
+    warnings = [
+        f"{where}: inventory variable {name} is not used by runner: ignored"
+        for name, where in unused.items()
+    ]
     warnings += [
-        f"ansible_ssh_common_args/ansible_ssh_extra_args: {option!r} is ignored "
+        f"{where}: {option!r} is ignored "
         "(runner honours only -J, -o ProxyJump= and -o ProxyCommand=)"
-        for option in ignored
+        for option, where in ignored.items()
     ]
     return warnings

@@ -192,6 +192,17 @@ def check_user(value: Any) -> str:
     return value
 
 
+BECOME_METHODS = ("sudo", "ansible.builtin.sudo")
+
+
+def check_become_method(value: Any) -> str:
+    """`sudo`, the only way runner becomes another user; ValueError for another (su, doas...),
+    refused where the inventory sets it rather than when a step would need it."""
+    if value not in BECOME_METHODS:
+        raise ValueError(f"{_short(value)}: runner becomes with sudo only")
+    return str(value)
+
+
 CONNECTION_VARS = {
     "ansible_host": check_hostname,
     "ansible_ssh_host": check_hostname,
@@ -200,6 +211,7 @@ CONNECTION_VARS = {
     "ansible_connection": check_connection,
     "ansible_user": check_user,
     "ansible_ssh_user": check_user,
+    "ansible_become_method": check_become_method,
 }
 
 

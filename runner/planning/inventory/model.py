@@ -4,6 +4,7 @@ INI and YAML readers fill."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Host:
     vars: dict[str, Any] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)
     implicit: bool = False
+    origins: dict[str, str] = field(default_factory=dict)  # ansible_* variable -> FILE:LINE
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Group:
     parents: list[str] = field(default_factory=list)
     priority: int = 1
     depth: int = 0
+    origins: dict[str, str] = field(default_factory=dict)  # ansible_* variable -> FILE:LINE
 
 
 class Inventory:
@@ -173,10 +176,30 @@ class Inventory:
         except ValueError as exc:
             raise InventoryError(str(exc), path=repr(name)) from None
 
-    def warnings(self) -> list[str]:
-        """One line per `ansible_*` variable (or ssh option) of the inventory that runner
-        does not use: said once per name, not once per host."""
-        return inventory_warnings(self._mappings())
+    def warnings(self, hosts: Iterable[str] | None = None) -> list[str]:
+        """One line per `ansible_*` variable (or ssh option) that runner does not use, said
+        once per name where it is first set; only those reaching `hosts` when given (the
+        hosts a --limit left), else the whole inventory's."""
+        if hosts is None:
+            names, groups = list(self.hosts), list(self.groups)
+        else:
+            names = [name for name in dict.fromkeys(hosts) if name in self.hosts]
+            groups = list(dict.fromkeys(g for name in names for g in self.hosts[name].groups))
+        return inventory_warnings(self._settings(names, groups))
+
+    def _settings(self, names: list[str], groups: list[str]) -> Iterator[tuple[str, Any, str]]:
+        """(variable, value, where it is set) for every variable of these groups and hosts."""
+        for name in groups:
+            group = self.groups[name]
+            for key, value in group.vars.items():
+                yield key, value, f"{group.origins.get(key, '')}: group {name}".lstrip(": ")
+        for name in names:
+            host = self.hosts[name]
+            for key, value in host.vars.items():
+                origin = host.origins.get(key) or host.vars.get("inventory_file") or ""
+                yield key, value, f"{origin}: host {name}".lstrip(": ")
+        for files in self._vars_files:
+            yield from files.settings(groups, names)
 
     def secrets(self) -> list[str]:
         """Every password the inventory holds (`ansible_password`, `ansible_become_pass`...),
@@ -265,8 +288,18 @@ class InventoryBuilder:
         the line of each variable, where the format knows it)."""
         hosts = [self.add_host(name, group, port) for name in names]
         self.check_vars(variables, names[0] if names else group, lines)
+        origins = self._origins(variables, lines)
         for host in hosts:
             host.vars.update(variables)
+            host.origins.update(origins)
+
+    def _origins(self, variables: dict[str, Any], lines: dict[str, int] | None) -> dict[str, str]:
+        """FILE:LINE of each `ansible_*` variable being set, for warnings that say where."""
+        return {
+            key: f"{self.source}:{(lines or {}).get(key, self.line)}"
+            for key in variables
+            if isinstance(key, str) and key.startswith("ansible_")
+        }
 
     def check_vars(
         self, variables: dict[str, Any], where: str, lines: dict[str, int] | None = None
@@ -283,6 +316,7 @@ class InventoryBuilder:
     def set_group_var(self, group: str, key: str, value: Any) -> None:
         if key != "ansible_group_priority":
             self.groups[group].vars.update(self.check_vars({key: value}, group))
+            self.groups[group].origins.update(self._origins({key: value}, None))
             return
         try:
             self.groups[group].priority = int(value)

@@ -9,7 +9,7 @@ its file and line; merging variables stays lazy (`runner.planning.inventory.Inve
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -28,6 +28,7 @@ class VarsFiles:
     def __init__(self, basedir: str) -> None:
         self.basedir = basedir
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._files: dict[tuple[str, str], list[str]] = {}
 
     def group(self, name: str) -> dict[str, Any]:
         return self._load("group_vars", name)
@@ -38,6 +39,19 @@ class VarsFiles:
     def loaded(self) -> list[dict[str, Any]]:
         """The variables of every file read so far (all of them once `preload` ran)."""
         return list(self._cache.values())
+
+    def settings(
+        self, groups: Iterable[str], hosts: Iterable[str]
+    ) -> Iterator[tuple[str, Any, str]]:
+        """(variable, value, where) of the files read for these groups and hosts; where is
+        the file (or, for a directory of files, the directory) that sets it."""
+        for subdir, kind, names in (("group_vars", "group", groups), ("host_vars", "host", hosts)):
+            for name in names:
+                data = self._cache.get((subdir, name))
+                paths = self._files.get((subdir, name), [])
+                where = paths[0] if len(paths) == 1 else os.path.join(self.basedir, subdir, name)
+                for key, value in (data or {}).items():
+                    yield key, value, f"{where}: {kind} {name}"
 
     def preload(self, groups: Iterable[str], hosts: Iterable[str]) -> None:
         """Read now every file that belongs to one of `groups` or `hosts`: one listing of
@@ -58,8 +72,10 @@ class VarsFiles:
         if key not in self._cache:
             data: dict[str, Any] = {}
             if not name.startswith(os.sep):
-                for path in find_vars_files(os.path.join(self.basedir, subdir), name):
+                paths = find_vars_files(os.path.join(self.basedir, subdir), name)
+                for path in paths:
                     data.update(load_vars_file(path))
+                self._files[key] = paths
             self._cache[key] = data
         return self._cache[key]
 

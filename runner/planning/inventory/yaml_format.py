@@ -98,8 +98,9 @@ class YamlParser:
         if self._is_null(node):
             return
         pairs: Mapping[Any, tuple[yaml.Node, yaml.Node | None]]
-        if isinstance(node, yaml.ScalarNode):
-            pairs = {self.loader.construct_object(node): (node, None)}
+        scalar = self.loader.construct_object(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(scalar, str):  # as Ansible does: `hosts: web1` is `hosts: {web1: }`
+            pairs = {scalar: (node, None)}
         elif isinstance(node, yaml.MappingNode):
             pairs = self._mapping(node)
         else:

@@ -72,6 +72,12 @@ def test_limit_from_retry_file(inv: Inventory, tmp_path: Path) -> None:
     assert select_hosts(inv, "all", limit=f"@{retry}") == ["web4", "db1"]
 
 
+def test_limit_from_an_empty_retry_file_selects_no_host(inv: Inventory, tmp_path: Path) -> None:
+    retry = tmp_path / "site.retry"
+    retry.write_text("\n")
+    assert select_hosts(inv, "all", limit=f"@{retry}") == []
+
+
 def test_missing_limit_file(inv: Inventory, tmp_path: Path) -> None:
     with pytest.raises(PatternError, match="limit file not found"):
         select_hosts(inv, "all", limit=f"@{tmp_path / 'none.retry'}")

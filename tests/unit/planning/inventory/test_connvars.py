@@ -45,13 +45,17 @@ def test_a_hostile_jump_host_is_refused() -> None:
 def test_warnings_name_each_unused_variable_once() -> None:
     warnings = inventory_warnings(
         [
-            {"ansible_python_interpreter": "/usr/bin/python3", "ansible_user": "ops"},
-            {"ansible_python_interpreter": "/usr/bin/python3", "app_port": 80},
-            {"ansible_ssh_extra_args": "-o ForwardAgent=yes"},
+            ("ansible_python_interpreter", "/usr/bin/python3", "a.ini:2: group all"),
+            ("ansible_user", "ops", "a.ini:2: group all"),
+            ("ansible_python_interpreter", "/usr/bin/python3", "a.ini:5: host h1"),
+            ("app_port", 80, "a.ini:5: host h1"),
+            ("ansible_ssh_extra_args", "-o ForwardAgent=yes", "a.ini:6: host h2"),
         ]
     )
     assert len(warnings) == 2
+    assert warnings[0].startswith("a.ini:2: group all: ")
     assert "ansible_python_interpreter" in warnings[0]
+    assert warnings[1].startswith("a.ini:6: host h2: ansible_ssh_extra_args: ")
     assert "-o ForwardAgent=yes" in warnings[1]
 
 
