@@ -325,3 +325,58 @@ def test_a_file_mode_with_the_digit_9_is_refused_by_validate(tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     line = one_error_line(proc)
     assert line.startswith(f"{playbook}:6:") and "jobs[0].steps[0].template.mode" in line
+
+
+# -- check mode: results a step not run did not register ----------------------------------
+
+NOT_REGISTERED = {
+    "join": "{{ r.stdout_lines | join(',') }}",
+    "map": "{{ r.results | map(attribute='stdout') | join(',') }}",
+    "length": "{{ r.stdout_lines | length }}",
+    "upper": "{{ r.stdout | upper }}",
+}
+
+NOT_REGISTERED_PLAYBOOK = """
+name: p
+jobs:
+  - name: a
+    targets: all
+    steps:
+      - run: echo x
+        register: r
+      - run: echo "{template}"
+      - template: {{src: conf.j2, dest: "{dest}"}}
+        register: t
+      - run: echo {{{{ t.changed }}}}
+"""
+
+
+@pytest.mark.parametrize("case", sorted(NOT_REGISTERED))
+def test_check_mode_skips_a_step_reading_a_result_it_did_not_register(case, tmp_path):
+    template = NOT_REGISTERED[case]
+    write(tmp_path / "conf.j2", f"lines = {template}\n")
+    dest = tmp_path / "conf-{{ inventory_hostname }}"
+    playbook = write(
+        tmp_path / "p.yml", NOT_REGISTERED_PLAYBOOK.format(template=template, dest=dest)
+    )
+    hosts = write(tmp_path / "hosts", "h1 ansible_connection=local\nh2 ansible_connection=local\n")
+    proc = _limited("run", playbook, "-i", hosts, "-l", "h1", "--check", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f'check mode: not run (run: echo "{template}")' in proc.stdout, proc.stdout
+    assert f"check mode: not run (template: conf.j2 -> {tmp_path}/conf-h1)" in proc.stdout
+    assert "check mode: not run (run: echo {{ t.changed }})" in proc.stdout, proc.stdout
+    assert "Unrendered" not in proc.stdout + proc.stderr
+    assert re.search(r"^h1\s+0\s+0\s+0\s+4\s", proc.stdout, re.MULTILINE), proc.stdout
+    assert not list(tmp_path.glob("conf-*"))
+
+
+def test_a_loop_whose_name_filters_its_item_is_named_and_runs(tmp_path):
+    playbook = write(
+        tmp_path / "p.yml",
+        _one_step("local: echo \"{{ item | join(',') }}\"\n        loop: [[1, 2], [3]]"),
+    )
+    hosts = write(tmp_path / "hosts", LOCAL)
+    proc = _limited("run", playbook, "-i", hosts, "-v", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "localhost | 1,2" in proc.stdout and "localhost | 3" in proc.stdout, proc.stdout
+    assert re.search(r"changed\s+localhost\s+a \| local: echo .*join", proc.stdout), proc.stdout
