@@ -78,6 +78,44 @@ def test_a_template_syntax_error_is_exit_4_at_its_line(case, command, tmp_path):
     ), error
 
 
+UNKNOWN_NAMES = {
+    "filter": ('run: "echo {{ y | nosuchfilter }}"', "jobs[0].steps[0].run", 6, "nosuchfilter"),
+    "test": (
+        'run: echo hi\n        when: "y is nosuchtest"',
+        "jobs[0].steps[0].when",
+        7,
+        "nosuchtest",
+    ),
+    "file": (
+        "template: {src: missing.j2, dest: out}",
+        "jobs[0].steps[0].template.src",
+        6,
+        "missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_NAMES))
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_an_unknown_filter_test_or_template_file_is_exit_4_at_validate(case, command, tmp_path):
+    step, key, line, name = UNKNOWN_NAMES[case]
+    playbook = write(tmp_path / "p.yml", _one_step(step))
+    extra = ("-e", "y=1") if command == "plan" else ()
+    error = _refused(tmp_path, command, playbook, *extra)
+    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: ", error), error
+    assert name in error, error
+    if case == "file":  # named as the run looks for it: beside the playbook
+        assert str(tmp_path / "missing.j2") in error, error
+
+
+def test_an_unknown_filter_in_a_template_file_is_exit_4_at_its_line(tmp_path):
+    write(tmp_path / "conf.j2", "port = {{ y }}\nhost = {{ y | nosuchfilter }}\n")
+    playbook = write(tmp_path / "p.yml", _one_step("template: {src: conf.j2, dest: out}"))
+    error = _refused(tmp_path, "validate", playbook)
+    assert error.startswith(f"{tmp_path / 'conf.j2'}:2: jobs[0].steps[0].template.src: "), error
+    assert "nosuchfilter" in error, error
+
+
 TWO_JOBS = """
 name: p
 jobs:
