@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import os
+import posixpath
 import shlex
 import tempfile
 import threading
@@ -369,6 +370,9 @@ class StepRunner:
             target = self._inspect(step, str(args["dest"]), source.name)
             if isinstance(target, StepOutcome):
                 return target
+            if not target.directory:  # found before writing, so --check fails as a run does
+                folder = posixpath.dirname(target.path) or "."
+                raise StepError(f"cannot write {target.path}: no directory {folder}")
             with open(source, "rb") as reader:
                 digest = hashlib.file_digest(reader, "sha256").hexdigest()
             content_changed = not target.exists or target.sha256 != digest
