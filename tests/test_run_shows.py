@@ -194,6 +194,27 @@ def test_validate_reports_every_error_of_a_file_by_line_with_ansible_words(run):
     assert ran.stderr.splitlines() == [proc.stderr.splitlines()[0]]
 
 
+ANSIBLE_HABITS_AT_OTHER_LEVELS = """\
+hosts: all
+jobs:
+  - name: one
+    targets: all
+    become: true
+    steps:
+      - run: uptime
+"""
+
+
+def test_validate_suggests_the_key_an_ansible_word_stands_for_and_where_it_goes(run):
+    path = run.write("play.yml", ANSIBLE_HABITS_AT_OTHER_LEVELS)
+    proc = run("validate", path)
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [
+        f"{path}:1:1: unknown key 'hosts' (did you mean 'targets'? a job holds it)",
+        f"{path}:5:5: jobs[0]: unknown key 'become' (did you mean 'sudo'? a step holds it)",
+    ]
+
+
 def test_validate_reports_every_error_of_the_checks_after_the_schema(run):
     path = run.write(
         "play.yml",
@@ -340,4 +361,5 @@ def test_check_mode_shows_every_item_of_a_loop_and_registered_values_as_written(
         line = _line(lines, "skipped", "alpha", f"(item={item})")
         assert f"check mode: not run (run: echo {item} on alpha)" in line
     line = _line(lines, "skipped", "alpha", "build", "|", "run:", "echo", "got")
-    assert "check mode: not run (run: echo got {{ name.stdout }} on alpha)" in line
+    written = "run: echo got {{ name.stdout }} on {{ inventory_hostname }}"
+    assert f"check mode: not run ({written})" in line  # as written, as `plan` shows it

@@ -78,6 +78,44 @@ def test_a_template_syntax_error_is_exit_4_at_its_line(case, command, tmp_path):
     ), error
 
 
+UNKNOWN_NAMES = {
+    "filter": ('run: "echo {{ y | nosuchfilter }}"', "jobs[0].steps[0].run", 6, "nosuchfilter"),
+    "test": (
+        'run: echo hi\n        when: "y is nosuchtest"',
+        "jobs[0].steps[0].when",
+        7,
+        "nosuchtest",
+    ),
+    "file": (
+        "template: {src: missing.j2, dest: out}",
+        "jobs[0].steps[0].template.src",
+        6,
+        "missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNKNOWN_NAMES))
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_an_unknown_filter_test_or_template_file_is_exit_4_at_validate(case, command, tmp_path):
+    step, key, line, name = UNKNOWN_NAMES[case]
+    playbook = write(tmp_path / "p.yml", _one_step(step))
+    extra = ("-e", "y=1") if command == "plan" else ()
+    error = _refused(tmp_path, command, playbook, *extra)
+    assert re.match(rf"{re.escape(playbook)}:{line}:\d+: {re.escape(key)}: ", error), error
+    assert name in error, error
+    if case == "file":  # named as the run looks for it: beside the playbook
+        assert str(tmp_path / "missing.j2") in error, error
+
+
+def test_an_unknown_filter_in_a_template_file_is_exit_4_at_its_line(tmp_path):
+    write(tmp_path / "conf.j2", "port = {{ y }}\nhost = {{ y | nosuchfilter }}\n")
+    playbook = write(tmp_path / "p.yml", _one_step("template: {src: conf.j2, dest: out}"))
+    error = _refused(tmp_path, "validate", playbook)
+    assert error.startswith(f"{tmp_path / 'conf.j2'}:2: jobs[0].steps[0].template.src: "), error
+    assert "nosuchfilter" in error, error
+
+
 TWO_JOBS = """
 name: p
 jobs:
@@ -325,3 +363,58 @@ def test_a_file_mode_with_the_digit_9_is_refused_by_validate(tmp_path):
     assert proc.returncode == 4, proc.stdout + proc.stderr
     line = one_error_line(proc)
     assert line.startswith(f"{playbook}:6:") and "jobs[0].steps[0].template.mode" in line
+
+
+# -- check mode: results a step not run did not register ----------------------------------
+
+NOT_REGISTERED = {
+    "join": "{{ r.stdout_lines | join(',') }}",
+    "map": "{{ r.results | map(attribute='stdout') | join(',') }}",
+    "length": "{{ r.stdout_lines | length }}",
+    "upper": "{{ r.stdout | upper }}",
+}
+
+NOT_REGISTERED_PLAYBOOK = """
+name: p
+jobs:
+  - name: a
+    targets: all
+    steps:
+      - run: echo x
+        register: r
+      - run: echo "{template}"
+      - template: {{src: conf.j2, dest: "{dest}"}}
+        register: t
+      - run: echo {{{{ t.changed }}}}
+"""
+
+
+@pytest.mark.parametrize("case", sorted(NOT_REGISTERED))
+def test_check_mode_skips_a_step_reading_a_result_it_did_not_register(case, tmp_path):
+    template = NOT_REGISTERED[case]
+    write(tmp_path / "conf.j2", f"lines = {template}\n")
+    dest = tmp_path / "conf-{{ inventory_hostname }}"
+    playbook = write(
+        tmp_path / "p.yml", NOT_REGISTERED_PLAYBOOK.format(template=template, dest=dest)
+    )
+    hosts = write(tmp_path / "hosts", "h1 ansible_connection=local\nh2 ansible_connection=local\n")
+    proc = _limited("run", playbook, "-i", hosts, "-l", "h1", "--check", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f'check mode: not run (run: echo "{template}")' in proc.stdout, proc.stdout
+    assert f"check mode: not run (template: conf.j2 -> {tmp_path}/conf-h1)" in proc.stdout
+    assert "check mode: not run (run: echo {{ t.changed }})" in proc.stdout, proc.stdout
+    assert "Unrendered" not in proc.stdout + proc.stderr
+    assert re.search(r"^h1\s+0\s+0\s+0\s+4\s", proc.stdout, re.MULTILINE), proc.stdout
+    assert not list(tmp_path.glob("conf-*"))
+
+
+def test_a_loop_whose_name_filters_its_item_is_named_and_runs(tmp_path):
+    playbook = write(
+        tmp_path / "p.yml",
+        _one_step("local: echo \"{{ item | join(',') }}\"\n        loop: [[1, 2], [3]]"),
+    )
+    hosts = write(tmp_path / "hosts", LOCAL)
+    proc = _limited("run", playbook, "-i", hosts, "-v", home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "localhost | 1,2" in proc.stdout and "localhost | 3" in proc.stdout, proc.stdout
+    assert re.search(r"changed\s+localhost\s+a \| local: echo .*join", proc.stdout), proc.stdout

@@ -77,7 +77,16 @@ def replace_local(dest: Path, fill: Callable[[IO[bytes]], None], mode: int | Non
 def copy_local(source: Path, dest: Path, mode: int | None) -> None:
     """Copy a file on this machine to `dest` (see `replace_local`)."""
     with open(source, "rb") as reader:
-        replace_local(dest, lambda writer: shutil.copyfileobj(reader, writer), mode)
+        try:
+            replace_local(dest, lambda writer: shutil.copyfileobj(reader, writer), mode)
+        except OSError as exc:
+            raise writing(str(dest), exc) from exc
+
+
+def writing(dest: str, exc: OSError) -> OSError:
+    """`exc` as the failure to write `dest`: its reason under the destination's name, not
+    the temporary file's the error came from."""
+    return OSError(exc.errno, f"cannot write {dest}: {exc.strerror or exc}")
 
 
 def sftp_put(sftp: Any, local_path: str, remote_path: str, mode: int | None) -> None:
@@ -95,7 +104,12 @@ def sftp_put(sftp: Any, local_path: str, remote_path: str, mode: int | None) -> 
         previous = None
     folder = posixpath.join(posixpath.dirname(dest), f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
     temp = posixpath.join(folder, "file")
-    sftp.mkdir(folder, 0o700)
+    try:
+        sftp.mkdir(folder, 0o700)
+    except OSError as exc:
+        if not exc.errno:  # not the file's own error: the session's (see SSHConnection)
+            raise
+        raise writing(dest, exc) from exc
     try:
         sftp.put(local_path, temp)
         if previous is not None and mode is None:
@@ -135,7 +149,7 @@ _PUT = _RESOLVE + (
     "umask 077\n"
     'if [ -z "$m" ] && [ -f "$d" ] && [ ! -h "$d" ]; then m=$(st %a %Lp) o=$(st %u:%g %u:%g); fi\n'
     '[ -n "$m" ] || m=$(printf %o $((0666 & ~0$u)))\n'
-    'mkdir "$f" || exit 1\n'
+    'e=$(mkdir "$f" 2>&1) || { echo "${e##*: }" >&2; exit 1; }\n'
     'trap \'rm -f "$t"; rmdir "$f"\' EXIT\n'
     "trap 'exit 1' HUP INT TERM PIPE\n"
     ': > "$t" || exit 1\n'
@@ -146,11 +160,14 @@ _PUT = _RESOLVE + (
     'mv -f "$t" "$d"\n'
 )
 
-# What a put would replace: "into" or "at" (was dest a directory), then "none" or
-# "file MODE SHA256" for a regular file there ("-" for what the target cannot tell); a
-# link to one counts when `l` is set (the file a get reads).
+# What a put would replace: "into" or "at" (was dest a directory), then "nodir" (the
+# file's directory does not exist), "none" or "file MODE SHA256" for a regular file there
+# ("-" for what the target cannot tell); a link to one counts when `l` is set (the file a
+# get reads).
 _PROBE = _RESOLVE + (
     '[ "$d" = "$g" ] && echo at || echo into\n'
+    'case $d in */*) p="${d%/*}";; *) p=.;; esac\n'
+    '[ -d "${p:-/}" ] || { echo nodir; exit 0; }\n'
     '{ [ -f "$d" ] && { [ -n "$l" ] || [ ! -h "$d" ]; }; } || { echo none; exit 0; }\n'
     'h=$(sha256sum < "$d" 2>/dev/null || shasum -a 256 < "$d" 2>/dev/null'
     ' || openssl dgst -sha256 -r < "$d" 2>/dev/null) && h=${h%% *} || h=\n'
@@ -168,6 +185,7 @@ class TargetFile:
     exists: bool  # a regular file (not a link, not a directory) is at `path`
     mode: int | None = None  # None: no file, or the target's `stat` could not say
     sha256: str | None = None  # None: no file, or no checksum tool on the target
+    directory: bool = True  # the directory `path` is in exists: a put can write there
 
 
 def probe_script(dest: str, source_name: str, follow: bool = False) -> str:
@@ -186,6 +204,8 @@ def parse_probe(dest: str, source_name: str, output: str) -> TargetFile | None:
         return None
     path = dest if lines[0] == "at" else posixpath.join(dest, posixpath.basename(source_name))
     fields = lines[1].split()
+    if fields == ["nodir"]:
+        return TargetFile(path, exists=False, directory=False)
     if fields == ["none"]:
         return TargetFile(path, exists=False)
     if len(fields) != 3 or fields[0] != "file":

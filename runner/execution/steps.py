@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import os
+import posixpath
 import shlex
 import tempfile
 import threading
@@ -276,6 +277,8 @@ class StepRunner:
         unknown = frozenset(self._not_run) if self.check else frozenset()
         scope = HostScope(self.plan, self.jp.job, self.host, self.registered)
         rendered = render_step(scope, step, unknown)
+        if rendered.deferred:
+            return self._not_checked(step, rendered.written)
         if step.loop is None:
             (one,) = rendered.items
             if not one.when:
@@ -299,6 +302,14 @@ class StepRunner:
             final.error = f"check mode: not run ({len(results)} items)"
         self._label = rendered.label
         return final
+
+    def _not_checked(self, step: Step, written: str) -> StepOutcome:
+        """A step check mode does not render: it reads a result a step not run would have
+        registered. It is skipped, shown as written, and what it registers is not known
+        either."""
+        if step.register:
+            self._not_run.add(step.register)
+        return StepOutcome(STATUS_SKIPPED, error=f"check mode: not run ({step.action}: {written})")
 
     def _item_done(
         self, step: Step, one: RenderedItem, outcome: StepOutcome, started: float
@@ -343,8 +354,10 @@ class StepRunner:
         try:
             if "dest" in args:
                 confine(str(step.args["dest"]), str(args["dest"]), f"{action} dest")
+            if self.check and action == "template" and self._content_not_known(args):
+                return self._not_checked(step, command)
             if action in ("put", "template"):
-                return self._write_file(step, args, one.shown)
+                return self._write_file(step, args, one.scope)
             if action == "get":
                 return self._fetch(step, str(args["src"]), args["dest"])
         except (OSError, RunnerError) as exc:
@@ -377,6 +390,9 @@ class StepRunner:
             target = self._inspect(step, str(args["dest"]), source.name)
             if isinstance(target, StepOutcome):
                 return target
+            if not target.directory:  # found before writing, so --check fails as a run does
+                folder = posixpath.dirname(target.path) or "."
+                raise StepError(f"cannot write {target.path}: no directory {folder}")
             with open(source, "rb") as reader:
                 digest = hashlib.file_digest(reader, "sha256").hexdigest()
             content_changed = not target.exists or target.sha256 != digest
@@ -502,12 +518,18 @@ class StepRunner:
             os.unlink(local)
 
     def _render_template(self, args: dict[str, Any], variables: Any, step: Step) -> str:
+        return str(self.templar.render(self._template_text(args), variables, step.where))
+
+    def _content_not_known(self, args: dict[str, Any]) -> bool:
+        """Whether a template's content reads a result check mode did not register."""
+        return bool(self.templar.names(self._template_text(args)) & self._not_run)
+
+    def _template_text(self, args: dict[str, Any]) -> str:
         source = self._local_path(args["src"])
         try:
-            text = source.read_text(encoding="utf-8")
+            return source.read_text(encoding="utf-8")
         except OSError as exc:
             raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
-        return str(self.templar.render(text, variables, step.where))
 
     def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
         path, _, rest = text.strip().partition(" ")

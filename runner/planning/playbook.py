@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os.path
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -316,9 +317,9 @@ def _check_templates(document: Document) -> Iterator[LocatedError]:
         problem = syntax_error(text, expression)
         if problem is not None:
             yield document.error(describe_error(problem, text), path)
-    for path, file, source in sources:
-        if source is None:
-            yield document.error(f"template {file} is not UTF-8 text", path)
+    for path, file, text in sources:
+        if isinstance(text, _Unreadable):
+            yield document.error(text.reason, path)
             continue
         problem = syntax_error(source)
         if problem is not None:
@@ -349,10 +350,17 @@ def _is_expression(path: KeyPath) -> bool:
     return len(path) >= 2 and path[-2] == "when" and isinstance(path[-1], int)
 
 
-def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | None]]:
-    """(key path of `src`, file, text) of each `template:` step's source file that exists
-    (text None: the file is not UTF-8).
-    A source whose name is a template, or that is missing, is left to the run."""
+@dataclass(frozen=True)
+class _Unreadable:
+    """A `template:` source file that cannot be read: why, in a few words."""
+
+    reason: str
+
+
+def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | _Unreadable]]:
+    """(key path of `src`, file, text) of each `template:` step's source file, or why it
+    cannot be read (missing, not UTF-8), as the run would find it: relative to the
+    playbook's directory. A source whose name is a template is left to the run."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
         for position, step in enumerate(job["steps"]):
@@ -364,10 +372,14 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | 
             path = ("jobs", index, "steps", position, "template", "src")
             try:
                 text = Path(file).read_text(encoding="utf-8")
-            except OSError:
+            except FileNotFoundError:
+                yield path, file, _Unreadable(f"template {file} does not exist")
+                continue
+            except OSError as exc:
+                yield path, file, _Unreadable(f"cannot read template {file}: {exc.strerror}")
                 continue
             except UnicodeDecodeError:
-                yield path, file, None  # not UTF-8 text
+                yield path, file, _Unreadable(f"template {file} is not UTF-8 text")
                 continue
             yield path, file, text
 

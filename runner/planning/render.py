@@ -8,7 +8,7 @@ rendered, and the step's label. Pure: it reads the plan and the variables, nothi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 
 
 class Unrendered:
-    """Stands for a value not known yet (a loop's `item` in a step's label, a result a
-    check-mode run did not register): renders as its own template text, `{{ item }}`."""
+    """Stands for a value not known yet (a loop's `item` in a step's label): renders as its
+    own template text, `{{ item }}`. It holds no items: iterating it (`join`, `map`) is a
+    TypeError, never an endless walk through indexes 0, 1, 2..."""
 
     def __init__(self, text: str) -> None:
         self._text = text
@@ -39,6 +40,9 @@ class Unrendered:
 
     def __getitem__(self, key: Any) -> Unrendered:
         return Unrendered(f"{self._text}[{key!r}]")
+
+    def __iter__(self) -> Iterator[Any]:
+        raise TypeError(f"{self} is not known yet")
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,9 @@ class RenderedItem:
     when: bool
     label: str
     command: str  # describe_step of the rendered args (not masked), or NO_LOG_TEXT
-    # What `when` and `until` read: the host's variables with `item`.
+    # What `when`, `until`, args, env, cwd and a template's content read: the host's
+    # variables with `item`.
     scope: Variables = field(compare=False, repr=False)
-    # What args, env, cwd and a template's content are rendered with: `scope`, with the
-    # values a check-mode run did not register shown as written.
-    shown: Variables = field(compare=False, repr=False)
     args: Any = None
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
@@ -79,7 +81,8 @@ class RenderedItem:
 @dataclass(frozen=True)
 class RenderedStep:
     """A step rendered for one host. `deferred`: it reads a result registered at run time
-    and was not rendered (plan time only); `items` is then empty."""
+    (at plan time), or one a check-mode run did not register, and was not rendered;
+    `items` is then empty."""
 
     step: Step
     items: tuple[RenderedItem, ...]
@@ -109,17 +112,18 @@ def render_step(
 ) -> RenderedStep:
     """`step` rendered for `scope`'s host: the loop's items, then per item `when` and,
     where it holds, args, env, cwd and label, in that order (the first error is the one
-    raised: a TemplateError naming the step). `unknown`: registered names a check-mode
-    run did not run, shown as written. At plan time a step reading a registered name is
-    deferred."""
+    raised: a TemplateError naming the step). A step reading a name not known yet is
+    deferred, not rendered: at plan time any registered name; in a check-mode run
+    `unknown`, the names registered by steps it did not run (their results are empty, and
+    no stand-in for them renders as the real one would)."""
     plan = scope.plan
-    runtime = plan.registered_names if scope.registered is None else frozenset()
+    runtime = plan.registered_names if scope.registered is None else unknown
     if runtime and reads(plan, step) & runtime:
         return RenderedStep(step, (), step.name, deferred=True)
     variables = scope.variables
     items = _loop_items(plan, step, variables)
     rendered = tuple(
-        _render_item(plan, step, item, _with_item(step, variables, item), unknown) for item in items
+        _render_item(plan, step, item, _with_item(step, variables, item)) for item in items
     )
     if step.loop is None:
         return RenderedStep(step, rendered, rendered[0].label)
@@ -161,20 +165,17 @@ def holds(plan: Plan, step: Step, expr: Any, variables: Variables) -> bool:
     return _to_bool(plan.templar.evaluate(expr, variables, step.where))
 
 
-def _render_item(
-    plan: Plan, step: Step, item: Any, scope: Variables, unknown: frozenset[str]
-) -> RenderedItem:
+def _render_item(plan: Plan, step: Step, item: Any, scope: Variables) -> RenderedItem:
     if step.when is not None and not holds(plan, step, step.when, scope):
         written = shown_command(step, step.args)
-        return RenderedItem(item, False, step.name, written, scope, scope)
-    shown = scope.child({name: Unrendered(name) for name in unknown}) if unknown else scope
+        return RenderedItem(item, False, step.name, written, scope)
     templar, where = plan.templar, step.where
-    args = render_args(plan, step, shown)
-    label = step_label(plan, step, shown, args)
-    env = {k: str(templar.render(v, shown, where)) for k, v in step.env.items()}
-    cwd = templar.render(step.cwd, shown, where) if step.cwd else None
+    args = render_args(plan, step, scope)
+    label = step_label(plan, step, scope, args)
+    env = {k: str(templar.render(v, scope, where)) for k, v in step.env.items()}
+    cwd = templar.render(step.cwd, scope, where) if step.cwd else None
     command = shown_command(step, args)
-    return RenderedItem(item, True, label, command, scope, shown, args, env, cwd)
+    return RenderedItem(item, True, label, command, scope, args, env, cwd)
 
 
 def render_args(plan: Plan, step: Step, variables: Variables) -> Any:

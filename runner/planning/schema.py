@@ -171,10 +171,26 @@ def _value_message(error: ValidationError) -> str:
 
 
 def _unknown_key(path: tuple[Any, ...], key: Any, allowed: list[str]) -> _Finding:
-    """An unknown key, with the allowed key it resembles or Ansible's word it stands for."""
+    """An unknown key, with the allowed key it resembles or Ansible's word it stands for
+    (and, when that key belongs to another level, the one that holds it)."""
     meant = ANSIBLE_WORDS.get(str(key))
-    hint = f" (did you mean '{meant}'?)" if meant in allowed else did_you_mean(key, allowed)
+    holder = _holder(meant) if meant and meant not in allowed else None
+    if meant in allowed:
+        hint = f" (did you mean '{meant}'?)"
+    elif holder:
+        hint = f" (did you mean '{meant}'? {holder} holds it)"
+    else:
+        hint = did_you_mean(key, allowed)
     return _Finding(f"unknown key {str(key)!r}{hint}", path, path + (key,), _RANK_UNKNOWN_KEY)
+
+
+def _holder(key: str) -> str | None:
+    """Which of a job or a step takes `key`, in words; None for neither."""
+    definitions = playbook_schema()["$defs"]
+    for name in ("job", "step"):
+        if key in definitions[name]["properties"]:
+            return f"a {name}"
+    return None
 
 
 def _alternatives(document: Document, error: ValidationError, path: tuple[Any, ...]) -> _Finding:

@@ -406,16 +406,19 @@ def describe_error(exc: Exception, text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _checker() -> jinja2.Environment:
-    return _environment(_Sandboxed)
+    env = _environment(_Sandboxed)
+    env.optimized = False  # compiled to be checked, never run: fold no constant
+    return env
 
 
 def syntax_error(text: str, expression: bool = False) -> jinja2.TemplateSyntaxError | None:
-    """The syntax error in template `text` (an expression, for `when:`), or None.
+    """The syntax error in template `text` (an expression, for `when:`), or None; a
+    filter or test that does not exist is one too, as rendering it would find.
 
-    Only parses: nothing is rendered or folded, so no value is needed and no constant
-    in the template is computed."""
+    Compiles without Jinja2's optimizer: nothing is rendered or folded, so no value is
+    needed and no constant in the template is computed."""
     try:
-        _checker().parse(expression_source(text) if expression else text)
+        _checker().compile(expression_source(text) if expression else text)
     except jinja2.TemplateSyntaxError as exc:
         return exc
     return None

@@ -1,6 +1,7 @@
 """put, template and get over real sshd (get on the local connection too) are idempotent:
 a file already as the step would leave it is `ok`, not rewritten, and `changed: false`
-when registered; `--check` says what the real run then does, step by step."""
+when registered; `--check` says what the real run then does, step by step, a put into a
+directory that does not exist included."""
 
 from __future__ import annotations
 
@@ -179,3 +180,44 @@ def test_get_fetches_only_what_differs_and_check_agrees(cli, host1, tmp_path):
     assert (local / "differs.txt").read_text() == "differs.txt on the host\n"
     assert (local / "into" / "same.txt").read_text() == "same.txt on the host\n"
     assert (local / "linked.txt").read_text() == "real.txt on the host\n"
+
+
+def _reasons(proc: Any) -> dict[str, str]:
+    """Job name -> why its only child ended, from `--format json`."""
+    return {job["Name"]: job["children"][0]["reason"] for job in json.loads(proc.stdout)["jobs"]}
+
+
+@pytest.mark.parametrize("connection", ["local", "ssh"])
+def test_a_put_into_a_missing_directory_fails_alike_with_check_and_for_real(
+    connection, cli, request, tmp_path
+):
+    if connection == "ssh":
+        inventory = request.getfixturevalue("inventory")
+    else:
+        inventory = str(tmp_path / "local.ini")
+        Path(inventory).write_text("host1 ansible_connection=local\n")
+    dest = f"{tmp_path}/nodir/{{{{ inventory_hostname }}}}"
+    play = cli.playbook(f"""
+        jobs:
+          - name: put
+            targets: host1
+            steps:
+              - put: {{src: data.txt, dest: "{dest}/x.txt"}}
+          - name: template
+            targets: host1
+            steps:
+              - template: {{src: app.j2, dest: "{dest}/app.conf"}}
+        """)
+    (cli.cwd / "data.txt").write_text("data\n")
+    (cli.cwd / "app.j2").write_text("port=80\n")
+
+    check = cli("run", play, "-i", inventory, "--check", "--diff", "--format", "json")
+    real = cli("run", play, "-i", inventory, "--format", "json")
+    assert (check.returncode, real.returncode) == (2, 2), check.output + real.output
+    assert _reasons(check) == _reasons(real)
+    for job, name in (("put", "x.txt"), ("template", "app.conf")):
+        reason = _reasons(real)[job]
+        assert f"cannot write {tmp_path}/nodir/host1/{name}" in reason, reason
+        assert ".runner-put-" not in reason, reason
+    assert "not written" not in check.output and "@@" not in check.output
+    assert not (tmp_path / "nodir").exists()

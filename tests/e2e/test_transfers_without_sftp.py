@@ -120,7 +120,11 @@ def test_a_failed_transfer_without_sftp_is_one_line_and_counted(cli, bare_invent
     assert report["stats"]["bare1"]["failed"] == 2
     reasons = [child["reason"] for job in report["jobs"] for child in job["children"]]
     assert f"cannot write {tmp_path}/missing-dir/x.yml" in reasons[0]
+    assert ".runner-put-" not in reasons[0]  # the destination named, not the temporary file
     assert f"cannot read {tmp_path}/missing.txt" in reasons[1]
+    check = cli("run", play, "-i", bare_inventory, "--check", "--diff", "--format", "json")
+    assert check.returncode == 2, check.output  # as the run: the directory is not there
+    assert _report(check)["jobs"][0]["children"][0]["reason"] == reasons[0]
     assert not (cli.cwd / "fetched.txt").exists()
     assert [p.name for p in cli.cwd.iterdir()] == ["play.yml"]
     assert not (tmp_path / "missing-dir").exists()

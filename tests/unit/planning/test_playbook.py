@@ -245,6 +245,7 @@ jobs:
 
 
 def test_forms_are_normalised_for_the_planner(tmp_path: Path) -> None:
+    (tmp_path / "motd.j2").write_text("welcome\n")
     deploy, build = load_playbook(write(tmp_path, FULL_JOB)).jobs
     assert deploy.targets == "webservers:&prod:!web3"
     assert (deploy.needs, deploy.tags) == (("build",), ("deploy",))
