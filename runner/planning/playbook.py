@@ -317,9 +317,9 @@ def _check_templates(document: Document) -> Iterator[LocatedError]:
         problem = syntax_error(text, expression)
         if problem is not None:
             yield document.error(describe_error(problem, text), path)
-    for path, file, text in sources:
-        if isinstance(text, _Unreadable):
-            yield document.error(text.reason, path)
+    for path, file, source in sources:
+        if isinstance(source, _Unreadable):
+            yield document.error(source.reason, path)
             continue
         problem = syntax_error(source)
         if problem is not None:
