@@ -81,9 +81,12 @@ class BackgroundChild:
 
 class KeptChild:
     """Children kept on their targets: their output stays there until it is fetched, so
-    nothing is opened for it here (no result file)."""
+    nothing is opened for it here (no result file). In check mode nothing may start on the
+    target: the child's steps are reported as an attached child's are."""
 
     def run(self, context: RunContext, task: ChildTask) -> ChildReport:
+        if context.check:
+            return InProcessChild().run(context, task)
         from runner.execution.kept import run_kept_child
 
         return run_kept_child(context, task)
