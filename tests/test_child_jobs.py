@@ -195,3 +195,94 @@ jobs:
     assert "web1 | SWAPPED" not in out and "web1 | ORIGINAL" not in out  # -v shows output
     assert "the playbook changed after the run planned it" in out
     assert "SWAPPED" not in run.received("bg")
+
+
+KEPT_IN_CHECK_MODE = """\
+jobs:
+  - name: det
+    targets: localhost
+    detach: true
+    steps:
+      - run: touch {{ playbook_dir }}/det.marker
+  - name: kept
+    targets: localhost
+    results: {to: remote}
+    steps:
+      - run: touch {{ playbook_dir }}/kept.marker
+  - name: bgdet
+    type: background
+    targets: localhost
+    detach: true
+    steps:
+      - run: touch {{ playbook_dir }}/bgdet.marker
+"""
+
+
+def test_check_mode_starts_nothing_on_the_target_for_jobs_kept_there(run):
+    proc = run.play(KEPT_IN_CHECK_MODE, "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    waited = run("job", "wait", "det", "kept", "bgdet", "--timeout", "60")
+    assert waited.returncode == 0, waited.stdout + waited.stderr
+    for job in ("det", "kept", "bgdet"):
+        assert not (run.dir / f"{job}.marker").exists(), proc.stdout
+        (line,) = _lines(proc, "skipped", "localhost", job, "|")
+        assert f"check mode: not run (run: touch {run.dir}/{job}.marker)" in line
+    assert not (run.dir / "jobs").exists()  # no job directory was made on the target
+    listed = run("job", "list", "--format", "json")
+    states = {job["Name"]: job["State"] for job in json.loads(listed.stdout)}
+    assert states == {"det": "Completed", "kept": "Completed", "bgdet": "Completed"}
+    recap = proc.stdout.split("RECAP (check mode: nothing ran)", 1)[1]
+    (row,) = [line.split() for line in recap.splitlines() if line.startswith("localhost")]
+    assert row[1:] == ["0", "0", "0", "3", "0", "0"]  # ok changed failed skipped ...
+
+
+NEEDS_DETACHED_BACKGROUND = """\
+jobs:
+  - name: slowbg
+    type: background
+    targets: localhost
+    detach: true
+    steps:
+      - run: sleep 2; echo done > {{ playbook_dir }}/marker
+  - name: after
+    targets: localhost
+    needs: [slowbg]
+    steps:
+      - run: cat {{ playbook_dir }}/marker
+"""
+
+
+def test_a_job_that_needs_a_detached_background_job_waits_for_it_to_finish(run):
+    proc = run.play(NEEDS_DETACHED_BACKGROUND)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert run.received("after") == "done\n"
+
+
+REGISTER_KEPT = """\
+jobs:
+  - name: far
+    targets: localhost
+    {kept}
+    steps:
+      - run: echo hello
+        register: r
+  - name: later
+    targets: localhost
+    needs: [far]
+    steps:
+      - run: echo {{{{ r.stdout }}}}
+"""
+
+
+@pytest.mark.parametrize("kept", ["detach: true", "results: {to: remote}"])
+def test_register_in_a_job_kept_on_its_target_is_refused_at_load_time(run, kept):
+    path = run.dir / "play.yml"
+    path.write_text(REGISTER_KEPT.format(kept=kept))
+    for command in ("validate", "plan", "run"):
+        args = [str(path)] if command == "validate" else [str(path), "-i", str(run.inventory)]
+        proc = run(command, *args)
+        assert proc.returncode == 4, proc.stdout + proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith(f"{path}:7:"), line
+        assert "register" in line and "stays on the target" in line, line
+    assert not (run.dir / "jobs").exists()

@@ -363,3 +363,44 @@ def test_check_mode_shows_every_item_of_a_loop_and_registered_values_as_written(
     line = _line(lines, "skipped", "alpha", "build", "|", "run:", "echo", "got")
     written = "run: echo got {{ name.stdout }} on {{ inventory_hostname }}"
     assert f"check mode: not run ({written})" in line  # as written, as `plan` shows it
+
+
+NO_LOG_LOOP = """\
+jobs:
+  - name: build
+    targets: alpha
+    steps:
+      - name: use a token
+        run: echo {{ item }}
+        loop: [tok-AAA, tok-BBB]
+        no_log: true
+      - run: echo {{ item }}
+        loop: [one, two, three]
+        when: item != 'two'
+"""
+
+
+def test_a_no_log_loop_never_shows_its_items(run):
+    plan = run("plan", run.write("play.yml", NO_LOG_LOOP), "-i", "hosts.ini")
+    assert plan.returncode == 0 and "tok-" not in plan.stdout, plan.stdout
+    for args in ((), ("-v",), ("-vv",)):
+        proc = run.play(NO_LOG_LOOP, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert "tok-" not in proc.stdout + proc.stderr, proc.stdout
+        # the step still shows a line per item, named as written
+        assert len([x for x in proc.stdout.splitlines() if "| use a token" in x]) == 3
+
+
+def test_a_loop_item_whose_when_is_false_is_shown_skipped_as_plan_shows_it(run):
+    plan = run("plan", run.write("play.yml", NO_LOG_LOOP), "-i", "hosts.ini")
+    assert _line(plan.stdout.splitlines(), "alpha", "(skipped:", "when", "is", "false)")
+    proc = run.play(NO_LOG_LOOP)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert _line(lines, "skipped", "alpha", "build", "(item=two)")
+    for item in ("one", "three"):
+        assert _line(lines, "changed", "alpha", "build", f"(item={item})")
+    # The recap counts steps, as Ansible's does: a loop is skipped when all its items are.
+    recap = proc.stdout.split("RECAP", 1)[1]
+    (row,) = [line.split() for line in recap.splitlines() if line.startswith("alpha")]
+    assert row[1:3] == ["0", "2"] and row[4] == "0"

@@ -55,11 +55,11 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
         registered=dict(context.registered.get(host, {})),
         check=context.check,
         diff=context.diff,
-        detach=jp.job.detach,
+        detach=jp.job.detach and not context.check,  # check mode leaves nothing running
         runner=os.getpid(),
     )
     payload = json.dumps(dataclasses.asdict(job), default=str).encode()
-    if jp.job.detach:
+    if job.detach:
         return _start_detached(context.store, child, payload)
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.execution.context import ChildTask, RunContext
 from runner.execution.sinks import FileWriter
@@ -29,11 +29,19 @@ from runner.execution.steps import ChildReport, StepRunner
 from runner.planning.guard import confine_located
 from runner.planning.planner import JobPlan, Plan
 
+if TYPE_CHECKING:
+    from runner.jobs.store import JobStore
+
 
 class ChildRunner(Protocol):
     """Runs one child to its end (or, detached, to its start) and says how it went."""
 
     def run(self, context: RunContext, task: ChildTask) -> ChildReport: ...
+
+    def refresh(self, store: JobStore, parent: int) -> None:
+        """Bring the store's record of `parent`'s detached children up to date, for a
+        job that needs them to end (they run on without this process)."""
+        ...
 
 
 class InProcessChild:
@@ -69,6 +77,9 @@ class InProcessChild:
                 context.sessions.release(jp, host, conn)
             context.files.close_job(child)
 
+    def refresh(self, store: JobStore, parent: int) -> None:
+        """Never detached: its children end in this process."""
+
 
 class BackgroundChild:
     """`background` children: a worker process on the controller per child."""
@@ -78,15 +89,28 @@ class BackgroundChild:
 
         return run_background_child(context, task)
 
+    def refresh(self, store: JobStore, parent: int) -> None:
+        """A detached worker records its child's end itself; one that died is settled."""
+        store.reconcile()
+
 
 class KeptChild:
     """Children kept on their targets: their output stays there until it is fetched, so
-    nothing is opened for it here (no result file)."""
+    nothing is opened for it here (no result file). In check mode nothing may start on the
+    target: the child's steps are reported as an attached child's are."""
 
     def run(self, context: RunContext, task: ChildTask) -> ChildReport:
+        if context.check:
+            return InProcessChild().run(context, task)
         from runner.execution.kept import run_kept_child
 
         return run_kept_child(context, task)
+
+    def refresh(self, store: JobStore, parent: int) -> None:
+        """Read each child's state in its job directory on its target."""
+        from runner.execution.ontarget.reconnect import refresh
+
+        refresh(store, parent, claim=False)
 
 
 def child_runner(jp: JobPlan) -> ChildRunner:

@@ -301,20 +301,17 @@ class Executor:
                 if control.stopped:
                     return None
             needed = self.plan.job(need)
-            detached = needed.job.detach and needed.job.type == "remote"
-            if detached and not self._follow_detached(needed, control):
+            if needed.job.detach and not self._follow_detached(needed, control):
                 return None
             excluded |= self.failed_hosts[need]
         return None if control.stopped else excluded
 
     def _follow_detached(self, jp: JobPlan, control: Control) -> bool:
-        """Wait for a detached job that another job needs, reading its targets' state.
-        False when the run stopped first."""
-        from runner.execution.ontarget.reconnect import refresh
-
+        """Wait for a detached job that another job needs, as its kind of child reads
+        its state. False when the run stopped first."""
         parent = self.parent_ids[jp.name]
         while not control.event.wait(POLL_SECONDS * 2):
-            refresh(self.store, parent, claim=False)
+            child_runner(jp).refresh(self.store, parent)
             children = self.store.children(parent)
             if all(JobState(c.state) in TERMINAL | {JobState.Disconnected} for c in children):
                 with self._lock:

@@ -289,7 +289,9 @@ class StepRunner:
         for one in rendered.items:
             started = time.time()
             if not one.when:
-                results.append({**StepOutcome(STATUS_SKIPPED).registered(), "item": one.item})
+                skipped = StepOutcome(STATUS_SKIPPED)
+                results.append({**skipped.registered(), "item": one.item})
+                self._item_done(step, one, skipped, started)
                 continue
             outcome = self._with_retries(step, one)
             results.append({**outcome.registered(), "item": one.item})
@@ -314,9 +316,10 @@ class StepRunner:
     def _item_done(
         self, step: Step, one: RenderedItem, outcome: StepOutcome, started: float
     ) -> None:
-        """Show one item of a loop (as Ansible's `changed: [web1] => (item=a)`)."""
+        """Show one item of a loop (as Ansible's `changed: [web1] => (item=a)`); a no_log
+        step's items are never shown."""
         if self.events is not None:
-            name = f"{one.label} (item={self.redact(str(one.item))})"
+            name = one.label if step.no_log else f"{one.label} (item={self.redact(str(one.item))})"
             shown = dataclasses.replace(step, name=name)
             self.events.step_done(self.jp, self.host, shown, outcome, time.time() - started)
 

@@ -272,9 +272,12 @@ def _check_kept_on_target(
         for position, step in enumerate(job.steps):
             where = path + ("steps", position)
             why = _not_on_target(step, registered, secrets, templar)
+            kind = "a detached job" if job.detach else "a job with results.to: remote"
             if why:
-                kind = "a detached job" if job.detach else "a job with results.to: remote"
                 yield document.error(f"{why}: {kind} runs on the target without the runner", where)
+            if step.register:
+                why = "its output stays on the target, where no later step or job could read it"
+                yield document.error(f"cannot register in {kind}: {why}", where + ("register",))
             if step.register:
                 registered.add(step.register)
 
