@@ -19,7 +19,7 @@ from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
 from runner.planning.patterns import check_limit, select_hosts
-from runner.planning.render import HostScope, render_step
+from runner.planning.render import HostScope, refuse_target_secret, render_step
 from runner.planning.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
@@ -295,6 +295,7 @@ def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Itera
         "when": when,
     }
     rendered = render_step(scope, step)
+    refuse_target_secret(scope, rendered)
     if rendered.deferred:
         yield PlannedStep(command=plan.redactor(rendered.written), deferred=True, **row)
         return

@@ -130,6 +130,51 @@ def render_step(
     return RenderedStep(step, rendered, _loop_label(plan, step, variables))
 
 
+def kept_on_target(job: JobDef) -> bool:
+    """A remote job whose children run on as scripts on their targets (detached, or
+    results kept there): their output is read later, where no secret is known to mask it."""
+    return job.type == "remote" and (job.detach or job.results.to == "remote")
+
+
+def refuse_target_secret(scope: HostScope, rendered: RenderedStep) -> None:
+    """Raise a TemplateError naming the job, step and secret when a step of a job kept on
+    its target holds a secret's value in its rendered command, env or cwd without
+    `no_log`: however the value got there (an alias, `hostvars`), its output would carry it
+    unmasked into the job directory and the store. The value itself is never shown."""
+    if rendered.step.no_log or not kept_on_target(scope.job):
+        return
+    redact = scope.plan.redactor
+    for one in rendered.items:
+        texts = [str(one.args), *one.env.values(), one.cwd or ""] if one.when else []
+        if any(redact(text) != text for text in texts):
+            step, where = rendered.step, rendered.step.where
+            raise TemplateError(
+                f"job '{scope.job.name}', step '{step.name}' on {scope.host}: its command "
+                f"holds the value of {_secret_in(scope, one.scope, texts)} without no_log: a "
+                "job kept on its target shows its output later, where the secret is not masked",
+                where.file,
+                where.line,
+                where.col,
+                where.path,
+            )
+
+
+def _secret_in(scope: HostScope, variables: Variables, texts: list[str]) -> str:
+    """Which secret `texts` hold, named (a connection password has no name of its own)."""
+    from runner.planning.guard import Redactor, secret_values
+
+    plan = scope.plan
+    for name in plan.playbook.secrets:
+        try:
+            value = plan.templar.render_native(variables.raw(name), variables)
+        except (KeyError, TemplateError):
+            continue
+        redact = Redactor(secret_values(value))
+        if any(redact(text) != text for text in texts):
+            return f"secret '{name}'"
+    return "an inventory password"
+
+
 def reads(plan: Plan, step: Step) -> AbstractSet[str]:
     """Every variable name the step's templates read."""
     templar = plan.templar
