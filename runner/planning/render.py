@@ -8,6 +8,7 @@ rendered, and the step's label. Pure: it reads the plan and the variables, nothi
 
 from __future__ import annotations
 
+import os.path
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -229,6 +230,36 @@ def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
     if isinstance(step.args, dict):
         return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
     return templar.render(step.args, variables, step.where)
+
+
+def render_source(plan: Plan, step: Step, args: dict[str, Any], variables: Variables) -> str:
+    """A `template:` step's source file rendered for one host, read as the run reads it
+    (beside the playbook, a regular file of at most MAX_TEMPLATE bytes); an error names
+    the file and its line."""
+    file, text, key = _read_source(plan, step, args)
+    return plan.templar.render_file(text, variables, file, key)
+
+
+def check_source(plan: Plan, step: Step, args: dict[str, Any], variables: Variables) -> None:
+    """At plan time: `render_source`, unless the file reads a result registered at run
+    time (then only the run can render it)."""
+    file, text, key = _read_source(plan, step, args)
+    if not plan.templar.names(text) & plan.registered_names:
+        plan.templar.render_file(text, variables, file, key)
+
+
+def _read_source(plan: Plan, step: Step, args: dict[str, Any]) -> tuple[str, str, str]:
+    """(file, text, key path of `src`) of a `template:` step's source file."""
+    from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+
+    where, src = step.where, str(args["src"])
+    file = os.path.join(os.path.dirname(os.path.abspath(plan.playbook.file)), src)
+    key = f"{where.path}.template.src"
+    try:
+        return file, read_text(file, MAX_TEMPLATE), key
+    except FileRefused as why:
+        message = f"template {file} {why}"
+        raise TemplateError(message, where.file, where.line, where.col, key) from None
 
 
 def _loop_label(plan: Plan, step: Step, variables: Variables) -> str:
