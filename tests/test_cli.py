@@ -7,6 +7,8 @@ file, line and key, never a traceback.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import textwrap
 from pathlib import Path
 
@@ -167,6 +169,27 @@ def test_limit_at_an_empty_retry_file_selects_no_host_exit_5(content, tmp_path):
     assert proc.returncode == 5, proc.output
     assert f"@{retry}" in one_error_line(proc)
     assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
+
+
+@pytest.mark.parametrize("name", ["fifo", "/dev/zero", "large"])
+def test_limit_at_a_file_that_is_no_host_list_is_one_line_exit_5(name, tmp_path):
+    """A FIFO would wait for ever, /dev/zero fill the memory (here bounded to 2 GB), a
+    huge file be read whole: each is a bad --limit, named, before anything runs."""
+    path = Path(name) if name.startswith("/") else tmp_path / name
+    if name == "fifo":
+        os.mkfifo(path)
+    elif name == "large":
+        path.write_bytes(b"web1\n" * (1 << 20))  # 5 MB of host names
+    args = ("run", "playbooks/hello.yml", "-i", str(LOCAL_INVENTORY), "--limit", f"@{path}")
+    proc = run_runner(*args, home=tmp_path, cwd=ROOT, timeout=60, preexec_fn=at_most_2_gb)
+    assert proc.returncode == 5, proc.output
+    assert f"@{path}" in one_error_line(proc)
+    assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
+
+
+def at_most_2_gb() -> None:
+    """A `preexec_fn`: a command that fills the memory fails instead of swapping."""
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 
 
 UNUSED_VARS_INVENTORY = """

@@ -11,15 +11,15 @@ Every case runs `python -m runner` as a process, with local-connection hosts.
 from __future__ import annotations
 
 import json
+import os
 import re
-import resource
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from tests.cli import CliResult, run_runner
-from tests.test_cli import one_error_line, runner, write
+from tests.test_cli import at_most_2_gb, one_error_line, runner, write
 
 LOCAL = "localhost ansible_connection=local\n"
 
@@ -44,14 +44,10 @@ def _one_step(step: str) -> str:
     return f"name: p\njobs:\n  - name: a\n    targets: all\n    steps:\n      - {step}\n"
 
 
-def _at_most_2_gb() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-
-
 def _limited(*args: str, home: Path) -> CliResult:
     """`runner ARGS` with 2 GB of address space and a minute: a template that fills the
     memory or hangs fails its test instead of swapping the machine."""
-    return run_runner(*args, home=home, timeout=60, preexec_fn=_at_most_2_gb)
+    return run_runner(*args, home=home, timeout=60, preexec_fn=at_most_2_gb)
 
 
 def _refused(tmp_path: Path, command: str, playbook: str, *extra: str) -> str:
@@ -143,6 +139,54 @@ def test_a_syntax_error_in_a_template_file_is_found_before_anything_runs(command
     assert not marker.exists()
     listed = runner("job", "list", "--format", "json", home=tmp_path / "home")
     assert json.loads(listed.stdout or "[]") == []
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_an_undefined_variable_in_a_template_file_fails_plan_before_anything_runs(
+    command, tmp_path
+):
+    """The README's promise for every template: an undefined variable is exit 4 before
+    anything runs, named at the template file's line, not a step failing mid-run."""
+    write(tmp_path / "conf.j2", "port = 1\ncontent {{ nope }}\n")
+    marker, dest = tmp_path / "first-ran", tmp_path / "conf"
+    playbook = write(tmp_path / "p.yml", TWO_JOBS.format(marker=marker, dest=dest))
+    error = _refused(tmp_path, command, playbook)
+    assert error.startswith(f"{tmp_path / 'conf.j2'}:2: jobs[1].steps[0].template.src: "), error
+    assert "'nope'" in error, error
+    assert not marker.exists() and not dest.exists()
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _large(path: Path) -> Path:
+    with path.open("wb") as handle:
+        handle.truncate(5 << 20)  # sparse: 5 MB of nothing on disk
+    return path
+
+
+# What a template's `src` may name that is not a template: (make it, what the line says).
+NOT_TEMPLATES = {
+    "fifo": (_fifo, "not a regular file"),
+    "dev-zero": (lambda _: Path("/dev/zero"), "not a regular file"),
+    "directory": (lambda path: path.parent, "not a regular file"),
+    "5 MB": (_large, "larger than 4 MB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_TEMPLATES))
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_a_template_src_that_is_no_template_file_is_one_line_not_a_hang(case, command, tmp_path):
+    """Read under a time and memory bound: a FIFO would wait for ever, /dev/zero fill the
+    memory; each is refused at the step's `src`, naming the file."""
+    make, says = NOT_TEMPLATES[case]
+    src = make(tmp_path / "conf.j2")
+    playbook = write(tmp_path / "p.yml", _one_step(f"template: {{src: {src}, dest: out}}"))
+    error = _refused(tmp_path, command, playbook)
+    assert error.startswith(f"{playbook}:6:"), error
+    assert "jobs[0].steps[0].template.src" in error and str(src) in error and says in error
 
 
 # -- errors while rendering ---------------------------------------------------------------

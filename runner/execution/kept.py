@@ -19,7 +19,7 @@ from runner.execution.steps import ChildReport, Control, StepOutcome, Tail
 from runner.jobs.states import JobState, StepStatus
 from runner.planning.model import Step
 from runner.planning.planner import JobPlan
-from runner.planning.render import HostScope, RenderedStep, render_step
+from runner.planning.render import HostScope, RenderedStep, refuse_target_secret, render_step
 
 if TYPE_CHECKING:
     from runner.connections.base import Connection
@@ -44,6 +44,7 @@ def script_steps(
     steps = []
     for step in jp.steps:
         shown = render_step(scope, step)
+        refuse_target_secret(scope, shown)
         if rendered is not None:
             rendered[step.index] = shown
         commands = tuple(

@@ -36,10 +36,18 @@ from runner.connections.transfer import (
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
+from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
 from runner.planning.planner import JobPlan, Plan
-from runner.planning.render import NO_LOG_TEXT, HostScope, RenderedItem, holds, render_step
+from runner.planning.render import (
+    NO_LOG_TEXT,
+    HostScope,
+    RenderedItem,
+    holds,
+    render_source,
+    render_step,
+)
 
 if TYPE_CHECKING:
     from runner.execution.events import StepEvents
@@ -521,7 +529,7 @@ class StepRunner:
             os.unlink(local)
 
     def _render_template(self, args: dict[str, Any], variables: Any, step: Step) -> str:
-        return str(self.templar.render(self._template_text(args), variables, step.where))
+        return render_source(self.plan, step, args, variables)
 
     def _content_not_known(self, args: dict[str, Any]) -> bool:
         """Whether a template's content reads a result check mode did not register."""
@@ -530,9 +538,9 @@ class StepRunner:
     def _template_text(self, args: dict[str, Any]) -> str:
         source = self._local_path(args["src"])
         try:
-            return source.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise RunnerError(f"cannot read template {source}: {exc.strerror}") from None
+            return read_text(str(source), MAX_TEMPLATE)
+        except FileRefused as why:
+            raise RunnerError(f"template {source} {why}") from None
 
     def _script(self, step: Step, text: str, env: dict[str, str], cwd: str | None) -> StepOutcome:
         path, _, rest = text.strip().partition(" ")

@@ -10,10 +10,10 @@ A limit is applied the same way and keeps only hosts it also selects.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 
 from runner.errors import PatternError, UsageError
+from runner.planning.files import MAX_LIMIT_FILE, FileRefused, read_text
 from runner.planning.inventory import Inventory, parse_address
 
 _SUBSCRIPT = re.compile(r"^(.+)\[(?:(-?[0-9]+)|([0-9]+)([:-])([0-9]*))\]$")
@@ -73,14 +73,11 @@ def _limit_terms(limit: str) -> list[str]:
             terms.append(term)
             continue
         path = term[1:]
-        if not os.path.isfile(path):
-            raise PatternError("limit file not found (or not a file)", file=path)
         try:
-            with open(path, encoding="utf-8") as handle:
-                terms.extend(line.strip() for line in handle.read().split("\n") if line.strip())
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise PatternError(f"cannot read the limit file: {why}", file=path) from None
+            text = read_text(path, MAX_LIMIT_FILE)
+        except FileRefused as why:
+            raise UsageError(f"--limit {term}: the limit file {why}") from None
+        terms.extend(line.strip() for line in text.split("\n") if line.strip())
     return terms
 
 

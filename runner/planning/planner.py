@@ -19,7 +19,7 @@ from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
 from runner.planning.patterns import check_limit, select_hosts
-from runner.planning.render import HostScope, render_step
+from runner.planning.render import HostScope, check_source, refuse_target_secret, render_step
 from runner.planning.templating import Literal, Templar, Variables
 
 ALWAYS_TAG = "always"
@@ -295,10 +295,13 @@ def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Itera
         "when": when,
     }
     rendered = render_step(scope, step)
+    refuse_target_secret(scope, rendered)
     if rendered.deferred:
         yield PlannedStep(command=plan.redactor(rendered.written), deferred=True, **row)
         return
     for one in rendered.items:
+        if one.when and step.action == "template":  # its file, as the run will render it
+            check_source(plan, step, one.args, one.scope)
         yield PlannedStep(
             command=plan.redactor(one.command), item=one.item, skipped=not one.when, **row
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
+from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
@@ -362,8 +363,9 @@ class _Unreadable:
 
 def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | _Unreadable]]:
     """(key path of `src`, file, text) of each `template:` step's source file, or why it
-    cannot be read (missing, not UTF-8), as the run would find it: relative to the
-    playbook's directory. A source whose name is a template is left to the run."""
+    cannot be read (missing, not a regular file, too large, not UTF-8), as the run would
+    find it: relative to the playbook's directory. A source whose name is a template is
+    left to the plan."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
         for position, step in enumerate(job["steps"]):
@@ -374,17 +376,9 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | 
             file = src if os.path.isabs(src) else os.path.join(base, src)
             path = ("jobs", index, "steps", position, "template", "src")
             try:
-                text = Path(file).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                yield path, file, _Unreadable(f"template {file} does not exist")
-                continue
-            except OSError as exc:
-                yield path, file, _Unreadable(f"cannot read template {file}: {exc.strerror}")
-                continue
-            except UnicodeDecodeError:
-                yield path, file, _Unreadable(f"template {file} is not UTF-8 text")
-                continue
-            yield path, file, text
+                yield path, file, read_text(file, MAX_TEMPLATE)
+            except FileRefused as why:
+                yield path, file, _Unreadable(f"template {file} {why}")
 
 
 def _check_no_cycle(document: Document, jobs: tuple[JobDef, ...]) -> list[LocatedError]:

@@ -8,6 +8,7 @@ rendered, and the step's label. Pure: it reads the plan and the variables, nothi
 
 from __future__ import annotations
 
+import os.path
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -130,6 +131,51 @@ def render_step(
     return RenderedStep(step, rendered, _loop_label(plan, step, variables))
 
 
+def kept_on_target(job: JobDef) -> bool:
+    """A remote job whose children run on as scripts on their targets (detached, or
+    results kept there): their output is read later, where no secret is known to mask it."""
+    return job.type == "remote" and (job.detach or job.results.to == "remote")
+
+
+def refuse_target_secret(scope: HostScope, rendered: RenderedStep) -> None:
+    """Raise a TemplateError naming the job, step and secret when a step of a job kept on
+    its target holds a secret's value in its rendered command, env or cwd without
+    `no_log`: however the value got there (an alias, `hostvars`), its output would carry it
+    unmasked into the job directory and the store. The value itself is never shown."""
+    if rendered.step.no_log or not kept_on_target(scope.job):
+        return
+    redact = scope.plan.redactor
+    for one in rendered.items:
+        texts = [str(one.args), *one.env.values(), one.cwd or ""] if one.when else []
+        if any(redact(text) != text for text in texts):
+            step, where = rendered.step, rendered.step.where
+            raise TemplateError(
+                f"job '{scope.job.name}', step '{step.name}' on {scope.host}: its command "
+                f"holds the value of {_secret_in(scope, one.scope, texts)} without no_log: a "
+                "job kept on its target shows its output later, where the secret is not masked",
+                where.file,
+                where.line,
+                where.col,
+                where.path,
+            )
+
+
+def _secret_in(scope: HostScope, variables: Variables, texts: list[str]) -> str:
+    """Which secret `texts` hold, named (a connection password has no name of its own)."""
+    from runner.planning.guard import Redactor, secret_values
+
+    plan = scope.plan
+    for name in plan.playbook.secrets:
+        try:
+            value = plan.templar.render_native(variables.raw(name), variables)
+        except (KeyError, TemplateError):
+            continue
+        redact = Redactor(secret_values(value))
+        if any(redact(text) != text for text in texts):
+            return f"secret '{name}'"
+    return "an inventory password"
+
+
 def reads(plan: Plan, step: Step) -> AbstractSet[str]:
     """Every variable name the step's templates read."""
     templar = plan.templar
@@ -184,6 +230,36 @@ def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
     if isinstance(step.args, dict):
         return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
     return templar.render(step.args, variables, step.where)
+
+
+def render_source(plan: Plan, step: Step, args: dict[str, Any], variables: Variables) -> str:
+    """A `template:` step's source file rendered for one host, read as the run reads it
+    (beside the playbook, a regular file of at most MAX_TEMPLATE bytes); an error names
+    the file and its line."""
+    file, text, key = _read_source(plan, step, args)
+    return plan.templar.render_file(text, variables, file, key)
+
+
+def check_source(plan: Plan, step: Step, args: dict[str, Any], variables: Variables) -> None:
+    """At plan time: `render_source`, unless the file reads a result registered at run
+    time (then only the run can render it)."""
+    file, text, key = _read_source(plan, step, args)
+    if not plan.templar.names(text) & plan.registered_names:
+        plan.templar.render_file(text, variables, file, key)
+
+
+def _read_source(plan: Plan, step: Step, args: dict[str, Any]) -> tuple[str, str, str]:
+    """(file, text, key path of `src`) of a `template:` step's source file."""
+    from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+
+    where, src = step.where, str(args["src"])
+    file = os.path.join(os.path.dirname(os.path.abspath(plan.playbook.file)), src)
+    key = f"{where.path}.template.src"
+    try:
+        return file, read_text(file, MAX_TEMPLATE), key
+    except FileRefused as why:
+        message = f"template {file} {why}"
+        raise TemplateError(message, where.file, where.line, where.col, key) from None
 
 
 def _loop_label(plan: Plan, step: Step, variables: Variables) -> str:

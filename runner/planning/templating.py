@@ -299,6 +299,18 @@ class Templar:
         except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
             raise self._error(exc, text, where) from None
 
+    def render_file(self, text: str, variables: Mapping[str, Any], file: str, path: str) -> str:
+        """A template file's `text` rendered; an error is at `file`, at the failing line
+        of it, quoting that line, under the playbook's key `path`."""
+        try:
+            return str(self._run(self._compile(text), variables))
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of a template is the user's
+            line = _template_line(self._cache.get(text), exc)
+            quoted = text.splitlines()[line - 1] if line else text
+            raise TemplateError(describe_error(exc, quoted), file, line, None, path) from None
+
     def render_native(
         self, value: Any, variables: Mapping[str, Any], where: Location | None = None
     ) -> Any:
@@ -422,6 +434,20 @@ def syntax_error(text: str, expression: bool = False) -> jinja2.TemplateSyntaxEr
     except jinja2.TemplateSyntaxError as exc:
         return exc
     return None
+
+
+def _template_line(template: jinja2.Template | None, exc: BaseException) -> int | None:
+    """The line of `template` whose code raised `exc` (its innermost frame there), or
+    where its syntax error is."""
+    if isinstance(exc, jinja2.TemplateSyntaxError) or template is None:
+        return getattr(exc, "lineno", None)
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
 
 
 def _undefined_name(exc: jinja2.UndefinedError) -> str:

@@ -248,3 +248,66 @@ def test_no_process_on_the_controller_shows_a_local_steps_secret(cli, tmp_path, 
         out, err = run.communicate(timeout=WAIT)
     assert run.returncode == 0, out + err
     assert seen == []
+
+
+LOCAL_INI = Path(__file__).resolve().parents[2] / "inventory" / "local.ini"
+# A secret reaching a kept job's command by another name than its own: through an alias
+# in `vars:`, through `hostvars`; and only at run time, behind a `when` reading a result.
+KEPT_SECRET_PLAYS = {
+    "alias": {
+        "jobs": [
+            {
+                "name": "kept",
+                "targets": "web1",
+                "results": {"to": "remote"},
+                "steps": [{"run": 'echo "kept says {{ alias }}"'}],
+            }
+        ]
+    },
+    "hostvars": {
+        "jobs": [
+            {
+                "name": "kept",
+                "targets": "web1",
+                "detach": True,
+                "steps": [{"run": "echo \"kept says {{ hostvars[inventory_hostname]['pw'] }}\""}],
+            }
+        ]
+    },
+    "at run time": {
+        "jobs": [
+            {"name": "first", "targets": "web1", "steps": [{"run": "true", "register": "out"}]},
+            {
+                "name": "kept",
+                "targets": "web1",
+                "needs": "first",
+                "results": {"to": "remote"},
+                "steps": [{"run": 'echo "kept says {{ alias }}"', "when": "out.rc == 0"}],
+            },
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("how", sorted(KEPT_SECRET_PLAYS))
+def test_a_kept_job_never_carries_a_secret_under_another_name(cli, tmp_path, how):
+    """The plain secret shows nowhere: not in any command's output, not in what `job
+    receive` gives back, not in the job store's bytes; one line names job, step, secret."""
+    secret = _secret()
+    inventory = tmp_path / "local.ini"
+    inventory.write_text(
+        LOCAL_INI.read_text() + f"\n[all:vars]\nrunner_job_dir={tmp_path / 'jobs'}\n"
+    )
+    play = {"secrets": ["pw"], "vars": {"pw": secret, "alias": "{{ pw }}"}}
+    play.update(KEPT_SECRET_PLAYS[how])
+    path = cli.playbook(json.dumps(play))
+    seen = [cli(command, path, "-i", str(inventory)) for command in ("validate", "plan", "run")]
+    lines = [line for line in seen[-1].output.splitlines() if "kept says" in line]
+    assert len(lines) == 1 and "'kept'" in lines[0] and "secret 'pw'" in lines[0], seen[-1].output
+    codes = [0, 0, 2] if how == "at run time" else [4, 4, 4]  # plan cannot know it yet
+    assert [result.returncode for result in seen] == codes, [r.output for r in seen]
+    for job in cli.jobs("--children"):
+        seen.append(cli("job", "receive", str(job["Id"]), "--keep"))
+        assert job["Name"] != "kept" or job["State"] in ("Failed", "NotStarted"), job
+    assert not any(secret in result.output for result in seen)
+    assert not any(secret.encode() in p.read_bytes() for p in cli.home.glob("jobs.db*"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import PatternError
+from runner.errors import PatternError, UsageError
 from runner.planning.inventory import Inventory, load_inventory
 from runner.planning.patterns import select_hosts, split_pattern
 
@@ -79,7 +79,8 @@ def test_limit_from_an_empty_retry_file_selects_no_host(inv: Inventory, tmp_path
 
 
 def test_missing_limit_file(inv: Inventory, tmp_path: Path) -> None:
-    with pytest.raises(PatternError, match="limit file not found"):
+    """A bad command-line option (exit 5), as a limit selecting nothing is."""
+    with pytest.raises(UsageError, match="limit file does not exist"):
         select_hosts(inv, "all", limit=f"@{tmp_path / 'none.retry'}")
 
 
