@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shlex
@@ -300,14 +301,16 @@ def test_dead_peer_is_noticed_through_keepalive(runner_home: Path) -> None:
         def freeze(pgid: int) -> None:  # the host stops answering, the TCP connection stays
             frozen.extend(own.connection_pids(0))
             for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
+                with contextlib.suppress(ProcessLookupError):  # a child that just ended
+                    os.kill(pid, signal.SIGSTOP)
 
         try:
             with pytest.raises(ConnectError) as caught:
                 connection.run("sleep 30", on_output=Collector(), on_start=freeze)
         finally:
             for pid in frozen:
-                os.kill(pid, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):  # ended while listed
+                    os.kill(pid, signal.SIGCONT)
             connection.close()
     assert str(caught.value) == "frozen1: connection lost: no answer for 1 s"
 

@@ -442,7 +442,7 @@ FOUND = {
         "l.retry",
         "\udcff\n",
         ["inventory", "--limit", "@"],
-        4,
+        5,  # the limit file is a command-line option's value
         "not UTF-8",
     ),
     # Words starting with ':' are the position: FILE:LINE:COL: must start the line.
