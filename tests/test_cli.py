@@ -187,6 +187,25 @@ def test_limit_at_a_file_that_is_no_host_list_is_one_line_exit_5(name, tmp_path)
     assert json.loads(runner("job", "list", "--format", "json", home=tmp_path).stdout) == []
 
 
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+@pytest.mark.parametrize("given", ["playbook", "inventory", "extra vars"])
+def test_a_fifo_or_device_as_an_input_file_is_one_line_not_a_hang(given, special, tmp_path):
+    """Opening a FIFO waits for a writer and /dev/zero never ends: named as what they
+    are, with the exit code of where they were given, before anything runs."""
+    path = Path(special) if special.startswith("/") else tmp_path / special
+    if special == "fifo":
+        os.mkfifo(path)
+    args, code = {
+        "playbook": (("validate", str(path)), 4),
+        "inventory": (("inventory", "-i", str(path)), 4),
+        "extra vars": (("plan", "playbooks/hello.yml", "-e", f"@{path}"), 5),
+    }[given]
+    proc = run_runner(*args, home=tmp_path, cwd=ROOT, timeout=60, preexec_fn=at_most_2_gb)
+    assert proc.returncode == code, proc.output
+    line = one_error_line(proc)
+    assert str(path) in line and "not a regular file" in line, line
+
+
 def at_most_2_gb() -> None:
     """A `preexec_fn`: a command that fills the memory fails instead of swapping."""
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))

@@ -86,8 +86,12 @@ def _extra_vars_pairs(value: str) -> dict[str, Any]:
 def _extra_vars_file(path: str) -> dict[str, Any]:
     """The mapping in an `-e @FILE`: a file that cannot be opened is a bad option (exit 5),
     one whose content is bad a located error in it (exit 4)."""
+    from runner.planning.files import MAX_SOURCE, special
     from runner.planning.yamlsource import load_yaml
 
+    refused = special(path, MAX_SOURCE)  # a FIFO would wait for ever, /dev/zero fill memory
+    if refused is not None:
+        raise UsageError(f"-e @{path}: cannot read the file: it {refused}")
     try:
         with open(path, "rb"):
             pass

@@ -12,6 +12,7 @@ import stat
 
 MAX_TEMPLATE = 4 << 20  # bytes: a template source file
 MAX_LIMIT_FILE = 4 << 20  # bytes: a `--limit @FILE` host list
+MAX_SOURCE = 64 << 20  # bytes: a playbook, inventory, vars or extra-vars file
 
 
 class FileRefused(ValueError):
@@ -43,6 +44,23 @@ def read_text(path: str, cap: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise FileRefused("is not UTF-8 text") from None
+
+
+def special(path: str, cap: int) -> str | None:
+    """Why `path` is no file to read whole (a FIFO, a device, over `cap` bytes), without
+    opening it; None for a regular file, a directory or a missing name, which the caller
+    reports in its own words."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISDIR(found.st_mode):
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return f"is not a regular file ({_kind(found.st_mode)})"
+    if found.st_size > cap:
+        return f"is larger than {cap >> 20} MB, the most runner reads"
+    return None
 
 
 def _kind(mode: int) -> str:

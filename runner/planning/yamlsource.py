@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
 from runner.errors import LocatedError, PlaybookError
+from runner.planning.files import MAX_SOURCE, special
 from runner.planning.model import Location
 
 try:  # libyaml's parser is several times faster; the pure one gives the same nodes.
@@ -216,6 +217,9 @@ def _line_col(text: str, position: int) -> Position:
 
 def _read_text(path: Path, file: str, error_class: type[LocatedError]) -> str:
     """The file's text, or an error saying in words why it cannot be read."""
+    refused = special(str(path), MAX_SOURCE)  # a FIFO would wait for ever, /dev/zero fill memory
+    if refused is not None:
+        raise error_class(refused, file)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

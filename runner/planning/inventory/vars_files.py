@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from runner.errors import InventoryError
+from runner.planning.files import MAX_SOURCE, special
 from runner.planning.inventory.hostnames import check_connection_var
 from runner.planning.inventory.yaml_format import InventoryLoader, yaml_error
 from runner.planning.yamlsource import check_depth
@@ -144,6 +145,9 @@ def load_vars_file(path: str) -> dict[str, Any]:
 
 def read_text(path: str) -> str:
     """An inventory or variables file's text; InventoryError if unreadable or not UTF-8."""
+    refused = special(path, MAX_SOURCE)  # a FIFO would wait for ever, /dev/zero fill memory
+    if refused is not None:
+        raise InventoryError(refused, file=path)
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
