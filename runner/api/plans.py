@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from runner.planning.inventory import Inventory
     from runner.planning.model import Playbook
     from runner.planning.planner import Plan
+    from runner.planning.request import PlanRequest
 
 
 def load_inventory(path: str | None) -> Inventory:
@@ -170,20 +171,41 @@ def plan(
     start_at_job: str | None = None,
 ) -> Plan:
     """Load, validate and resolve a playbook against an inventory; nothing runs."""
-    from runner.planning.planner import build_plan
+    request = _request(playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job)
+    return _plan(request)
+
+
+def _request(
+    playbook_path: str,
+    inventory: str | None,
+    extra_vars: Sequence[str],
+    limit: str | None,
+    tags: Sequence[str],
+    skip_tags: Sequence[str],
+    start_at_job: str | None,
+    digest: str = "",
+) -> PlanRequest:
+    """The command line's planning options as a `PlanRequest` (extra vars parsed)."""
+    from runner.planning.request import PlanRequest
 
     parsed_vars = parse_extra_vars(extra_vars)
-    playbook = load_playbook_cached(playbook_path)
-    inv = load_inventory(inventory)
-    return build_plan(
-        playbook,
-        inv,
-        extra_vars=parsed_vars,
-        limit=limit,
-        tags=list(tags),
-        skip_tags=list(skip_tags),
-        start_at_job=start_at_job,
+    return PlanRequest(
+        playbook_path,
+        inventory,
+        parsed_vars,
+        limit,
+        tuple(tags),
+        tuple(skip_tags),
+        start_at_job,
+        digest,
     )
+
+
+def _plan(request: PlanRequest) -> Plan:
+    from runner.planning.request import plan_for
+
+    playbook = load_playbook_cached(request.playbook)
+    return plan_for(request, playbook, load_inventory(request.inventory))
 
 
 def select(inventory: str | None, pattern: str = "all", limit: str | None = None) -> dict:
@@ -225,22 +247,16 @@ def run(
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.sessions import SessionPool
     from runner.planning.planner import render_plan
-    from runner.planning.request import PlanRequest, playbook_digest
+    from runner.planning.request import playbook_digest
     from runner.settings import known_hosts_path, store_path
 
     digest = playbook_digest(playbook_path)  # before planning: bytes read later may differ
-    the_plan = plan(playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job)
-    render_plan(the_plan)  # an undefined variable is an error before anything starts
-    request = PlanRequest(  # how a background job's worker plans again
-        playbook_path,
-        inventory,
-        dict(the_plan.extra_vars),
-        limit,
-        tuple(tags),
-        tuple(skip_tags),
-        start_at_job,
-        digest,
+    # the request is also how a background job's worker plans again
+    request = _request(
+        playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job, digest
     )
+    the_plan = _plan(request)
+    render_plan(the_plan)  # an undefined variable is an error before anything starts
     options = RunOptions(
         forks=forks,
         check=check,

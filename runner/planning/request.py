@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import PlaybookError
 
 if TYPE_CHECKING:
+    from runner.planning.inventory import Inventory
+    from runner.planning.model import Playbook
     from runner.planning.planner import Plan
 
 
@@ -56,7 +58,6 @@ def replan(request: PlanRequest) -> Plan:
     A playbook whose bytes are not the ones the run validated is refused: the worker would
     otherwise run steps nobody planned or checked."""
     from runner.planning.inventory import implicit_localhost, load_inventory
-    from runner.planning.planner import build_plan
     from runner.planning.playbook import load_playbook
 
     if request.digest and playbook_digest(request.playbook) != request.digest:
@@ -69,6 +70,14 @@ def replan(request: PlanRequest) -> Plan:
     inventory = (
         implicit_localhost() if request.inventory is None else load_inventory(request.inventory)
     )
+    return plan_for(request, playbook, inventory)
+
+
+def plan_for(request: PlanRequest, playbook: Playbook, inventory: Inventory) -> Plan:
+    """The plan of a loaded playbook and inventory with the request's variables, limit,
+    tags and start: the one way a run, `runner plan` and a worker all plan."""
+    from runner.planning.planner import build_plan
+
     return build_plan(
         playbook,
         inventory,
