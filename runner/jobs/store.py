@@ -1,15 +1,14 @@
-"""The job store: jobs, their children, step results and output, in one SQLite file.
+"""The job store: jobs, their children, step results and output, in a database.
 
-Several runner processes (and many executor threads in each) share one store, so:
-WAL mode (readers never wait for the writer), a 30 s busy timeout, every write in a
-``BEGIN IMMEDIATE`` transaction (the write lock is taken up front, so two writers never
-deadlock upgrading a read lock) retried on SQLITE_BUSY, and one connection per thread.
+The database is a SQLite file by default, or PostgreSQL for a store that every machine
+shares (`runner.jobs.database.open_database`); this module holds the store's rules in one
+SQL, and each database gives one writer at a time across every process.
 
 Output is kept after it is received; each job that produces output (a child, or a job
 without children) has a receive cursor, the id of the last output record received.
-Output ids come from one AUTOINCREMENT sequence taken under the write lock, so they
-give the global order in which records were produced and a record committed later
-always has a larger id: "unreceived" is exactly "id above the cursor".
+Output ids come from one sequence drawn under the write lock, so they give the global
+order in which records were produced and a record committed later always has a larger
+id: "unreceived" is exactly "id above the cursor".
 
 A parent's state is derived from its children on every read (`derive_parent_state`).
 The parent's row also caches that state, refreshed in the same transaction as any child
@@ -19,26 +18,18 @@ change, so that indexed queries (`reconcile`) skip finished parents cheaply.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from runner.errors import (
-    JobNotFoundError,
-    JobStateError,
-    RunnerError,
-    StoreError,
-    store_fault_code,
-)
+from runner.errors import JobNotFoundError, JobStateError, StoreError
+from runner.jobs.database import NO_LIMIT, Database, open_database
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, process_start_time
 from runner.jobs.records import (
     JobFilter,
@@ -62,81 +53,17 @@ from runner.jobs.states import (
 )
 from runner.planning.model import JOB_TYPES, RESULT_PLACES
 
-SCHEMA_VERSION = 3
-BUSY_TIMEOUT_S = 30.0
-BEGIN_ATTEMPTS = 5
+Row = Any  # a row of either database: by index and by column name
+Connection = Any  # a connection of either database (execute, executemany)
+
 STREAMS = ("stdout", "stderr")
 STEP_STATUSES = tuple(status.value for status in StepStatus)
 
-# v2: output kept on a target (detached jobs, `results.to: remote`). Per child, step and
-# stream: the size last seen there, the bytes fetched into `output`, the bytes received.
-_REMOTE_SCHEMA = (
-    """CREATE TABLE remote_streams (
-        child_id INTEGER NOT NULL,
-        step INTEGER NOT NULL,
-        stream TEXT NOT NULL,
-        size INTEGER NOT NULL DEFAULT 0,
-        fetched INTEGER NOT NULL DEFAULT 0,
-        received INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (child_id, step, stream)
-    )""",
-)
-
-# v3: who owns a job across machines and PID namespaces (see runner.jobs.processes), and when
-# a child's local process group leader started, so a reused pid is never signalled.
-_OWNER_COLUMNS = ("owner_machine TEXT", "owner_pidns INTEGER", "local_start INTEGER")
-
-_SCHEMA = (
-    """CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        parent_id INTEGER,
-        name TEXT NOT NULL,
-        type TEXT NOT NULL,
-        state TEXT NOT NULL,
-        reason TEXT,
-        location TEXT NOT NULL,
-        command TEXT NOT NULL,
-        detach INTEGER NOT NULL DEFAULT 0,
-        results_to TEXT NOT NULL,
-        results_path TEXT,
-        playbook TEXT,
-        owner_pid INTEGER,
-        owner_start INTEGER,
-        stop_requested INTEGER NOT NULL DEFAULT 0,
-        created REAL NOT NULL,
-        started REAL,
-        ended REAL,
-        remote_dir TEXT,
-        remote_pgid INTEGER,
-        local_pid INTEGER,
-        spec TEXT,
-        received_id INTEGER NOT NULL DEFAULT 0
-    )""",
-    "CREATE INDEX jobs_parent ON jobs(parent_id)",
-    "CREATE INDEX jobs_state ON jobs(state)",
-    """CREATE TABLE steps (
-        child_id INTEGER NOT NULL,
-        idx INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        rc INTEGER,
-        status TEXT NOT NULL,
-        started REAL,
-        ended REAL,
-        error TEXT,
-        PRIMARY KEY (child_id, idx)
-    )""",
-    """CREATE TABLE output (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        job_id INTEGER NOT NULL,
-        host TEXT NOT NULL,
-        step INTEGER,
-        stream TEXT NOT NULL,
-        data TEXT NOT NULL,
-        time REAL NOT NULL
-    )""",
-    "CREATE INDEX output_job ON output(job_id, id)",
-    *_REMOTE_SCHEMA,
-)
+_JOB_COLUMNS = (
+    "parent_id", "name", "type", "state", "location", "command", "detach", "results_to",
+    "results_path", "playbook", "owner_pid", "owner_start", "owner_machine", "owner_pidns",
+    "created", "spec",
+)  # fmt: skip
 
 # (job_id, host, step, stream, data, time): what the executor hands to append_output.
 OutputRow = tuple[int, str, "int | None", str, "str | bytes", float]
@@ -161,107 +88,109 @@ class _Unset:
 UNSET: Any = _Unset()
 
 # Connections a forked child inherited from its parent, kept open on purpose.
-_INHERITED: list[sqlite3.Connection] = []
-
-# One writer at a time per store file within a process. Threads wait on this lock, which
-# hands over at once; left to SQLite, each waiting thread sleeps in its busy handler for
-# growing intervals between tries, and a run grew slower than linearly in its hosts
-# (BENCHMARKS.md, "Figures behind design choices"). Other processes on the same file
-# still meet SQLite's own lock.
-_WRITE_LOCKS: dict[str, threading.Lock] = {}
-_WRITE_LOCKS_GUARD = threading.Lock()
-# A forked child starts afresh: a lock held by a thread the fork left behind stays held.
-os.register_at_fork(after_in_child=_WRITE_LOCKS.clear)
-
-
-def _write_lock(key: str) -> threading.Lock:
-    with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+_INHERITED: list[Connection] = []
 
 
 class JobStore:
-    """The SQLite job store at `path`, safe to share between threads and processes."""
+    """The job store at `location` (a SQLite path, or a `sqlite:///` or `postgresql://`
+    URL), safe to share between threads and processes."""
 
     def __init__(
-        self, path: str | os.PathLike[str], end_processes: EndProcesses | None = None
+        self, location: str | os.PathLike[str], end_processes: EndProcesses | None = None
     ) -> None:
-        """The store at `path`, created (0600) when missing and migrated when old.
+        """The store at `location`, created (a SQLite file 0600) when missing and
+        migrated when old.
 
         `end_processes` is how `reconcile` ends what a dead runner left running (the
         execution side provides it: the store knows nothing of processes on targets).
         Without it, a dead runner's job that recorded processes is left as it is.
         """
-        self.path = Path(path)
+        self.db: Database = open_database(location)
+        self.path = self.db.location  # what messages name (a URL's password masked)
         self.end_processes = end_processes
-        with _store_faults(self.path):
-            _create_private_file(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: list[Connection] = []
         self._pid = os.getpid()
-        self._lock_key = str(self.path.resolve())
-        self._migrate()
+        self._migrate(on_open=True)
+
+    @property
+    def url(self) -> str:
+        """How another process opens this store (may hold a password: never show it)."""
+        return self.db.url
 
     # -- connections and transactions ------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> Connection:
         """This thread's connection; a forked child opens its own instead of sharing one."""
         if self._pid != os.getpid():
-            # Never close a connection inherited across fork: SQLite forbids using it there.
+            # Never close a connection inherited across fork: neither database allows it.
             _INHERITED.extend(self._connections)
             self._local, self._connections, self._pid = threading.local(), [], os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            with _store_faults(self.path):
-                conn = _connect(self.path)
+            conn = self.db.connect()
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the write lock from its first statement."""
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction, one writer at a time, from its first statement."""
         conn = self._conn()
-        with _write_lock(self._lock_key), _store_faults(self.path):
-            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
-            try:
-                yield conn
-            except BaseException:
-                if conn.in_transaction:  # SQLite may have rolled back already (disk full...)
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self._dropping_broken(conn), self.db.write(conn):
+            yield conn
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[Connection]:
         """A read transaction: one consistent snapshot, never blocked by the writer."""
         conn = self._conn()
-        with _store_faults(self.path):
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
+        with self._dropping_broken(conn), self.db.read(conn):
+            yield conn
 
-    def _migrate(self) -> None:
-        """Create the schema in a new file, upgrade an older one in place; refuse a file
-        written by a newer runner."""
+    @contextmanager
+    def _dropping_broken(self, conn: Connection) -> Iterator[None]:
+        """A connection the database lost is not this thread's any more: the next use
+        connects again (a restarted server, a dropped network)."""
+        try:
+            yield
+        except StoreError:
+            if getattr(conn, "raw", None) is not None and conn.raw.closed:
+                self._local.conn = None
+                with self._lock, contextlib.suppress(ValueError):
+                    self._connections.remove(conn)
+            raise
+
+    def _migrate(self, on_open: bool = False) -> int:
+        """Create the schema in a new store, upgrade an older one in place; refuse one
+        written by a newer runner. Returns the number of versions applied."""
+        latest = self.db.latest
         with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RunnerError(
-                    f"{self.path}: job store schema v{version} is newer than this runner's "
-                    f"(v{SCHEMA_VERSION}); upgrade runner"
+            version = self.db.schema_version(conn)
+            if version > latest:
+                raise StoreError(
+                    self.path,
+                    f"job store schema v{version} is newer than this runner's "
+                    f"(v{latest}); upgrade runner",
                 )
-            if version == SCHEMA_VERSION:
-                return
-            # Each step upgrades in place from the version before; a new file takes them all.
-            for statement in _SCHEMA if version == 0 else _REMOTE_SCHEMA if version == 1 else ():
+            if version == latest:
+                return 0
+            if on_open and not self.db.migrate_on_open(version):
+                raise StoreError(
+                    self.path,
+                    f"job store schema v{version} is older than this runner's (v{latest}): "
+                    "run 'runner store migrate'",
+                )
+            for statement in self.db.migrations(version):
                 conn.execute(statement)
-            for column in _OWNER_COLUMNS:
-                conn.execute(f"ALTER TABLE jobs ADD COLUMN {column}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.db.set_schema_version(conn, latest)
+            return latest - version
+
+    def migrate(self) -> int:
+        """Apply the store's pending schema migrations (`runner store migrate`); returns
+        how many versions it moved."""
+        return self._migrate()
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""
@@ -335,14 +264,7 @@ class JobStore:
                     int(detach), results_to, results_path, playbook, owner.pid, owner.start,
                     owner.machine, owner.pidns, now, None if spec is None else json.dumps(spec),
                 )  # fmt: skip
-                cursor = conn.execute(
-                    "INSERT INTO jobs (parent_id, name, type, state, location, command, detach,"
-                    " results_to, results_path, playbook, owner_pid, owner_start, owner_machine,"
-                    " owner_pidns, created, spec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?)",
-                    values,
-                )
-                ids.append(int(cursor.lastrowid or 0))
+                ids.append(self.db.insert(conn, "jobs", _JOB_COLUMNS, values))
             if parent_id is not None and places:
                 _refresh_parent(conn, parent_id)
         return ids
@@ -393,7 +315,7 @@ class JobStore:
         """
         with self._read() as conn:
             rows = conn.execute(f"{_SELECT_JOBS} ORDER BY j.id").fetchall()
-        by_parent: dict[int, list[sqlite3.Row]] = {}
+        by_parent: dict[int, list[Row]] = {}
         for row in rows:
             if row["parent_id"] is not None:
                 by_parent.setdefault(row["parent_id"], []).append(row)
@@ -586,9 +508,7 @@ class JobStore:
                     settled.append(row["id"])
         return settled
 
-    def _end_orphans(
-        self, rows: list[sqlite3.Row], end_processes: EndProcesses | None
-    ) -> dict[int, str]:
+    def _end_orphans(self, rows: list[Row], end_processes: EndProcesses | None) -> dict[int, str]:
         """End the recorded processes of these orphans, outside any transaction (it may
         take a connection timeout); by child id, why some could not be ended."""
         if not rows or end_processes is None:
@@ -740,20 +660,13 @@ class JobStore:
 
     @contextmanager
     def _receive_turn(self, ids: list[int]) -> Iterator[None]:
-        """This process's turn to deliver the output of jobs `ids`: a lock on their id
-        range in a file beside the store, held by other processes' receivers too, and
-        released by the kernel if the process dies."""
+        """This process's turn to deliver the output of jobs `ids`, taken in turns with
+        every other receiver of them (threads here, and other processes)."""
         if not ids:
             yield
             return
-        with _write_lock(self._lock_key + "#receive"):
-            with _store_faults(self.path):
-                fd = os.open(f"{self.path}-receive", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.lockf(fd, fcntl.LOCK_EX, max(ids) - min(ids) + 1, min(ids))
-                yield
-            finally:
-                os.close(fd)  # releases the lock
+        with self.db.receive_turn(self._conn(), ids):
+            yield
 
     # -- output kept on a target ------------------------------------------------------
 
@@ -864,7 +777,7 @@ def runtime_changes(
     return changes
 
 
-def _apply_runtime(conn: sqlite3.Connection, child_id: int, changes: dict[str, Any]) -> None:
+def _apply_runtime(conn: Connection, child_id: int, changes: dict[str, Any]) -> None:
     assignments = ", ".join(f"{key} = ?" for key in changes)
     conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id))
 
@@ -875,7 +788,7 @@ def _check_id(job_id: int) -> None:
         raise JobNotFoundError(f"no job with id {job_id}")
 
 
-def _require_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
+def _require_job(conn: Connection, job_id: int) -> Row:
     """The job's row, or `JobNotFoundError`."""
     _check_id(job_id)
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -884,21 +797,19 @@ def _require_job(conn: sqlite3.Connection, job_id: int) -> sqlite3.Row:
     return row
 
 
-def _leaf_rows(conn: sqlite3.Connection, job_id: int) -> list[sqlite3.Row]:
+def _leaf_rows(conn: Connection, job_id: int) -> list[Row]:
     """The jobs that do the work: a parent's children, or the job itself if it has none."""
     rows = conn.execute("SELECT * FROM jobs WHERE parent_id = ? ORDER BY id", (job_id,)).fetchall()
     return rows or [_require_job(conn, job_id)]
 
 
-def _refuse_parent(conn: sqlite3.Connection, job_id: int) -> None:
+def _refuse_parent(conn: Connection, job_id: int) -> None:
     """A parent with children has a derived state: setting it is a bug."""
     if conn.execute("SELECT 1 FROM jobs WHERE parent_id = ? LIMIT 1", (job_id,)).fetchone():
         raise JobStateError(f"job {job_id} is a parent job: its state comes from its children")
 
 
-def _move(
-    conn: sqlite3.Connection, row: sqlite3.Row, path: list[JobState], reason: str | None
-) -> None:
+def _move(conn: Connection, row: Row, path: list[JobState], reason: str | None) -> None:
     """Walk a job through `path`, each move checked, then refresh its parent's cache."""
     state = JobState(row["state"])
     for new in path:
@@ -918,7 +829,7 @@ def _move(
         _refresh_parent(conn, row["parent_id"])
 
 
-def _refresh_parent(conn: sqlite3.Connection, parent_id: int) -> None:
+def _refresh_parent(conn: Connection, parent_id: int) -> None:
     """Cache the parent's derived state in its row (reads derive it again anyway)."""
     states = [
         r[0] for r in conn.execute("SELECT state FROM jobs WHERE parent_id = ?", (parent_id,))
@@ -935,7 +846,7 @@ class _OwnerJudge:
     def __init__(self) -> None:
         self._seen: dict[Owner, bool] = {}
 
-    def __call__(self, row: sqlite3.Row) -> bool:
+    def __call__(self, row: Row) -> bool:
         owner = Owner(
             row["owner_machine"], row["owner_pidns"], row["owner_pid"], row["owner_start"]
         )
@@ -944,17 +855,17 @@ class _OwnerJudge:
         return self._seen[owner]
 
 
-def _runs_detached(row: sqlite3.Row) -> bool:
+def _runs_detached(row: Row) -> bool:
     """A detached job still at work: it goes on without its runner, by design."""
     return bool(row["detach"]) and row["state"] in (JobState.Running, JobState.Blocked)
 
 
-def _leaves_processes(row: sqlite3.Row) -> bool:
+def _leaves_processes(row: Row) -> bool:
     """An orphan with process groups recorded that must be ended before it is Stopped."""
     return bool(row["local_pid"] or row["remote_pgid"]) and not _runs_detached(row)
 
 
-def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row, problem: str | None) -> bool:
+def _settle_orphan(conn: Connection, row: Row, problem: str | None) -> bool:
     """Move a job whose owner is gone to Stopped (attached) or Disconnected (detached, or
     its processes could not be ended: `problem` says why). False when it must stay as it
     is (a stop under way whose processes could not be ended keeps only the reason)."""
@@ -975,7 +886,7 @@ def _settle_orphan(conn: sqlite3.Connection, row: sqlite3.Row, problem: str | No
     return True
 
 
-def _state_of(row: sqlite3.Row, leaves: list[sqlite3.Row]) -> JobState:
+def _state_of(row: Row, leaves: list[Row]) -> JobState:
     """A job's state: its own for a job without children, else derived from them."""
     if leaves and leaves[0]["id"] == row["id"]:
         return JobState(row["state"])
@@ -983,7 +894,7 @@ def _state_of(row: sqlite3.Row, leaves: list[sqlite3.Row]) -> JobState:
 
 
 def _unreceived(
-    conn: sqlite3.Connection, leaves: list[sqlite3.Row], after: int, limit: int | None
+    conn: Connection, leaves: list[Row], after: int, limit: int | None
 ) -> list[OutputRecord]:
     """The leaves' records above their cursors and above `after`, in id order.
 
@@ -1006,13 +917,13 @@ def _unreceived(
         " FROM output o JOIN jobs j ON j.id = o.job_id"
         f" WHERE o.id >= ? AND +o.job_id IN ({marks}) AND o.id > j.received_id"
         " ORDER BY o.id LIMIT ?",
-        (start, *ids, -1 if limit is None else limit),
+        (start, *ids, NO_LIMIT if limit is None else limit),
     ).fetchall()
     return [OutputRecord(*row) for row in rows]
 
 
 def _unreceived_by_id(
-    conn: sqlite3.Connection, ids: list[int], after: int, limit: int | None
+    conn: Connection, ids: list[int], after: int, limit: int | None
 ) -> list[OutputRecord]:
     """`_unreceived` for the jobs `ids`, read afresh (their cursors may have moved)."""
     if not ids:
@@ -1022,7 +933,7 @@ def _unreceived_by_id(
     return _unreceived(conn, leaves, after, limit)
 
 
-def _advance_cursors(conn: sqlite3.Connection, records: list[OutputRecord]) -> None:
+def _advance_cursors(conn: Connection, records: list[OutputRecord]) -> None:
     """Mark records received: each job's cursor moves to its last record returned."""
     last: dict[int, int] = {}
     for record in records:
@@ -1041,86 +952,3 @@ def _output_row(record: OutputRow) -> tuple[int, str, int | None, str, str, floa
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8", errors="replace")
     return (job_id, host, step, stream, data, when)
-
-
-# -- files, connections, processes ---------------------------------------------------------
-
-
-@contextmanager
-def _store_faults(path: Path) -> Iterator[None]:
-    """SQLite's and the file system's word that the store is unusable (damaged, full,
-    read-only) as a StoreError naming the file; anything else goes through unchanged."""
-    try:
-        yield
-    except sqlite3.Error as error:
-        if store_fault_code(error) is None:
-            raise
-        raise StoreError.wrap(error, path) from None
-    except OSError as error:
-        raise StoreError.wrap(error, path) from None
-
-
-def _create_private_file(path: Path) -> None:
-    """Create the store file with mode 0600 (its parent 0700) before SQLite opens it.
-
-    SQLite gives its -wal and -shm files the database file's mode, so they stay
-    private too. A new file is made a SQLite database under another name and linked
-    into place, so `jobs.db` is never empty: an empty one was truncated, and is refused
-    rather than taken for a new store (every job in it would vanish without a word).
-    """
-    if not path.parent.is_dir():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.exists():
-        _refuse_empty(path)
-        return
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
-    fd = os.open(draft, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    os.close(fd)
-    try:
-        os.chmod(draft, 0o600)
-        conn = sqlite3.connect(draft, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")  # writes the header: a non-empty file
-        conn.close()
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            _refuse_empty(path)  # another process created it first
-    finally:
-        os.unlink(draft)
-
-
-def _refuse_empty(path: Path) -> None:
-    """A 0-byte store was not created by runner (see `_create_private_file`: switching a
-    new file to WAL writes its header): refuse it, even beside a write-ahead log, whose
-    pages cannot stand without the file they belong to."""
-    if path.stat().st_size == 0:
-        raise StoreError(
-            path,
-            "the job store is empty (0 bytes: truncated?): move it aside "
-            f"(mv {path} {path}.bad) and runner starts a new, empty store",
-        )
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, busy timeout."""
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-    )
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    _retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
-def _retry_busy(action: Any) -> Any:
-    """Run `action`, retrying when SQLite still reports the database busy or locked."""
-    for attempt in range(BEGIN_ATTEMPTS):
-        try:
-            return action()
-        except sqlite3.OperationalError as error:
-            busy = "locked" in str(error) or "busy" in str(error)
-            if not busy or attempt == BEGIN_ATTEMPTS - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-    return None  # pragma: no cover

@@ -20,7 +20,9 @@ from runner.errors import RunnerError
 from runner.execution.orphans import end_processes
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, machine_id
 from runner.jobs.states import JobState
-from runner.jobs.store import _SCHEMA, JobStore
+from runner.jobs.sqlite import MIGRATIONS
+from runner.jobs.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA
+from runner.jobs.store import JobStore
 from tests.unit.jobs.test_store import _dead_pid
 
 S = JobState
@@ -145,7 +147,7 @@ def test_a_proc_of_another_namespace_judges_nothing() -> None:
 def test_a_version_2_store_is_upgraded_in_place_and_its_jobs_kept(db: Path) -> None:
     db.parent.mkdir(parents=True)
     with sqlite3.connect(db) as raw:
-        for statement in _SCHEMA:
+        for statement in [*MIGRATIONS[0], *MIGRATIONS[1]]:
             raw.execute(statement)
         raw.execute("PRAGMA user_version = 2")
         raw.execute(
@@ -164,7 +166,7 @@ def test_a_version_2_store_is_upgraded_in_place_and_its_jobs_kept(db: Path) -> N
     finally:
         store.close()
     with sqlite3.connect(db) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SQLITE_SCHEMA
     JobStore(db).close()  # opening an upgraded store again changes nothing
 
 

@@ -1,0 +1,162 @@
+"""What the job store asks of a database: the SQLite file (the default) or PostgreSQL.
+
+`JobStore` (runner.jobs.store) holds the store's rules and speaks one SQL; a `Database`
+gives it connections, transactions with one writer at a time, its schema's versions and
+the few words where the two dialects differ. `open_database(location)` chooses: a path or
+`sqlite:///PATH` is a SQLite file, `postgresql://...` a PostgreSQL database (psycopg is
+imported only then).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+# Rows a query may return at most where the store means "all of them": both dialects take
+# a number here, neither the same word for "no limit".
+NO_LIMIT = 2**62
+
+Columns = tuple[str, ...]
+
+
+class Database(Protocol):
+    """A database the job store lives in."""
+
+    location: str  # what messages name: a file's path, or a URL with its password masked
+    url: str  # how another process opens the same store (may hold a password: never shown)
+    latest: int  # the schema version this runner writes
+
+    def connect(self) -> Any:
+        """A new connection (DB-API: execute, executemany, close), autocommit; rows
+        answer to both index and column name."""
+        ...
+
+    def faults(self) -> AbstractContextManager[None]:
+        """Turns the database's word that the store is unusable into a `StoreError`."""
+        ...
+
+    def write(self, conn: Any) -> AbstractContextManager[None]:
+        """A write transaction on `conn`: one writer at a time across every process, so
+        a record committed later always has a larger id."""
+        ...
+
+    def read(self, conn: Any) -> AbstractContextManager[None]:
+        """A read transaction on `conn`: one consistent snapshot."""
+        ...
+
+    def insert(self, conn: Any, table: str, columns: Columns, values: tuple[Any, ...]) -> int:
+        """Insert one row and return its new id."""
+        ...
+
+    def schema_version(self, conn: Any) -> int:
+        """The version of the store's schema (0: an empty database)."""
+        ...
+
+    def migrations(self, version: int) -> list[str]:
+        """The statements that bring a schema at `version` up to date."""
+        ...
+
+    def set_schema_version(self, conn: Any, version: int) -> None: ...
+
+    def receive_turn(self, conn: Any, ids: list[int]) -> AbstractContextManager[None]:
+        """This process's turn to deliver the output of jobs `ids` (receivers in every
+        process take turns, so no record is delivered twice)."""
+        ...
+
+    def migrate_on_open(self, version: int) -> bool:
+        """Whether opening the store may bring a schema at `version` up to date itself."""
+        ...
+
+
+def open_database(location: str | Any) -> Database:
+    """The database at `location`: a path, `sqlite:///PATH` or `postgresql://...`."""
+    text = str(location)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in POSTGRES_SCHEMES:
+        from runner.jobs.postgres import PostgresDatabase
+
+        return PostgresDatabase(text)
+    from runner.jobs.sqlite import SQLiteDatabase
+
+    if scheme == "sqlite":
+        return SQLiteDatabase(sqlite_path(text))
+    if scheme:
+        from runner.errors import StoreError
+
+        raise StoreError(
+            mask_url(text), "a job store URL is sqlite:///PATH or postgresql://HOST/DB"
+        )
+    return SQLiteDatabase(text)
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///PATH` URL (`sqlite:////abs` and `sqlite:///rel` alike)."""
+    return url.split("://", 1)[1][1:] or "."
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password, if any, shown as `***`: for every message and listing."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return re.sub(r"//[^@/]*@", "//***@", url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _has_port(parts) else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _has_port(parts: Any) -> bool:
+    try:
+        return parts.port is not None
+    except ValueError:
+        return False
+
+
+def endpoint(url: str) -> str:
+    """HOST:PORT of a server URL, for the one line that says it cannot be reached."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.hostname or 'localhost'}:{port}" if port else (parts.hostname or "localhost")
+
+
+class Row(tuple[Any, ...]):
+    """A row that answers to an index and to a column name, as sqlite3.Row does."""
+
+    __slots__ = ()
+    _columns: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._columns[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._columns)
+
+
+_ROW_CLASSES: dict[tuple[str, ...], type[Row]] = {}
+_ROW_GUARD = threading.Lock()
+
+
+def row_class(columns: tuple[str, ...]) -> type[Row]:
+    """A `Row` class for these column names (made once per distinct query shape)."""
+    with _ROW_GUARD:
+        cls = _ROW_CLASSES.get(columns)
+        if cls is None:
+            index = {name: i for i, name in reversed(list(enumerate(columns)))}
+            cls = type("Row", (Row,), {"__slots__": (), "_columns": index})
+            _ROW_CLASSES[columns] = cls
+        return cls

@@ -1,0 +1,280 @@
+"""The job store on PostgreSQL (psycopg 3): one store for every machine with its URL.
+
+The store's SQL is SQLite's; the few words that differ are rewritten here once per
+statement (placeholders, `MAX(a, b)`). Every write transaction first takes one
+transaction-scoped advisory lock, so writers take turns across machines as they do on
+the SQLite file: output ids come from a sequence drawn under that lock, and a record
+committed later always has a larger id ("unreceived" stays "id above the cursor").
+The schema is versioned in `runner_schema`: an empty database is set up when first
+opened; an older schema is upgraded by `runner store migrate`, and a newer one refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from runner.errors import StoreError
+from runner.jobs.database import endpoint, mask_url, row_class
+
+SCHEMA_VERSION = 1
+CONNECT_TIMEOUT_S = 10
+_WRITE_LOCK = 0x72756E6E  # the advisory lock every writer takes (b"runn")
+_RECEIVE_LOCK = 0x72656376  # receivers' turn (b"recv")
+
+# v1: the schema a SQLite store has at its v4, in PostgreSQL's types.
+_V1 = [
+    """CREATE TABLE jobs (
+        id BIGSERIAL PRIMARY KEY,
+        parent_id BIGINT,
+        name TEXT NOT NULL,
+        type TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        location TEXT NOT NULL,
+        command TEXT NOT NULL,
+        detach INTEGER NOT NULL DEFAULT 0,
+        results_to TEXT NOT NULL,
+        results_path TEXT,
+        playbook TEXT,
+        owner_pid BIGINT,
+        owner_start BIGINT,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        created DOUBLE PRECISION NOT NULL,
+        started DOUBLE PRECISION,
+        ended DOUBLE PRECISION,
+        remote_dir TEXT,
+        remote_pgid BIGINT,
+        local_pid BIGINT,
+        spec TEXT,
+        received_id BIGINT NOT NULL DEFAULT 0,
+        owner_machine TEXT,
+        owner_pidns BIGINT,
+        local_start BIGINT,
+        owner_id TEXT,
+        worker_id TEXT,
+        queue TEXT,
+        registered TEXT
+    )""",
+    "CREATE INDEX jobs_parent ON jobs(parent_id)",
+    "CREATE INDEX jobs_state ON jobs(state)",
+    """CREATE TABLE steps (
+        child_id BIGINT NOT NULL,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        rc INTEGER,
+        status TEXT NOT NULL,
+        started DOUBLE PRECISION,
+        ended DOUBLE PRECISION,
+        error TEXT,
+        PRIMARY KEY (child_id, idx)
+    )""",
+    """CREATE TABLE output (
+        id BIGSERIAL PRIMARY KEY,
+        job_id BIGINT NOT NULL,
+        host TEXT NOT NULL,
+        step INTEGER,
+        stream TEXT NOT NULL,
+        data TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL
+    )""",
+    "CREATE INDEX output_job ON output(job_id, id)",
+    """CREATE TABLE remote_streams (
+        child_id BIGINT NOT NULL,
+        step INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        size BIGINT NOT NULL DEFAULT 0,
+        fetched BIGINT NOT NULL DEFAULT 0,
+        received BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (child_id, step, stream)
+    )""",
+    """CREATE TABLE owners (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        beat DOUBLE PRECISION NOT NULL
+    )""",
+    """CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        child_id BIGINT NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX events_child ON events(child_id, id)",
+]
+MIGRATIONS = [_V1]  # MIGRATIONS[v] brings version v up to v + 1
+
+_PAIR_MAX = re.compile(r"\bMAX\(([\w.]+), ")
+_TRANSLATED: dict[str, str] = {}
+_TRANSLATED_GUARD = threading.Lock()
+
+
+def translate(sql: str) -> str:
+    """The store's SQLite SQL in PostgreSQL's words: `?` placeholders become `%s`, and
+    the two-argument `MAX(a, b)` becomes `GREATEST(a, b)`."""
+    done = _TRANSLATED.get(sql)
+    if done is None:
+        done = _PAIR_MAX.sub(r"GREATEST(\1, ", sql.replace("%", "%%").replace("?", "%s"))
+        with _TRANSLATED_GUARD:
+            _TRANSLATED[sql] = done
+    return done
+
+
+class PostgresConnection:
+    """A psycopg connection that takes the store's SQL (see `translate`)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        return self.raw.execute(translate(sql), tuple(params) if params else None)
+
+    def executemany(self, sql: str, rows: Any) -> None:
+        rows = list(rows)
+        if rows:
+            with self.raw.cursor() as cursor:
+                cursor.executemany(translate(sql), rows)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresDatabase:
+    """The job store in the PostgreSQL database at `url`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.location = mask_url(url)
+        self.latest = SCHEMA_VERSION
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError(
+                self.location,
+                "a PostgreSQL job store needs psycopg: pip install 'runner[distributed]'",
+            ) from None
+        self._psycopg = psycopg
+
+    def connect(self) -> PostgresConnection:
+        psycopg = self._psycopg
+        with self.faults():
+            raw = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                row_factory=_rows,
+                application_name="runner",
+            )
+        return PostgresConnection(raw)
+
+    @contextmanager
+    def faults(self) -> Iterator[None]:
+        """A database that cannot be reached or used, as one line naming where it is."""
+        psycopg = self._psycopg
+        try:
+            yield
+        except psycopg.OperationalError as error:
+            raise StoreError(self.location, _unreachable(self.url, error)) from None
+        except psycopg.errors.DiskFull:
+            raise StoreError(
+                self.location, "the disk is full: the job store cannot be written"
+            ) from None
+
+    @contextmanager
+    def write(self, conn: PostgresConnection) -> Iterator[None]:
+        with self.faults():
+            conn.raw.execute("BEGIN")
+            try:
+                conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                yield
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.raw.execute("COMMIT")
+
+    @contextmanager
+    def read(self, conn: PostgresConnection) -> Iterator[None]:
+        with self.faults():
+            conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.raw.execute("COMMIT")
+
+    def insert(
+        self,
+        conn: PostgresConnection,
+        table: str,
+        columns: tuple[str, ...],
+        values: tuple[Any, ...],
+    ) -> int:
+        marks = ", ".join(["%s"] * len(columns))
+        row = conn.raw.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) RETURNING id", values
+        ).fetchone()
+        return int(row[0])
+
+    def schema_version(self, conn: PostgresConnection) -> int:
+        conn.raw.execute("CREATE TABLE IF NOT EXISTS runner_schema (version INTEGER NOT NULL)")
+        row = conn.raw.execute("SELECT max(version) FROM runner_schema").fetchone()
+        return int(row[0] or 0)
+
+    def set_schema_version(self, conn: PostgresConnection, version: int) -> None:
+        conn.raw.execute("DELETE FROM runner_schema")
+        conn.raw.execute("INSERT INTO runner_schema (version) VALUES (%s)", (version,))
+
+    def migrations(self, version: int) -> list[str]:
+        return [statement for step in MIGRATIONS[version:] for statement in step]
+
+    def migrate_on_open(self, version: int) -> bool:
+        """An empty database is set up at once; an older schema, shared by every machine
+        that uses the store, waits for `runner store migrate`."""
+        return version == 0
+
+    @contextmanager
+    def receive_turn(self, conn: PostgresConnection, ids: list[int]) -> Iterator[None]:
+        """One receiver at a time, across machines: a session-level advisory lock."""
+        with self.faults():
+            conn.raw.execute("SELECT pg_advisory_lock(%s)", (_RECEIVE_LOCK,))
+        try:
+            yield
+        finally:
+            with self.faults():
+                conn.raw.execute("SELECT pg_advisory_unlock(%s)", (_RECEIVE_LOCK,))
+
+
+def _rows(cursor: Any) -> Any:
+    """psycopg's row factory: rows that answer to an index and a column name."""
+    if cursor.description is None:
+        return tuple
+    cls = row_class(tuple(column.name for column in cursor.description))
+    return cls
+
+
+def _rollback(conn: PostgresConnection) -> None:
+    with contextlib.suppress(Exception):  # a connection already gone has nothing to undo
+        conn.raw.execute("ROLLBACK")
+
+
+def _unreachable(url: str, error: BaseException) -> str:
+    """Why the store cannot be used, naming host:port; never the password."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    password = _password(url)
+    if password:
+        detail = detail.replace(password, "***")
+    return f"cannot use the job store at {endpoint(url)}: {detail}"
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
