@@ -58,6 +58,31 @@ def store_path(env: Mapping[str, str] | None = None) -> Path:
     return runner_home(env) / STORE_FILE
 
 
+def store_location(env: Mapping[str, str] | None = None) -> str:
+    """The job store: ``$RUNNER_STORE`` (``sqlite:///PATH`` or ``postgresql://...``), else
+    the file ``runner_home()/jobs.db``. `--store URL` sets the variable for a command."""
+    env = os.environ if env is None else env
+    return env.get("RUNNER_STORE") or str(store_path(env))
+
+
+def broker_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The broker that hands child jobs to workers: ``$RUNNER_BROKER`` (``redis://...``),
+    or None (children run in this process). `--broker URL` sets it for a command."""
+    env = os.environ if env is None else env
+    return env.get("RUNNER_BROKER") or None
+
+
+def heartbeat_timeout(env: Mapping[str, str] | None = None) -> float:
+    """How long a controller or worker may be silent before its jobs are taken for lost:
+    ``$RUNNER_HEARTBEAT_TIMEOUT`` seconds (3 to 30), 30 by default."""
+    env = os.environ if env is None else env
+    try:
+        value = float(env.get("RUNNER_HEARTBEAT_TIMEOUT") or 30)
+    except ValueError:
+        value = 30.0
+    return min(30.0, max(3.0, value))
+
+
 def known_hosts_path(env: Mapping[str, str] | None = None) -> Path:
     """The runner's own known_hosts file: ``runner_home()/known_hosts``."""
     return runner_home(env) / KNOWN_HOSTS_FILE

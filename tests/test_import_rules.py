@@ -5,7 +5,8 @@ Allowed arrows (a layer may import itself, the shared base, and what is listed):
   connections  -> planning (host name syntax)
   jobs         -> planning (the playbook's job types), connections (is a process alive)
   execution    -> planning, jobs, connections
-  api          -> planning, jobs, execution, connections
+  distributed  -> planning, jobs, execution, connections (a child runner on workers)
+  api          -> planning, jobs, execution, connections, distributed
   cli          -> everything
 The shared base (runner/__init__, errors, settings, signals) imports only itself.
 Imports under `if TYPE_CHECKING:` count as arrows too; they do not close cycles.
@@ -20,15 +21,16 @@ import pytest
 from tests.import_graph import cycles, modules
 
 BASE = {"runner", "runner.errors", "runner.settings", "runner.signals"}
-LAYERS = ("planning", "connections", "jobs", "execution", "api", "cli")
+LAYERS = ("planning", "connections", "jobs", "execution", "distributed", "api", "cli")
 ALLOWED = {
     "base": set(),
     "planning": set(),
     "connections": {"planning"},
     "jobs": {"planning", "connections"},
     "execution": {"planning", "jobs", "connections"},
-    "api": {"planning", "jobs", "execution", "connections"},
-    "cli": {"planning", "jobs", "execution", "connections", "api"},
+    "distributed": {"planning", "jobs", "execution", "connections"},
+    "api": {"planning", "jobs", "execution", "connections", "distributed"},
+    "cli": {"planning", "jobs", "execution", "connections", "distributed", "api"},
 }
 GRAPH = modules()
 

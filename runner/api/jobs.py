@@ -19,9 +19,9 @@ def open_store() -> JobStore:
     """The job store at $RUNNER_HOME/jobs.db, with orphans of dead runners reconciled."""
     from runner.execution.orphans import end_processes
     from runner.jobs.store import JobStore
-    from runner.settings import store_path
+    from runner.settings import store_location
 
-    store = JobStore(store_path(), end_processes=end_processes)
+    store = JobStore(store_location(), end_processes=end_processes)
     store.reconcile()
     return store
 

@@ -17,6 +17,7 @@ from runner.errors import PlaybookError, UsageError
 if TYPE_CHECKING:
     from runner.execution.events import RunEvents
     from runner.execution.executor import Executor, RunReport
+    from runner.jobs.store import JobStore
     from runner.planning.inventory import Inventory
     from runner.planning.model import Playbook
     from runner.planning.planner import Plan
@@ -240,15 +241,19 @@ def run(
     diff: bool = False,
     events: RunEvents | None = None,
     on_start: Callable[[Executor], None] | None = None,
+    dispatch: str = "auto",
 ) -> tuple[Plan, RunReport]:
-    """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it."""
+    """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it.
+
+    With a broker (`RUNNER_BROKER`) and `dispatch` not "local", children run on workers
+    (`runner worker`), which needs a PostgreSQL store every machine can reach."""
     from runner.api.jobs import open_store
     from runner.execution.events import NullEvents
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.sessions import SessionPool
     from runner.planning.planner import render_plan
     from runner.planning.request import playbook_digest
-    from runner.settings import known_hosts_path, store_path
+    from runner.settings import known_hosts_path, store_location
 
     digest = playbook_digest(playbook_path)  # before planning: bytes read later may differ
     # the request is also how a background job's worker plans again
@@ -263,12 +268,36 @@ def run(
         diff=diff,
         known_hosts=known_hosts_path(),
         request=request,
-        store_path=store_path(),
+        store=store_location(),
     )
     sessions = SessionPool(the_plan, options)
     sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
     store = open_store()
+    dispatcher = _dispatcher(store, dispatch)
     executor = Executor(the_plan, store, options, events or NullEvents(), sessions)
+    executor.context.dispatcher = dispatcher
     if on_start is not None:
         on_start(executor)
-    return the_plan, executor.run()
+    try:
+        return the_plan, executor.run()
+    finally:
+        if dispatcher is not None:
+            dispatcher.close()
+
+
+def _dispatcher(store: JobStore, dispatch: str) -> Any:
+    """The run's link to its workers when a broker is set and children may leave this
+    process; refuses a broker beside a SQLite store (no worker could reach it)."""
+    from runner.settings import broker_url
+
+    broker = broker_url()
+    if broker is None or dispatch == "local":
+        return None
+    if not store.url.split("://", 1)[0].startswith("postgres"):
+        raise UsageError(
+            "a broker needs a PostgreSQL job store that workers can reach: set RUNNER_STORE"
+            " (or --store) to postgresql://..., or run with --dispatch local"
+        )
+    from runner.distributed.dispatch import Dispatcher
+
+    return Dispatcher(store, broker)

@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from runner.cli.distributed import add_store_options
 from runner.errors import (
     EXIT_HOSTS_FAILED,
     EXIT_HOSTS_UNREACHABLE,
@@ -64,6 +65,13 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
         help="-v: commands and output as they stream; -vv: rendered, and connections",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only the recap")
+    p.add_argument(
+        "--dispatch",
+        choices=["workers", "local"],
+        default="workers",
+        help="with a broker: children go to workers (default), or run in this process",
+    )
+    add_store_options(p, broker=True)
     p.set_defaults(func=cmd_run)
 
     job = sub.add_parser("job", help="list, show, receive, wait for, stop and remove jobs")
@@ -150,6 +158,8 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
         "--keep-remote", action="store_true", help="leave the job directories on the targets"
     )
     p.set_defaults(func=cmd_remove)
+    for action in jsub.choices.values():
+        add_store_options(action)
 
 
 def _positive_int(text: str) -> int:
@@ -221,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         diff=args.diff,
         events=reporter,
         on_start=hook,
+        dispatch=args.dispatch,
     )
     hosts = list(dict.fromkeys(h for jp in plan.jobs for h in jp.hosts))
     reporter.recap(hosts)

@@ -158,9 +158,11 @@ def _add_run_commands(sub: Any) -> None:
 
     Imported here, not at the top, only to keep `runner --version` from loading it; a
     broken import below must fail loudly, never drop the commands."""
+    from runner.cli import distributed as cli_distributed
     from runner.cli import jobs as cli_jobs
 
     cli_jobs.add_commands(sub, Parser, add_plan_options)
+    cli_distributed.add_commands(sub, Parser)
 
 
 def report(error: BaseException) -> None:
@@ -195,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        from runner.cli.distributed import apply_store_options
+
+        apply_store_options(args)
         return int(args.func(args))
     except RunnerError as error:
         report(error)

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from runner.connections import lifeline
 from runner.errors import RunnerError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
-from runner.execution.steps import ChildReport, Control, StepOutcome
+from runner.execution.relay import relay, report_of
+from runner.execution.steps import ChildReport, Control
 
 if TYPE_CHECKING:
     from runner.execution.events import StepEvents
@@ -44,14 +45,14 @@ _GRACE = 3.0
 def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
     """Start the worker process for one child and wait for it (the runner's side)."""
     jp, host, child = task.jp, task.host, task.child
-    if context.request is None or context.store_path is None:
+    if context.request is None or context.store_location is None:
         raise RunnerError("a background job needs the run's plan request and job store path")
     job = BackgroundTask(
         request=context.request,
         job=jp.name,
         host=host,
         child=child,
-        store=str(context.store_path),
+        store=context.store_location,
         registered=dict(context.registered.get(host, {})),
         check=context.check,
         diff=context.diff,
@@ -71,7 +72,7 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
         )
         lifeline.hold(proc.pid)  # its own group; it waits for the payload, written after
         assert proc.stdin is not None and proc.stdout is not None
-        relay = Relay(proc.stdout, context.events, jp, host)
+        relayed = Relay(proc.stdout, context.events, jp, host)
         try:
             context.store.set_runtime(child, local_pid=proc.pid)
             proc.stdin.write(payload)
@@ -79,13 +80,13 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
             _wait(proc, task.control)
         finally:
             lifeline.release(proc.pid)
-        relay.join(_GRACE)
+        relayed.join(_GRACE)
         proc.stdout.close()
         if task.control.stopped and proc.returncode != 0:
             return ChildReport("Failed" if task.control.fail else "Stopped", task.control.reason)
         try:
-            data = relay.report or {}
-            report = ChildReport(data["state"], data.get("reason"), False, data.get("counts", {}))
+            data = relayed.report or {}
+            report = report_of(data)
         except KeyError:
             errors.seek(0)
             tail = errors.read()[-500:].decode(errors="replace").strip().splitlines()
@@ -108,7 +109,6 @@ class Relay(threading.Thread):
     ) -> None:
         super().__init__(name=f"relay-{host}", daemon=True)
         self.stream, self.events, self.jp, self.host = stream, events, jp, host
-        self.steps = {step.index: step for step in jp.steps}
         self.report: dict[str, Any] | None = None
         self.start()
 
@@ -121,21 +121,7 @@ class Relay(threading.Thread):
             if "event" not in line:
                 self.report = line
             elif self.events is not None:
-                self._relay(self.events, line)
-
-    def _relay(self, events: StepEvents, line: dict[str, Any]) -> None:
-        kind = line["event"]
-        step = self.steps.get(line.get("step", -1))
-        if kind == "output":
-            events.output(self.jp, self.host, line["stream"], line["text"])
-        elif step is None:
-            return
-        elif kind == "step_done":
-            outcome = StepOutcome(**line["outcome"])
-            labelled = dataclasses.replace(step, name=line["name"])
-            events.step_done(self.jp, self.host, labelled, outcome, line["seconds"])
-        elif kind in ("command", "diff"):
-            getattr(events, kind)(self.jp, self.host, step, line["text"])
+                relay(self.events, self.jp, self.host, line)
 
 
 def _start_detached(store: JobStore, child: int, payload: bytes) -> ChildReport:

@@ -113,8 +113,11 @@ class KeptChild:
         refresh(store, parent, claim=False)
 
 
-def child_runner(jp: JobPlan) -> ChildRunner:
-    """The runner for `jp`'s children."""
+def child_runner(jp: JobPlan, context: RunContext | None = None, host: str = "") -> ChildRunner:
+    """The runner for `jp`'s children (on `host`): a worker's, when the run has a broker."""
+    if context is not None and context.dispatcher is not None and not kept_on_target(jp):
+        runner: ChildRunner = context.dispatcher.child_runner(context.plan, jp, host)
+        return runner
     if jp.job.type == "background":
         return BackgroundChild()
     if jp.job.type == "remote" and kept_on_target(jp):

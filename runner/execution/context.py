@@ -4,7 +4,6 @@ background child's task as plain data for its worker process."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.execution.sinks import FileWriter, StoreWriter
@@ -35,8 +34,11 @@ class RunContext:
     check: bool = False
     diff: bool = False
     request: PlanRequest | None = None  # for children planned again in another process
-    store_path: Path | None = None
+    store_location: str | None = None  # for a worker in another process
     record_groups: bool = True
+    # With a broker: what sends children to workers (runner.distributed.dispatch), whose
+    # `child_runner(plan, jp, host)` gives the ChildRunner of a child on a worker.
+    dispatcher: Any = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class BackgroundTask:
     diff: bool
     detach: bool
     runner: int  # the runner's pid: an attached worker ends when it is gone
+    controller: str | None = None  # on a worker machine: the runner's identity instead
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> BackgroundTask:

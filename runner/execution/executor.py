@@ -47,7 +47,7 @@ class RunOptions:
     connect_timeout: float = 10.0
     known_hosts: Path | None = None
     request: PlanRequest | None = None  # what the plan was built from
-    store_path: Path | None = None
+    store: str | None = None  # where the store is, for a worker in another process
 
 
 @dataclass
@@ -115,7 +115,7 @@ class Executor:
             options.check,
             options.diff,
             options.request,
-            options.store_path,
+            options.store,
         )
         self._lock = threading.Lock()
         self.parent_ids: dict[str, int] = {}
@@ -311,7 +311,7 @@ class Executor:
         its state. False when the run stopped first."""
         parent = self.parent_ids[jp.name]
         while not control.event.wait(POLL_SECONDS * 2):
-            child_runner(jp).refresh(self.store, parent)
+            child_runner(jp, self.context).refresh(self.store, parent)
             children = self.store.children(parent)
             if all(JobState(c.state) in TERMINAL | {JobState.Disconnected} for c in children):
                 with self._lock:
@@ -388,8 +388,10 @@ class Executor:
         if control.stopped:
             self._finish(jp, host, ChildReport("Stopped", control.reason or "stopped"))
             return
+        runner = child_runner(jp, self.context, host)
         try:
-            self.store.set_state(child, JobState.Running)
+            if not getattr(runner, "claimed_by_worker", False):  # a worker claims its own
+                self.store.set_state(child, JobState.Running)
         except JobStateError:
             self._finish(jp, host, ChildReport("Stopped", "stopped before it started"))
             return
@@ -401,7 +403,7 @@ class Executor:
             timer.daemon = True
             timer.start()
         try:
-            report = self._run_child(jp, host, child, control)
+            report = runner.run(self.context, ChildTask(jp, host, child, control))
         except ConnectError as exc:
             report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
         except (RunnerError, OSError) as exc:  # the recap counts it failed, as any failure
@@ -413,10 +415,6 @@ class Executor:
             if timer is not None:
                 timer.cancel()
         self._finish(jp, host, report)
-
-    def _run_child(self, jp: JobPlan, host: str, child: int, control: Control) -> ChildReport:
-        """Every kind of child through the one interface (`runner.execution.children`)."""
-        return child_runner(jp).run(self.context, ChildTask(jp, host, child, control))
 
     def _finish(self, jp: JobPlan, host: str, report: ChildReport) -> None:
         child = self.child_ids[(jp.name, host)]

@@ -34,6 +34,7 @@ _BATCH_BYTES = 1 << 20
 _QUEUE_BYTES = 16 << 20
 _EMPTY = object()
 _RUNTIME = object()  # a queue item's kind: `set_runtime` changes for one child
+_EVENT = object()  # a queue item's kind: a worker's event for its controller
 
 
 @dataclass
@@ -43,13 +44,16 @@ class _Batch:
     outputs: list[Record] = field(default_factory=list)
     steps: list[tuple[Any, ...]] = field(default_factory=list)
     runtimes: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[int, str]] = field(default_factory=list)
     flushes: list[threading.Event] = field(default_factory=list)
     size: int = 0
 
     def add(self, kind: object, row: Any) -> None:
-        """One queued row: a runtime change, an output record (`kind` true) or a step."""
+        """One queued row: a runtime change, an event, an output record (`kind` true) or a step."""
         if kind is _RUNTIME:
             self.runtimes.append(row)
+        elif kind is _EVENT:
+            self.events.append(row)
         elif kind:
             self.outputs.append(row)
             self.size += len(row[4])
@@ -128,6 +132,11 @@ class StoreWriter:
         with the output around it: two writes a step would cost a fleet its speed."""
         self._queue.put((_RUNTIME, (child_id, runtime_changes(**fields))))
 
+    def send_event(self, child_id: int, data: str) -> None:
+        """An event (JSON) for the controller of a child run on a worker, batched with
+        the output and step results around it, in the order produced."""
+        self._queue.put((_EVENT, (child_id, data)))
+
     def flush(self) -> BaseException | None:
         """Wait until everything queued so far is committed; the writer's error, if any.
 
@@ -148,8 +157,8 @@ class StoreWriter:
         while not done:
             batch = _Batch()
             done = self._gather(batch)
-            if batch.outputs or batch.steps or batch.runtimes:
-                self._commit(batch.outputs, batch.steps, batch.runtimes, batch.size)
+            if batch.outputs or batch.steps or batch.runtimes or batch.events:
+                self._commit(batch)
             for committed in batch.flushes:
                 committed.set()
 
@@ -178,22 +187,16 @@ class StoreWriter:
         except queue.Empty:
             return _EMPTY
 
-    def _commit(
-        self,
-        outputs: list[Record],
-        steps: list[tuple[Any, ...]],
-        runtimes: list[tuple[int, dict[str, Any]]],
-        size: int,
-    ) -> None:
+    def _commit(self, batch: _Batch) -> None:
         if self._error is None:  # after a lost batch nothing later is stored: no holes
             try:
-                self._store.append_batch(outputs, steps, runtimes)
+                self._store.append_batch(batch.outputs, batch.steps, batch.runtimes, batch.events)
             except BaseException as exc:  # noqa: BLE001 - reported by flush() and close()
                 self._error = exc
                 if self._on_error is not None:
                     self._on_error(exc)
         with self._cond:
-            self._bytes -= size
+            self._bytes -= batch.size
             self._cond.notify_all()
 
     def close(self) -> None:

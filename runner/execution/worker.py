@@ -3,7 +3,7 @@ and runs the child as a thread job runs, reporting to the runner on stdout.
 
 Started by `runner.execution.background.worker_command`; the task (a
 `runner.execution.context.BackgroundTask`) arrives as JSON on stdin. Events go back as
-JSON lines (`PipeEvents`), and last how the child ended and what it registered.
+JSON lines (`pipe_events`), and last how the child ended and what it registered.
 """
 
 from __future__ import annotations
@@ -19,60 +19,29 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import RunnerError
 from runner.execution.children import InProcessChild
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
+from runner.execution.relay import JsonEvents
 from runner.execution.sessions import SessionPool
 from runner.execution.sinks import FileWriter, StoreWriter
-from runner.execution.steps import Control, StepOutcome
+from runner.execution.steps import ChildReport, Control
 from runner.jobs.store import JobStore
 from runner.planning.request import replan
 from runner.signals import handle_signals
 
 if TYPE_CHECKING:
-    from runner.planning.model import Step
-    from runner.planning.planner import JobPlan
+    pass
 
 
-class PipeEvents:
-    """The worker's side: the events a StepRunner sends, as JSON lines on stdout."""
+def pipe_events(stream: Any) -> JsonEvents:
+    """The worker's events as JSON lines on `stream` (its stdout, read by the runner)."""
 
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self._lock = threading.Lock()
+    def emit(text: str) -> None:
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the runner is gone: the worker is being ended too
 
-    def send(self, line: dict[str, Any], default: Any = None) -> None:
-        with self._lock:
-            try:
-                self.stream.write(json.dumps(line, default=default) + "\n")
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # the runner is gone: the worker is being ended too
-
-    def command(self, jp: JobPlan, host: str, step: Step, text: str) -> None:
-        self.send({"event": "command", "step": step.index, "text": text})
-
-    def diff(self, jp: JobPlan, host: str, step: Step, text: str) -> None:
-        self.send({"event": "diff", "step": step.index, "text": text})
-
-    def output(self, jp: JobPlan, host: str, stream: str, text: str) -> None:
-        self.send({"event": "output", "stream": stream, "text": text})
-
-    def step_done(
-        self, jp: JobPlan, host: str, step: Step, outcome: StepOutcome, seconds: float
-    ) -> None:
-        shown = {
-            "status": outcome.status,
-            "rc": outcome.rc,
-            "error": outcome.error,
-            "stderr_tail": outcome.stderr_tail,
-        }
-        self.send(
-            {
-                "event": "step_done",
-                "step": step.index,
-                "name": step.name,
-                "outcome": shown,
-                "seconds": seconds,
-            }
-        )
+    return JsonEvents(emit)
 
 
 def _die_with_parent() -> None:
@@ -117,7 +86,7 @@ def main() -> int:
         FileWriter(),
         SessionPool(plan, None),
         {task.host: registered},
-        None if task.detach else PipeEvents(sys.stdout),
+        None if task.detach else pipe_events(sys.stdout),
         task.check,
         task.diff,
         record_groups=False,
@@ -129,15 +98,7 @@ def main() -> int:
         context.writer.close()
     if task.detach:
         store.finish(task.child, report.state, report.reason)
-    PipeEvents(sys.stdout).send(
-        {
-            "state": report.state,
-            "reason": report.reason,
-            "counts": report.counts,
-            "registered": registered,
-        },
-        default=str,
-    )
+    pipe_events(sys.stdout).ending(report, registered)
     return 0
 
 
@@ -145,7 +106,7 @@ def _refuse(task: BackgroundTask, store: JobStore, reason: str) -> int:
     """End the child Failed with `reason` before any step ran, and tell the runner."""
     if task.detach:
         store.finish(task.child, "Failed", reason)
-    PipeEvents(sys.stdout).send({"state": "Failed", "reason": reason, "counts": {}})
+    pipe_events(sys.stdout).ending(ChildReport("Failed", reason), {})
     return 0
 
 

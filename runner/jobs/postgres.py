@@ -58,7 +58,7 @@ _V1 = [
         owner_id TEXT,
         worker_id TEXT,
         queue TEXT,
-        registered TEXT
+        stop_reason TEXT
     )""",
     "CREATE INDEX jobs_parent ON jobs(parent_id)",
     "CREATE INDEX jobs_state ON jobs(state)",

@@ -98,7 +98,7 @@ _V3 = [
     "ALTER TABLE jobs ADD COLUMN local_start INTEGER",
 ]
 # v4: owners known by name and heartbeat (a controller or a worker on another machine),
-# the worker a child runs on, its queue and what it registered, and the events a worker
+# the worker a child runs on, its queue, why its controller stops it, and the events a worker
 # sends its controller (step lines, commands, diffs) through the store.
 _V4 = [
     """CREATE TABLE owners (
@@ -110,7 +110,7 @@ _V4 = [
     "ALTER TABLE jobs ADD COLUMN owner_id TEXT",
     "ALTER TABLE jobs ADD COLUMN worker_id TEXT",
     "ALTER TABLE jobs ADD COLUMN queue TEXT",
-    "ALTER TABLE jobs ADD COLUMN registered TEXT",
+    "ALTER TABLE jobs ADD COLUMN stop_reason TEXT",
     """CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         child_id INTEGER NOT NULL,

@@ -57,6 +57,8 @@ Row = Any  # a row of either database: by index and by column name
 Connection = Any  # a connection of either database (execute, executemany)
 
 STREAMS = ("stdout", "stderr")
+# stop_requested: 0 none, 1 `runner job stop`; a controller's stop of a child on a worker:
+STOP_ASKED, STOP_FAILS = 2, 3
 STEP_STATUSES = tuple(status.value for status in StepStatus)
 
 _JOB_COLUMNS = (
@@ -96,7 +98,11 @@ class JobStore:
     URL), safe to share between threads and processes."""
 
     def __init__(
-        self, location: str | os.PathLike[str], end_processes: EndProcesses | None = None
+        self,
+        location: str | os.PathLike[str],
+        end_processes: EndProcesses | None = None,
+        *,
+        upgrade: bool = False,
     ) -> None:
         """The store at `location`, created (a SQLite file 0600) when missing and
         migrated when old.
@@ -104,6 +110,8 @@ class JobStore:
         `end_processes` is how `reconcile` ends what a dead runner left running (the
         execution side provides it: the store knows nothing of processes on targets).
         Without it, a dead runner's job that recorded processes is left as it is.
+        `upgrade`: apply pending migrations even where the database waits for `runner
+        store migrate` (a shared PostgreSQL store); `migrated` says how many were.
         """
         self.db: Database = open_database(location)
         self.path = self.db.location  # what messages name (a URL's password masked)
@@ -112,7 +120,7 @@ class JobStore:
         self._lock = threading.Lock()
         self._connections: list[Connection] = []
         self._pid = os.getpid()
-        self._migrate(on_open=True)
+        self.migrated = self._migrate(on_open=not upgrade)
 
     @property
     def url(self) -> str:
@@ -186,11 +194,6 @@ class JobStore:
                 conn.execute(statement)
             self.db.set_schema_version(conn, latest)
             return latest - version
-
-    def migrate(self) -> int:
-        """Apply the store's pending schema migrations (`runner store migrate`); returns
-        how many versions it moved."""
-        return self._migrate()
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""
@@ -468,6 +471,7 @@ class JobStore:
             conn.execute(f"DELETE FROM output WHERE job_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM steps WHERE child_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM remote_streams WHERE child_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM events WHERE child_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", ids)
             if row["parent_id"] is not None:
                 _refresh_parent(conn, row["parent_id"])
@@ -515,6 +519,92 @@ class JobStore:
             return {}
         return end_processes(self, [self.get(row["id"]) for row in rows])
 
+    # -- owners with heartbeats, and children run by workers ---------------------------
+
+    def beat(self, owner_id: str, kind: str, name: str) -> None:
+        """Say that owner `owner_id` (a controller or a worker, called `name`) lives."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO owners (id, kind, name, beat) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET beat = excluded.beat",
+                (owner_id, kind, name, time.time()),
+            )
+
+    def owner_beat(self, owner_id: str) -> tuple[str, float] | None:
+        """An owner's name and last heartbeat (seconds since the epoch), or None."""
+        row = (
+            self._conn()
+            .execute("SELECT name, beat FROM owners WHERE id = ?", (owner_id,))
+            .fetchone()
+        )
+        return None if row is None else (row[0], float(row[1]))
+
+    def dispatch(self, child_id: int, owner_id: str, queue: str | None) -> None:
+        """Record that `child_id` was handed to the workers of `queue` by controller
+        `owner_id`, which answers for it while its heartbeat lasts."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE jobs SET owner_id = ?, queue = ? WHERE id = ?",
+                (owner_id, queue, child_id),
+            )
+
+    def claim_for_worker(self, child_id: int, worker_id: str) -> bool:
+        """A worker takes a dispatched child: NotStarted to Running, once. False when it
+        was stopped while queued, or another delivery of the same task took it first (a
+        child never runs twice)."""
+        with self._write() as conn:
+            row = _require_job(conn, child_id)
+            if row["state"] != JobState.NotStarted or row["stop_requested"]:
+                return False
+            _move(conn, row, [JobState.Running], None)
+            conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
+            return True
+
+    def ask_stop(self, child_id: int, reason: str, fail: bool = False) -> bool:
+        """The controller's stop of a child on a worker (Ctrl-C, a job timeout): the
+        worker ends its step and reports it `reason`; unlike `request_stop`, the state
+        stays for the controller to record (a timeout is Failed, not Stopped). True when
+        no worker had taken the child: none ever will (`claim_for_worker`)."""
+        with self._write() as conn:
+            row = _require_job(conn, child_id)
+            conn.execute(
+                "UPDATE jobs SET stop_requested = CASE WHEN stop_requested = 0 THEN ?"
+                " ELSE stop_requested END, stop_reason = COALESCE(stop_reason, ?) WHERE id = ?",
+                (STOP_FAILS if fail else STOP_ASKED, reason, child_id),
+            )
+            return row["worker_id"] is None
+
+    def worker_of(self, child_id: int) -> str | None:
+        """The identity of the worker that took a dispatched child, if one did."""
+        row = (
+            self._conn().execute("SELECT worker_id FROM jobs WHERE id = ?", (child_id,)).fetchone()
+        )
+        return None if row is None else row[0]
+
+    def stop_request(self, child_id: int) -> tuple[int, str | None]:
+        """(how a stop was asked: 0 none, 1 `runner job stop`, `STOP_ASKED`, `STOP_FAILS`;
+        the controller's reason). A removed job counts as stopped."""
+        row = (
+            self._conn()
+            .execute("SELECT stop_requested, stop_reason FROM jobs WHERE id = ?", (child_id,))
+            .fetchone()
+        )
+        return (1, None) if row is None else (int(row[0]), row[1])
+
+    def events_after(self, child_ids: Iterable[int], after: int) -> list[tuple[int, int, str]]:
+        """(id, child id, JSON) of the events workers sent about these children, past
+        event `after`, in order."""
+        ids = list(child_ids)
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = self._conn().execute(
+            f"SELECT id, child_id, data FROM events WHERE id > ? AND child_id IN ({marks})"
+            " ORDER BY id",
+            (after, *ids),
+        )
+        return [(int(r[0]), int(r[1]), r[2]) for r in rows]
+
     # -- steps -----------------------------------------------------------------------
 
     def record_step(
@@ -559,18 +649,21 @@ class JobStore:
         records: Iterable[OutputRow],
         steps: Iterable[StepRow],
         runtimes: Iterable[tuple[int, dict[str, Any]]] = (),
+        events: Iterable[tuple[int, str]] = (),
     ) -> None:
         """Output records, step results (`record_step`'s arguments, as tuples) and
-        `runtime_changes` per child, in one transaction: the executor's writer thread
+        `runtime_changes` per child, and a worker's events (child id, JSON) for its
+        controller, in one transaction: the executor's writer thread
         batches them, so a fleet of hosts starting and finishing steps at once costs a
         few transactions, not one each."""
         rows = [_output_row(record) for record in records]
         results = list(steps)
         changes = list(runtimes)
+        sent = list(events)
         for result in results:
             if result[4] not in STEP_STATUSES:
                 raise ValueError(f"step status must be one of {', '.join(STEP_STATUSES)}")
-        if not rows and not results and not changes:
+        if not rows and not results and not changes and not sent:
             return
         with self._write() as conn:
             for child_id in {result[0] for result in results}:
@@ -589,6 +682,7 @@ class JobStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            conn.executemany("INSERT INTO events (child_id, data) VALUES (?, ?)", sent)
 
     def receive(
         self,

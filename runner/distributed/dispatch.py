@@ -1,0 +1,191 @@
+"""The controller's side: children sent to workers through the broker, followed in the store.
+
+A `Dispatcher` belongs to one run: it keeps the run's heartbeat (its workers stop its
+attached children when it lapses), sends each child as a task, and one thread reads the
+events workers write into the store for all the run's children, handing each to the
+child that waits for it. `DispatchedChild` is the `ChildRunner` of a child on a worker:
+it relays the worker's step events to the run's console as if the steps ran here, and
+returns how the child ended; the executor records it, as for any child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app
+from runner.distributed.owners import Heartbeat, Identity, silent_for
+from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
+from runner.execution.relay import relay, report_of
+from runner.execution.steps import ChildReport
+from runner.jobs.states import TERMINAL, JobState
+from runner.settings import heartbeat_timeout
+
+if TYPE_CHECKING:
+    from runner.jobs.store import JobStore
+    from runner.planning.planner import JobPlan, Plan
+
+POLL_S = 0.1
+CHECK_S = 1.0  # how often a waiting child looks at its record and its worker's heartbeat
+STOP_GRACE_S = 10.0  # how long a stopped child waits for its worker to say it ended
+
+
+class Dispatcher:
+    """One run's link to its workers (see the module's docstring)."""
+
+    def __init__(self, store: JobStore, broker: str) -> None:
+        self.store = store
+        self.app = make_app(broker)
+        check_broker(self.app, broker)
+        self.identity = Identity.new("runner")
+        self.heartbeat = Heartbeat(store, self.identity)
+        self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._read_events, name="events", daemon=True)
+        self._thread.start()
+
+    def send(self, task: BackgroundTask, queue_name: str | None) -> queue.Queue[dict[str, Any]]:
+        """Record the child as this run's and hand it to the workers of `queue_name`;
+        returns where its events arrive."""
+        inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        with self._lock:
+            self._inboxes[task.child] = inbox
+        self.store.dispatch(task.child, self.identity.id, queue_name)
+        payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
+        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
+        return inbox
+
+    def child_runner(self, plan: Plan, jp: JobPlan, host: str) -> DispatchedChild:
+        """The ChildRunner of `jp`'s child on `host`, sent to the queue it names."""
+        return DispatchedChild(self, queue_for(plan, jp, host))
+
+    def forget(self, child: int) -> None:
+        with self._lock:
+            self._inboxes.pop(child, None)
+
+    def _read_events(self) -> None:
+        last = 0
+        while not self._closed.wait(POLL_S):
+            with self._lock:
+                children = list(self._inboxes)
+            if not children:
+                continue
+            try:
+                rows = self.store.events_after(children, last)
+            except Exception:  # noqa: BLE001 - the store away for a moment: read again
+                continue
+            for event_id, child, data in rows:
+                last = max(last, event_id)
+                with self._lock:
+                    inbox = self._inboxes.get(child)
+                if inbox is not None:
+                    inbox.put(json.loads(data))
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join(timeout=5)
+        self.heartbeat.stop()
+
+
+class DispatchedChild:
+    """A child run by a worker: sent, then followed through the store until it ends."""
+
+    claimed_by_worker = True  # the child stays NotStarted until a worker takes it
+
+    def __init__(self, dispatcher: Dispatcher, queue_name: str | None) -> None:
+        self.dispatcher, self.queue_name = dispatcher, queue_name
+
+    def run(self, context: RunContext, task: ChildTask) -> ChildReport:
+        jp, host, child = task.jp, task.host, task.child
+        detach = jp.job.detach and not context.check
+        job = BackgroundTask(
+            request=context.request,  # type: ignore[arg-type]  # set by every run
+            job=jp.name,
+            host=host,
+            child=child,
+            store="",  # a worker uses its own store URL: no password crosses the broker
+            registered=dict(context.registered.get(host, {})),
+            check=context.check,
+            diff=context.diff,
+            detach=detach,
+            runner=os.getpid(),
+            controller=self.dispatcher.identity.id,
+        )
+        inbox = self.dispatcher.send(job, self.queue_name)
+        if detach:
+            self.dispatcher.forget(child)
+            where = self.queue_name or DEFAULT_QUEUE
+            return ChildReport("Running", f"detached: on a worker of queue '{where}'")
+        try:
+            return self._follow(context, task, inbox)
+        finally:
+            self.dispatcher.forget(child)
+
+    def _follow(
+        self, context: RunContext, task: ChildTask, inbox: queue.Queue[dict[str, Any]]
+    ) -> ChildReport:
+        store, child = context.store, task.child
+        stopped_at: float | None = None
+        checked = time.monotonic()
+        while True:
+            try:
+                line = inbox.get(timeout=POLL_S)
+            except queue.Empty:
+                line = None
+            if line is not None:
+                ending = _take(context, task, line)
+                if ending is not None:
+                    return ending
+                continue
+            if task.control.stopped and stopped_at is None:
+                stopped_at = time.monotonic()
+                if store.ask_stop(child, task.control.reason or "stopped", task.control.fail):
+                    return _stopped(task)
+            if time.monotonic() - checked >= CHECK_S:
+                checked = time.monotonic()
+                ended = self._ended_elsewhere(store, child)
+                if ended is not None:
+                    return ended
+            if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_S:
+                return _stopped(task)
+
+    def _ended_elsewhere(self, store: JobStore, child: int) -> ChildReport | None:
+        """The child's end when it came from elsewhere (a stop while queued, a settled
+        record), or its worker lost; None while it runs."""
+        record = store.get(child)
+        if JobState(record.state) in TERMINAL:
+            return ChildReport(record.state.value, record.reason)
+        worker = store.worker_of(child)
+        if worker is None:
+            return None
+        name, silent = silent_for(store, worker)
+        if silent > heartbeat_timeout():
+            return ChildReport("Failed", f"worker {name} lost: no heartbeat for {silent:.0f} s")
+        return None
+
+    def refresh(self, store: JobStore, parent: int) -> None:
+        """A detached child on a worker records its end itself; a lost one is settled."""
+        store.reconcile()
+
+
+def _take(context: RunContext, task: ChildTask, line: dict[str, Any]) -> ChildReport | None:
+    """One line from the worker: an event, told to the run's console; or its last, how
+    the child ended, with what it registered kept for later jobs."""
+    if "event" in line:
+        if context.events is not None:
+            relay(context.events, task.jp, task.host, line)
+        return None
+    registered = context.registered.setdefault(task.host, {})
+    remember(context.plan, registered, line.get("registered") or {})
+    return report_of(line)
+
+
+def _stopped(task: ChildTask) -> ChildReport:
+    control = task.control
+    return ChildReport("Failed" if control.fail else "Stopped", control.reason or "stopped")

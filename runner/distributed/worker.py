@@ -1,0 +1,202 @@
+"""`runner worker`: a Celery worker that runs child jobs sent by `runner run` on any machine.
+
+Each task (`runner.distributed.app.TASK`) carries a `BackgroundTask` as JSON. The worker
+claims the child in the store (NotStarted to Running, once), plans its job again from the
+request (the playbook and inventory at the same paths as on the controller, checked by
+the playbook's digest), runs it as a thread job runs, and writes its steps, output and
+events into the store as they happen. It honours a stop asked from any machine, stops an
+attached child whose controller's heartbeat lapsed, and beats its own heartbeat so that
+the controller can tell a lost worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runner.distributed.app import TASK, make_app
+from runner.distributed.owners import Heartbeat, Identity, silent_for
+from runner.errors import RunnerError
+from runner.execution.children import InProcessChild
+from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
+from runner.execution.executor import RunOptions
+from runner.execution.relay import JsonEvents
+from runner.execution.sessions import SessionPool
+from runner.execution.sinks import FileWriter, StoreWriter
+from runner.execution.steps import ChildReport, Control
+from runner.jobs.states import TERMINAL, JobState
+from runner.jobs.store import STOP_FAILS, JobStore
+from runner.planning.request import PlanRequest, replan
+from runner.settings import known_hosts_path
+
+if TYPE_CHECKING:
+    from runner.planning.planner import Plan
+
+POLL_S = 0.2
+
+
+@dataclass
+class Worker:
+    """What every task of this worker process shares."""
+
+    store: JobStore
+    identity: Identity
+    heartbeat: Heartbeat
+
+
+_WORKER: Worker | None = None
+
+
+def start(store: JobStore, name: str | None) -> Worker:
+    """This process's worker identity, beating in `store` from now on."""
+    global _WORKER
+    identity = Identity.new("worker", name)
+    _WORKER = Worker(store, identity, Heartbeat(store, identity))
+    return _WORKER
+
+
+def run_task(payload: dict[str, Any]) -> str:
+    """The task: run one child, unless it was stopped while queued or already taken."""
+    worker = _WORKER
+    if worker is None:
+        raise RuntimeError("runner.child runs only in `runner worker`")
+    task = BackgroundTask.from_json(payload)
+    store = worker.store
+    if not store.claim_for_worker(task.child, worker.identity.id):
+        return "skipped"
+    control = Control()
+    writer = StoreWriter(store)
+    watch = threading.Thread(
+        target=_watch, args=(store, task, control), name=f"watch-{task.child}", daemon=True
+    )
+    watch.start()
+    registered: dict[str, Any] = {}
+    try:
+        report = _run(task, store, writer, control, registered)
+    except Exception as exc:  # noqa: BLE001 - told on the job, never lost
+        reason = f"internal error on worker: {type(exc).__name__}: {exc}"
+        report = ChildReport("Failed", reason, counts={"failed": 1})
+    finally:
+        control.event.set()  # ends the watch
+    events = JsonEvents(functools.partial(writer.send_event, task.child))
+    events.ending(report, registered)
+    error = writer.flush()
+    writer.close()
+    if error is not None or task.detach or _controller_gone(store, task):
+        _record_end(store, task.child, report, error)
+    return report.state
+
+
+def _run(
+    task: BackgroundTask,
+    store: JobStore,
+    writer: StoreWriter,
+    control: Control,
+    registered: dict[str, Any],
+) -> ChildReport:
+    try:
+        plan = _plan(json.dumps(dataclasses.asdict(task.request), sort_keys=True))
+        jp = plan.job(task.job)
+    except RunnerError as error:
+        return ChildReport("Failed", str(error))
+    except KeyError:
+        return ChildReport("Failed", f"job '{task.job}' is no longer in the plan")
+    remember(plan, registered, task.registered)
+    events = JsonEvents(functools.partial(writer.send_event, task.child))
+    context = RunContext(
+        plan,
+        store,
+        writer,
+        FileWriter(),
+        SessionPool(plan, RunOptions(known_hosts=known_hosts_path())),
+        {task.host: registered},
+        events,
+        task.check,
+        task.diff,
+    )
+    try:
+        return InProcessChild().run(context, ChildTask(jp, task.host, task.child, control))
+    finally:
+        context.files.close()
+        context.sessions.close()
+
+
+@functools.lru_cache(maxsize=8)
+def _plan(request: str) -> Plan:
+    """The plan of a request, made once per worker process for all its children."""
+    return replan(PlanRequest.from_json(json.loads(request)))
+
+
+def _watch(store: JobStore, task: BackgroundTask, control: Control) -> None:
+    """Stop the child when a stop is asked from any machine, or when its controller is
+    gone (an attached child ends with its runner, as it would on one machine)."""
+    checked = 0.0
+    while not control.event.wait(POLL_S):
+        try:
+            asked, reason = store.stop_request(task.child)
+            if asked:
+                fail = asked == STOP_FAILS
+                control.stop(reason or "stopped by 'runner job stop'", fail)
+                return
+            if time.monotonic() - checked >= 1.0:
+                checked = time.monotonic()
+                if _controller_gone(store, task):
+                    control.stop("stopped: the runner that started it is gone")
+                    return
+        except Exception:  # noqa: BLE001 - the store away for a moment: ask again
+            continue
+
+
+def _controller_gone(store: JobStore, task: BackgroundTask) -> bool:
+    """An attached child's controller silent past the heartbeat timeout."""
+    if task.detach or not task.controller:
+        return False
+    from runner.settings import heartbeat_timeout
+
+    _, silent = silent_for(store, task.controller)
+    return silent > heartbeat_timeout()
+
+
+def _record_end(store: JobStore, child: int, report: ChildReport, error: Any) -> None:
+    """The worker records the child's end itself: detached, or nobody else will."""
+    state, reason = report.state, report.reason
+    if error is not None:
+        state, reason = JobState.Failed.value, f"the worker could not store the output: {error}"
+    if JobState(store.get(child).state) in TERMINAL:
+        return
+    store.finish(child, state, reason)
+
+
+def main(
+    store: JobStore,
+    broker: str,
+    concurrency: int,
+    queues: list[str],
+    name: str | None,
+    loglevel: str = "WARNING",
+) -> int:
+    """Run Celery's worker for runner's task until it is told to stop."""
+    worker = start(store, name)
+    app = make_app(broker)
+    app.task(name=TASK, acks_late=True, ignore_result=True)(run_task)
+    argv = [
+        "worker",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        f"--queues={','.join(queues)}",
+        f"--hostname={worker.identity.name}@%h",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    try:
+        app.worker_main(argv)
+    finally:
+        worker.heartbeat.stop()
+    return 0
