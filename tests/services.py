@@ -132,17 +132,26 @@ class Server:
     def start(self) -> None:
         """Start on the first port that works, up to START_ATTEMPTS ports."""
         self.directory = Path(tempfile.mkdtemp(prefix=f"runner-{self.kind}-"))
-        self._prepare()
+        try:
+            self._prepare()
+            why = self._start_on_a_free_port()
+        except BaseException:
+            self._remove()
+            raise
+        if why is not None:
+            self._remove()
+            raise RuntimeError(f"{self.kind} did not start: {why}")
+        STARTED.append(self)
+
+    def _start_on_a_free_port(self) -> str | None:
         failures = []
         for _, port in zip(range(START_ATTEMPTS), self._ports(), strict=False):
             self.port = port
             why = self._start_on(port)
             if why is None:
-                STARTED.append(self)
-                return
+                return None
             failures.append(f"port {port}: {why}")
-        self._remove()
-        raise RuntimeError(f"{self.kind} did not start: " + "; ".join(failures))
+        return "; ".join(failures)
 
     def stop(self) -> None:
         """Stop the server by its PID and remove its directory; waits until it is gone."""
@@ -233,7 +242,6 @@ class PostgresServer(Server):
             self.bin / "initdb", "-D", self.data, "-A", "trust", "-U", DATABASE_USER, "-N"
         )
         if done.returncode != 0:
-            self._remove()
             raise RuntimeError(f"initdb failed: {done.stdout}{done.stderr}")
 
     def _start_on(self, port: int) -> str | None:
