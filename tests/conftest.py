@@ -1,9 +1,12 @@
 """Shared fixtures: the real sshd fleet (one per test session), a fresh RUNNER_HOME, the
-`runner` command line (`runner_cli`, alias `cli`), and a session check that the suite
-leaves nothing in the real ~/.runner of this machine (every fleet host's home)."""
+`runner` command line (`runner_cli`, alias `cli`), the distributed mode's real servers
+(`postgres_server` and `pg_url`, `redis_server` and `redis_url`), and session checks that
+the suite leaves nothing in the real ~/.runner of this machine (every fleet host's home)
+and no server of tests/services.py running."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import sqlite3
@@ -19,6 +22,13 @@ if str(ROOT) not in sys.path:  # `from tests.fleet import ...` from any test mod
 
 from tests.cli import Cli
 from tests.fleet import Fleet, sshd_available
+from tests.services import (
+    PostgresServer,
+    RedisServer,
+    left_running,
+    postgres_missing,
+    redis_missing,
+)
 
 FLEET_SIZE = 5
 
@@ -30,6 +40,60 @@ def fleet() -> Iterator[Fleet]:
         pytest.skip("OpenSSH server not installed (/usr/sbin/sshd, ssh-keygen): run tests/run.sh")
     with Fleet(FLEET_SIZE) as running:
         yield running
+
+
+def skip_unless_installed(missing: str | None) -> None:
+    """Skip the test when a server it needs cannot run here; in CI (`CI` set) fail instead,
+    since tests/run.sh installs every one of them."""
+    if missing is None:
+        return
+    reason = f"{missing}: run tests/run.sh"
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on 127.0.0.1 for the session, stopped by its PID at the end."""
+    skip_unless_installed(postgres_missing())
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of an empty database of its own for this test only."""
+    return postgres_server.fresh_database()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis on 127.0.0.1 for the session, stopped by its PID at the end."""
+    skip_unless_installed(redis_missing())
+    with RedisServer() as server:
+        yield server
+
+
+_REDIS_DBS = itertools.cycle(range(16))  # Redis's logical databases, 0-15 by default
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of a Redis database emptied for this test."""
+    db = next(_REDIS_DBS)
+    redis_server.cli("flushdb", db=db)
+    return redis_server.url(db)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_left_running() -> Iterator[None]:
+    """Fail the session if a PostgreSQL or Redis that a test started still runs at its end
+    (set up first, so checked after every session fixture has stopped its server)."""
+    yield
+    left = left_running()
+    if left:
+        pytest.fail(f"servers left running: {', '.join(map(repr, left))}", pytrace=False)
 
 
 @pytest.fixture

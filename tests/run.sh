@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh Debian machine, then the suite itself.
 # Installs OpenSSH's server (the tests start their own sshd daemons on loopback), sudo
-# (the become tests ask it for a password) and python3-venv where missing, then the
-# package with its test extras into the checkout's .venv (Debian's own python3 refuses a
-# pip install into itself) and runs pytest from there. Extra arguments go to pytest.
+# (the become tests ask it for a password), python3-venv, and Redis's and PostgreSQL's
+# servers (the distributed mode's tests start their own: tests/services.py) where
+# missing, then the package with its test extras into the checkout's .venv (Debian's own
+# python3 refuses a pip install into itself) and runs pytest from there. Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,8 @@ missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v sudo >/dev/null || missing+=(sudo)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v redis-server >/dev/null || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq

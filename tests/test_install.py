@@ -5,7 +5,8 @@ repository with nothing of this test run's environment: `env -i` with Debian's o
 so `python3` is Debian's /usr/bin/python3 (pip refuses to install into it: the command
 has to make its virtual environment). Then the README's next lines (activate, `runner
 job list`, `runner job receive 1 --keep`) run in one shell, as the user types them. This
-is what proves the package installs from a checkout with its schema and console script.
+is what proves the package installs from a checkout with its schema and console script,
+and without the `distributed` extra's libraries (Celery, redis-py, psycopg).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 DEBIAN_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+DISTRIBUTED_ONLY = ("celery", "redis", "psycopg")  # the `distributed` extra's imports
 FENCE = re.compile(r"^```sh\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 pytestmark = pytest.mark.skipif(
@@ -104,3 +106,15 @@ def test_the_readme_quick_start_installs_and_runs_on_debian_python(tmp_path):
         check=True,
     )
     assert module.stdout.startswith(str(checkout / ".venv" / "lib")), module.stdout
+
+    # the distributed mode's libraries come only with the `distributed` extra
+    for name in DISTRIBUTED_ONLY:
+        found = subprocess.run(
+            [*clean_env(home), str(checkout / ".venv" / "bin" / "python"), "-c", f"import {name}"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert found.returncode != 0, f"a plain install brought {name}"
+        assert "ModuleNotFoundError" in found.stderr, found.stderr

@@ -95,6 +95,7 @@ class JobDef:
     tags: tuple[str, ...] = ()
     timeout: float | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None  # the workers' queue of its children (distributed mode only)
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,17 @@ class HostVars(Mapping[str, Any]):
         return len(self._plan.inventory.hosts)
 
 
+def queue_for(plan: Plan, jp: JobPlan, host: str) -> str | None:
+    """The queue of workers that runs `jp`'s child on `host` in the distributed mode: the
+    job's `queue:`, else the host's inventory variable `runner_queue` (a playbook key wins
+    over the inventory, as in the variable precedence), else None. Both names were checked
+    when their files loaded; neither is a template."""
+    if jp.job.queue is not None:
+        return jp.job.queue
+    queue = plan.inventory.host_vars(host).get("runner_queue")
+    return None if queue is None else str(queue)
+
+
 def _dirname(path: str) -> str:
     import os.path
 

@@ -27,7 +27,7 @@ STEP_NAME_WIDTH = 60
 _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this module imports lazily
 # Keys whose values are names, never rendered; and the keys that hold bare expressions.
 _NOT_RENDERED = frozenset(
-    ("name", "needs", "tags", "register", "session", "targets", "type", "secrets")
+    ("name", "needs", "tags", "register", "session", "targets", "type", "secrets", "queue")
 )
 _EXPRESSIONS = frozenset(("when", "until"))
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
@@ -115,6 +115,7 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
         tags=_names(spec.get("tags")),
         timeout=_seconds(spec.get("timeout")),
         vars=dict(spec.get("vars") or {}),
+        queue=spec.get("queue"),
     )
 
 

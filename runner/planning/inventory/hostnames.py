@@ -203,6 +203,18 @@ def check_become_method(value: Any) -> str:
     return str(value)
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # as the playbook schema's job `queue`
+
+
+def check_queue_name(value: Any) -> str:
+    """A worker queue's name (`queue:`, `runner_queue`): 1-100 letters, digits, `_.-`."""
+    if not isinstance(value, str) or not QUEUE_NAME.fullmatch(value):
+        raise ValueError(
+            f"queue name {_short(value)} must be 1 to 100 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
 CONNECTION_VARS = {
     "ansible_host": check_hostname,
     "ansible_ssh_host": check_hostname,
@@ -212,6 +224,7 @@ CONNECTION_VARS = {
     "ansible_user": check_user,
     "ansible_ssh_user": check_user,
     "ansible_become_method": check_become_method,
+    "runner_queue": check_queue_name,
 }
 
 
