@@ -24,6 +24,7 @@ from runner.execution.context import BackgroundTask, ChildTask, RunContext, reme
 from runner.execution.relay import relay, report_of
 from runner.execution.steps import ChildReport
 from runner.jobs.states import TERMINAL, JobState
+from runner.planning.planner import queue_for
 from runner.settings import heartbeat_timeout
 
 if TYPE_CHECKING:

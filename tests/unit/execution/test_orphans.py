@@ -19,9 +19,9 @@ from runner.api import jobs as api_jobs
 from runner.errors import RunnerError
 from runner.execution.orphans import end_processes
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, machine_id
-from runner.jobs.states import JobState
 from runner.jobs.sqlite import MIGRATIONS
 from runner.jobs.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA
+from runner.jobs.states import JobState
 from runner.jobs.store import JobStore
 from tests.unit.jobs.test_store import _dead_pid
 

@@ -1,4 +1,6 @@
-"""The SQLite job store, on real files: jobs, state, output and receive, several processes."""
+"""The job store, on a real SQLite file and a real PostgreSQL database: jobs, state,
+output and receive, several processes. Every test runs on both unless it is about the
+file itself (`sqlite_only`)."""
 
 from __future__ import annotations
 
@@ -23,9 +25,17 @@ S = JobState
 FORK = multiprocessing.get_context("fork")
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where the store is: a file (a Path), or a fresh PostgreSQL database (its URL)."""
+    if request.param == "postgresql":
+        if request.node.get_closest_marker("sqlite_only"):
+            pytest.skip("about the SQLite file itself")
+        return request.getfixturevalue("pg_url")
     return tmp_path / "state" / "jobs.db"
+
+
+sqlite_only = pytest.mark.sqlite_only
 
 
 @pytest.fixture
@@ -579,6 +589,7 @@ def test_reconcile_leaves_jobs_of_a_live_runner_alone(store: JobStore) -> None:
     assert store.get(job).state == S.Running
 
 
+@sqlite_only
 def test_reconcile_does_not_mistake_a_reused_pid_for_the_owner(store: JobStore, db: Path) -> None:
     job = store.create_job("old", "thread", "sleep 9", "localhost")
     store.set_state(job, S.Running)
@@ -598,6 +609,7 @@ def test_claiming_a_job_makes_reconcile_judge_it_by_the_new_owner(store: JobStor
 # -- files and location -------------------------------------------------------------------
 
 
+@sqlite_only
 def test_store_files_are_private(store: JobStore, db: Path) -> None:
     job = store.create_job("one", "thread", "true", "localhost")
     store.append_output([(job, "localhost", 0, "stdout", "secret", 1.0)])
@@ -607,6 +619,7 @@ def test_store_files_are_private(store: JobStore, db: Path) -> None:
     assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600
 
 
+@sqlite_only
 def test_a_store_from_a_newer_runner_is_refused(db: Path) -> None:
     JobStore(db).close()
     with sqlite3.connect(db) as raw:
@@ -630,3 +643,55 @@ def test_runner_home_keeps_the_mode_of_an_existing_directory(tmp_path: Path) -> 
     existing.chmod(0o755)
     assert runner_home({"RUNNER_HOME": str(existing)}) == existing
     assert stat.S_IMODE(existing.stat().st_mode) == 0o755
+
+
+def test_a_postgresql_store_from_a_newer_runner_is_refused_and_an_older_waits_for_migrate(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from runner.errors import StoreError
+    from runner.jobs import postgres
+
+    store = JobStore(pg_url)
+    kept = store.create_job("kept", "thread", "true", "localhost")
+    store.close()
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("UPDATE runner_schema SET version = %s", (postgres.SCHEMA_VERSION + 1,))
+    with pytest.raises(StoreError, match="newer than this runner"):
+        JobStore(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("UPDATE runner_schema SET version = %s", (postgres.SCHEMA_VERSION,))
+    # A runner one schema version ahead: it waits for `runner store migrate`, which
+    # applies the new step and keeps every job.
+    step = ["CREATE TABLE added_later (id INTEGER)"]
+    monkeypatch.setattr(postgres, "MIGRATIONS", [*postgres.MIGRATIONS, step])
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", postgres.SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="runner store migrate"):
+        JobStore(pg_url)
+    upgraded = JobStore(pg_url, upgrade=True)
+    try:
+        assert upgraded.migrated == 1
+        assert upgraded.get(kept).name == "kept"
+    finally:
+        upgraded.close()
+    again = JobStore(pg_url)
+    assert again.migrated == 0
+    again.close()
+
+
+def test_a_postgresql_password_never_shows_in_the_store_or_its_errors(pg_url: str) -> None:
+    from runner.errors import StoreError
+
+    secret = pg_url.replace("postgresql://runner@", "postgresql://runner:hunter2@")
+    store = JobStore(secret)  # trust authentication: the password is not needed, only kept
+    try:
+        assert "hunter2" not in store.path
+        assert "***" in store.path
+    finally:
+        store.close()
+    closed = secret.rsplit(":", 1)[0] + ":1/postgres"  # nothing listens on port 1
+    with pytest.raises(StoreError) as caught:
+        JobStore(closed)
+    assert "hunter2" not in str(caught.value)
+    assert "127.0.0.1:1" in str(caught.value)
