@@ -129,6 +129,7 @@ class Cli:
         self.home = home
         self.cwd = cwd
         self.env = runner_env(home)
+        self.workers: list[Any] = []  # `runner worker` processes taking its children
 
     def __call__(
         self, *args: str, timeout: float = TIMEOUT, check: bool = False, input: str | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from e2e_helpers import processes_matching, started_job, tcp_connections, wait_until
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
 THREE = "host1:host2:host3"
 
 
