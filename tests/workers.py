@@ -117,5 +117,3 @@ def wait_gone(pid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.1)
     return False
-
-

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runner.distributed.app import TASK, make_app
 from runner.distributed.owners import Heartbeat, Identity, silent_for
 from runner.errors import RunnerError
-from runner.execution.children import InProcessChild
+from runner.execution.children import InProcessChild, run_reporting
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.executor import RunOptions
 from runner.execution.relay import JsonEvents
@@ -120,7 +120,8 @@ def _run(
         task.diff,
     )
     try:
-        return InProcessChild().run(context, ChildTask(jp, task.host, task.child, control))
+        child = ChildTask(jp, task.host, task.child, control)
+        return run_reporting(InProcessChild(), context, child)
     finally:
         context.files.close()
         context.sessions.close()

@@ -23,6 +23,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runner.errors import ConnectError, RunnerError
 from runner.execution.context import ChildTask, RunContext
 from runner.execution.sinks import FileWriter
 from runner.execution.steps import ChildReport, StepRunner
@@ -111,6 +112,21 @@ class KeptChild:
         from runner.execution.ontarget.reconnect import refresh
 
         refresh(store, parent, claim=False)
+
+
+def run_reporting(runner: ChildRunner, context: RunContext, task: ChildTask) -> ChildReport:
+    """`runner.run`, with what it raised as the child's end: a host out of reach is
+    unreachable, any other error failed (the recap counts it), a bug an internal error,
+    never lost."""
+    try:
+        return runner.run(context, task)
+    except ConnectError as exc:
+        return ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
+    except (RunnerError, OSError) as exc:
+        return ChildReport("Failed", str(exc), counts={"failed": 1})
+    except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        return ChildReport("Failed", reason, counts={"failed": 1})
 
 
 def child_runner(jp: JobPlan, context: RunContext | None = None, host: str = "") -> ChildRunner:

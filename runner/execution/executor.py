@@ -19,8 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import ConnectError, JobStateError, RunnerError, StoreError
-from runner.execution.children import child_runner, kept_on_target, render_results_path
+from runner.errors import JobStateError, StoreError
+from runner.execution.children import (
+    child_runner,
+    kept_on_target,
+    render_results_path,
+    run_reporting,
+)
 from runner.execution.context import ChildTask, RunContext
 from runner.execution.sessions import SessionPool
 from runner.execution.sinks import FileWriter, StoreWriter
@@ -403,14 +408,7 @@ class Executor:
             timer.daemon = True
             timer.start()
         try:
-            report = runner.run(self.context, ChildTask(jp, host, child, control))
-        except ConnectError as exc:
-            report = ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
-        except (RunnerError, OSError) as exc:  # the recap counts it failed, as any failure
-            report = ChildReport("Failed", str(exc), counts={"failed": 1})
-        except Exception as exc:  # noqa: BLE001 - reported on the job, never lost
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            report = ChildReport("Failed", reason, counts={"failed": 1})
+            report = run_reporting(runner, self.context, ChildTask(jp, host, child, control))
         finally:
             if timer is not None:
                 timer.cancel()
