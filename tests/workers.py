@@ -70,6 +70,7 @@ def workers(
     """`count` workers (w1, w2, ...), each with a RUNNER_HOME of its own, ready when their
     heartbeats are in the store; all stopped at the end."""
     started: list[Worker] = []
+    tmp.mkdir(parents=True, exist_ok=True)
     try:
         for n in range(1, count + 1):
             home = tmp / f"worker{n}"

@@ -53,6 +53,13 @@ def add_commands(sub: Any, parser_class: type) -> None:
         help="take children of this queue (repeatable; default 'runner')",
     )
     p.add_argument("-n", "--name", help="this worker's name in reasons and listings")
+    p.add_argument(
+        "-l",
+        "--loglevel",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default="WARNING",
+        help="Celery's log level (INFO: each task taken and how it ended)",
+    )
     add_store_options(p, broker=True)
     p.set_defaults(func=cmd_worker)
 
@@ -96,7 +103,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     store = JobStore(location)
     check_broker(make_app(broker), broker)
-    return worker_main(store, broker, args.concurrency, queues, args.name)
+    return worker_main(store, broker, args.concurrency, queues, args.name, args.loglevel)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
