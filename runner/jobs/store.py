@@ -52,6 +52,7 @@ from runner.jobs.states import (
     transition_path,
 )
 from runner.planning.model import JOB_TYPES, RESULT_PLACES
+from runner.settings import heartbeat_timeout
 
 Row = Any  # a row of either database: by index and by column name
 Connection = Any  # a connection of either database (execute, executemany)
@@ -491,17 +492,15 @@ class JobStore:
         """
         with self._read() as conn:
             candidates = conn.execute(_SELECT_ORPHAN_CANDIDATES).fetchall()
+        settled = self._settle_lost_dispatched([row for row in candidates if row["owner_id"]])
         gone = _OwnerJudge()
-        dead = [row for row in candidates if gone(row)]
-        if not dead:
-            return []
+        dead = [row for row in candidates if not row["owner_id"] and gone(row)]
         end_processes = end_processes or self.end_processes
         if end_processes is None:
             dead = [row for row in dead if not _leaves_processes(row)]
-            if not dead:
-                return []
+        if not dead:
+            return settled
         problems = self._end_orphans([row for row in dead if _leaves_processes(row)], end_processes)
-        settled = []
         with self._write() as conn:
             marks = ", ".join("?" * len(dead))
             rows = conn.execute(
@@ -510,6 +509,28 @@ class JobStore:
             for row in rows:
                 if gone(row) and _settle_orphan(conn, row, problems.get(row["id"])):
                     settled.append(row["id"])
+        return settled
+
+    def _settle_lost_dispatched(self, rows: list[Row]) -> list[int]:
+        """Children on workers whose worker fell silent past the heartbeat timeout
+        (Failed: never re-run), or, still queued and attached, whose controller did
+        (Stopped); their ids."""
+        cutoff = time.time() - heartbeat_timeout()
+        lost: dict[int, tuple[JobState, str]] = {}
+        for row in rows:
+            why = _lost(row, cutoff)
+            if why is not None:
+                lost[row["id"]] = why
+        if not lost:
+            return []
+        settled = []
+        with self._write() as conn:
+            for job_id, (outcome, reason) in lost.items():
+                row = _require_job(conn, job_id)
+                if JobState(row["state"]) in TERMINAL:
+                    continue
+                _move(conn, row, transition_path(row["state"], outcome), reason)
+                settled.append(job_id)
         return settled
 
     def _end_orphans(self, rows: list[Row], end_processes: EndProcesses | None) -> dict[int, str]:
@@ -853,7 +874,12 @@ _SELECT_JOBS = (
 
 _SELECT_ORPHAN_CANDIDATES = (
     "SELECT id, parent_id, state, detach, location, owner_pid, owner_start, owner_machine,"
-    " owner_pidns, local_pid, remote_pgid FROM jobs"
+    " owner_pidns, local_pid, remote_pgid, owner_id, worker_id,"
+    # a child sent to workers is judged by its owners' heartbeats, not by a pid
+    " (SELECT name FROM owners o WHERE o.id = jobs.worker_id) AS worker_name,"
+    " (SELECT beat FROM owners o WHERE o.id = jobs.worker_id) AS worker_beat,"
+    " (SELECT name FROM owners o WHERE o.id = jobs.owner_id) AS owner_name,"
+    " (SELECT beat FROM owners o WHERE o.id = jobs.owner_id) AS owner_beat FROM jobs"
     f" WHERE state IN ({', '.join(repr(s.value) for s in sorted(ACTIVE))})"
     " AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id)"
 )
@@ -947,6 +973,20 @@ class _OwnerJudge:
         if owner not in self._seen:
             self._seen[owner] = judge(owner) == Liveness.GONE
         return self._seen[owner]
+
+
+def _lost(row: Row, cutoff: float) -> tuple[JobState, str] | None:
+    """How a child on a worker ends when an owner fell silent before `cutoff`: its worker
+    (Failed), or, not yet taken and attached, its controller (Stopped); None if neither."""
+    if row["worker_id"]:
+        if row["worker_beat"] is not None and row["worker_beat"] >= cutoff:
+            return None
+        return JobState.Failed, f"worker {row['worker_name']} lost: no heartbeat"
+    if row["detach"] or row["state"] not in (JobState.NotStarted, JobState.Stopping):
+        return None
+    if row["owner_beat"] is not None and row["owner_beat"] >= cutoff:
+        return None
+    return JobState.Stopped, f"runner {row['owner_name']} lost before a worker took it"
 
 
 def _runs_detached(row: Row) -> bool:

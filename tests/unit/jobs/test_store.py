@@ -695,3 +695,38 @@ def test_a_postgresql_password_never_shows_in_the_store_or_its_errors(pg_url: st
         JobStore(closed)
     assert "hunter2" not in str(caught.value)
     assert "127.0.0.1:1" in str(caught.value)
+
+
+def _silence(store: JobStore, owner_id: str, seconds: float) -> None:
+    """As if `owner_id` last beat `seconds` ago."""
+    store.beat(owner_id, "worker", owner_id)
+    with store._write() as conn:
+        conn.execute("UPDATE owners SET beat = beat - ? WHERE id = ?", (seconds, owner_id))
+
+
+def test_children_on_workers_are_judged_by_heartbeats_not_pids(store: JobStore) -> None:
+    dead = _dead_pid()
+    parent = store.create_job("work", "remote", "sleep 9", "a,b,c", owner_pid=dead)
+    running, queued, fresh = (
+        store.create_job("work", "remote", "sleep 9", host, parent_id=parent, owner_pid=dead)
+        for host in ("a", "b", "c")
+    )
+    store.beat("ctl", "runner", "ctl-host:1")
+    for child in (running, queued, fresh):
+        store.dispatch(child, "ctl", None)
+    assert store.claim_for_worker(running, "w-gone")
+    assert not store.claim_for_worker(running, "w-other")  # a second delivery: never twice
+    assert store.claim_for_worker(fresh, "w-alive")
+    _silence(store, "w-gone", 120)
+    store.beat("w-alive", "worker", "w-alive")
+    # The controller's pid is long gone, but it beats: nothing queued is touched.
+    assert store.reconcile() == [running]
+    assert store.get(running).state == S.Failed
+    assert "worker w-gone lost" in (store.get(running).reason or "")
+    assert store.get(queued).state == S.NotStarted
+    assert store.get(fresh).state == S.Running
+    _silence(store, "ctl", 120)
+    assert store.reconcile() == [queued]
+    assert store.get(queued).state == S.Stopped
+    assert "runner" in (store.get(queued).reason or "")
+    assert not store.claim_for_worker(queued, "w-alive")  # stopped while queued: never runs
