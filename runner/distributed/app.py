@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import RunnerError
-from runner.jobs.database import endpoint, mask_url
+from runner.jobs.urls import endpoint, hide_password, mask_url
 
 TASK = "runner.child"
 DEFAULT_QUEUE = "runner"
@@ -71,13 +71,5 @@ def check_broker(app: Any, broker: str) -> None:
 def unreachable(broker: str, error: BaseException) -> str:
     """The one line for a broker that cannot be used: where it is, and why."""
     detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    masked = mask_url(broker)
-    from urllib.parse import urlsplit
-
-    try:
-        password = urlsplit(broker).password
-    except ValueError:
-        password = None
-    if password:
-        detail = detail.replace(password, "***")
-    return f"{masked}: cannot reach the broker at {endpoint(broker)}: {detail}"
+    reach = f"cannot reach the broker at {endpoint(broker)}"
+    return f"{mask_url(broker)}: {reach}: {hide_password(broker, detail)}"

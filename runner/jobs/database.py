@@ -9,19 +9,14 @@ imported only then).
 
 from __future__ import annotations
 
-import re
-import threading
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 # Rows a query may return at most where the store means "all of them": both dialects take
 # a number here, neither the same word for "no limit".
 NO_LIMIT = 2**62
-
-Columns = tuple[str, ...]
 
 
 class Database(Protocol):
@@ -49,7 +44,9 @@ class Database(Protocol):
         """A read transaction on `conn`: one consistent snapshot."""
         ...
 
-    def insert(self, conn: Any, table: str, columns: Columns, values: tuple[Any, ...]) -> int:
+    def insert(
+        self, conn: Any, table: str, columns: tuple[str, ...], values: tuple[Any, ...]
+    ) -> int:
         """Insert one row and return its new id."""
         ...
 
@@ -87,6 +84,7 @@ def open_database(location: str | Any) -> Database:
         return SQLiteDatabase(sqlite_path(text))
     if scheme:
         from runner.errors import StoreError
+        from runner.jobs.urls import mask_url
 
         raise StoreError(
             mask_url(text), "a job store URL is sqlite:///PATH or postgresql://HOST/DB"
@@ -97,66 +95,3 @@ def open_database(location: str | Any) -> Database:
 def sqlite_path(url: str) -> str:
     """The file of a `sqlite:///PATH` URL (`sqlite:////abs` and `sqlite:///rel` alike)."""
     return url.split("://", 1)[1][1:] or "."
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password, if any, shown as `***`: for every message and listing."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//[^@/]*@", "//***@", url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _has_port(parts) else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _has_port(parts: Any) -> bool:
-    try:
-        return parts.port is not None
-    except ValueError:
-        return False
-
-
-def endpoint(url: str) -> str:
-    """HOST:PORT of a server URL, for the one line that says it cannot be reached."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{parts.hostname or 'localhost'}:{port}" if port else (parts.hostname or "localhost")
-
-
-class Row(tuple[Any, ...]):
-    """A row that answers to an index and to a column name, as sqlite3.Row does."""
-
-    __slots__ = ()
-    _columns: dict[str, int]
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self._columns[key])
-        return tuple.__getitem__(self, key)
-
-    def keys(self) -> list[str]:
-        return list(self._columns)
-
-
-_ROW_CLASSES: dict[tuple[str, ...], type[Row]] = {}
-_ROW_GUARD = threading.Lock()
-
-
-def row_class(columns: tuple[str, ...]) -> type[Row]:
-    """A `Row` class for these column names (made once per distinct query shape)."""
-    with _ROW_GUARD:
-        cls = _ROW_CLASSES.get(columns)
-        if cls is None:
-            index = {name: i for i, name in reversed(list(enumerate(columns)))}
-            cls = type("Row", (Row,), {"__slots__": (), "_columns": index})
-            _ROW_CLASSES[columns] = cls
-        return cls

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from runner.errors import StoreError
-from runner.jobs.database import endpoint, mask_url, row_class
+from runner.jobs.urls import endpoint, hide_password, mask_url
 
 SCHEMA_VERSION = 1
 CONNECT_TIMEOUT_S = 10
@@ -263,18 +263,35 @@ def _rollback(conn: PostgresConnection) -> None:
 
 def _unreachable(url: str, error: BaseException) -> str:
     """Why the store cannot be used, naming host:port; never the password."""
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    password = _password(url)
-    if password:
-        detail = detail.replace(password, "***")
-    return f"cannot use the job store at {endpoint(url)}: {detail}"
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"cannot use the job store at {endpoint(url)}: {hide_password(url, detail)}"
 
 
-def _password(url: str) -> str | None:
-    from urllib.parse import unquote, urlsplit
+class Row(tuple[Any, ...]):
+    """A row that answers to an index and to a column name, as sqlite3.Row does."""
 
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return None
-    return unquote(password) if password else None
+    __slots__ = ()
+    _columns: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._columns[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._columns)
+
+
+_ROW_CLASSES: dict[tuple[str, ...], type[Row]] = {}
+_ROW_GUARD = threading.Lock()
+
+
+def row_class(columns: tuple[str, ...]) -> type[Row]:
+    """A `Row` class for these column names (made once per distinct query shape)."""
+    with _ROW_GUARD:
+        cls = _ROW_CLASSES.get(columns)
+        if cls is None:
+            index = {name: i for i, name in reversed(list(enumerate(columns)))}
+            cls = type("Row", (Row,), {"__slots__": (), "_columns": index})
+            _ROW_CLASSES[columns] = cls
+        return cls
