@@ -28,6 +28,7 @@ class Worker:
             self.proc = subprocess.Popen(
                 [*RUNNER, "worker", "--name", name, *args],
                 env=env,
+                cwd=log.parent,  # relative result paths land in the test's own directory
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
