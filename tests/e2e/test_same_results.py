@@ -87,7 +87,11 @@ def _run(cli: Cli, root: Path, *extra: str) -> tuple[int, dict[str, Any], str, l
                  str(junit), *extra)  # fmt: skip
     files = sorted(p.name + ":" + p.read_text() for p in (root / "results").glob("*"))
     assert result.stdout.startswith("{"), result.output
-    return result.returncode, json.loads(result.stdout), _junit(junit), files
+    document = json.loads(result.stdout)
+    for job in document["jobs"]:  # the output too: what `register` carried across jobs
+        records = cli.receive(job["Id"])
+        files.extend(sorted(f"{job['Name']} {r['host']}: {r['data']}" for r in records))
+    return result.returncode, document, _junit(junit), files
 
 
 @pytest.mark.parametrize("cli", ["workers"], indirect=True)
@@ -106,4 +110,5 @@ def test_the_same_playbook_gives_the_same_reports_with_workers_and_without(
     assert junit_w.replace("/workers/", "/local/") == junit
     assert [text.replace("/workers/", "/local/") for text in files_w] == files
     if not extra:
-        assert files == ["host1.log:to a file\n", "host2.log:to a file\n"]
+        assert files[:2] == ["host1.log:to a file\n", "host2.log:to a file\n"]
+        assert "th host4: thread host4\n" in files  # registered by `facts`, used by `th`
