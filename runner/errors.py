@@ -126,9 +126,10 @@ class StoreError(RunnerError):
     """The job store cannot be opened, read or written: names the file, the cause and
     what to do about it."""
 
-    def __init__(self, path: object, message: str) -> None:
+    def __init__(self, path: object, message: str, transient: bool = False) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
+        self.transient = transient  # a server out of reach for now: trying again may work
 
     @classmethod
     def wrap(cls, error: BaseException, path: object) -> StoreError:

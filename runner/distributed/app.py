@@ -55,6 +55,13 @@ def make_app(broker: str) -> Any:
         worker_send_task_events=False,
         task_send_sent_event=False,
         worker_enable_remote_control=False,
+        task_publish_retry=True,  # a broker away for a moment: bounded tries, then an error
+        task_publish_retry_policy={
+            "max_retries": 3,
+            "interval_start": 0.5,
+            "interval_step": 1.0,
+            "interval_max": 2.0,
+        },
     )
     return app
 

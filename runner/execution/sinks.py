@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunnerError
-from runner.jobs.store import JobStore, runtime_changes
+from runner.errors import RunnerError, StoreError
+from runner.jobs.store import RETRY_PAUSES, JobStore, runtime_changes
 
 Record = tuple[int, str, int, str, str, float]  # (job_id, host, step, stream, data, time)
 
@@ -190,7 +190,7 @@ class StoreWriter:
     def _commit(self, batch: _Batch) -> None:
         if self._error is None:  # after a lost batch nothing later is stored: no holes
             try:
-                self._store.append_batch(batch.outputs, batch.steps, batch.runtimes, batch.events)
+                self._append(batch)
             except BaseException as exc:  # noqa: BLE001 - reported by flush() and close()
                 self._error = exc
                 if self._on_error is not None:
@@ -198,6 +198,18 @@ class StoreWriter:
         with self._cond:
             self._bytes -= batch.size
             self._cond.notify_all()
+
+    def _append(self, batch: _Batch) -> None:
+        """One batch in one transaction, tried again while the store's server is out of
+        reach (bounded: `RETRY_PAUSES`); a batch that failed was not committed."""
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                self._store.append_batch(batch.outputs, batch.steps, batch.runtimes, batch.events)
+                return
+            except StoreError as error:
+                if not error.transient or pause is None:
+                    raise
+                time.sleep(pause)
 
     def close(self) -> None:
         """Write everything queued, then stop; raises what the writer thread met."""

@@ -177,7 +177,7 @@ class PostgresDatabase:
         try:
             yield
         except psycopg.OperationalError as error:
-            raise StoreError(self.location, _unreachable(self.url, error)) from None
+            raise StoreError(self.location, _unreachable(self.url, error), True) from None
         except psycopg.errors.DiskFull:
             raise StoreError(
                 self.location, "the disk is full: the job store cannot be written"

@@ -58,6 +58,8 @@ Row = Any  # a row of either database: by index and by column name
 Connection = Any  # a connection of either database (execute, executemany)
 
 STREAMS = ("stdout", "stderr")
+# A store server out of reach for a moment: tries again after these pauses (seconds).
+RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0)
 # stop_requested: 0 none, 1 `runner job stop`; a controller's stop of a child on a worker:
 STOP_ASKED, STOP_FAILS = 2, 3
 STEP_STATUSES = tuple(status.value for status in StepStatus)
@@ -147,29 +149,75 @@ class JobStore:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction, one writer at a time, from its first statement."""
-        conn = self._conn()
-        with self._dropping_broken(conn), self.db.write(conn):
+        with self._transaction(self.db.write) as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         """A read transaction: one consistent snapshot, never blocked by the writer."""
-        conn = self._conn()
-        with self._dropping_broken(conn), self.db.read(conn):
+        with self._transaction(self.db.read) as conn:
             yield conn
 
     @contextmanager
-    def _dropping_broken(self, conn: Connection) -> Iterator[None]:
-        """A connection the database lost is not this thread's any more: the next use
-        connects again (a restarted server, a dropped network)."""
+    def _transaction(self, begin: Callable[[Connection], Any]) -> Iterator[Connection]:
+        """`begin(conn)`'s transaction on this thread's connection. A server out of reach
+        when it starts (restarted, a network blip) is tried again on a new connection,
+        a bounded number of times: nothing has happened yet. One lost in the middle is
+        a StoreError, and the next transaction connects again."""
+        for pause in (*RETRY_PAUSES, None):
+            conn = self._conn()
+            transaction = begin(conn)
+            try:
+                transaction.__enter__()
+                break
+            except StoreError as error:
+                self._drop(conn)
+                if not error.transient or pause is None:
+                    raise
+                time.sleep(pause)
         try:
-            yield
-        except StoreError:
-            if getattr(conn, "raw", None) is not None and conn.raw.closed:
-                self._local.conn = None
-                with self._lock, contextlib.suppress(ValueError):
-                    self._connections.remove(conn)
+            yield conn
+        except BaseException as error:
+            try:
+                transaction.__exit__(type(error), error, error.__traceback__)
+            except StoreError:
+                self._drop(conn)
+                raise
             raise
+        try:
+            transaction.__exit__(None, None, None)
+        except StoreError:
+            self._drop(conn)
+            raise
+
+    def _one(self, sql: str, params: Iterable[Any]) -> Row | None:
+        """The first row of one query outside any transaction (cheap polls), tried
+        again as `_transaction` is while the server is out of reach."""
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def _all(self, sql: str, params: Iterable[Any]) -> list[Row]:
+        """Every row of one query outside any transaction (see `_one`)."""
+        for pause in (*RETRY_PAUSES, None):
+            conn = self._conn()
+            try:
+                with self.db.faults():
+                    return list(conn.execute(sql, tuple(params)).fetchall())
+            except StoreError as error:
+                self._drop(conn)
+                if not error.transient or pause is None:
+                    raise
+                time.sleep(pause)
+        return []  # pragma: no cover - the last try raises
+
+    def _drop(self, conn: Connection) -> None:
+        """A connection the database lost is not this thread's any more: the next use
+        connects again."""
+        if getattr(conn, "raw", None) is None or not conn.raw.closed:
+            return
+        self._local.conn = None
+        with self._lock, contextlib.suppress(ValueError):
+            self._connections.remove(conn)
 
     def _migrate(self, on_open: bool = False) -> int:
         """Create the schema in a new store, upgrade an older one in place; refuse one
@@ -397,11 +445,7 @@ class JobStore:
 
     def stop_requested(self, job_id: int) -> bool:
         """Whether a stop was requested (a removed job counts as one): cheap to poll."""
-        row = (
-            self._conn()
-            .execute("SELECT stop_requested FROM jobs WHERE id = ?", (job_id,))
-            .fetchone()
-        )
+        row = self._one("SELECT stop_requested FROM jobs WHERE id = ?", (job_id,))
         return row is None or bool(row[0])
 
     def stop_requested_among(self, job_ids: Iterable[int]) -> list[int]:
@@ -410,9 +454,7 @@ class JobStore:
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
-        rows = self._conn().execute(
-            f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids
-        )
+        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids)
         running = {row[0] for row in rows}
         return [job_id for job_id in ids if job_id not in running]
 
@@ -553,11 +595,7 @@ class JobStore:
 
     def owner_beat(self, owner_id: str) -> tuple[str, float] | None:
         """An owner's name and last heartbeat (seconds since the epoch), or None."""
-        row = (
-            self._conn()
-            .execute("SELECT name, beat FROM owners WHERE id = ?", (owner_id,))
-            .fetchone()
-        )
+        row = self._one("SELECT name, beat FROM owners WHERE id = ?", (owner_id,))
         return None if row is None else (row[0], float(row[1]))
 
     def dispatch(self, child_id: int, owner_id: str, queue: str | None) -> None:
@@ -597,19 +635,13 @@ class JobStore:
 
     def worker_of(self, child_id: int) -> str | None:
         """The identity of the worker that took a dispatched child, if one did."""
-        row = (
-            self._conn().execute("SELECT worker_id FROM jobs WHERE id = ?", (child_id,)).fetchone()
-        )
+        row = self._one("SELECT worker_id FROM jobs WHERE id = ?", (child_id,))
         return None if row is None else row[0]
 
     def stop_request(self, child_id: int) -> tuple[int, str | None]:
         """(how a stop was asked: 0 none, 1 `runner job stop`, `STOP_ASKED`, `STOP_FAILS`;
         the controller's reason). A removed job counts as stopped."""
-        row = (
-            self._conn()
-            .execute("SELECT stop_requested, stop_reason FROM jobs WHERE id = ?", (child_id,))
-            .fetchone()
-        )
+        row = self._one("SELECT stop_requested, stop_reason FROM jobs WHERE id = ?", (child_id,))
         return (1, None) if row is None else (int(row[0]), row[1])
 
     def events_after(self, child_ids: Iterable[int], after: int) -> list[tuple[int, int, str]]:
@@ -619,7 +651,7 @@ class JobStore:
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
-        rows = self._conn().execute(
+        rows = self._all(
             f"SELECT id, child_id, data FROM events WHERE id > ? AND child_id IN ({marks})"
             " ORDER BY id",
             (after, *ids),
@@ -644,14 +676,10 @@ class JobStore:
 
     def steps(self, child_id: int) -> list[StepRecord]:
         """A child job's step results, in step order."""
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT child_id, idx, name, rc, status, started, ended, error FROM steps"
-                " WHERE child_id = ? ORDER BY idx",
-                (child_id,),
-            )
-            .fetchall()
+        rows = self._all(
+            "SELECT child_id, idx, name, rc, status, started, ended, error FROM steps"
+            " WHERE child_id = ? ORDER BY idx",
+            (child_id,),
         )
         return [StepRecord(*row) for row in rows]
 
@@ -787,7 +815,7 @@ class JobStore:
 
     def remote_streams(self, child_id: int) -> dict[tuple[int, str], tuple[int, int, int]]:
         """(step, stream) -> (size seen on the target, bytes fetched, bytes received)."""
-        rows = self._conn().execute(
+        rows = self._all(
             "SELECT step, stream, size, fetched, received FROM remote_streams WHERE child_id = ?",
             (child_id,),
         )

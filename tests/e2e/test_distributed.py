@@ -263,3 +263,25 @@ def test_a_worker_takes_only_json_tasks_of_runner_s_own_name(
     assert not mark.exists()
     text = json.dumps(log.read_text())
     assert "pickle" in text or "ContentDisallowed" in text
+
+
+@pytest.mark.parametrize("cli", ["local"], indirect=True)
+def test_a_store_restarted_mid_run_loses_no_output(
+    cli: Cli, inventory: str, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.services import PostgresServer
+
+    with PostgresServer() as server:
+        store = server.fresh_database()
+        cli.env = distributed_env(cli.env, store, redis_url)
+        with workers(store, redis_url, tmp_path, 1):
+            book = play(cli, 'run: "for i in $(seq 1 40); do echo line $i; sleep 0.2; done"')
+            run = cli.start("run", book, "-i", inventory)
+            wait_until(
+                lambda: "line 3" in cli("job", "receive", "1", "--keep").stdout, 60, "line 3"
+            )
+            server.restart()
+            out, err = run.communicate(timeout=120)
+            assert run.returncode == 0, out + err
+            lines = "".join(r["data"] for r in cli.receive(1)).splitlines()
+    assert lines == [f"line {i}" for i in range(1, 41)]
