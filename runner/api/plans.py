@@ -272,8 +272,9 @@ def run(
     )
     sessions = SessionPool(the_plan, options)
     sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
+    broker = _broker(dispatch)  # a malformed URL is refused before the store is opened
     store = open_store()
-    dispatcher = _dispatcher(store, dispatch)
+    dispatcher = _dispatcher(store, broker)
     executor = Executor(the_plan, store, options, events or NullEvents(), sessions)
     executor.context.dispatcher = dispatcher
     if on_start is not None:
@@ -285,13 +286,23 @@ def run(
             dispatcher.close()
 
 
-def _dispatcher(store: JobStore, dispatch: str) -> Any:
-    """The run's link to its workers when a broker is set and children may leave this
-    process; refuses a broker beside a SQLite store (no worker could reach it)."""
+def _broker(dispatch: str) -> str | None:
+    """The broker children go through, if any (checked: a URL runner can use)."""
     from runner.settings import broker_url
 
     broker = broker_url()
     if broker is None or dispatch == "local":
+        return None
+    from runner.distributed.app import check_broker_url
+
+    check_broker_url(broker)
+    return broker
+
+
+def _dispatcher(store: JobStore, broker: str | None) -> Any:
+    """The run's link to its workers when children may leave this process; refuses a
+    broker beside a SQLite store (no worker could reach it)."""
+    if broker is None:
         return None
     if not store.url.split("://", 1)[0].startswith("postgres"):
         raise UsageError(

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.errors import RunnerError
-from runner.jobs.urls import endpoint, hide_password, mask_url
+from runner.errors import RunnerError, UsageError
+from runner.jobs.urls import check_url, endpoint, hide_password, mask_url
 
 TASK = "runner.child"
 DEFAULT_QUEUE = "runner"
@@ -30,6 +30,7 @@ class BrokerError(RunnerError):
 
 def make_app(broker: str) -> Any:
     """The Celery app for `broker` (redis://...); Celery is imported only here."""
+    check_broker_url(broker)
     try:
         from celery import Celery
     except ImportError:
@@ -64,6 +65,13 @@ def make_app(broker: str) -> Any:
         },
     )
     return app
+
+
+def check_broker_url(broker: str) -> None:
+    """Refuse a broker URL runner cannot use, in one line (password masked), exit 5."""
+    wrong = check_url(broker, ("redis", "rediss"))
+    if wrong is not None:
+        raise UsageError(f"broker {mask_url(broker)}: {wrong}")
 
 
 def check_broker(app: Any, broker: str) -> None:

@@ -106,7 +106,7 @@ class DispatchedChild:
         jp, host, child = task.jp, task.host, task.child
         detach = jp.job.detach and not context.check
         job = BackgroundTask(
-            request=context.request,  # type: ignore[arg-type]  # set by every run
+            request=context.request.anchored(),  # type: ignore[union-attr]  # set by every run
             job=jp.name,
             host=host,
             child=child,
@@ -161,13 +161,15 @@ class DispatchedChild:
         record), or its worker lost; None while it runs."""
         record = store.get(child)
         if JobState(record.state) in TERMINAL:
-            return ChildReport(record.state.value, record.reason)
+            failed = {"failed": 1} if record.state == JobState.Failed else {}
+            return ChildReport(record.state.value, record.reason, counts=failed)
         worker = store.worker_of(child)
         if worker is None:
             return None
         name, silent = silent_for(store, worker)
         if silent > heartbeat_timeout():
-            return ChildReport("Failed", f"worker {name} lost: no heartbeat for {silent:.0f} s")
+            reason = f"worker {name} lost: no heartbeat for {silent:.0f} s"
+            return ChildReport("Failed", reason, counts={"failed": 1})
         return None
 
     def refresh(self, store: JobStore, parent: int) -> None:

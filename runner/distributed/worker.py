@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from runner.planning.planner import Plan
 
 POLL_S = 0.2
+log = logging.getLogger("runner.worker")
 
 
 @dataclass
@@ -65,7 +67,12 @@ def run_task(payload: dict[str, Any]) -> str:
     worker = _WORKER
     if worker is None:
         raise RuntimeError("runner.child runs only in `runner worker`")
-    task = BackgroundTask.from_json(payload)
+    try:
+        task = BackgroundTask.from_json(payload)
+        int(task.child), str(task.job), str(task.host)  # noqa: B018 - their types, checked
+    except (TypeError, KeyError, ValueError, AttributeError):
+        log.error("refused a malformed runner.child task (not sent by runner run)")
+        return "refused"
     store = worker.store
     if not store.claim_for_worker(task.child, worker.identity.id):
         return "skipped"
@@ -103,9 +110,10 @@ def _run(
         plan = _plan(json.dumps(dataclasses.asdict(task.request), sort_keys=True))
         jp = plan.job(task.job)
     except RunnerError as error:
-        return ChildReport("Failed", str(error))
+        return ChildReport("Failed", str(error), counts={"failed": 1})
     except KeyError:
-        return ChildReport("Failed", f"job '{task.job}' is no longer in the plan")
+        reason = f"job '{task.job}' is no longer in the plan"
+        return ChildReport("Failed", reason, counts={"failed": 1})
     remember(plan, registered, task.registered)
     events = JsonEvents(functools.partial(writer.send_event, task.child))
     context = RunContext(
@@ -185,6 +193,10 @@ def main(
     worker = start(store, name)
     app = make_app(broker)
     app.task(name=TASK, acks_late=True, ignore_result=True)(run_task)
+    app.finalize()
+    for name in list(app.tasks):  # Celery's built-in tasks too: a worker runs only runner's
+        if name != TASK:
+            app.tasks.unregister(name)
     argv = [
         "worker",
         "--pool=threads",

@@ -75,8 +75,13 @@ def open_database(location: str | Any) -> Database:
     text = str(location)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in POSTGRES_SCHEMES:
+        from runner.errors import UsageError
         from runner.jobs.postgres import PostgresDatabase
+        from runner.jobs.urls import check_url, mask_url
 
+        wrong = check_url(text, POSTGRES_SCHEMES)
+        if wrong is not None:
+            raise UsageError(f"job store {mask_url(text)}: {wrong}")
         return PostgresDatabase(text)
     from runner.jobs.sqlite import SQLiteDatabase
 

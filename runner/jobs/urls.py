@@ -11,8 +11,11 @@ def mask_url(url: str) -> str:
     """`url` with its password, if any, shown as `***`: for every message and listing."""
     try:
         parts = urlsplit(url)
+        malformed = check_url(url, None) is not None
     except ValueError:
-        return re.sub(r"//[^@/]*@", "//***@", url)
+        malformed = True
+    if malformed:  # everything before the last "@" may be a password typed unencoded
+        return re.sub(r"^([a-z][a-z0-9+.-]*://)([^:@]*:)?.*@", r"\1\2***@", url, flags=re.I)
     if parts.password is None:
         return url
     user = parts.username or ""
@@ -49,3 +52,21 @@ def hide_password(url: str, text: str) -> str:
     if not password:
         return text
     return text.replace(password, "***").replace(unquote(password), "***")
+
+
+def check_url(url: str, schemes: tuple[str, ...] | None) -> str | None:
+    """What is wrong with a server URL (`schemes`: the ones allowed), or None. A password
+    holding `@ / ? # :` or a space must be percent-encoded (`@` as `%40`): drivers would
+    take part of it for the host, and print it in their errors."""
+    if any(c.isspace() for c in url) or "#" in url:
+        return "a URL holds no spaces or '#': percent-encode them in a password ('#' as %23)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:  # never its words: they may quote the password
+        return "malformed URL: check the host and port, and percent-encode '@ / ? #' in a password"
+    if schemes is not None and parts.scheme.lower() not in schemes:
+        return f"expected a {' or '.join(s + '://' for s in schemes)} URL"
+    if parts.netloc.count("@") > 1 or "@" in parts.path + parts.query:
+        return "percent-encode '@', '/' and '?' in the password ('@' as %40, '/' as %2F)"
+    return None

@@ -37,6 +37,22 @@ class PlanRequest:
     start_at_job: str | None = None
     digest: str = ""
 
+    def anchored(self) -> PlanRequest:
+        """This request with its files named by absolute paths (the playbook, an
+        inventory file or directory, a `--limit @FILE`), for a process started in
+        another directory: a worker run as a service plans from the same files."""
+        import dataclasses
+        import os.path
+
+        inventory = self.inventory
+        if inventory is not None and os.path.exists(inventory):  # not a list 'h1,h2,'
+            inventory = os.path.abspath(inventory)
+        limit = self.limit
+        if limit is not None and limit.startswith("@"):
+            limit = "@" + os.path.abspath(limit[1:])
+        playbook = os.path.abspath(self.playbook)
+        return dataclasses.replace(self, playbook=playbook, inventory=inventory, limit=limit)
+
     @staticmethod
     def from_json(data: dict[str, Any]) -> PlanRequest:
         return PlanRequest(

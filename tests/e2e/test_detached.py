@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import processes_matching, started_job, wait_until
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
+
 COUNTER = 'run: "for i in $(seq 1 {n}); do echo line $i; sleep {pause}; done"'
 
 

@@ -47,17 +47,18 @@ def test_a_worker_started_in_another_directory_runs_a_playbook_named_relatively(
 def test_a_password_that_is_not_url_encoded_is_never_shown(runner_cli: Cli) -> None:
     book = runner_cli.playbook("jobs: [{name: j, type: thread, steps: [{local: 'true'}]}]\n")
     for store, broker in (
-        ("postgresql://runner:pa55@word@127.0.0.1:1/runner", None),
-        ("postgresql://runner@127.0.0.1:1/runner", "redis://:pa55 word@127.0.0.1:1/0"),
-        ("postgresql://runner@127.0.0.1:1/runner", "redis://:pa55/word@127.0.0.1:1/0"),
+        ("postgresql://runner:pa55@wqzd@127.0.0.1:1/runner", None),
+        ("postgresql://runner@127.0.0.1:1/runner", "redis://:pa55 wqzd@127.0.0.1:1/0"),
+        ("postgresql://runner@127.0.0.1:1/runner", "redis://:pa55/wqzd@127.0.0.1:1/0"),
     ):
         env = {**runner_cli.env, "RUNNER_STORE": store}
         if broker:
             env["RUNNER_BROKER"] = broker
         runner_cli.env = env
         result = runner_cli("run", book)
-        assert result.returncode == 1, result.output
-        assert "word" not in result.output, result.output
+        assert result.returncode == 5, result.output  # a malformed URL: a bad option value
+        assert result.stderr.count("\n") == 1 and "percent-encode" in result.stderr
+        assert "wqzd" not in result.output and "pa55" not in result.output, result.output
 
 
 def test_a_malformed_broker_url_is_one_line_not_an_unexpected_error(

@@ -10,6 +10,8 @@ import subprocess
 
 from e2e_helpers import processes_matching, started_job, wait_until
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
+
 
 def _names(jobs: list[dict]) -> list[str]:
     return [j["Name"] for j in jobs]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tests.junit_xml import parse_junit
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
+
 GHOST = "ghost ansible_host=127.0.0.1 ansible_port=1 ansible_user=root\n"
 
 

@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
+
 
 def _stdout(cli, job_id: int = 1) -> str:
     return "".join(r["data"] for r in cli.receive(job_id) if r["stream"] == "stdout")

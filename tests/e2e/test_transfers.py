@@ -10,6 +10,8 @@ import stat
 import threading
 from pathlib import Path
 
+BOTH_MODES = True  # each test also runs with its children on two workers (conftest.py)
+
 BIG = 5 * 1024 * 1024
 
 
