@@ -117,6 +117,7 @@ class DispatchedChild:
             detach=detach,
             runner=os.getpid(),
             controller=self.dispatcher.identity.id,
+            cwd=os.getcwd(),
         )
         inbox = self.dispatcher.send(job, self.queue_name)
         if detach:

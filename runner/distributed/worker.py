@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.distributed.app import TASK, make_app
@@ -120,7 +121,7 @@ def _run(
         plan,
         store,
         writer,
-        FileWriter(),
+        FileWriter(Path(task.cwd) if task.cwd else None),
         SessionPool(plan, RunOptions(known_hosts=known_hosts_path())),
         {task.host: registered},
         events,

@@ -66,6 +66,7 @@ class BackgroundTask:
     detach: bool
     runner: int  # the runner's pid: an attached worker ends when it is gone
     controller: str | None = None  # on a worker machine: the runner's identity instead
+    cwd: str = ""  # the runner's directory: where relative result files go on a worker
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> BackgroundTask:

@@ -220,15 +220,20 @@ class StoreWriter:
 
 
 class FileWriter:
-    """`results.to: file`: each child's output appended to its own file, mode 0600."""
+    """`results.to: file`: each child's output appended to its own file, mode 0600. A
+    relative path is taken from `base` (a worker: its controller's directory), else from
+    the working directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: Path | None = None) -> None:
         self._files: dict[int, Any] = {}
         self._lock = threading.Lock()
+        self._base = base
 
     def open(self, job_id: int, path: Path) -> None:
         """Start `path` empty, 0600. A symbolic link or anything but a regular file there
         is refused (RunnerError naming it): output is never written through a link."""
+        if self._base is not None:
+            path = self._base / path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = _open_result_file(path)
         with self._lock:

@@ -827,7 +827,7 @@ class JobStore:
             conn.executemany(
                 "INSERT INTO remote_streams (child_id, step, stream, size) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (child_id, step, stream)"
-                " DO UPDATE SET size = MAX(size, excluded.size)",
+                " DO UPDATE SET size = MAX(remote_streams.size, excluded.size)",
                 [(child_id, step, stream, size) for (step, stream), size in sizes.items()],
             )
 
@@ -846,8 +846,8 @@ class JobStore:
                 return False
             conn.execute(
                 "INSERT INTO remote_streams (child_id, step, stream, size, fetched)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (child_id, step, stream) DO UPDATE"
-                " SET fetched = excluded.fetched, size = MAX(size, excluded.fetched)",
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (child_id, step, stream) DO UPDATE SET"
+                " fetched = excluded.fetched, size = MAX(remote_streams.size, excluded.fetched)",
                 (child_id, step, stream, offset + len(data), offset + len(data)),
             )
             if data:

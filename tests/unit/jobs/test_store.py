@@ -730,3 +730,17 @@ def test_children_on_workers_are_judged_by_heartbeats_not_pids(store: JobStore) 
     assert store.get(queued).state == S.Stopped
     assert "runner" in (store.get(queued).reason or "")
     assert not store.claim_for_worker(queued, "w-alive")  # stopped while queued: never runs
+
+
+def test_output_kept_on_a_target_is_fetched_once_and_sizes_only_grow(store: JobStore) -> None:
+    job = store.create_job("far", "remote", "echo hi", "h1")
+    store.set_remote_sizes(job, {(0, "stdout"): 10})
+    store.set_remote_sizes(job, {(0, "stdout"): 4})  # an older look at the target
+    assert store.remote_streams(job) == {(0, "stdout"): (10, 0, 0)}
+    assert store.append_fetched(job, "h1", 0, "stdout", 0, b"hello")
+    assert not store.append_fetched(job, "h1", 0, "stdout", 0, b"hello")  # taken already
+    assert store.append_fetched(job, "h1", 0, "stdout", 5, b"world!")
+    assert store.remote_streams(job) == {(0, "stdout"): (11, 11, 0)}
+    assert store.advance_received(job, 0, "stdout", 0, 11)
+    assert not store.advance_received(job, 0, "stdout", 0, 11)
+    assert [r.data for r in store.receive(job)] == ["hello", "world!"]
