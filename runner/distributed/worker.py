@@ -45,11 +45,15 @@ log = logging.getLogger("runner.worker")
 
 @dataclass
 class Worker:
-    """What every task of this worker process shares."""
+    """What every task of this worker process shares: one store writer for all its
+    children's output, steps and events (a few transactions for many children, and one
+    connection), and one watch over their stop requests and controllers."""
 
     store: JobStore
     identity: Identity
     heartbeat: Heartbeat
+    writer: StoreWriter
+    watch: Watch
 
 
 _WORKER: Worker | None = None
@@ -59,8 +63,61 @@ def start(store: JobStore, name: str | None) -> Worker:
     """This process's worker identity, beating in `store` from now on."""
     global _WORKER
     identity = Identity.new("worker", name)
-    _WORKER = Worker(store, identity, Heartbeat(store, identity))
+    heartbeat = Heartbeat(store, identity)
+    _WORKER = Worker(store, identity, heartbeat, StoreWriter(store), Watch(store))
     return _WORKER
+
+
+class Watch(threading.Thread):
+    """Stops each running child when a stop is asked from any machine, or when its
+    controller is gone (an attached child ends with its runner, as on one machine):
+    one query a poll for all of them, and a look at each controller's heartbeat a second."""
+
+    def __init__(self, store: JobStore) -> None:
+        super().__init__(name="watch", daemon=True)
+        self.store = store
+        self._children: dict[int, tuple[BackgroundTask, Control]] = {}
+        self._lock = threading.Lock()
+        self.start()
+
+    def add(self, task: BackgroundTask, control: Control) -> None:
+        with self._lock:
+            self._children[task.child] = (task, control)
+
+    def remove(self, child: int) -> None:
+        with self._lock:
+            self._children.pop(child, None)
+
+    def run(self) -> None:
+        checked = 0.0
+        while True:
+            time.sleep(POLL_S)
+            with self._lock:
+                children = dict(self._children)
+            if not children:
+                continue
+            try:
+                self._stops(children)
+                if time.monotonic() - checked >= 1.0:
+                    checked = time.monotonic()
+                    self._controllers(children)
+            except Exception:  # noqa: BLE001 - the store away for a moment: ask again
+                continue
+
+    def _stops(self, children: dict[int, tuple[BackgroundTask, Control]]) -> None:
+        for child, (asked, reason) in self.store.stop_requests(list(children)).items():
+            control = children[child][1]
+            control.stop(reason or "stopped by 'runner job stop'", asked == STOP_FAILS)
+
+    def _controllers(self, children: dict[int, tuple[BackgroundTask, Control]]) -> None:
+        gone: dict[str, bool] = {}
+        for task, control in children.values():
+            if task.detach or not task.controller:
+                continue
+            if task.controller not in gone:
+                gone[task.controller] = _controller_gone(self.store, task)
+            if gone[task.controller]:
+                control.stop("stopped: the runner that started it is gone")
 
 
 def run_task(payload: dict[str, Any]) -> str:
@@ -74,15 +131,13 @@ def run_task(payload: dict[str, Any]) -> str:
     except (TypeError, KeyError, ValueError, AttributeError):
         log.error("refused a malformed runner.child task (not sent by runner run)")
         return "refused"
-    store = worker.store
+    if worker.writer.error is not None:  # the store refused a batch for good: start afresh
+        worker.writer = StoreWriter(worker.store)
+    store, writer = worker.store, worker.writer
     if not store.claim_for_worker(task.child, worker.identity.id):
         return "skipped"
     control = Control()
-    writer = StoreWriter(store)
-    watch = threading.Thread(
-        target=_watch, args=(store, task, control), name=f"watch-{task.child}", daemon=True
-    )
-    watch.start()
+    worker.watch.add(task, control)
     registered: dict[str, Any] = {}
     try:
         report = _run(task, store, writer, control, registered)
@@ -90,11 +145,10 @@ def run_task(payload: dict[str, Any]) -> str:
         reason = f"internal error on worker: {type(exc).__name__}: {exc}"
         report = ChildReport("Failed", reason, counts={"failed": 1})
     finally:
-        control.event.set()  # ends the watch
+        worker.watch.remove(task.child)
     events = JsonEvents(functools.partial(writer.send_event, task.child))
     events.ending(report, registered)
-    error = writer.flush()
-    writer.close()
+    error = writer.flush()  # the child's end only once its output is in the store
     if error is not None or task.detach or _controller_gone(store, task):
         _record_end(store, task.child, report, error)
     return report.state
@@ -136,30 +190,19 @@ def _run(
         context.sessions.close()
 
 
-@functools.lru_cache(maxsize=8)
+_PLAN_LOCK = threading.Lock()
+
+
 def _plan(request: str) -> Plan:
-    """The plan of a request, made once per worker process for all its children."""
+    """The plan of a request, made once per worker process for all its children (the
+    first children of a run wait for it rather than all planning it at once)."""
+    with _PLAN_LOCK:
+        return _cached_plan(request)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_plan(request: str) -> Plan:
     return replan(PlanRequest.from_json(json.loads(request)))
-
-
-def _watch(store: JobStore, task: BackgroundTask, control: Control) -> None:
-    """Stop the child when a stop is asked from any machine, or when its controller is
-    gone (an attached child ends with its runner, as it would on one machine)."""
-    checked = 0.0
-    while not control.event.wait(POLL_S):
-        try:
-            asked, reason = store.stop_request(task.child)
-            if asked:
-                fail = asked == STOP_FAILS
-                control.stop(reason or "stopped by 'runner job stop'", fail)
-                return
-            if time.monotonic() - checked >= 1.0:
-                checked = time.monotonic()
-                if _controller_gone(store, task):
-                    control.stop("stopped: the runner that started it is gone")
-                    return
-        except Exception:  # noqa: BLE001 - the store away for a moment: ask again
-            continue
 
 
 def _controller_gone(store: JobStore, task: BackgroundTask) -> bool:
@@ -212,5 +255,6 @@ def main(
     try:
         app.worker_main(argv)
     finally:
+        worker.writer.close()
         worker.heartbeat.stop()
     return 0

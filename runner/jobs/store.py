@@ -638,11 +638,19 @@ class JobStore:
         row = self._one("SELECT worker_id FROM jobs WHERE id = ?", (child_id,))
         return None if row is None else row[0]
 
-    def stop_request(self, child_id: int) -> tuple[int, str | None]:
-        """(how a stop was asked: 0 none, 1 `runner job stop`, `STOP_ASKED`, `STOP_FAILS`;
-        the controller's reason). A removed job counts as stopped."""
-        row = self._one("SELECT stop_requested, stop_reason FROM jobs WHERE id = ?", (child_id,))
-        return (1, None) if row is None else (int(row[0]), row[1])
+    def stop_requests(self, child_ids: list[int]) -> dict[int, tuple[int, str | None]]:
+        """Which of these children were asked to stop, and how: (0 none, 1 `runner job
+        stop`, `STOP_ASKED`, `STOP_FAILS`; the controller's reason); a removed one counts
+        as stopped. One query for all of them; only those asked are returned."""
+        if not child_ids:
+            return {}
+        marks = ", ".join("?" * len(child_ids))
+        rows = self._all(
+            f"SELECT id, stop_requested, stop_reason FROM jobs WHERE id IN ({marks})", child_ids
+        )
+        found = {int(r[0]): (int(r[1]), r[2]) for r in rows}
+        asked = {i: found.get(i, (1, None)) for i in child_ids}
+        return {i: why for i, why in asked.items() if why[0]}
 
     def events_after(self, child_ids: Iterable[int], after: int) -> list[tuple[int, int, str]]:
         """(id, child id, JSON) of the events workers sent about these children, past
