@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import shutil
 import statistics
@@ -80,7 +81,9 @@ class Bench:
         self.env.pop("RUNNER_STORE", None)
         self.env.pop("RUNNER_BROKER", None)
 
-    def row(self, section: str, what: str, value: str, note: str = "", met: bool | None = None):
+    def row(
+        self, section: str, what: str, value: str, note: str = "", met: bool | None = None
+    ) -> None:
         mark = "" if met is None else ("met" if met else "MISSED")
         self.rows.append([section, what, value, note, mark])
         print(f"  {section} {what}: {value} {note} {mark}", flush=True)
@@ -223,9 +226,8 @@ class Cluster:
             found["local, PostgreSQL store"] = lambda: b.timed(local, pg_env, "pglocal")
         for count in sorted(self.counts):
             argv = self.workload(hosts, steps, QUEUES[count])
-            env = self.env("home-controller")
-            found[f"{count} worker{'s' if count > 1 else ''}"] = (
-                lambda argv=argv, env=env, count=count: b.timed(argv, env, f"workers{count}")
+            found[f"{count} worker{'s' if count > 1 else ''}"] = functools.partial(
+                b.timed, argv, self.env("home-controller"), f"workers{count}"
             )
         return found
 
@@ -318,6 +320,7 @@ def store_alone(b: Bench, pg: PostgresServer) -> None:
             output_rate(b, name, store, 16_384)
             small_transactions(b, name, store)
             listing(b, name, store)
+            following(b, name, store)
     finally:
         for store in stores.values():
             store.close()
@@ -390,11 +393,50 @@ def listing(b: Bench, name: str, store: Any) -> None:
     b.row("3", f"{name}: `runner job list`, {total} jobs", _ms(seconds))
 
 
+def following(b: Bench, name: str, store: Any) -> None:
+    """What a controller asks the store about the children it follows: each waiting
+    child's check once a second (its record, its worker, that worker's heartbeat), and
+    the event reader's query over every child, ten times a second."""
+    children = [r.id for r in store.list_jobs(include_children=True) if r.parent_id][:10_000]
+    store.append_batch([], [], events=[(child, "{}") for child in children[:2000]] * 10)
+
+    def check(child: int) -> None:
+        store.get(child)
+        store.worker_of(child)
+        store.owner_beat("nobody")
+
+    started = time.perf_counter()
+    for child in children[:500]:
+        check(child)
+    per_check = (time.perf_counter() - started) / 500
+    b.row(
+        "3",
+        f"{name}: one waiting child's check (get, worker_of, owner_beat)",
+        f"{per_check * 1000:.2f} ms",
+        f"{1 / per_check:,.0f} children/s from one thread",
+    )
+    samples = []
+    for _ in range(20):
+        started = time.perf_counter()
+        store.db.connect().close()
+        samples.append(time.perf_counter() - started)
+    b.row("3", f"{name}: a new connection (each new thread that touches the store opens one)",
+          _ms(statistics.median(samples)))  # fmt: skip
+    last = max(event for event, _, _ in store.events_after(children, 0))
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        store.events_after(children, last)  # the poll that finds nothing new
+        samples.append(time.perf_counter() - started)
+    b.row("3", f"{name}: one events poll over {len(children)} children (20000 events)",
+          _ms(statistics.median(samples)), "the reader polls every 0.1 s")  # fmt: skip
+
+
 # -- the run -------------------------------------------------------------------------------
 
 
 def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms"
+    return f"{seconds * 1000:.1f} ms"
 
 
 def _s(seconds: float) -> str:
