@@ -77,6 +77,7 @@ class Bench:
         self.sizes = Sizes(args.quick, args.reps)
         self.tmp = tmp
         self.rows: list[list[Any]] = []
+        self.hung: list[str] = []
         self.env = {**os.environ, "CI": "1", "PYTHONPATH": str(REPO)}
         self.env.pop("RUNNER_STORE", None)
         self.env.pop("RUNNER_BROKER", None)
@@ -91,14 +92,22 @@ class Bench:
     # -- commands -------------------------------------------------------------------------
 
     def timed(self, argv: list[str], env: dict[str, str], log: str) -> float:
-        """Wall seconds of one whole command; a failure stops the benchmark, naming its log."""
+        """Wall seconds of one whole command; a failure stops the benchmark, naming its log.
+        A run still going after --hang-after seconds is ended and counted as hung (inf)."""
         out = self.tmp / f"{log}.log"
         started = time.perf_counter()
-        with out.open("wb") as handle:
-            done = subprocess.run(
-                argv, env=env, stdout=handle, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, check=False, timeout=1800,
-            )  # fmt: skip
+        try:
+            with out.open("wb") as handle:
+                done = subprocess.run(
+                    argv, env=env, stdout=handle, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, check=False, timeout=self.args.hang_after,
+                )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            self.hung.append(
+                f"{log}: {' '.join(argv[2:4])} still running after {self.args.hang_after:g} s"
+            )
+            print(f"    {self.hung[-1]}", flush=True)
+            return float("inf")
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             kept = Path(tempfile.gettempdir()) / f"runner-dbench-{log}-{int(time.time())}.log"
@@ -454,6 +463,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="1,2,3",
         help="run only these sections",
     )
+    parser.add_argument(
+        "--hang-after",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="end a run still going after S seconds and count it as hung (default 300)",
+    )
     parser.add_argument("--tablefmt", default="simple", help="tabulate format (github...)")
     return parser.parse_args(argv)
 
@@ -496,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"date: {datetime.datetime.now():%Y-%m-%d %H:%M}, nproc {os.cpu_count()}")
     print(f"load average at start: {load[0]:.2f}, at end: {os.getloadavg()[0]:.2f}")
     print(f"command: python bench/distributed.py {' '.join(argv or sys.argv[1:])}".rstrip())
+    for hung in bench.hung:
+        print(f"hung: {hung}")
     print(tabulate(bench.rows, headers=["#", "what", "median", "", "goal"], tablefmt=args.tablefmt))
     return 0
 
