@@ -15,7 +15,9 @@ measures, as medians of several repetitions interleaved between the tools:
   4. 3 steps on 50 and on 200 hosts with runner: no failure, and growth of the wall time;
   5. start-up of `runner --version` and `runner validate playbooks/hello.yml`;
   6. one step printing 100 MB of zeros as base64 through `runner run`: throughput, peak
-     RSS of the runner process, and the byte count `runner job receive` gives back.
+     RSS of the runner process, and the byte count `runner job receive` gives back;
+  7. (only with `--only 7`) 3 steps on 500 hosts, runner and pyinfra interleaved: wall
+     time, CPU (user + sys of the process and its children, os.wait4) and peak RSS.
 
 ansible-playbook runs with pipelining, ControlPersist and forks = hosts (the first,
 untimed run opens the ControlPersist masters, as a user's previous run would have);
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,16 @@ class Sizes:
         self.fleet_reps = reps or (2 if quick else 3)
         self.startup_reps = reps or (5 if quick else 10)
         self.output_mb = 20 if quick else 100
+        self.large_hosts = 100 if quick else 500
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one whole command cost: wall seconds, CPU seconds (user + sys), peak RSS in MB."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
 
 
 class Bench:
@@ -104,19 +117,28 @@ class Bench:
         self, argv: list[str], extra_env: dict[str, str] | None = None, log: str = "run"
     ) -> float:
         """Wall seconds of one whole command; its output goes to a log; failure is fatal."""
+        return self.measured(argv, extra_env, log).wall
+
+    def measured(
+        self, argv: list[str], extra_env: dict[str, str] | None = None, log: str = "run"
+    ) -> Usage:
+        """Wall time, CPU and peak RSS of one whole command (os.wait4: the process and the
+        children it waited for); its output goes to a log; failure is fatal."""
         out = self.tmp / f"{log}.log"
         started = time.perf_counter()
         with out.open("wb") as handle:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 argv,
                 env={**self.env, **(extra_env or {})},
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                check=False,
             )
+            _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
+        process.returncode = returncode = os.waitstatus_to_exitcode(status)
+        found = Usage(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+        if returncode != 0:
             text = out.read_text(errors="replace")
             if argv[0] == "runner":  # which jobs failed, and why
                 jobs = subprocess.run(
@@ -140,8 +162,8 @@ class Bench:
             kept = CACHE / f"failed-{log}-{int(time.time())}.log"
             kept.write_text(text)
             head = "\n".join(text.splitlines()[:40])
-            raise RuntimeError(f"{argv[0]} exited {done.returncode} (whole log: {kept}):\n{head}")
-        return seconds
+            raise RuntimeError(f"{argv[0]} exited {returncode} (whole log: {kept}):\n{head}")
+        return found
 
     def medians(self, commands: dict[str, Callable[[], float]], reps: int) -> dict[str, float]:
         """Each command `reps` times, the tools interleaved rep by rep; their medians."""
@@ -410,11 +432,57 @@ class Bench:
             got == expected,
         )
 
+    # -- 7. a large fleet: wall, CPU and memory against pyinfra ------------------------------
+
+    def large(self) -> None:
+        hosts, reps = self.sizes.large_hosts, self.sizes.fleet_reps
+        root = self.tmp / f"l{hosts}"
+        tools: dict[str, Callable[[], Usage]] = {}
+        argv, env = peers.runner_workload(self.fleet, root / "runner", hosts, 3, STEP)
+        tools["runner"] = lambda: self.measured(argv, env, "runner-large")
+        if self.pyinfra is not None:
+            p_argv, p_env = peers.pyinfra_workload(
+                self.fleet, root / "pyinfra", hosts, 3, STEP, self.pyinfra
+            )
+            tools["pyinfra"] = lambda: self.measured(p_argv, p_env, "pyinfra-large")
+        for command in tools.values():
+            command()  # warm: known_hosts, page cache
+        samples: dict[str, list[Usage]] = {name: [] for name in tools}
+        for _ in range(reps):
+            for name, command in tools.items():
+                samples[name].append(command())
+        for name, runs in samples.items():
+            self.notes.append(f"7 {name} runs (wall s / CPU s / RSS MB): " + _usages(runs))
+        runner = _median_usage(samples["runner"])
+        self.row("7", f"3 steps x {hosts} hosts: runner run, no failure", _usage(runner))
+        if "pyinfra" not in samples:
+            return
+        pyinfra = _median_usage(samples["pyinfra"])
+        speedup = pyinfra.wall / runner.wall
+        self.row(
+            "7",
+            "  vs pyinfra",
+            _usage(pyinfra),
+            "pyinfra / runner",
+            f"{speedup:.1f}x faster",
+            ">= 2x",
+            speedup >= 2,
+        )
+        self.row(
+            "7",
+            "  runner's CPU and peak RSS against pyinfra's",
+            f"{runner.cpu / pyinfra.cpu:.2f}x / {runner.rss_mb / pyinfra.rss_mb:.2f}x",
+            "",
+            "",
+            "<= 1x / <= 1x",
+            runner.cpu <= pyinfra.cpu and runner.rss_mb <= pyinfra.rss_mb,
+        )
+
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
         sizes, only = self.sizes, self.args.only
-        if not self.args.skip_pyinfra and only & {2, 3}:
+        if not self.args.skip_pyinfra and only & {2, 3, 7}:
             self.pyinfra, note = peers.pyinfra_venv(CACHE)
             self.notes.append(note if self.pyinfra is None else f"pyinfra {note}")
         sections: list[tuple[int, str, Callable[[], None]]] = [
@@ -436,6 +504,7 @@ class Bench:
             (4, f"3 steps x {sizes.big_hosts} hosts", self.scale),
             (5, "start-up", self.startup),
             (6, "big output", self.big_output),
+            (7, f"3 steps x {sizes.large_hosts} hosts against pyinfra", self.large),
         ]
         for number, title, section in sections:
             if number in only:
@@ -468,6 +537,23 @@ def _s(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def _usage(usage: Usage) -> str:
+    return f"{usage.wall:.2f} s, CPU {usage.cpu:.2f} s, RSS {usage.rss_mb:.0f} MB"
+
+
+def _usages(runs: list[Usage]) -> str:
+    return ", ".join(f"{u.wall:.2f}/{u.cpu:.2f}/{u.rss_mb:.0f}" for u in runs)
+
+
+def _median_usage(runs: list[Usage]) -> Usage:
+    """Each measure's own median over the runs."""
+    return Usage(
+        statistics.median(u.wall for u in runs),
+        statistics.median(u.cpu for u in runs),
+        statistics.median(u.rss_mb for u in runs),
+    )
+
+
 def _numbers(text: str) -> set[int]:
     return {int(part) for part in text.split(",") if part.strip()}
 
@@ -492,7 +578,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=_numbers,
-        default=set(range(1, 7)),
+        default=set(range(1, 7)),  # 7 (500 hosts against pyinfra) only when asked
         metavar="1,2,..",
         help="run only these sections",
     )
@@ -512,6 +598,14 @@ def precompile() -> None:
     compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "runner"), quiet=1)
 
 
+def fleet_size(sizes: Sizes, only: set[int]) -> int:
+    """As many sshd as the chosen sections need (section 7 alone: its own count)."""
+    wanted = [sizes.large_hosts] if 7 in only else []
+    if only - {7}:
+        wanted += [sizes.big_hosts, sizes.fleet_hosts]
+    return max(wanted)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not sshd_available():
@@ -525,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # every `runner` below, by PATH, is the one a user's `pip install .` gives
             print("installing this checkout into a venv of its own...", flush=True)
             os.environ["PATH"] = f"{peers.runner_venv(tmp, REPO)}{os.pathsep}{os.environ['PATH']}"
-        with Fleet(max(sizes.big_hosts, sizes.fleet_hosts)) as fleet:
+        with Fleet(fleet_size(sizes, args.only)) as fleet:
             bench = Bench(args, fleet, tmp)
             try:
                 bench.run()

@@ -210,7 +210,7 @@ class Fleet:
         directory.mkdir(exist_ok=True)
         host = FleetHost(
             name=f"{self.prefix}{i + 1}",
-            address=f"127.0.0.{FIRST_ADDRESS + i}",
+            address=_loopback(FIRST_ADDRESS + i),
             port=self.port,
             directory=directory,
         )
@@ -329,6 +329,12 @@ def _free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
+
+
+def _loopback(n: int) -> str:
+    """The n-th address of 127.0.0.0/8 (127.0.0.2, ... 127.0.0.255, 127.0.1.0, ...): a
+    fleet of more than 253 hosts goes on past 127.0.0.255."""
+    return f"127.0.{n // 256}.{n % 256}"
 
 
 def _hex_address(address: str) -> str:
