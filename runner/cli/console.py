@@ -236,8 +236,6 @@ class Reporter:
     # -- the end ---------------------------------------------------------------------
 
     def recap(self, hosts: list[str]) -> None:
-        from tabulate import tabulate
-
         stats = self.host_stats(hosts)
         rows = [[h, *(stats[h][k] for k in STAT_KEYS)] for h in hosts]
         title = "RECAP (check mode: nothing ran)" if self.check else "RECAP"
@@ -246,5 +244,51 @@ class Reporter:
                 self.stream.write("\r\x1b[K")
                 self._status_shown = False
             self.stream.write(f"\n{title}\n")
-            self.stream.write(tabulate(rows, headers=["host", *STAT_KEYS]) + "\n")
+            self.stream.write(recap_table(rows) + "\n")
             self.stream.flush()
+
+
+def recap_table(rows: list[list[Any]]) -> str:
+    """The recap's table, as tabulate's "simple" format lays it out: host names on the
+    left, counts on the right, each column two wider than its header at least.
+
+    tabulate guesses every cell's type, which took about half a second for 500 hosts
+    (BENCHMARKS.md, "Where a 500-host run's time goes"); the counts are ints and the
+    names text, so only names tabulate could read as numbers still go through it.
+    """
+    headers = ["host", *STAT_KEYS]
+    if not rows or any(_numeric_looking(str(row[0])) for row in rows):
+        from tabulate import tabulate
+
+        return tabulate(rows, headers=headers)
+    cells = [[str(row[0]), *(str(count) for count in row[1:])] for row in rows]
+    widths = [
+        max([len(header) + 2, *(len(line[i]) for line in cells)])
+        for i, header in enumerate(headers)
+    ]
+    lines = [_recap_line(headers, widths), "  ".join("-" * width for width in widths)]
+    lines += [_recap_line(line, widths) for line in cells]
+    return "\n".join(lines)
+
+
+def _recap_line(cells: list[str], widths: list[int]) -> str:
+    first = cells[0].ljust(widths[0])
+    return "  ".join([first, *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
+
+
+def _numeric_looking(name: str) -> bool:
+    """A host name tabulate might take for a number or lay out otherwise (wide or
+    control characters): the recap leaves such names to tabulate."""
+    if not name.isascii() or not name.isprintable() or name != name.strip():
+        return True
+    try:
+        float(name)
+    except ValueError:
+        pass
+    else:
+        return True
+    try:
+        int(name, 0)
+    except ValueError:
+        return False
+    return True
