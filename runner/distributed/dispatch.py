@@ -46,10 +46,21 @@ class Dispatcher:
         self.identity = Identity.new("runner")
         self.heartbeat = Heartbeat(store, self.identity)
         self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._queues_checked: set[str] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._read_events, name="events", daemon=True)
         self._thread.start()
+
+    def unserved(self, queue_name: str | None) -> str | None:
+        """The queue's name the first time this run sends to it while no live worker
+        takes it (its children wait, NotStarted); None otherwise."""
+        name = queue_name or DEFAULT_QUEUE
+        with self._lock:
+            if name in self._queues_checked:
+                return None
+            self._queues_checked.add(name)
+        return None if name in self.store.live_queues(heartbeat_timeout()) else name
 
     def send(self, task: BackgroundTask, queue_name: str | None) -> queue.Queue[dict[str, Any]]:
         """Record the child as this run's and hand it to the workers of `queue_name`;
@@ -119,6 +130,13 @@ class DispatchedChild:
             controller=self.dispatcher.identity.id,
             cwd=os.getcwd(),
         )
+        idle = self.dispatcher.unserved(self.queue_name)
+        warn = getattr(context.events, "warning", None)
+        if idle is not None and warn is not None:
+            warn(
+                f"no worker takes queue '{idle}' now: its children wait, NotStarted, until"
+                f" one does (runner worker --queue {idle})"
+            )
         inbox = self.dispatcher.send(job, self.queue_name)
         if detach:
             self.dispatcher.forget(child)

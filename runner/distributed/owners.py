@@ -4,6 +4,7 @@ taken for lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -33,24 +34,28 @@ class Heartbeat:
     """Beats for `identity` in the store several times per timeout, from its own thread
     and store connection."""
 
-    def __init__(self, store: JobStore, identity: Identity) -> None:
-        self.store, self.identity = store, identity
+    def __init__(self, store: JobStore, identity: Identity, queues: tuple[str, ...] = ()) -> None:
+        self.store, self.identity, self.queues = store, identity, queues
         self.timeout = heartbeat_timeout()
         self._stop = threading.Event()
-        store.beat(identity.id, identity.kind, identity.name)  # known before any job is
+        store.beat(identity.id, identity.kind, identity.name, queues)  # before any job is
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.timeout / 6):
             try:
-                self.store.beat(self.identity.id, self.identity.kind, self.identity.name)
+                identity = self.identity
+                self.store.beat(identity.id, identity.kind, identity.name, self.queues)
             except Exception:  # noqa: BLE001 - a store away for a moment: beat again later
                 continue
 
     def stop(self) -> None:
+        """Stop beating, and leave the store: an owner that ends cleanly is not lost."""
         self._stop.set()
         self._thread.join(timeout=5)
+        with contextlib.suppress(Exception):  # a store out of reach: the row just ages
+            self.store.forget_owner(self.identity.id)
 
 
 def silent_for(store: JobStore, owner_id: str) -> tuple[str, float]:

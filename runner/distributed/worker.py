@@ -59,11 +59,11 @@ class Worker:
 _WORKER: Worker | None = None
 
 
-def start(store: JobStore, name: str | None) -> Worker:
+def start(store: JobStore, name: str | None, queues: tuple[str, ...] = ()) -> Worker:
     """This process's worker identity, beating in `store` from now on."""
     global _WORKER
     identity = Identity.new("worker", name)
-    heartbeat = Heartbeat(store, identity)
+    heartbeat = Heartbeat(store, identity, queues)
     _WORKER = Worker(store, identity, heartbeat, StoreWriter(store), Watch(store))
     return _WORKER
 
@@ -234,7 +234,7 @@ def main(
     loglevel: str = "WARNING",
 ) -> int:
     """Run Celery's worker for runner's task until it is told to stop."""
-    worker = start(store, name)
+    worker = start(store, name, tuple(queues))
     app = make_app(broker)
     app.task(name=TASK, acks_late=True, ignore_result=True)(run_task)
     app.finalize()

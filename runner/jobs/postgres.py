@@ -96,7 +96,8 @@ _V1 = [
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         name TEXT NOT NULL,
-        beat DOUBLE PRECISION NOT NULL
+        beat DOUBLE PRECISION NOT NULL,
+        queues TEXT
     )""",
     """CREATE TABLE events (
         id BIGSERIAL PRIMARY KEY,

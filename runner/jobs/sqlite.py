@@ -105,7 +105,8 @@ _V4 = [
         id TEXT PRIMARY KEY,
         kind TEXT NOT NULL,
         name TEXT NOT NULL,
-        beat REAL NOT NULL
+        beat REAL NOT NULL,
+        queues TEXT
     )""",
     "ALTER TABLE jobs ADD COLUMN owner_id TEXT",
     "ALTER TABLE jobs ADD COLUMN worker_id TEXT",

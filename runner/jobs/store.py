@@ -584,14 +584,28 @@ class JobStore:
 
     # -- owners with heartbeats, and children run by workers ---------------------------
 
-    def beat(self, owner_id: str, kind: str, name: str) -> None:
-        """Say that owner `owner_id` (a controller or a worker, called `name`) lives."""
+    def beat(self, owner_id: str, kind: str, name: str, queues: Iterable[str] = ()) -> None:
+        """Say that owner `owner_id` (a controller, or a worker taking `queues`, called
+        `name`) lives."""
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO owners (id, kind, name, beat) VALUES (?, ?, ?, ?)"
+                "INSERT INTO owners (id, kind, name, beat, queues) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET beat = excluded.beat",
-                (owner_id, kind, name, time.time()),
+                (owner_id, kind, name, time.time(), ",".join(queues)),
             )
+
+    def forget_owner(self, owner_id: str) -> None:
+        """An owner that ended cleanly (its jobs ended with it, or went on detached)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+
+    def live_queues(self, silent_for: float) -> set[str]:
+        """The queues some worker that beat within `silent_for` seconds takes."""
+        rows = self._all(
+            "SELECT queues FROM owners WHERE kind = 'worker' AND beat >= ?",
+            (time.time() - silent_for,),
+        )
+        return {queue for (queues,) in rows for queue in (queues or "").split(",") if queue}
 
     def owner_beat(self, owner_id: str) -> tuple[str, float] | None:
         """An owner's name and last heartbeat (seconds since the epoch), or None."""

@@ -126,6 +126,7 @@ def test_a_child_stopped_while_queued_never_runs(cli: Cli, inventory: str, tmp_p
     second_home(cli, tmp_path)("job", "stop", "1", check=True)
     out, err = run.communicate(timeout=60)
     assert cli.job(1)["State"] == "Stopped", out + err
+    assert "no worker takes queue 'nobody-takes-this'" in out + err  # said, not a silent wait
     # A worker of that queue now gets the task: it finds the child stopped and skips it.
     store, broker = cli.env["RUNNER_STORE"], cli.env["RUNNER_BROKER"]
     late_args = ("--queue", "nobody-takes-this", "--loglevel", "INFO")
