@@ -50,7 +50,11 @@ def make_app(broker: str) -> Any:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=3,
         broker_connection_timeout=BROKER_TIMEOUT_S,
-        broker_transport_options={"socket_connect_timeout": BROKER_TIMEOUT_S},
+        broker_transport_options={
+            "socket_connect_timeout": BROKER_TIMEOUT_S,
+            "socket_timeout": 10.0,  # a broker that stops answering is an error, not a hang
+            "socket_keepalive": True,
+        },
         redis_socket_connect_timeout=BROKER_TIMEOUT_S,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

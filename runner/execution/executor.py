@@ -288,8 +288,13 @@ class Executor:
             self.events.job_started(parent, jp)
             self._run_batches(jp, control, excluded)
             self.events.job_done(parent, jp, self.store.get(parent).state)
+        except StoreError as exc:  # the store is out of reach: the run stops and says so
+            self._store_failed(exc)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave children Running
-            self._never_started(jp, f"internal error: {type(exc).__name__}: {exc}", failed=True)
+            try:
+                self._never_started(jp, f"internal error: {type(exc).__name__}: {exc}", True)
+            except StoreError as error:
+                self._store_failed(error)
             self.events.error(f"job '{name}': internal error: {type(exc).__name__}: {exc}")
         finally:
             self.finished[name].set()

@@ -12,8 +12,11 @@ opened; an older schema is upgraded by `runner store migrate`, and a newer one r
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,7 +25,19 @@ from runner.errors import StoreError
 from runner.jobs.urls import endpoint, hide_password, mask_url
 
 SCHEMA_VERSION = 1
-CONNECT_TIMEOUT_S = 10
+# No statement of the store's waits longer: a server that stopped answering (a network
+# dropping packets, a frozen host) has its connection cut, and the store tries again.
+# RUNNER_STORE_TIMEOUT (seconds, 1 to 60) shortens it, and the connect timeout with it.
+STATEMENT_LIMIT_S = min(60.0, max(1.0, float(os.environ.get("RUNNER_STORE_TIMEOUT") or 60)))
+CONNECT_TIMEOUT_S = int(min(10.0, STATEMENT_LIMIT_S))
+# TCP keepalives and a send timeout notice a peer gone from the network sooner.
+_TCP = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30000,
+}
 _WRITE_LOCK = 0x72756E6E  # the advisory lock every writer takes (b"runn")
 _RECEIVE_LOCK = 0x72656376  # receivers' turn (b"recv")
 
@@ -131,12 +146,17 @@ class PostgresConnection:
         self.raw = raw
 
     def execute(self, sql: str, params: Any = ()) -> Any:
-        return self.raw.execute(translate(sql), tuple(params) if params else None)
+        return self.native(translate(sql), tuple(params) if params else None)
+
+    def native(self, sql: str, params: Any = None) -> Any:
+        """A statement in PostgreSQL's own words, watched (`Watchdog`)."""
+        with WATCHDOG.watching(self.raw):
+            return self.raw.execute(sql, params)
 
     def executemany(self, sql: str, rows: Any) -> None:
         rows = list(rows)
         if rows:
-            with self.raw.cursor() as cursor:
+            with WATCHDOG.watching(self.raw), self.raw.cursor() as cursor:
                 cursor.executemany(translate(sql), rows)
 
     def close(self) -> None:
@@ -168,6 +188,7 @@ class PostgresDatabase:
                 connect_timeout=CONNECT_TIMEOUT_S,
                 row_factory=_rows,
                 application_name="runner",
+                **_TCP,
             )
         return PostgresConnection(raw)
 
@@ -187,25 +208,25 @@ class PostgresDatabase:
     @contextmanager
     def write(self, conn: PostgresConnection) -> Iterator[None]:
         with self.faults():
-            conn.raw.execute("BEGIN")
+            conn.native("BEGIN")
             try:
-                conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                conn.native("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 yield
             except BaseException:
                 _rollback(conn)
                 raise
-            conn.raw.execute("COMMIT")
+            conn.native("COMMIT")
 
     @contextmanager
     def read(self, conn: PostgresConnection) -> Iterator[None]:
         with self.faults():
-            conn.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.native("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
                 yield
             except BaseException:
                 _rollback(conn)
                 raise
-            conn.raw.execute("COMMIT")
+            conn.native("COMMIT")
 
     def insert(
         self,
@@ -215,19 +236,19 @@ class PostgresDatabase:
         values: tuple[Any, ...],
     ) -> int:
         marks = ", ".join(["%s"] * len(columns))
-        row = conn.raw.execute(
+        row = conn.native(
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) RETURNING id", values
         ).fetchone()
         return int(row[0])
 
     def schema_version(self, conn: PostgresConnection) -> int:
-        conn.raw.execute("CREATE TABLE IF NOT EXISTS runner_schema (version INTEGER NOT NULL)")
-        row = conn.raw.execute("SELECT max(version) FROM runner_schema").fetchone()
+        conn.native("CREATE TABLE IF NOT EXISTS runner_schema (version INTEGER NOT NULL)")
+        row = conn.native("SELECT max(version) FROM runner_schema").fetchone()
         return int(row[0] or 0)
 
     def set_schema_version(self, conn: PostgresConnection, version: int) -> None:
-        conn.raw.execute("DELETE FROM runner_schema")
-        conn.raw.execute("INSERT INTO runner_schema (version) VALUES (%s)", (version,))
+        conn.native("DELETE FROM runner_schema")
+        conn.native("INSERT INTO runner_schema (version) VALUES (%s)", (version,))
 
     def migrations(self, version: int) -> list[str]:
         return [statement for step in MIGRATIONS[version:] for statement in step]
@@ -241,12 +262,60 @@ class PostgresDatabase:
     def receive_turn(self, conn: PostgresConnection, ids: list[int]) -> Iterator[None]:
         """One receiver at a time, across machines: a session-level advisory lock."""
         with self.faults():
-            conn.raw.execute("SELECT pg_advisory_lock(%s)", (_RECEIVE_LOCK,))
+            conn.native("SELECT pg_advisory_lock(%s)", (_RECEIVE_LOCK,))
         try:
             yield
         finally:
             with self.faults():
-                conn.raw.execute("SELECT pg_advisory_unlock(%s)", (_RECEIVE_LOCK,))
+                conn.native("SELECT pg_advisory_unlock(%s)", (_RECEIVE_LOCK,))
+
+
+class Watchdog:
+    """Cuts the connection of a statement that has waited past `STATEMENT_LIMIT_S`: psycopg
+    would wait for a server that stopped answering forever. One thread for every
+    connection, looking once a second; a cut connection fails its statement at once."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._running: dict[int, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watching(self, raw: Any) -> Iterator[None]:
+        key = id(raw)
+        with self._lock:
+            self._running[key] = (time.monotonic(), raw)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="pg-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(1.0)
+            now = time.monotonic()
+            with self._lock:
+                late = [raw for began, raw in self._running.values() if now - began > self.limit]
+            for raw in late:
+                _cut(raw)
+
+
+def _cut(raw: Any) -> None:
+    """Shut the connection's socket down under libpq, which then fails what it waits for."""
+    with contextlib.suppress(Exception):
+        sock = socket.fromfd(raw.pgconn.socket, socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()  # the duplicate only: libpq's own descriptor stays its own
+
+
+WATCHDOG = Watchdog(STATEMENT_LIMIT_S)
 
 
 def _rows(cursor: Any) -> Any:
@@ -259,7 +328,7 @@ def _rows(cursor: Any) -> Any:
 
 def _rollback(conn: PostgresConnection) -> None:
     with contextlib.suppress(Exception):  # a connection already gone has nothing to undo
-        conn.raw.execute("ROLLBACK")
+        conn.native("ROLLBACK")
 
 
 def _unreachable(url: str, error: BaseException) -> str:

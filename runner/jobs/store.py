@@ -165,13 +165,15 @@ class JobStore:
         a bounded number of times: nothing has happened yet. One lost in the middle is
         a StoreError, and the next transaction connects again."""
         for pause in (*RETRY_PAUSES, None):
-            conn = self._conn()
-            transaction = begin(conn)
+            conn = None
             try:
+                conn = self._conn()
+                transaction = begin(conn)
                 transaction.__enter__()
                 break
             except StoreError as error:
-                self._drop(conn)
+                if conn is not None:
+                    self._drop(conn)
                 if not error.transient or pause is None:
                     raise
                 time.sleep(pause)
@@ -199,12 +201,14 @@ class JobStore:
     def _all(self, sql: str, params: Iterable[Any]) -> list[Row]:
         """Every row of one query outside any transaction (see `_one`)."""
         for pause in (*RETRY_PAUSES, None):
-            conn = self._conn()
+            conn = None
             try:
+                conn = self._conn()
                 with self.db.faults():
                     return list(conn.execute(sql, tuple(params)).fetchall())
             except StoreError as error:
-                self._drop(conn)
+                if conn is not None:
+                    self._drop(conn)
                 if not error.transient or pause is None:
                     raise
                 time.sleep(pause)

@@ -288,3 +288,41 @@ def test_a_store_restarted_mid_run_loses_no_output(
             assert run.returncode == 0, out + err
             lines = "".join(r["data"] for r in cli.receive(1)).splitlines()
     assert lines == [f"line {i}" for i in range(1, 41)]
+
+
+@pytest.mark.parametrize("cli", ["local"], indirect=True)
+def test_a_store_that_stops_answering_ends_the_run_with_one_line_not_a_hang(
+    cli: Cli, inventory: str, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.services import PostgresServer
+
+    with PostgresServer() as server:
+        store = server.fresh_database()
+        cli.env = {**distributed_env(cli.env, store, redis_url), "RUNNER_STORE_TIMEOUT": "2"}
+        with workers(store, redis_url, tmp_path, 1):
+            run = cli.start("run", play(cli, 'run: "echo one; sleep 3; echo two"'), "-i", inventory)
+            wait_until(lambda: cli.jobs(), 60, "the run's job")
+            frozen = [server.pid, *_children(server.pid)]  # a frozen host: no answer at all
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                out, err = run.communicate(timeout=240)  # bounded: no wait is endless
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+    assert run.returncode == 1, out + err
+    assert err.count("\n") == 1 and "cannot use the job store at 127.0.0.1:" in err
+    assert "Traceback" not in out + err
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
