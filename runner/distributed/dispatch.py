@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app
-from runner.distributed.owners import Heartbeat, Identity, silent_for
+from runner.distributed.owners import Heartbeat, Identity
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.relay import relay, report_of
 from runner.execution.steps import ChildReport
@@ -82,22 +82,40 @@ class Dispatcher:
             self._inboxes.pop(child, None)
 
     def _read_events(self) -> None:
-        last = 0
+        """Every poll, the new events of all the run's waiting children in one query;
+        every `CHECK_S`, their records and workers' heartbeats in one more."""
+        last, checked = 0, time.monotonic()
         while not self._closed.wait(POLL_S):
             with self._lock:
                 children = list(self._inboxes)
             if not children:
                 continue
             try:
-                rows = self.store.events_after(children, last)
+                for event_id, child, data in self.store.events_after(children, last):
+                    last = max(last, event_id)
+                    self._deliver(child, json.loads(data))
+                if time.monotonic() - checked >= CHECK_S:
+                    checked = time.monotonic()
+                    self._check(children)
             except Exception:  # noqa: BLE001 - the store away for a moment: read again
                 continue
-            for event_id, child, data in rows:
-                last = max(last, event_id)
-                with self._lock:
-                    inbox = self._inboxes.get(child)
-                if inbox is not None:
-                    inbox.put(json.loads(data))
+
+    def _check(self, children: list[int]) -> None:
+        """Tell each waiting child that ended elsewhere (stopped while queued, settled by
+        another invocation), or whose worker fell silent, as a line of its own."""
+        timeout = heartbeat_timeout()
+        for child, (state, reason, worker, beat) in self.store.dispatched(children).items():
+            if JobState(state) in TERMINAL:
+                self._deliver(child, {"elsewhere": state, "reason": reason})
+            elif worker is not None and (beat is None or time.time() - beat > timeout):
+                silent = time.time() - beat if beat is not None else timeout
+                self._deliver(child, {"lost": worker, "silent": silent})
+
+    def _deliver(self, child: int, line: dict[str, Any]) -> None:
+        with self._lock:
+            inbox = self._inboxes.get(child)
+        if inbox is not None:
+            inbox.put(line)
 
     def close(self) -> None:
         self._closed.set()
@@ -152,7 +170,6 @@ class DispatchedChild:
     ) -> ChildReport:
         store, child = context.store, task.child
         stopped_at: float | None = None
-        checked = time.monotonic()
         while True:
             try:
                 line = inbox.get(timeout=POLL_S)
@@ -167,29 +184,8 @@ class DispatchedChild:
                 stopped_at = time.monotonic()
                 if store.ask_stop(child, task.control.reason or "stopped", task.control.fail):
                     return _stopped(task)
-            if time.monotonic() - checked >= CHECK_S:
-                checked = time.monotonic()
-                ended = self._ended_elsewhere(store, child)
-                if ended is not None:
-                    return ended
             if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_S:
                 return _stopped(task)
-
-    def _ended_elsewhere(self, store: JobStore, child: int) -> ChildReport | None:
-        """The child's end when it came from elsewhere (a stop while queued, a settled
-        record), or its worker lost; None while it runs."""
-        record = store.get(child)
-        if JobState(record.state) in TERMINAL:
-            failed = {"failed": 1} if record.state == JobState.Failed else {}
-            return ChildReport(record.state.value, record.reason, counts=failed)
-        worker = store.worker_of(child)
-        if worker is None:
-            return None
-        name, silent = silent_for(store, worker)
-        if silent > heartbeat_timeout():
-            reason = f"worker {name} lost: no heartbeat for {silent:.0f} s"
-            return ChildReport("Failed", reason, counts={"failed": 1})
-        return None
 
     def refresh(self, store: JobStore, parent: int) -> None:
         """A detached child on a worker records its end itself; a lost one is settled."""
@@ -203,6 +199,12 @@ def _take(context: RunContext, task: ChildTask, line: dict[str, Any]) -> ChildRe
         if context.events is not None:
             relay(context.events, task.jp, task.host, line)
         return None
+    if "elsewhere" in line:  # its record ended without its worker's word
+        failed = {"failed": 1} if line["elsewhere"] == JobState.Failed else {}
+        return ChildReport(line["elsewhere"], line.get("reason"), counts=failed)
+    if "lost" in line:
+        reason = f"worker {line['lost']} lost: no heartbeat for {line['silent']:.0f} s"
+        return ChildReport("Failed", reason, counts={"failed": 1})
     registered = context.registered.setdefault(task.host, {})
     remember(context.plan, registered, line.get("registered") or {})
     return report_of(line)

@@ -651,10 +651,20 @@ class JobStore:
             )
             return row["worker_id"] is None
 
-    def worker_of(self, child_id: int) -> str | None:
-        """The identity of the worker that took a dispatched child, if one did."""
-        row = self._one("SELECT worker_id FROM jobs WHERE id = ?", (child_id,))
-        return None if row is None else row[0]
+    def dispatched(
+        self, child_ids: list[int]
+    ) -> dict[int, tuple[str, str | None, str | None, float | None]]:
+        """For children on workers, in one query: (state, reason, the name and last
+        heartbeat of the worker that took it, if one did)."""
+        if not child_ids:
+            return {}
+        marks = ", ".join("?" * len(child_ids))
+        rows = self._all(
+            "SELECT j.id, j.state, j.reason, o.name, o.beat FROM jobs j"
+            f" LEFT JOIN owners o ON o.id = j.worker_id WHERE j.id IN ({marks})",
+            child_ids,
+        )
+        return {int(r[0]): (r[1], r[2], r[3], r[4]) for r in rows}
 
     def stop_requests(self, child_ids: list[int]) -> dict[int, tuple[int, str | None]]:
         """Which of these children were asked to stop, and how: (0 none, 1 `runner job
