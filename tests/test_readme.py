@@ -31,8 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 PIP_STAND_IN = """#!/bin/sh
-[ "$*" = "install ." ] || { echo "README test: unexpected pip $*" >&2; exit 1; }
+[ "$*" = "install ." ] || [ "$*" = "install runner[distributed]" ] ||
+  { echo "README test: unexpected pip $*" >&2; exit 1; }
 """
+# The "Scaling out" block names example servers; the test gives it real ones.
+EXAMPLE_STORE = "postgresql://runner@db.example/runner"
+EXAMPLE_BROKER = "redis://mq.example:6379/0"
 PYTHON3_STAND_IN = """#!/bin/sh
 [ "$*" = "-m venv .venv" ] && exit 0
 exec {python} "$@"
@@ -151,9 +155,9 @@ def check_reports(junit: Path, document: Path) -> None:
     assert "stats" in json.loads(document.read_text())
 
 
-def test_every_readme_command_runs_as_written(tmp_path):
-    checkout = copy_checkout(tmp_path / "repo")
-    before = files_under(checkout)
+def _readme_env(tmp_path: Path, checkout: Path) -> dict[str, str]:
+    """The environment the README's commands run in: stand-ins for pip and python3's
+    venv, a fresh RUNNER_HOME, HOME and temp directories of their own."""
     stand_in_venv(checkout)
     bin_dir = tmp_path / "bin"
     write_script(bin_dir / "pip", PIP_STAND_IN)
@@ -178,9 +182,43 @@ def test_every_readme_command_runs_as_written(tmp_path):
     }
     env.pop("CI", None)
     env.pop("RUNNER_DEBUG", None)
+    return env
+
+
+def test_the_scaling_out_commands_run_as_written(tmp_path, pg_url, redis_url):
+    """The "Scaling out" block, on a real PostgreSQL and Redis in place of the example
+    hosts: a worker in the background, the hello playbook's children on it."""
+    (block,) = [script for _, script in readme_commands() if EXAMPLE_BROKER in script]
+    checkout = copy_checkout(tmp_path / "repo")
+    env = _readme_env(tmp_path, checkout)
+    script = block.replace(EXAMPLE_STORE, pg_url).replace(EXAMPLE_BROKER, redis_url)
+    script += "\nrunner job list --format json > jobs.json\nkill $! && wait $! || true\n"
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr and "runner: error" not in proc.stderr
+    assert [job["State"] for job in json.loads((checkout / "jobs.json").read_text())] == [
+        "Completed"
+    ]
+    assert "hello from web1" in proc.stdout  # received from the store, as run on the worker
+
+
+def test_every_readme_command_runs_as_written(tmp_path):
+    checkout = copy_checkout(tmp_path / "repo")
+    before = files_under(checkout)
+    env = _readme_env(tmp_path, checkout)
+    runner_temp = Path(env["RUNNER_TEMP"])
     pipelines: dict[str, Path] = {}
     ran = 0
-    for where, script in readme_commands():
+    commands = [(w, s) for w, s in readme_commands() if EXAMPLE_BROKER not in s]
+    for where, script in commands:  # "Scaling out" needs servers: its own test, above
         script = script.replace("bash tests/run.sh", "bash -n tests/run.sh")
         cwd = checkout
         if where.endswith("CI"):
@@ -199,7 +237,7 @@ def test_every_readme_command_runs_as_written(tmp_path):
         assert proc.returncode == 0, f"{where}:\n{script}\n{proc.stdout}\n{proc.stderr}"
         assert "Traceback" not in proc.stderr and "runner: error" not in proc.stderr, where
         ran += 1
-    assert ran == len(readme_commands()) > 10
+    assert ran == len(commands) == len(readme_commands()) - 1 > 10
     # the user's checkout stays as cloned, but for the per-host files diagnostics.yml's
     # `results.path` writes (the feature it shows; /results/ is git-ignored)
     assert {f for f in files_under(checkout) - before if f.split("/")[0] != "results"} == set()
