@@ -44,15 +44,6 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc.wait()
-
 
 def distributed_env(base: dict[str, str], store: str, broker: str) -> dict[str, str]:
     """`base` with the store and broker every command of the distributed mode reads."""
@@ -80,8 +71,8 @@ def workers(
         wait_until(lambda: _beating(store) >= count, 60, "the workers' heartbeats")
         yield started
     finally:
-        for worker in started:
-            worker.stop()
+        for worker in started:  # disposable: SIGKILL, not a warm shutdown of seconds
+            worker.kill()
 
 
 def _beating(store: str) -> int:
