@@ -205,7 +205,7 @@ class Cluster:
 
     def stop_workers(self) -> None:
         for worker in self.workers:
-            worker.stop()
+            worker.kill()
         self.workers.clear()
         self.counts.clear()
 
