@@ -931,7 +931,11 @@ class JobStore:
 # -- SQL helpers (module level: they take the connection of an open transaction) --------
 
 _SELECT_JOBS = (
-    "SELECT j.*, (EXISTS (SELECT 1 FROM output o WHERE o.job_id = j.id AND o.id > j.received_id)"
+    # The newest record's id, not EXISTS: both databases then read one index entry per
+    # job, where PostgreSQL's planner chose a scan of all output per job once a few jobs
+    # held most of it (a listing of 10,000 jobs went from over a minute to under a second).
+    "SELECT j.*, (COALESCE((SELECT MAX(o.id) FROM output o WHERE o.job_id = j.id), 0)"
+    " > j.received_id"
     " OR EXISTS (SELECT 1 FROM remote_streams r WHERE r.child_id = j.id AND r.size >"
     " CASE WHEN j.results_to = 'remote' THEN r.received ELSE r.fetched END)) AS more FROM jobs j"
 )
