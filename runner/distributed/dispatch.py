@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app
 from runner.distributed.owners import Heartbeat, Identity
+from runner.errors import StoreError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.relay import relay, report_of
 from runner.execution.steps import ChildReport
@@ -97,7 +98,10 @@ class Dispatcher:
                 if time.monotonic() - checked >= CHECK_S:
                     checked = time.monotonic()
                     self._check(children)
-            except Exception:  # noqa: BLE001 - the store away for a moment: read again
+            except StoreError as error:  # out of reach past the store's own retries
+                for child in children:
+                    self._deliver(child, {"store": str(error)})
+            except Exception:  # noqa: BLE001 - one bad row must not end the reading
                 continue
 
     def _check(self, children: list[int]) -> None:
@@ -199,6 +203,8 @@ def _take(context: RunContext, task: ChildTask, line: dict[str, Any]) -> ChildRe
         if context.events is not None:
             relay(context.events, task.jp, task.host, line)
         return None
+    if "store" in line:  # the store is gone: nothing more can be learnt of the child
+        return ChildReport("Failed", line["store"], counts={"failed": 1})
     if "elsewhere" in line:  # its record ended without its worker's word
         failed = {"failed": 1} if line["elsewhere"] == JobState.Failed else {}
         return ChildReport(line["elsewhere"], line.get("reason"), counts=failed)
