@@ -12,6 +12,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +308,10 @@ def test_a_store_that_stops_answering_ends_the_run_with_one_line_not_a_hang(
                 os.kill(pid, signal.SIGSTOP)
             try:
                 out, err = run.communicate(timeout=240)  # bounded: no wait is endless
+            except subprocess.TimeoutExpired:
+                run.kill()
+                out, err = run.communicate()
+                pytest.fail(f"the run hung on a frozen store:\n{out}{err}")
             finally:
                 for pid in frozen:
                     os.kill(pid, signal.SIGCONT)
