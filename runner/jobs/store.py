@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from runner.errors import JobNotFoundError, JobStateError, StoreError
 from runner.jobs.database import NO_LIMIT, Database, open_database
@@ -54,6 +54,7 @@ from runner.jobs.states import (
 from runner.planning.model import JOB_TYPES, RESULT_PLACES
 from runner.settings import heartbeat_timeout
 
+T = TypeVar("T")
 Row = Any  # a row of either database: by index and by column name
 Connection = Any  # a connection of either database (execute, executemany)
 
@@ -161,22 +162,15 @@ class JobStore:
     @contextmanager
     def _transaction(self, begin: Callable[[Connection], Any]) -> Iterator[Connection]:
         """`begin(conn)`'s transaction on this thread's connection. A server out of reach
-        when it starts (restarted, a network blip) is tried again on a new connection,
-        a bounded number of times: nothing has happened yet. One lost in the middle is
-        a StoreError, and the next transaction connects again."""
-        for pause in (*RETRY_PAUSES, None):
-            conn = None
-            try:
-                conn = self._conn()
-                transaction = begin(conn)
-                transaction.__enter__()
-                break
-            except StoreError as error:
-                if conn is not None:
-                    self._drop(conn)
-                if not error.transient or pause is None:
-                    raise
-                time.sleep(pause)
+        when it starts is tried again (`_retrying`): nothing has happened yet. One lost
+        in the middle is a StoreError, and the next transaction connects again."""
+
+        def start(conn: Connection) -> Any:
+            transaction = begin(conn)
+            transaction.__enter__()
+            return transaction
+
+        conn, transaction = self._retrying(start)
         try:
             yield conn
         except BaseException as error:
@@ -193,26 +187,36 @@ class JobStore:
             raise
 
     def _one(self, sql: str, params: Iterable[Any]) -> Row | None:
-        """The first row of one query outside any transaction (cheap polls), tried
-        again as `_transaction` is while the server is out of reach."""
+        """The first row of one query outside any transaction (cheap polls)."""
         rows = self._all(sql, params)
         return rows[0] if rows else None
 
     def _all(self, sql: str, params: Iterable[Any]) -> list[Row]:
-        """Every row of one query outside any transaction (see `_one`)."""
+        """Every row of one query outside any transaction, tried again as a transaction's
+        start is while the server is out of reach."""
+
+        def fetch(conn: Connection) -> list[Row]:
+            with self.db.faults():
+                return list(conn.execute(sql, tuple(params)).fetchall())
+
+        return self._retrying(fetch)[1]
+
+    def _retrying(self, action: Callable[[Connection], T]) -> tuple[Connection, T]:
+        """`action` on this thread's connection; while the server is out of reach (a
+        restart, a network blip: a transient StoreError), again on a new connection
+        after each of `RETRY_PAUSES`, then the error."""
         for pause in (*RETRY_PAUSES, None):
             conn = None
             try:
                 conn = self._conn()
-                with self.db.faults():
-                    return list(conn.execute(sql, tuple(params)).fetchall())
+                return conn, action(conn)
             except StoreError as error:
                 if conn is not None:
                     self._drop(conn)
                 if not error.transient or pause is None:
                     raise
                 time.sleep(pause)
-        return []  # pragma: no cover - the last try raises
+        raise AssertionError("unreachable: the last try raises")  # pragma: no cover
 
     def _drop(self, conn: Connection) -> None:
         """A connection the database lost is not this thread's any more: the next use
