@@ -30,7 +30,6 @@ from runner.settings import heartbeat_timeout
 
 if TYPE_CHECKING:
     from runner.jobs.store import JobStore
-    from runner.planning.planner import JobPlan, Plan
 
 POLL_S = 0.1
 CHECK_S = 1.0  # how often a waiting child looks at its record and its worker's heartbeat
@@ -74,9 +73,9 @@ class Dispatcher:
         self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
         return inbox
 
-    def child_runner(self, plan: Plan, jp: JobPlan, host: str) -> DispatchedChild:
-        """The ChildRunner of `jp`'s child on `host`, sent to the queue it names."""
-        return DispatchedChild(self, queue_for(plan, jp, host))
+    def child_runner(self) -> DispatchedChild:
+        """The ChildRunner of children sent to workers."""
+        return DispatchedChild(self)
 
     def forget(self, child: int) -> None:
         with self._lock:
@@ -132,11 +131,12 @@ class DispatchedChild:
 
     claimed_by_worker = True  # the child stays NotStarted until a worker takes it
 
-    def __init__(self, dispatcher: Dispatcher, queue_name: str | None) -> None:
-        self.dispatcher, self.queue_name = dispatcher, queue_name
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
 
     def run(self, context: RunContext, task: ChildTask) -> ChildReport:
         jp, host, child = task.jp, task.host, task.child
+        queue_name = queue_for(context.plan, jp, host)
         detach = jp.job.detach and not context.check
         job = BackgroundTask(
             request=context.request.anchored(),  # type: ignore[union-attr]  # set by every run
@@ -152,17 +152,17 @@ class DispatchedChild:
             controller=self.dispatcher.identity.id,
             cwd=os.getcwd(),
         )
-        idle = self.dispatcher.unserved(self.queue_name)
+        idle = self.dispatcher.unserved(queue_name)
         warn = getattr(context.events, "warning", None)
         if idle is not None and warn is not None:
             warn(
                 f"no worker takes queue '{idle}' now: its children wait, NotStarted, until"
                 f" one does (runner worker --queue {idle})"
             )
-        inbox = self.dispatcher.send(job, self.queue_name)
+        inbox = self.dispatcher.send(job, queue_name)
         if detach:
             self.dispatcher.forget(child)
-            where = self.queue_name or DEFAULT_QUEUE
+            where = queue_name or DEFAULT_QUEUE
             return ChildReport("Running", f"detached: on a worker of queue '{where}'")
         try:
             return self._follow(context, task, inbox)

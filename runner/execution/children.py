@@ -129,10 +129,10 @@ def run_reporting(runner: ChildRunner, context: RunContext, task: ChildTask) -> 
         return ChildReport("Failed", reason, counts={"failed": 1})
 
 
-def child_runner(jp: JobPlan, context: RunContext | None = None, host: str = "") -> ChildRunner:
-    """The runner for `jp`'s children (on `host`): a worker's, when the run has a broker."""
+def child_runner(jp: JobPlan, context: RunContext | None = None) -> ChildRunner:
+    """The runner for `jp`'s children: a worker's, when the run has a broker."""
     if context is not None and context.dispatcher is not None and not kept_on_target(jp):
-        runner: ChildRunner = context.dispatcher.child_runner(context.plan, jp, host)
+        runner: ChildRunner = context.dispatcher.child_runner()
         return runner
     if jp.job.type == "background":
         return BackgroundChild()

@@ -37,7 +37,7 @@ class RunContext:
     store_location: str | None = None  # for a worker in another process
     record_groups: bool = True
     # With a broker: what sends children to workers (runner.distributed.dispatch), whose
-    # `child_runner(plan, jp, host)` gives the ChildRunner of a child on a worker.
+    # `child_runner()` gives the ChildRunner of children on workers.
     dispatcher: Any = None
 
 

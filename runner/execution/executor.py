@@ -398,7 +398,7 @@ class Executor:
         if control.stopped:
             self._finish(jp, host, ChildReport("Stopped", control.reason or "stopped"))
             return
-        runner = child_runner(jp, self.context, host)
+        runner = child_runner(jp, self.context)
         try:
             if not getattr(runner, "claimed_by_worker", False):  # a worker claims its own
                 self.store.set_state(child, JobState.Running)

@@ -331,3 +331,28 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+@WORKERS
+def test_a_job_that_needs_a_detached_child_on_a_worker_waits_for_it(
+    cli: Cli, inventory: str, tmp_path: Path
+) -> None:
+    done = tmp_path / "done"
+    book = cli.playbook(
+        f"""
+        jobs:
+          - name: far
+            type: background
+            detach: true
+            targets: host1
+            steps: [{{local: "sleep 3; touch {done}"}}]
+          - name: after
+            type: thread
+            targets: host1
+            needs: [far]
+            steps: [{{local: "test -e {done} && echo after"}}]
+        """
+    )
+    result = cli("run", book, "-i", inventory)
+    assert result.returncode == 0, result.output
+    assert [r["data"].strip() for r in cli.receive(3)] == ["after"]
