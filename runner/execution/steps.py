@@ -34,6 +34,8 @@ from runner.connections.transfer import (
     probe_script,
 )
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
+from runner.execution.actions.converge import ACTIONS
+from runner.execution.actions.target import converged
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
@@ -65,7 +67,7 @@ STATUS_TIMEDOUT = StepStatus.TIMEDOUT.value
 STATUS_UNREACHABLE = StepStatus.UNREACHABLE.value
 
 TAIL_LINES = 10  # the stderr lines a failed step shows, as ansible-playbook's does
-COMPARED = ("put", "template", "get")  # file steps --check compares instead of skipping
+COMPARED = ("put", "template", "get", *ACTIONS)  # steps --check compares instead of skipping
 _TAIL_CHARS = 4000
 
 
@@ -115,6 +117,7 @@ class StepOutcome:
     error: str | None = None
     results: list[dict[str, Any]] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)  # its last lines, masked
+    facts: dict[str, Any] = field(default_factory=dict)  # an action's own registered keys
 
     @property
     def failed(self) -> bool:
@@ -135,7 +138,7 @@ class StepOutcome:
         }
         if self.results:
             data["results"] = self.results
-        return data
+        return {**data, **self.facts}
 
 
 @dataclass
@@ -369,15 +372,15 @@ class StepRunner:
                 return self._not_checked(step, command)
             if action in ("put", "template"):
                 return self._write_file(step, args, one.scope)
-            if action == "get":
-                return self._fetch(step, str(args["src"]), args["dest"])
+            if action in ACTIONS:
+                return self._converge(step, args)
+            return self._fetch(step, str(args["src"]), args["dest"])  # get
         except (OSError, RunnerError) as exc:
             if isinstance(exc, ConnectError):
                 raise
             message = str(exc) if isinstance(exc, RunnerError) else f"{exc.strerror or exc}"
             self._emit_error(step, message)
             return StepOutcome(STATUS_FAILED, rc=1, error=message)
-        return StepOutcome(STATUS_CHANGED, rc=0)
 
     def _local_path(self, path: str, create: bool = False) -> Path:
         p = Path(path)
@@ -419,6 +422,32 @@ class StepRunner:
                 return StepOutcome(STATUS_CHANGED, rc=0)
         assert mode is not None
         return self._chmod(step, target.path, mode)
+
+    def _converge(self, step: Step, args: dict[str, Any]) -> StepOutcome:
+        """A converging action (runner.execution.actions): its script inspects, decides
+        and changes on the target in one round trip, or in check mode only says whether
+        it would change; --diff shows what changed."""
+        make_script, read_result = ACTIONS[step.action]
+        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        with self._recorded(self.conn) as on_start:
+            result = self.conn.run(
+                make_script(args, self.check, self.diff),
+                on_output=lambda stream, data: output[stream].append(data),
+                timeout=step.timeout,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
+        if result.interrupted:
+            return self._interrupted(step, result)
+        stdout, stderr = (b"".join(output[s]) for s in ("stdout", "stderr"))
+        done = read_result(args, converged(result.rc, stdout, stderr))
+        if self.diff and done.diff is not None:
+            self._emit_diff(step, *done.diff, f"{self.host}:{args['path']}")
+        if not done.changed:
+            return StepOutcome(STATUS_OK, rc=0, facts=done.facts)
+        note = "check mode: not changed" if self.check else None
+        return StepOutcome(STATUS_CHANGED, rc=0, error=note, facts=done.facts)
 
     def _fetch(self, step: Step, src: str, dest: str) -> StepOutcome:
         """get: compare the target file's checksum (asked on the target) with the local

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JOB_TYPES = ("remote", "background", "thread")
-ACTIONS = ("run", "local", "put", "get", "template", "script")
+ACTIONS = ("run", "local", "put", "get", "template", "script", "file", "line")
 RESULT_PLACES = ("controller", "file", "remote")
 NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
 

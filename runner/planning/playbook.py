@@ -21,6 +21,7 @@ from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
+from runner.planning.stateargs import check_state_args
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 
 STEP_NAME_WIDTH = 60
@@ -56,6 +57,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
         *_check_templates(document),
         *_check_modes(document),
+        *check_state_args(document),
     ]
     if not any("needs" in (p.path or "") for p in problems):  # a cycle of known names only
         problems += _check_no_cycle(document, jobs)
@@ -73,7 +75,9 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
 
 def derive_step_name(action: str, args: Any) -> str:
     """A name for an unnamed step, from its action: ``run: uptime``, ``put: a -> b``."""
-    if isinstance(args, dict):
+    if isinstance(args, dict) and "path" in args:  # file, line
+        text = str(args["path"])
+    elif isinstance(args, dict):
         text = f"{args.get('src', '')} -> {args.get('dest', '')}"
     else:
         lines = str(args).strip().splitlines()
@@ -237,7 +241,7 @@ def _check_modes(document: Document) -> list[LocatedError]:
     problems = []
     for index, job in enumerate(document.data.get("jobs") or []):
         for number, step in enumerate((job or {}).get("steps") or []):
-            for action in ("put", "template", "script"):
+            for action in ("put", "template", "script", "file", "line"):
                 args = step.get(action) if isinstance(step, dict) else None
                 mode = args.get("mode") if isinstance(args, dict) else None
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):

@@ -98,6 +98,8 @@ class RenderedStep:
 
 def describe_step(action: str, args: Any) -> str:
     """A short, one-line rendering of a step: the command, or `src -> dest`."""
+    if isinstance(args, dict) and "path" in args:  # file, line
+        return str(args["path"])
     if isinstance(args, dict):
         return f"{args.get('src', '')} -> {args.get('dest', '')}"
     return str(args)
