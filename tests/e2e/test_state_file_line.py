@@ -80,7 +80,7 @@ def test_each_file_state_changes_then_is_ok(cli, inventory, tmp_path):
               - name: directory
                 file: {{path: "{t}/a/b/c", state: directory, mode: "0750"}}
               - name: file
-                file: {{path: "{t}/plain", mode: "0600", owner: daemon, group: daemon}}
+                file: {{path: "{t}/plain", mode: "0600", owner: daemon, group: {DAEMON.pw_gid}}}
               - name: link
                 file: {{path: "{t}/link", state: link, src: "{t}/plain"}}
               - name: relink
@@ -117,6 +117,9 @@ def test_touch_always_changes_and_file_state_never_creates(cli, inventory, tmp_p
                 file: {{path: "{tmp_path}/touched", state: touch, mode: "0640"}}
                 register: touched
               - run: "echo {{{{ touched.state }}}} {{{{ touched.changed }}}}"
+              - name: not when
+                file: {{path: "{tmp_path}/touched", state: absent}}
+                when: not touched.changed
               - name: missing
                 file: {{path: "{tmp_path}/missing"}}
         """)
@@ -126,7 +129,7 @@ def test_touch_always_changes_and_file_state_never_creates(cli, inventory, tmp_p
         assert proc.returncode == 2, proc.stdout + proc.stderr
         steps = _statuses(proc)
         assert steps["touch"] == "changed"  # both times, as Ansible
-        assert steps["missing"] == "failed"
+        assert steps["missing"] == "failed" and steps["not when"] == "skipped"
         (job,) = json.loads(proc.stdout)["jobs"]
         assert f"{tmp_path}/missing does not exist" in job["children"][0]["reason"]
     assert stat.S_IMODE((tmp_path / "touched").stat().st_mode) == 0o640
