@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import stat
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +297,28 @@ def test_bad_keys_are_one_located_line(cli, inventory, step, where, words):
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith(f"{play}:{where}") and words in line, line
         assert "Traceback" not in proc.stderr
+
+
+def test_a_relative_path_with_a_leading_dash_is_a_name_not_an_option(cli, inventory):
+    name = f"-rf runner-test-{uuid.uuid4().hex}"  # relative: in the remote user's home
+    home = Path(pwd.getpwnam("root").pw_dir)
+    play = cli.playbook(f"""
+        jobs:
+          - name: dash
+            targets: host1
+            steps:
+              - name: made
+                file: {{path: "{name}", state: directory}}
+              - name: written
+                line: {{path: "{name}/f", line: "-e", create: true}}
+              - run: 'cat -- "{name}/f"'
+              - name: removed
+                file: {{path: "{name}", state: absent}}
+        """)
+    proc = cli("run", play, "-i", inventory, "--format", "json")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = _statuses(proc)
+    assert (steps["made"], steps["written"], steps["removed"]) == ("changed",) * 3
+    assert "".join(r["data"] for r in cli.receive(1)) == "-e\n"
+    assert not (home / name).exists()

@@ -24,6 +24,7 @@ _BODY = r"""
 export LC_ALL=C
 case $p in */*) dir=${p%/*};; *) dir=.;; esac
 dir=${dir:-/}
+case $dir in -*) dir=./$dir;; esac  # mktemp takes no `--` everywhere
 if [ -e "$p" ]; then [ -f "$p" ] || fail "$p exists and is not a regular file"; f=$p
 elif [ "$s" = absent ]; then emit result ok; exit 0
 elif [ -n "$cr" ]; then f=/dev/null; [ -d "$dir" ] || fail "cannot create $p: no directory $dir"
