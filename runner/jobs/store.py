@@ -21,7 +21,6 @@ import contextlib
 import functools
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
