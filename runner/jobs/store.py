@@ -439,12 +439,13 @@ class JobStore:
         return row is None or bool(row[0])
 
     def stop_requested_among(self, job_ids: Iterable[int]) -> list[int]:
-        """Which of `job_ids` have a stop requested (or were removed): one query a poll."""
+        """Which of `job_ids` have a stop requested by `runner job stop` (or were removed):
+        one query a poll. A controller's own stop of a child on a worker is not counted."""
         ids = list(job_ids)
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
-        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids)
+        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested <> 1", ids)
         running = {row[0] for row in rows}
         return [job_id for job_id in ids if job_id not in running]
 
