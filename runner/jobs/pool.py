@@ -10,6 +10,7 @@ made to wait for a second, so nothing waits on itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -72,6 +73,17 @@ class ConnectionPool:
             elif conn is not None and conn in self._every:
                 self._idle.append(conn)
             self._cond.notify()
+
+    def discard_idle(self) -> None:
+        """Close the idle connections: the server went away, so they are as dead as the
+        one that just failed, and the next try must connect afresh."""
+        with self._cond:
+            idle, self._idle = self._idle, []
+            for conn in idle:
+                self._every.remove(conn)
+        for conn in idle:
+            with contextlib.suppress(Exception):  # already gone: nothing to close
+                conn.close()
 
     def _after_fork(self) -> None:
         """A forked child opens connections of its own instead of sharing its parent's."""

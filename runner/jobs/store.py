@@ -187,12 +187,17 @@ class JobStore:
         the server is out of reach (a restart, a network blip: a transient StoreError),
         again on a new connection after each of `RETRY_PAUSES`, then the error."""
         for pause in (*RETRY_PAUSES, None):
-            conn = self._pool.take()
+            conn = None
             try:
+                conn = self._pool.take()  # may connect: a server still starting is tried again
                 return conn, action(conn)
             except BaseException as error:
-                self._pool.give(conn)  # a connection the database lost is forgotten there
-                if not isinstance(error, StoreError) or not error.transient or pause is None:
+                if conn is not None:
+                    self._pool.give(conn)  # a connection the database lost is forgotten there
+                if not isinstance(error, StoreError) or not error.transient:
+                    raise
+                self._pool.discard_idle()  # lost with it: the next try connects afresh
+                if pause is None:
                     raise
             time.sleep(pause)
         raise AssertionError("unreachable: the last try raises")  # pragma: no cover
