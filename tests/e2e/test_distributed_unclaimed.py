@@ -29,7 +29,7 @@ def test_a_child_no_live_worker_takes_ends_failed_naming_its_queue(
     except subprocess.TimeoutExpired:
         run.kill()
         run.communicate()
-        raise AssertionError("runner run still waits for a child no worker will ever take")
+        raise AssertionError("runner run still waits for a child no worker will take") from None
     assert run.returncode == 2, out + err  # a host failed
     child = [job for job in cli.jobs("--children") if job.get("ParentId") == 1][0]
     assert child["State"] == "Failed"
