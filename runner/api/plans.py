@@ -248,6 +248,7 @@ def run(
     With a broker (`RUNNER_BROKER`) and `dispatch` not "local", children run on workers
     (`runner worker`), which needs a PostgreSQL store every machine can reach."""
     from runner.api.jobs import open_store
+    from runner.execution.children import kept_on_target
     from runner.execution.events import NullEvents
     from runner.execution.executor import Executor, RunOptions
     from runner.execution.sessions import SessionPool
@@ -270,9 +271,11 @@ def run(
         request=request,
         store=store_location(),
     )
-    sessions = SessionPool(the_plan, options)
-    sessions.prefetch(list(the_plan.jobs), forks)  # handshakes overlap the store's set-up
     broker = _broker(dispatch)  # a malformed URL is refused before the store is opened
+    sessions = SessionPool(the_plan, options)
+    # handshakes overlap the store's set-up; children sent to workers connect there
+    here = [jp for jp in the_plan.jobs if broker is None or kept_on_target(jp)]
+    sessions.prefetch(here, forks)
     store = open_store()
     dispatcher = _dispatcher(store, broker)
     executor = Executor(the_plan, store, options, events or NullEvents(), sessions)

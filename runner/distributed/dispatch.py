@@ -36,6 +36,12 @@ CHECK_S = 1.0  # how often a waiting child looks at its record and its worker's 
 STOP_GRACE_S = 10.0  # how long a stopped child waits for its worker to say it ended
 
 
+def unserved_limit() -> float:
+    """How long a child may wait unclaimed while no live worker takes its queue before
+    it ends Failed: two heartbeat timeouts, time for a worker being restarted to beat."""
+    return 2 * heartbeat_timeout()
+
+
 class Dispatcher:
     """One run's link to its workers (see the module's docstring)."""
 
@@ -46,6 +52,8 @@ class Dispatcher:
         self.identity = Identity.new("runner")
         self.heartbeat = Heartbeat(store, self.identity)
         self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
+        self._queue_of: dict[int, str] = {}
+        self._unserved_since: dict[str, float] = {}  # queues seen with no live worker
         self._queues_checked: set[str] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -68,6 +76,7 @@ class Dispatcher:
         inbox: queue.Queue[dict[str, Any]] = queue.Queue()
         with self._lock:
             self._inboxes[task.child] = inbox
+            self._queue_of[task.child] = queue_name or DEFAULT_QUEUE
         self.store.dispatch(task.child, self.identity.id, queue_name)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
         self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
@@ -80,6 +89,7 @@ class Dispatcher:
     def forget(self, child: int) -> None:
         with self._lock:
             self._inboxes.pop(child, None)
+            self._queue_of.pop(child, None)
 
     def _read_events(self) -> None:
         """Every poll, the new events of all the run's waiting children in one query;
@@ -107,12 +117,34 @@ class Dispatcher:
         """Tell each waiting child that ended elsewhere (stopped while queued, settled by
         another invocation), or whose worker fell silent, as a line of its own."""
         timeout = heartbeat_timeout()
+        unclaimed = []
         for child, (state, reason, worker, beat) in self.store.dispatched(children).items():
             if JobState(state) in TERMINAL:
                 self._deliver(child, {"elsewhere": state, "reason": reason})
             elif worker is not None and (beat is None or time.time() - beat > timeout):
                 silent = time.time() - beat if beat is not None else timeout
                 self._deliver(child, {"lost": worker, "silent": silent})
+            elif worker is None and JobState(state) == JobState.NotStarted:
+                unclaimed.append(child)
+        if unclaimed:
+            self._check_unclaimed(unclaimed, timeout)
+
+    def _check_unclaimed(self, children: list[int], timeout: float) -> None:
+        """End, as a line of their own, the children no worker claimed while no live
+        worker took their queue for `unserved_limit()` (their task may be lost: nothing
+        else would end them)."""
+        live, now = self.store.live_queues(timeout), time.monotonic()
+        with self._lock:
+            queues = {child: self._queue_of.get(child, DEFAULT_QUEUE) for child in children}
+        for name in set(queues.values()):
+            if name in live:
+                self._unserved_since.pop(name, None)
+            else:
+                self._unserved_since.setdefault(name, now)
+        for child, name in queues.items():
+            since = self._unserved_since.get(name)
+            if since is not None and now - since > unserved_limit():
+                self._deliver(child, {"unclaimed": name, "waited": now - since})
 
     def _deliver(self, child: int, line: dict[str, Any]) -> None:
         with self._lock:
@@ -157,7 +189,8 @@ class DispatchedChild:
         if idle is not None and warn is not None:
             warn(
                 f"no worker takes queue '{idle}' now: its children wait, NotStarted, until"
-                f" one does (runner worker --queue {idle})"
+                f" one does (runner worker --queue {idle}), and fail if none does within"
+                f" {unserved_limit():.0f} s"
             )
         inbox = self.dispatcher.send(job, queue_name)
         if detach:
@@ -208,6 +241,14 @@ def _take(context: RunContext, task: ChildTask, line: dict[str, Any]) -> ChildRe
     if "elsewhere" in line:  # its record ended without its worker's word
         failed = {"failed": 1} if line["elsewhere"] == JobState.Failed else {}
         return ChildReport(line["elsewhere"], line.get("reason"), counts=failed)
+    if "unclaimed" in line:
+        reason = (
+            f"not started: no live worker took queue '{line['unclaimed']}' for"
+            f" {line['waited']:.0f} s (runner worker --queue {line['unclaimed']})"
+        )
+        if context.store.ask_stop(task.child, reason, fail=True):  # no worker can take it now
+            return ChildReport("Failed", reason, counts={"failed": 1})
+        return None  # a worker took it at this moment: follow it
     if "lost" in line:
         reason = f"worker {line['lost']} lost: no heartbeat for {line['silent']:.0f} s"
         return ChildReport("Failed", reason, counts={"failed": 1})

@@ -37,7 +37,7 @@ from runner.planning.request import PlanRequest, replan
 from runner.settings import known_hosts_path
 
 if TYPE_CHECKING:
-    from runner.planning.planner import Plan
+    from runner.planning.planner import JobPlan, Plan
 
 POLL_S = 0.2
 log = logging.getLogger("runner.worker")
@@ -134,13 +134,16 @@ def run_task(payload: dict[str, Any]) -> str:
     if worker.writer.error is not None:  # the store refused a batch for good: start afresh
         worker.writer = StoreWriter(worker.store)
     store, writer = worker.store, worker.writer
+    prepared = _prepare(task)  # its connection opens while the claim commits
     if not store.claim_for_worker(task.child, worker.identity.id):
+        if not isinstance(prepared, ChildReport):
+            prepared[2].close()
         return "skipped"
     control = Control()
     worker.watch.add(task, control)
     registered: dict[str, Any] = {}
     try:
-        report = _run(task, store, writer, control, registered)
+        report = _run(task, prepared, store, writer, control, registered)
     except Exception as exc:  # noqa: BLE001 - told on the job, never lost
         reason = f"internal error on worker: {type(exc).__name__}: {exc}"
         report = ChildReport("Failed", reason, counts={"failed": 1})
@@ -154,13 +157,11 @@ def run_task(payload: dict[str, Any]) -> str:
     return report.state
 
 
-def _run(
-    task: BackgroundTask,
-    store: JobStore,
-    writer: StoreWriter,
-    control: Control,
-    registered: dict[str, Any],
-) -> ChildReport:
+Prepared = tuple["Plan", "JobPlan", SessionPool]
+
+
+def _prepare(task: BackgroundTask) -> Prepared | ChildReport:
+    """The child's plan and job, and its connection already opening; or why it fails."""
     try:
         plan = _plan(json.dumps(dataclasses.asdict(task.request), sort_keys=True))
         jp = plan.job(task.job)
@@ -169,6 +170,22 @@ def _run(
     except KeyError:
         reason = f"job '{task.job}' is no longer in the plan"
         return ChildReport("Failed", reason, counts={"failed": 1})
+    sessions = SessionPool(plan, RunOptions(known_hosts=known_hosts_path()))
+    sessions.prefetch([jp], 1, task.host)
+    return plan, jp, sessions
+
+
+def _run(
+    task: BackgroundTask,
+    prepared: Prepared | ChildReport,
+    store: JobStore,
+    writer: StoreWriter,
+    control: Control,
+    registered: dict[str, Any],
+) -> ChildReport:
+    if isinstance(prepared, ChildReport):
+        return prepared
+    plan, jp, sessions = prepared
     remember(plan, registered, task.registered)
     events = JsonEvents(functools.partial(writer.send_event, task.child))
     context = RunContext(
@@ -176,7 +193,7 @@ def _run(
         store,
         writer,
         FileWriter(Path(task.cwd) if task.cwd else None),
-        SessionPool(plan, RunOptions(known_hosts=known_hosts_path())),
+        sessions,
         {task.host: registered},
         events,
         task.check,

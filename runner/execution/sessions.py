@@ -48,15 +48,16 @@ class SessionPool:
         assert self.options is not None, "a pool without options opens only local connections"
         return self.options
 
-    def prefetch(self, jobs: list[JobPlan], limit: int) -> None:
-        """Start opening the connections the first jobs will ask for, `limit` at a time,
-        so that handshakes overlap the rest of start-up (and each other). A failure is
-        kept and raised where the job asks for the connection."""
+    def prefetch(self, jobs: list[JobPlan], limit: int, host: str | None = None) -> None:
+        """Start opening the connections the first jobs will ask for (on `host` only, if
+        given), `limit` at a time, so that handshakes overlap the rest of start-up (and
+        each other). A failure is kept and raised where the job asks for the connection."""
         wanted = [
-            (_key(jp, host), host, jp.session)
+            (_key(jp, name), name, jp.session)
             for jp in jobs
             if jp.job.type == "remote" and not jp.job.needs
-            for host in jp.hosts
+            for name in jp.hosts
+            if host is None or name == host
         ]
         wanted = list({key: (key, host, s) for key, host, s in wanted}.values())
         if not wanted:

@@ -35,9 +35,16 @@ class Database(Protocol):
         """Turns the database's word that the store is unusable into a `StoreError`."""
         ...
 
-    def write(self, conn: Any) -> AbstractContextManager[None]:
+    def write(self, conn: Any, ordered: bool = True) -> AbstractContextManager[None]:
         """A write transaction on `conn`: one writer at a time across every process, so
-        a record committed later always has a larger id."""
+        a record committed later always has a larger id. `ordered=False`: a transaction
+        that draws no such id, which may then run beside the others (PostgreSQL), taking
+        row locks (`lock_job`) instead."""
+        ...
+
+    def lock_job(self, conn: Any, job_id: int) -> None:
+        """Lock the job's row until the transaction ends (a no-op where writers take
+        turns anyway)."""
         ...
 
     def read(self, conn: Any) -> AbstractContextManager[None]:

@@ -206,11 +206,12 @@ class PostgresDatabase:
             ) from None
 
     @contextmanager
-    def write(self, conn: PostgresConnection) -> Iterator[None]:
+    def write(self, conn: PostgresConnection, ordered: bool = True) -> Iterator[None]:
         with self.faults():
             conn.native("BEGIN")
             try:
-                conn.native("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
+                if ordered:  # ids of output and events drawn in commit order
+                    conn.native("SELECT pg_advisory_xact_lock(%s)", (_WRITE_LOCK,))
                 yield
             except BaseException:
                 _rollback(conn)
@@ -227,6 +228,11 @@ class PostgresDatabase:
                 _rollback(conn)
                 raise
             conn.native("COMMIT")
+
+    def lock_job(self, conn: PostgresConnection, job_id: int) -> None:
+        """Lock a job's row until the transaction ends (writers that skip the store-wide
+        lock take turns on it)."""
+        conn.native("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
 
     def insert(
         self,

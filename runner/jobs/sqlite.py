@@ -176,7 +176,7 @@ class SQLiteDatabase:
             raise StoreError.wrap(error, self.path) from None
 
     @contextmanager
-    def write(self, conn: sqlite3.Connection) -> Iterator[None]:
+    def write(self, conn: sqlite3.Connection, ordered: bool = True) -> Iterator[None]:
         with write_lock(self._lock_key), self.faults():
             _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
             try:
@@ -195,6 +195,9 @@ class SQLiteDatabase:
                 yield
             finally:
                 conn.execute("COMMIT")
+
+    def lock_job(self, conn: sqlite3.Connection, job_id: int) -> None:
+        """Nothing to do: a SQLite file has one writer at a time."""
 
     def insert(
         self,

@@ -18,9 +18,9 @@ change, so that indexed queries (`reconcile`) skip finished parents cheaply.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from runner.errors import JobNotFoundError, JobStateError, StoreError
 from runner.jobs.database import NO_LIMIT, Database, open_database
+from runner.jobs.pool import ConnectionPool
 from runner.jobs.processes import Liveness, Owner, current_owner, judge, process_start_time
 from runner.jobs.records import (
     JobFilter,
@@ -93,9 +94,6 @@ class _Unset:
 
 UNSET: Any = _Unset()
 
-# Connections a forked child inherited from its parent, kept open on purpose.
-_INHERITED: list[Connection] = []
-
 
 class JobStore:
     """The job store at `location` (a SQLite path, or a `sqlite:///` or `postgresql://`
@@ -120,10 +118,7 @@ class JobStore:
         self.db: Database = open_database(location)
         self.path = self.db.location  # what messages name (a URL's password masked)
         self.end_processes = end_processes
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[Connection] = []
-        self._pid = os.getpid()
+        self._pool = ConnectionPool(self.db.connect)
         self.migrated = self._migrate(on_open=not upgrade)
 
     @property
@@ -133,24 +128,13 @@ class JobStore:
 
     # -- connections and transactions ------------------------------------------------
 
-    def _conn(self) -> Connection:
-        """This thread's connection; a forked child opens its own instead of sharing one."""
-        if self._pid != os.getpid():
-            # Never close a connection inherited across fork: neither database allows it.
-            _INHERITED.extend(self._connections)
-            self._local, self._connections, self._pid = threading.local(), [], os.getpid()
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.db.connect()
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction, one writer at a time, from its first statement."""
-        with self._transaction(self.db.write) as conn:
+    def _write(self, ordered: bool = True) -> Iterator[Connection]:
+        """A write transaction, one writer at a time, from its first statement. One that
+        writes no output nor events may be `ordered=False`: on PostgreSQL it then skips
+        the store-wide lock (no id order to keep) and relies on row locks, the family's
+        first (`_locked`)."""
+        with self._transaction(functools.partial(self.db.write, ordered=ordered)) as conn:
             yield conn
 
     @contextmanager
@@ -161,9 +145,9 @@ class JobStore:
 
     @contextmanager
     def _transaction(self, begin: Callable[[Connection], Any]) -> Iterator[Connection]:
-        """`begin(conn)`'s transaction on this thread's connection. A server out of reach
-        when it starts is tried again (`_retrying`): nothing has happened yet. One lost
-        in the middle is a StoreError, and the next transaction connects again."""
+        """`begin(conn)`'s transaction on a connection lent by the pool. A server out of
+        reach when it starts is tried again (`_retrying`): nothing has happened yet. One
+        lost in the middle is a StoreError, and the next transaction connects again."""
 
         def start(conn: Connection) -> Any:
             transaction = begin(conn)
@@ -172,19 +156,14 @@ class JobStore:
 
         conn, transaction = self._retrying(start)
         try:
-            yield conn
-        except BaseException as error:
             try:
+                yield conn
+            except BaseException as error:
                 transaction.__exit__(type(error), error, error.__traceback__)
-            except StoreError:
-                self._drop(conn)
                 raise
-            raise
-        try:
             transaction.__exit__(None, None, None)
-        except StoreError:
-            self._drop(conn)
-            raise
+        finally:
+            self._pool.give(conn)  # a connection the database lost is forgotten there
 
     def _one(self, sql: str, params: Iterable[Any]) -> Row | None:
         """The first row of one query outside any transaction (cheap polls)."""
@@ -199,33 +178,44 @@ class JobStore:
             with self.db.faults():
                 return list(conn.execute(sql, tuple(params)).fetchall())
 
-        return self._retrying(fetch)[1]
+        conn, rows = self._retrying(fetch)
+        self._pool.give(conn)
+        return rows
 
     def _retrying(self, action: Callable[[Connection], T]) -> tuple[Connection, T]:
-        """`action` on this thread's connection; while the server is out of reach (a
-        restart, a network blip: a transient StoreError), again on a new connection
-        after each of `RETRY_PAUSES`, then the error."""
+        """`action` on a connection lent by the pool, which the caller gives back; while
+        the server is out of reach (a restart, a network blip: a transient StoreError),
+        again on a new connection after each of `RETRY_PAUSES`, then the error."""
         for pause in (*RETRY_PAUSES, None):
             conn = None
             try:
-                conn = self._conn()
+                conn = self._pool.take()  # may connect: a server still starting is tried again
                 return conn, action(conn)
-            except StoreError as error:
+            except BaseException as error:
                 if conn is not None:
-                    self._drop(conn)
-                if not error.transient or pause is None:
+                    self._pool.give(conn)  # a connection the database lost is forgotten there
+                if not isinstance(error, StoreError) or not error.transient:
                     raise
-                time.sleep(pause)
+                self._pool.discard_idle()  # lost with it: the next try connects afresh
+                if pause is None:
+                    raise
+            time.sleep(pause)
         raise AssertionError("unreachable: the last try raises")  # pragma: no cover
 
-    def _drop(self, conn: Connection) -> None:
-        """A connection the database lost is not this thread's any more: the next use
-        connects again."""
-        if getattr(conn, "raw", None) is None or not conn.raw.closed:
-            return
-        self._local.conn = None
-        with self._lock, contextlib.suppress(ValueError):
-            self._connections.remove(conn)
+    def _locked(self, conn: Connection, job_id: int) -> Row:
+        """The job's row, read once its family is locked: its parent's row (or its own,
+        for a job without one) stays locked until the transaction ends. Every change of a
+        job's state takes this lock first, so changes in one family take turns and see
+        each other, and the parent's cached state stays exact without the store-wide
+        lock; two families' locks are only ever taken in id order."""
+        parent = _require_job(conn, job_id)["parent_id"]
+        self.db.lock_job(conn, job_id if parent is None else parent)
+        return _require_job(conn, job_id)
+
+    def _lock_families(self, conn: Connection, rows: list[Row]) -> None:
+        """`_locked`'s lock for the families of many jobs, in id order (no deadlock)."""
+        for family in sorted({row["parent_id"] or row["id"] for row in rows}):
+            self.db.lock_job(conn, family)
 
     def _migrate(self, on_open: bool = False) -> int:
         """Create the schema in a new store, upgrade an older one in place; refuse one
@@ -254,11 +244,7 @@ class JobStore:
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._pool.close()
 
     # -- jobs ------------------------------------------------------------------------
 
@@ -397,8 +383,8 @@ class JobStore:
         A parent with children has no state of its own to set.
         """
         new_state = JobState(new_state)
-        with self._write() as conn:
-            row = _require_job(conn, job_id)
+        with self._write(ordered=False) as conn:
+            row = self._locked(conn, job_id)
             _refuse_parent(conn, job_id)
             _move(conn, row, [new_state], reason)
 
@@ -419,8 +405,8 @@ class JobStore:
         the state recorded. Ending a job as Stopped walks it through Stopping first.
         """
         outcome = JobState(outcome)
-        with self._write() as conn:
-            row = _require_job(conn, job_id)
+        with self._write(ordered=False) as conn:
+            row = self._locked(conn, job_id)
             _refuse_parent(conn, job_id)
             final = JobState.Stopped if row["state"] == JobState.Stopping else outcome
             path = [final]
@@ -437,6 +423,7 @@ class JobStore:
         end; a finished job is left as it is (stopping it does nothing).
         """
         with self._write() as conn:
+            self._locked(conn, job_id)
             leaves = _leaf_rows(conn, job_id)
             conn.execute(
                 "UPDATE jobs SET stop_requested = 1 WHERE id = ? OR parent_id = ?",
@@ -457,12 +444,13 @@ class JobStore:
         return row is None or bool(row[0])
 
     def stop_requested_among(self, job_ids: Iterable[int]) -> list[int]:
-        """Which of `job_ids` have a stop requested (or were removed): one query a poll."""
+        """Which of `job_ids` have a stop requested by `runner job stop` (or were removed):
+        one query a poll. A controller's own stop of a child on a worker is not counted."""
         ids = list(job_ids)
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
-        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested = 0", ids)
+        rows = self._all(f"SELECT id FROM jobs WHERE id IN ({marks}) AND stop_requested <> 1", ids)
         running = {row[0] for row in rows}
         return [job_id for job_id in ids if job_id not in running]
 
@@ -509,7 +497,7 @@ class JobStore:
         An unfinished job is refused unless `force` (the caller stops it first).
         """
         with self._write() as conn:
-            row = _require_job(conn, job_id)
+            row = self._locked(conn, job_id)
             leaves = _leaf_rows(conn, job_id)
             state = _state_of(row, leaves)
             if not force and not is_terminal(state):
@@ -552,6 +540,7 @@ class JobStore:
             return settled
         problems = self._end_orphans([row for row in dead if _leaves_processes(row)], end_processes)
         with self._write() as conn:
+            self._lock_families(conn, dead)
             marks = ", ".join("?" * len(dead))
             rows = conn.execute(
                 f"{_SELECT_ORPHAN_CANDIDATES} AND id IN ({marks})", [row["id"] for row in dead]
@@ -575,6 +564,7 @@ class JobStore:
             return []
         settled = []
         with self._write() as conn:
+            self._lock_families(conn, [row for row in rows if row["id"] in lost])
             for job_id, (outcome, reason) in lost.items():
                 row = _require_job(conn, job_id)
                 if JobState(row["state"]) in TERMINAL:
@@ -595,7 +585,7 @@ class JobStore:
     def beat(self, owner_id: str, kind: str, name: str, queues: Iterable[str] = ()) -> None:
         """Say that owner `owner_id` (a controller, or a worker taking `queues`, called
         `name`) lives."""
-        with self._write() as conn:
+        with self._write(ordered=False) as conn:
             conn.execute(
                 "INSERT INTO owners (id, kind, name, beat, queues) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET beat = excluded.beat",
@@ -604,7 +594,7 @@ class JobStore:
 
     def forget_owner(self, owner_id: str) -> None:
         """An owner that ended cleanly (its jobs ended with it, or went on detached)."""
-        with self._write() as conn:
+        with self._write(ordered=False) as conn:
             conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
 
     def live_queues(self, silent_for: float) -> set[str]:
@@ -623,7 +613,7 @@ class JobStore:
     def dispatch(self, child_id: int, owner_id: str, queue: str | None) -> None:
         """Record that `child_id` was handed to the workers of `queue` by controller
         `owner_id`, which answers for it while its heartbeat lasts."""
-        with self._write() as conn:
+        with self._write(ordered=False) as conn:
             conn.execute(
                 "UPDATE jobs SET owner_id = ?, queue = ? WHERE id = ?",
                 (owner_id, queue, child_id),
@@ -633,12 +623,12 @@ class JobStore:
         """A worker takes a dispatched child: NotStarted to Running, once. False when it
         was stopped while queued, or another delivery of the same task took it first (a
         child never runs twice)."""
-        with self._write() as conn:
-            row = _require_job(conn, child_id)
+        with self._write(ordered=False) as conn:
+            row = self._locked(conn, child_id)
             if row["state"] != JobState.NotStarted or row["stop_requested"]:
                 return False
-            _move(conn, row, [JobState.Running], None)
             conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
+            _move(conn, row, [JobState.Running], None)
             return True
 
     def ask_stop(self, child_id: int, reason: str, fail: bool = False) -> bool:
@@ -646,8 +636,8 @@ class JobStore:
         worker ends its step and reports it `reason`; unlike `request_stop`, the state
         stays for the controller to record (a timeout is Failed, not Stopped). True when
         no worker had taken the child: none ever will (`claim_for_worker`)."""
-        with self._write() as conn:
-            row = _require_job(conn, child_id)
+        with self._write(ordered=False) as conn:
+            row = self._locked(conn, child_id)
             conn.execute(
                 "UPDATE jobs SET stop_requested = CASE WHEN stop_requested = 0 THEN ?"
                 " ELSE stop_requested END, stop_reason = COALESCE(stop_reason, ?) WHERE id = ?",
@@ -848,8 +838,12 @@ class JobStore:
         if not ids:
             yield
             return
-        with self.db.receive_turn(self._conn(), ids):
-            yield
+        conn = self._pool.take()
+        try:
+            with self.db.receive_turn(conn, ids):
+                yield
+        finally:
+            self._pool.give(conn)
 
     # -- output kept on a target ------------------------------------------------------
 

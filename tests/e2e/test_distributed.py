@@ -122,6 +122,8 @@ def test_stop_from_another_machine_ends_the_step_on_its_target(
 def test_a_child_stopped_while_queued_never_runs(cli: Cli, inventory: str, tmp_path: Path) -> None:
     mark = tmp_path / "ran"
     book = play(cli, f'run: "touch {mark}"', extra="queue: nobody-takes-this")
+    # the run fails an unclaimed child after two heartbeat timeouts: longer than the stop
+    cli.env = {**cli.env, "RUNNER_HEARTBEAT_TIMEOUT": "30"}
     run = cli.start("run", book, "-i", inventory)
     wait_until(lambda: cli.jobs() and cli.jobs()[0]["State"] == "NotStarted", 60, "queued")
     second_home(cli, tmp_path)("job", "stop", "1", check=True)

@@ -279,7 +279,9 @@ def test_nothing_to_do_costs_one_query(store: JobStore) -> None:
     job = store.create_job("mine", "thread", "sleep 9", "localhost")
     store.set_state(job, S.Running)
     statements: list[str] = []
-    store._conn().set_trace_callback(statements.append)
+    conn = store._pool.take()  # the connection the next query is lent (the last idle)
+    conn.set_trace_callback(statements.append)
+    store._pool.give(conn)
     assert store.reconcile() == []
     assert len([s for s in statements if s.startswith("SELECT")]) == 1
     assert not [s for s in statements if "IMMEDIATE" in s]  # no write lock taken
