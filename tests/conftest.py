@@ -75,7 +75,7 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-_REDIS_DBS = itertools.cycle(range(16))  # Redis's logical databases, 0-15 by default
+_REDIS_DBS = itertools.cycle(range(15))  # Redis's logical databases 0-14 (15: e2e's shared)
 
 
 @pytest.fixture

@@ -27,4 +27,7 @@ venv=$PWD/.venv
 "$venv/bin/python" -m pip --version >/dev/null 2>&1 || python3 -m venv --clear "$venv"
 "$venv/bin/python" -m pip install -q -e '.[test]'
 export PATH="$venv/bin:$PATH"  # the tests run the `runner` console script
-exec "$venv/bin/python" -m pytest -q "$@"
+# The modules run in parallel (pytest-xdist), each whole in one process so that its module
+# fixtures (workers, fault fleets) start once: most of the time a test waits on sshd, a
+# worker or a timeout, so more processes than cores pay off. RUNNER_TEST_PROCESSES=0: none.
+exec "$venv/bin/python" -m pytest -q -n "${RUNNER_TEST_PROCESSES:-4}" --dist loadfile "$@"

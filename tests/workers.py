@@ -75,6 +75,48 @@ def workers(
             worker.kill()
 
 
+# What a test leaves in the store; the workers' own rows in `owners` stay (they beat on).
+_RESET = (
+    "TRUNCATE jobs, steps, output, remote_streams, events RESTART IDENTITY CASCADE",
+    "DELETE FROM owners WHERE kind <> 'worker'",
+)
+_UNFINISHED = (
+    "SELECT count(*) FROM jobs WHERE worker_id IS NOT NULL"
+    " AND state IN ('NotStarted', 'Running', 'Stopping', 'Blocked', 'Disconnected')"
+)
+
+
+def idle(store: str, broker: str) -> bool:
+    """Whether no child that a worker took is unfinished in `store` and no task waits in
+    `broker` (queued, or taken and unacknowledged): nothing of one test runs on into the
+    next on the same workers."""
+    import psycopg
+    import redis
+
+    try:
+        with psycopg.connect(store, autocommit=True) as conn:
+            row = conn.execute(_UNFINISHED).fetchone()
+        client = redis.Redis.from_url(broker)
+        try:
+            waiting = client.llen("runner") + client.hlen("unacked")
+        finally:
+            client.close()
+    except (psycopg.Error, redis.RedisError):
+        return False
+    return bool(row) and int(row[0]) == 0 and waiting == 0
+
+
+def reset_store(store: str) -> None:
+    """Empty `store` for the next test (job ids from 1 again), keeping the workers'
+    heartbeats; a worker holding a lock for 10 s makes it raise psycopg.Error."""
+    import psycopg
+
+    with psycopg.connect(store, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        for statement in _RESET:
+            conn.execute(statement)
+
+
 def _beating(store: str) -> int:
     import psycopg
 

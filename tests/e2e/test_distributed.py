@@ -119,6 +119,7 @@ def test_stop_from_another_machine_ends_the_step_on_its_target(
 
 
 @WORKERS
+@pytest.mark.own_workers  # a late worker of the queue joins its store
 def test_a_child_stopped_while_queued_never_runs(cli: Cli, inventory: str, tmp_path: Path) -> None:
     mark = tmp_path / "ran"
     book = play(cli, f'run: "touch {mark}"', extra="queue: nobody-takes-this")
@@ -141,6 +142,7 @@ def test_a_child_stopped_while_queued_never_runs(cli: Cli, inventory: str, tmp_p
 
 
 @WORKERS
+@pytest.mark.own_workers  # it kills one of its workers
 def test_a_worker_killed_mid_step_fails_its_child_and_the_step_ends(
     cli: Cli, inventory: str, tmp_path: Path
 ) -> None:

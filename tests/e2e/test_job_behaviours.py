@@ -144,7 +144,9 @@ def test_wait_for_two_jobs_and_wait_any(cli, inventory):
         """
     )
     run = cli.start("run", play, "-i", inventory)
-    quick = started_job(cli, "quick")
+    # Listed in any state: a warm worker may end `quick` before a poll sees it Running.
+    listed = lambda name: next((j for j in cli.jobs() if j["Name"] == name), None)  # noqa: E731
+    quick = wait_until(lambda: listed("quick"), what="job quick listed")
     slow = started_job(cli, "slow")
     proc = cli("job", "wait", str(quick["Id"]), str(slow["Id"]), "--any", check=True)
     assert cli.job(quick["Id"])["State"] == "Completed"
