@@ -5,11 +5,6 @@ failure (no password, a wrong one, altered data) one located line with exit 4.""
 from __future__ import annotations
 
 import binascii
-import os
-import subprocess
-import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,91 +12,31 @@ import pytest
 from runner.planning import vault
 from runner.planning.vault import VaultSecret
 from tests.cli import Cli
-
-ANSIBLE_VAULT = str(Path(sys.executable).parent / "ansible-vault")
-SECRET = "s3cret-Value-42"
-API_KEY = "key-Value-77"
-PASSWORD = "correct horse"
-PROD_PASSWORD = "prod password"
-MASK = "********"
-
-
-def ansible_vault(where: Path, *args: str) -> str:
-    """Run the real `ansible-vault` in `where` and return its standard output."""
-    env = {**os.environ, "ANSIBLE_HOME": str(where / ".ansible")}
-    proc = subprocess.run(
-        [ANSIBLE_VAULT, *args], cwd=where, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def password_file(where: Path, password: str = PASSWORD, name: str = "vault-pass") -> Path:
-    path = where / name
-    path.write_text(password + "\n")
-    return path
-
-
-def prod_script(where: Path) -> Path:
-    """An executable password file: its output is the `prod` vault id's password."""
-    script = where / "prod-pass.sh"
-    script.write_text(f"#!/bin/sh\necho '{PROD_PASSWORD}'\n")
-    script.chmod(0o700)
-    return script
-
-
-def entries(yaml_text: str) -> dict[str, str]:
-    """`ansible-vault encrypt_string` output, NAME -> its `NAME: !vault |` lines."""
-    found: dict[str, str] = {}
-    for line in yaml_text.splitlines():
-        if line and not line[0].isspace():
-            name = line.split(":", 1)[0]
-            found[name] = ""
-        found[name] += line + "\n"
-    return found
-
-
-@dataclass(frozen=True)
-class Made:
-    """What the real ansible-vault made, once for the module (it takes seconds a call)."""
-
-    inline: dict[str, str]  # db_password and api_key, 1.1, PASSWORD
-    prod: str  # db_password, 1.2 with vault id 'prod', PROD_PASSWORD
-    vars_file: str  # a vars file encrypted whole, 1.1, PASSWORD
+from tests.vault_made import (
+    API_KEY,
+    MASK,
+    PASSWORD,
+    PROD_PASSWORD,
+    SECRET,
+    Made,
+    indented,
+    make_all,
+    password_file,
+    prod_script,
+)
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> Made:
-    where = tmp_path_factory.mktemp("ansible-vault")
-    pw, script = password_file(where), prod_script(where)
-    inline = ansible_vault(
-        where,
-        "encrypt_string",
-        "--vault-password-file",
-        str(pw),
-        "--name",
-        "db_password",
-        "--name",
-        "api_key",
-        SECRET,
-        API_KEY,
-    )
-    prod = ansible_vault(
-        where, "encrypt_string", "--vault-id", f"prod@{script}", SECRET, "--name", "db_password"
-    )
-    plain = where / "all.yml"
-    plain.write_text(f"db_password: {SECRET}\nansible_connection: local\n")
-    ansible_vault(where, "encrypt", "--vault-password-file", str(pw), str(plain))
-    return Made(entries(inline), prod, plain.read_text())
+    return make_all(tmp_path_factory.mktemp("ansible-vault"))
 
 
-def indented(text: str, spaces: int) -> str:
-    return textwrap.indent(text.strip("\n"), " " * spaces)
+SAID = "the password of the production database is"  # its step's name is cut in the secret
 
 
 def inline_playbook(cli: Cli, secret_yaml: str, out: Path, job_type: str = "remote") -> str:
     """A playbook whose job `vars:` hold an inline `!vault` db_password, written to `out`
-    by a step on localhost and echoed on its output."""
+    by a step on localhost and said on its output by the next."""
     return cli.playbook(
         f"""
 jobs:
@@ -111,7 +46,8 @@ jobs:
     vars:
 {indented(secret_yaml, 6)}
     steps:
-      - run: echo {{{{ db_password }}}} > {out}; echo "password is {{{{ db_password }}}}"
+      - run: echo {{{{ db_password }}}} > {out}
+      - run: echo "{SAID} {{{{ db_password }}}}"
 """
     )
 
@@ -124,7 +60,7 @@ def pw(cli: Cli) -> Path:
 def test_decrypts_ansible_vault_1_1_files_and_1_2_strings(made: Made) -> None:
     assert made.vars_file.startswith("$ANSIBLE_VAULT;1.1;AES256\n")
     given = (VaultSecret("default", b"other one"), VaultSecret("default", PASSWORD.encode()))
-    plain = f"db_password: {SECRET}\nansible_connection: local\n"
+    plain = f"db_password: {SECRET}\n"
     assert vault.decrypt_bytes(made.vars_file, given) == plain.encode()
 
     body = made.prod.split("|", 1)[1]
@@ -146,8 +82,10 @@ def test_inline_vault_value_is_used_and_masked_in_run_show_and_receive(
     assert SECRET not in proc.output and MASK in proc.output
     show = cli("job", "show", "2", check=True).stdout
     assert SECRET not in show and MASK in show
+    # a step name cut short to fit is cut after masking: no beginning of it shows either
+    assert SECRET[:3] not in proc.output + show
     received = cli("job", "receive", "1", "--keep", check=True).stdout
-    assert received == f"password is {MASK}\n"
+    assert received == f"{SAID} {MASK}\n"
     planned = cli("plan", play, "--vault-password-file", str(pw), check=True).stdout
     assert SECRET not in planned and MASK in planned
 
@@ -159,7 +97,7 @@ def test_background_job_decrypts_in_its_own_process(cli: Cli, pw: Path, made: Ma
     assert proc.returncode == 0, proc.output
     assert out.read_text() == SECRET + "\n"
     assert SECRET not in proc.output
-    assert cli("job", "receive", "1", check=True).stdout == f"password is {MASK}\n"
+    assert cli("job", "receive", "1", check=True).stdout == f"{SAID} {MASK}\n"
     store = b"".join(path.read_bytes() for path in cli.home.glob("jobs.db*"))
     assert SECRET.encode() not in store and PASSWORD.encode() not in store
 
@@ -182,7 +120,8 @@ def test_encrypted_vars_file_and_inventory_values_with_the_environment_password(
     (inv / "group_vars").mkdir(parents=True)
     (inv / "group_vars" / "all.yml").write_text(made.vars_file)
     (inv / "hosts.yml").write_text(
-        f"all:\n  hosts:\n    box1:\n{indented(made.inline['api_key'], 6)}\n"
+        f"all:\n  hosts:\n    box1:\n      ansible_connection: local\n"
+        f"{indented(made.inline['api_key'], 6)}\n"
     )
     out = cli.cwd / "written.txt"
     play = cli.playbook(
