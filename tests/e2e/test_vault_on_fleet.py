@@ -10,6 +10,7 @@ import pytest
 
 from tests.cli import Cli
 from tests.vault_made import API_KEY, MASK, PASSWORD, SECRET, Made, indented, make_all
+from tests.workers import distributed_env, workers
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +51,40 @@ jobs:
     assert sorted(received.splitlines()) == [
         f"[{h}] db={MASK} key={MASK}" for h in ("host1", "host2")
     ]
+
+
+def test_workers_decrypt_with_their_own_password_as_none_crosses_the_broker(
+    cli: Cli, inventory: str, tmp_path: Path, made: Made, pg_url: str, redis_url: str
+) -> None:
+    cli.env = distributed_env(cli.env, pg_url, redis_url)
+    out = tmp_path / "written.txt"
+    play = cli.playbook(
+        f"""
+jobs:
+  - name: deploy
+    targets: host1
+    vars:
+{indented(made.inline["db_password"], 6)}
+    steps:
+      - run: echo {{{{ db_password }}}} > {out}; echo "db={{{{ db_password }}}}"
+"""
+    )
+    password = cli.cwd / "pass"
+    password.write_text(PASSWORD + "\n")
+    for name in ("bare", "keyed"):
+        (tmp_path / name).mkdir()
+
+    with workers(pg_url, redis_url, tmp_path / "bare", 1):  # no password of its own
+        proc = cli("run", play, "-i", inventory, "--vault-password-file", str(password))
+    assert proc.returncode == 2, proc.output
+    assert not out.exists()
+    child = next(job for job in cli.jobs("--children") if job.get("ParentId") == 1)
+    assert "encrypted with ansible-vault" in child["Reason"], child
+
+    keyed = ("--vault-password-file", str(password))
+    with workers(pg_url, redis_url, tmp_path / "keyed", 1, *keyed):
+        proc = cli("run", play, "-i", inventory, "--vault-password-file", str(password))
+    assert proc.returncode == 0, proc.output
+    assert out.read_text() == SECRET + "\n"
+    assert SECRET not in proc.output
+    assert cli("job", "receive", "3", check=True).stdout == f"db={MASK}\n"
