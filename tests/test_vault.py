@@ -5,6 +5,7 @@ failure (no password, a wrong one, altered data) one located line with exit 4.""
 from __future__ import annotations
 
 import binascii
+import os
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,39 @@ def test_a_tampered_file_fails_its_hmac_exit_4(cli: Cli, pw: Path, made: Made) -
     assert proc.stderr.startswith(f"{extra}:1:1: ")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.output
     assert "HMAC" in proc.stderr
+
+
+def run_typing(cli: Cli, args: list[str], typed: str) -> tuple[int, str]:
+    """`runner ARGS` on its own terminal (pty.fork: the pty is its controlling terminal,
+    as a user's is), `typed` entered once it asks; its exit code and all it wrote."""
+    import pty
+
+    from tests.cli import RUNNER
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: become runner
+        os.chdir(cli.cwd)
+        os.execvpe(RUNNER[0], [*RUNNER, *args], cli.env)
+    seen, asked = b"", False
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # the pty closes when runner ends
+            break
+        if not data:
+            break
+        seen += data
+        if not asked and b"Vault password:" in seen:
+            os.write(fd, typed.encode() + b"\n")
+            asked = True
+    os.close(fd)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), seen.decode()
+
+
+def test_ask_vault_pass_asks_on_the_terminal_without_echo(cli: Cli, made: Made) -> None:
+    out = cli.cwd / "written.txt"
+    play = inline_playbook(cli, made.inline["db_password"], out)
+    code, shown = run_typing(cli, ["run", play, "--ask-vault-pass"], PASSWORD)
+    assert code == 0, shown
+    assert out.read_text() == SECRET + "\n"
+    assert PASSWORD not in shown and SECRET not in shown  # neither echoed nor printed

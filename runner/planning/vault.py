@@ -128,10 +128,10 @@ def decrypt_bytes(text: str, given: tuple[VaultSecret, ...] | None = None) -> by
         plain = _open(envelope, secret.password)
         if plain is not None:
             return plain
-    raise VaultError(_wrong_password(envelope, candidates))
+    raise VaultError(_wrong_password(envelope))
 
 
-def _wrong_password(envelope: Envelope, given: tuple[VaultSecret, ...]) -> str:
+def _wrong_password(envelope: Envelope) -> str:
     """Why no password fit: none given for its vault id, or a wrong one (HMAC mismatch)."""
     detail = f" (vault id '{envelope.label}')" if envelope.label else ""
     return (
