@@ -19,6 +19,7 @@ from tests.vault_made import (
     PASSWORD,
     PROD_PASSWORD,
     SECRET,
+    TOKEN,
     Made,
     indented,
     make_all,
@@ -140,6 +141,32 @@ def test_encrypted_vars_file_and_inventory_values_with_the_environment_password(
     assert out.read_text() == f"{SECRET} {API_KEY}\n"
     assert SECRET not in proc.output and API_KEY not in proc.output
     assert cli("job", "receive", "1", check=True).stdout == f"{MASK}\n"
+
+
+def test_a_wholly_encrypted_ini_inventory_masks_its_values_not_its_hosts(
+    cli: Cli, pw: Path, made: Made
+) -> None:
+    inv = cli.cwd / "hosts.ini"
+    inv.write_text(made.ini_inventory)
+    out = cli.cwd / "written.txt"
+    play = cli.playbook(
+        f"""
+        jobs:
+          - name: deploy
+            targets: box1
+            steps:
+              - run: echo {{{{ token }}}} > {out}; echo {{{{ inventory_hostname }}}} {{{{ token }}}}
+        """
+    )
+    proc = cli("run", play, "-i", str(inv), "--vault-password-file", str(pw))
+    assert proc.returncode == 0, proc.output
+    assert out.read_text() == TOKEN + "\n"
+    assert TOKEN not in proc.output
+    assert cli("job", "receive", "1", check=True).stdout == f"box1 {MASK}\n"
+    listed = cli("inventory", "-i", str(inv), "--vault-password-file", str(pw), check=True)
+    assert "box1" in listed.stdout
+    proc = cli("inventory", "-i", str(inv))
+    assert proc.returncode == 4 and proc.stderr.startswith(f"{inv}:1:"), proc.output
 
 
 def test_no_password_is_one_located_line_and_exit_4(cli: Cli, made: Made) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 ANSIBLE_VAULT = str(Path(sys.executable).parent / "ansible-vault")
 SECRET = "s3cret-Value-42"
 API_KEY = "key-Value-77"
+TOKEN = "tok-Value-99"
 PASSWORD = "correct horse"
 PROD_PASSWORD = "prod password"
 MASK = "********"
@@ -60,6 +61,7 @@ class Made:
     inline: dict[str, str]  # db_password and api_key, 1.1, PASSWORD
     prod: str  # db_password, 1.2 with vault id 'prod', PROD_PASSWORD
     vars_file: str  # a vars file encrypted whole, 1.1, PASSWORD
+    ini_inventory: str  # an INI inventory encrypted whole: box1, local, token=TOKEN
 
 
 def make_all(where: Path) -> Made:
@@ -80,10 +82,11 @@ def make_all(where: Path) -> Made:
     prod = ansible_vault(
         where, "encrypt_string", "--vault-id", f"prod@{script}", SECRET, "--name", "db_password"
     )
-    plain = where / "all.yml"
+    plain, ini = where / "all.yml", where / "hosts.ini"
     plain.write_text(f"db_password: {SECRET}\n")
-    ansible_vault(where, "encrypt", "--vault-password-file", str(pw), str(plain))
-    return Made(entries(inline), prod, plain.read_text())
+    ini.write_text(f"box1 ansible_connection=local token={TOKEN}\n")
+    ansible_vault(where, "encrypt", "--vault-password-file", str(pw), str(plain), str(ini))
+    return Made(entries(inline), prod, plain.read_text(), ini.read_text())
 
 
 def indented(text: str, spaces: int) -> str:
