@@ -54,6 +54,11 @@ jobs:
     )
 
 
+def box1_playbook(cli: Cli, command: str) -> str:
+    """A playbook running `command` on the inventory's host box1."""
+    return cli.playbook(f"jobs:\n  - {{name: deploy, targets: box1, steps: [run: {command!r}]}}\n")
+
+
 @pytest.fixture
 def pw(cli: Cli) -> Path:
     return password_file(cli.cwd)
@@ -126,14 +131,8 @@ def test_encrypted_vars_file_and_inventory_values_with_the_environment_password(
         f"{indented(made.inline['api_key'], 6)}\n"
     )
     out = cli.cwd / "written.txt"
-    play = cli.playbook(
-        f"""
-        jobs:
-          - name: deploy
-            targets: box1
-            steps:
-              - run: echo {{{{ db_password }}}} {{{{ api_key }}}} > {out}; echo {{{{ api_key }}}}
-        """
+    play = box1_playbook(
+        cli, f"echo {{{{ db_password }}}} {{{{ api_key }}}} > {out}; echo {{{{ api_key }}}}"
     )
     cli.env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(pw)
     proc = cli("run", play, "-i", str(inv))
@@ -149,14 +148,8 @@ def test_a_wholly_encrypted_ini_inventory_masks_its_values_not_its_hosts(
     inv = cli.cwd / "hosts.ini"
     inv.write_text(made.ini_inventory)
     out = cli.cwd / "written.txt"
-    play = cli.playbook(
-        f"""
-        jobs:
-          - name: deploy
-            targets: box1
-            steps:
-              - run: echo {{{{ token }}}} > {out}; echo {{{{ inventory_hostname }}}} {{{{ token }}}}
-        """
+    play = box1_playbook(
+        cli, f"echo {{{{ token }}}} > {out}; echo {{{{ inventory_hostname }}}} {{{{ token }}}}"
     )
     proc = cli("run", play, "-i", str(inv), "--vault-password-file", str(pw))
     assert proc.returncode == 0, proc.output
