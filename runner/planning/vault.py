@@ -200,10 +200,24 @@ def remember(values: Iterable[str]) -> None:
 
 
 def remember_data(data: Any) -> None:
-    """Mask every value held in the data of a wholly encrypted file (not its keys)."""
+    """Mask every value held in the data of a wholly encrypted file: not its keys, nor its
+    connection settings (`ansible_user: root` must not mask every "root"; the passwords
+    among them are masked as the inventory's always are)."""
     from runner.planning.guard import secret_values
 
-    remember(secret_values(data))
+    remember(secret_values(_settings_left_out(data)))
+
+
+def _settings_left_out(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: _settings_left_out(value)
+            for key, value in data.items()
+            if not (isinstance(key, str) and key.startswith("ansible_"))
+        }
+    if isinstance(data, list):
+        return [_settings_left_out(item) for item in data]
+    return data
 
 
 def under_key(data: Any, key: str) -> list[Any]:

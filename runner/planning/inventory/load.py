@@ -97,7 +97,7 @@ def _load_file(builder: InventoryBuilder, path: str) -> None:
         return
     before = _values(builder)
     _parse_file(builder, path, text)
-    vault.remember_data([v for k, v in _values(builder).items() if before.get(k) is not v])
+    vault.remember_data([{k[2]: v} for k, v in _values(builder).items() if before.get(k) is not v])
 
 
 def _values(builder: InventoryBuilder) -> dict[tuple[str, str, str], Any]:
