@@ -53,6 +53,9 @@ def add_commands(sub: Any, parser_class: type) -> None:
         help="take children of this queue (repeatable; default 'runner')",
     )
     p.add_argument("-n", "--name", help="this worker's name in reasons and listings")
+    from runner.cli.parser import add_vault_options
+
+    add_vault_options(p)  # no vault password crosses the broker: a worker has its own
     p.add_argument(
         "-l",
         "--loglevel",

@@ -13,7 +13,14 @@ import sys
 from typing import Any
 
 from runner import __version__
-from runner.cli.parser import ArgumentError, Parser, add_plan_options, plan_sources
+from runner.cli.parser import (
+    ArgumentError,
+    Parser,
+    add_plan_options,
+    add_vault_options,
+    apply_vault_options,
+    plan_sources,
+)
 from runner.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -134,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check playbooks (schema and semantics); nothing runs")
     p.add_argument("playbooks", nargs="+", metavar="PLAYBOOK")
     p.add_argument("-i", "--inventory", help="also check host patterns and templates against it")
+    add_vault_options(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="show every job x host x step, rendered; nothing runs")
@@ -147,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="all", metavar="PATTERN")
     p.add_argument("-l", "--limit", help="further limit the hosts to a pattern")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    add_vault_options(p)
     p.set_defaults(func=cmd_inventory)
 
     _add_run_commands(sub)
@@ -200,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         from runner.cli.distributed import apply_store_options
 
         apply_store_options(args)
+        apply_vault_options(args)
         return int(args.func(args))
     except RunnerError as error:
         report(error)

@@ -68,3 +68,34 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--start-at-job", metavar="NAME", help="start at this job, skipping earlier ones"
     )
+    add_vault_options(p)
+
+
+def add_vault_options(p: argparse.ArgumentParser) -> None:
+    """The ansible-vault passwords of a command that reads playbooks or inventories."""
+    p.add_argument(
+        "--vault-password-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="ansible-vault password: the file's first line, or an executable's output"
+        " (default $ANSIBLE_VAULT_PASSWORD_FILE); repeatable",
+    )
+    p.add_argument("--ask-vault-pass", action="store_true", help="ask the ansible-vault password")
+    p.add_argument(
+        "--vault-id",
+        action="append",
+        default=[],
+        metavar="LABEL@SOURCE",
+        help="an ansible-vault password for a vault id: SOURCE a file, a script or 'prompt'",
+    )
+
+
+def apply_vault_options(args: argparse.Namespace) -> None:
+    """Read the passwords a command's vault options name (or $ANSIBLE_VAULT_PASSWORD_FILE)
+    before it loads anything, so every file it reads can be decrypted."""
+    if not hasattr(args, "vault_password_file"):
+        return  # a command that reads no playbook or inventory
+    from runner.api import vault
+
+    vault.install(args.vault_password_file, args.ask_vault_pass, args.vault_id)

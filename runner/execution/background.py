@@ -33,6 +33,7 @@ from runner.errors import RunnerError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
 from runner.execution.relay import relay, report_of
 from runner.execution.steps import ChildReport, Control
+from runner.planning import vault
 
 if TYPE_CHECKING:
     from runner.execution.events import StepEvents
@@ -58,6 +59,7 @@ def run_background_child(context: RunContext, task: ChildTask) -> ChildReport:
         diff=context.diff,
         detach=jp.job.detach and not context.check,  # check mode leaves nothing running
         runner=os.getpid(),
+        vault=[secret.to_json() for secret in vault.secrets()],  # on its stdin only
     )
     payload = json.dumps(dataclasses.asdict(job), default=str).encode()
     if job.detach:

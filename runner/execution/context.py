@@ -3,7 +3,7 @@ background child's task as plain data for its worker process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.execution.sinks import FileWriter, StoreWriter
@@ -67,6 +67,9 @@ class BackgroundTask:
     runner: int  # the runner's pid: an attached worker ends when it is gone
     controller: str | None = None  # on a worker machine: the runner's identity instead
     cwd: str = ""  # the runner's directory: where relative result files go on a worker
+    # ansible-vault passwords ([label, hex]), for a worker on a pipe of this machine only:
+    # never in the store nor a broker's message (a worker there has its own)
+    vault: list[list[str]] = field(default_factory=list)
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> BackgroundTask:

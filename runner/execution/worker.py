@@ -24,6 +24,7 @@ from runner.execution.sessions import SessionPool
 from runner.execution.sinks import FileWriter, StoreWriter
 from runner.execution.steps import ChildReport, Control
 from runner.jobs.store import JobStore
+from runner.planning import vault
 from runner.planning.request import replan
 from runner.signals import handle_signals
 
@@ -65,6 +66,7 @@ def main() -> int:
     handle_signals([signal.SIGTERM], lambda _number: control.stop("stopped"))
 
     store = JobStore(task.store)
+    vault.use_secrets([vault.VaultSecret.from_json(secret) for secret in task.vault])
     try:
         plan = replan(task.request)
         jp = plan.job(task.job)

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from runner.errors import LocatedError, PatternError, UsageError
+from runner.planning import vault
 from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
@@ -87,9 +88,11 @@ class Plan:
 
     @cached_property
     def redactor(self) -> Redactor:
-        """Masks the values of the playbook's `secrets:` variables, for every host."""
+        """Masks the values of the playbook's `secrets:` variables, for every host, and the
+        inventory's passwords and ansible-vault's decrypted values."""
         names = self.playbook.secrets
         passwords = [v for p in self.inventory.secrets() for v in secret_values(p)]
+        passwords += vault.revealed()  # every value decrypted from ansible-vault
         if not names and not passwords:
             return Redactor()
         values = [

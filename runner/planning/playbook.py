@@ -41,7 +41,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
     `schema_checked`: these very bytes already passed the schema (see
     `runner.api.plans.load_playbook_cached`), so the costly schema pass is skipped; every other
     check still runs."""
-    document = load_yaml(path)
+    document = load_yaml(path, secret_key="vars")  # of a wholly encrypted playbook
     if not schema_checked:
         validate(document)
     _check_not_nan(document)

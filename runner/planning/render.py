@@ -283,7 +283,10 @@ def step_label(plan: Plan, step: Step, variables: Variables, args: Any = None) -
     if step.no_log:
         return step.name
     if args is not None and step.name == derive_step_name(step.action, step.args):
-        return plan.redactor(derive_step_name(step.action, args))
+        # masked before the name is cut short: a cut secret would escape its mask
+        redact = plan.redactor
+        masked = {k: redact(v) for k, v in args.items()} if isinstance(args, dict) else redact(args)
+        return redact(derive_step_name(step.action, masked))
     try:
         return plan.redactor(str(plan.templar.render(step.name, variables, step.where)))
     except TemplateError:

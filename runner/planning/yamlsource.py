@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
 from runner.errors import LocatedError, PlaybookError
+from runner.planning import vault
 from runner.planning.files import MAX_SOURCE, special
 from runner.planning.model import Location
 
@@ -67,6 +68,7 @@ class Document:
     data: Any
     positions: dict[KeyPath, Position] = field(default_factory=dict, repr=False)
     error_class: type[LocatedError] = PlaybookError
+    encrypted: bool = False  # the whole file was an ansible-vault text
 
     def locate(self, path: Iterable[Any]) -> Position:
         """The (line, col) of the node at `path`, or of its nearest existing ancestor."""
@@ -94,14 +96,20 @@ def load_yaml(
     path: str | Path,
     error_class: type[LocatedError] = PlaybookError,
     empty_message: str = EMPTY_PLAYBOOK,
+    secret_key: str | None = None,
 ) -> Document:
     """Read and parse one YAML file into a `Document`, or raise `error_class` saying where.
 
     A missing or unreadable file, a syntax error, an empty file (or one with only
     comments), a duplicate key, a non-scalar key and a recursive alias are all errors.
+    A wholly ansible-vault encrypted file is decrypted, and its values are secrets: all
+    of them, or with `secret_key` those under that key (a playbook's `vars`).
     """
     file = str(path)
     text = _read_text(Path(path), file, error_class)
+    encrypted = vault.is_encrypted(text)
+    if encrypted:
+        text = vault.reveal(text, error_class, file, 1, 1)
     try:
         check_depth(text, file, error_class)
         root = yaml.compose(text, Loader=_Loader)
@@ -118,7 +126,9 @@ def load_yaml(
     builder = _Builder(file, error_class)
     builder.positions[()] = _position(root)
     data = builder.build(root, ())
-    return Document(file, data, builder.positions, error_class)
+    if encrypted:
+        vault.remember_data(data if secret_key is None else vault.under_key(data, secret_key))
+    return Document(file, data, builder.positions, error_class, encrypted)
 
 
 def check_depth(text: str, file: str, error_class: type[LocatedError]) -> None:
@@ -288,6 +298,10 @@ class _Builder:
         """The plain value of `node`, found at `path`."""
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
+        if node.tag == vault.TAG:
+            raise self.fail(
+                f"{vault.TAG} takes an encrypted string, not a list or mapping", node, path
+            )
         if id(node) in self._open:
             raise self.fail("an alias refers to a node that contains it", node, path)
         self._open.add(id(node))
@@ -300,6 +314,11 @@ class _Builder:
             self._open.discard(id(node))
 
     def scalar(self, node: ScalarNode, path: KeyPath) -> Any:
+        if node.tag == vault.TAG:
+            line, col = _position(node)
+            return vault.reveal_inline(
+                node.value, self.error_class, self.file, line, col, format_path(path)
+            )
         try:
             return self._scalars.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:

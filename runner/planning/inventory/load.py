@@ -9,12 +9,13 @@ from typing import Any
 import yaml
 
 from runner.errors import InventoryError
+from runner.planning import vault
 from runner.planning.inventory.hostnames import (
     parse_address,
 )
 from runner.planning.inventory.ini_format import IniParser
 from runner.planning.inventory.model import Inventory, InventoryBuilder
-from runner.planning.inventory.vars_files import read_text
+from runner.planning.inventory.vars_files import read_source
 from runner.planning.inventory.yaml_format import InventoryLoader, YamlParser, yaml_error
 from runner.planning.yamlsource import check_depth
 
@@ -90,7 +91,29 @@ def _load_dir(builder: InventoryBuilder, directory: str) -> None:
 def _load_file(builder: InventoryBuilder, path: str) -> None:
     """YAML first for .yml/.yaml/.json or no extension (as Ansible's plugin order), else INI."""
     builder.source, builder.line = path, None
-    text = read_text(path)
+    text, encrypted = read_source(path)
+    if not encrypted:
+        _parse_file(builder, path, text)
+        return
+    before = _values(builder)
+    _parse_file(builder, path, text)
+    vault.remember_data([{k[2]: v} for k, v in _values(builder).items() if before.get(k) is not v])
+
+
+def _values(builder: InventoryBuilder) -> dict[tuple[str, str, str], Any]:
+    """Every variable the inventory holds so far, by (kind, name, key): what a wholly
+    encrypted inventory file sets is told from what came before it (its values are secrets,
+    its host and group names are not; nor are the names of the file and its directory)."""
+    found: dict[tuple[str, str, str], Any] = {}
+    for kind, table in (("host", builder.hosts), ("group", builder.groups)):
+        for name, entry in table.items():
+            for key, value in entry.vars.items():
+                if key not in ("inventory_file", "inventory_dir"):
+                    found[(kind, name, key)] = value
+    return found
+
+
+def _parse_file(builder: InventoryBuilder, path: str, text: str) -> None:
     ext = os.path.splitext(path)[1]
     if ext == ".toml":
         raise InventoryError("TOML inventories are not supported", file=path)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from runner.errors import InventoryError
+from runner.planning import vault
 from runner.planning.files import MAX_SOURCE, special
 from runner.planning.inventory.hostnames import check_connection_var
 from runner.planning.inventory.yaml_format import InventoryLoader, yaml_error
@@ -116,8 +117,9 @@ def _dir_vars_files(path: str) -> list[str]:
 
 def load_vars_file(path: str) -> dict[str, Any]:
     """A YAML/JSON mapping of variables; an empty file is no variables. Connection
-    variables (`ansible_host`, `ansible_port`...) are checked here, at their line."""
-    text = read_text(path)
+    variables (`ansible_host`, `ansible_port`...) are checked here, at their line. A
+    wholly encrypted file's values are all secrets."""
+    text, encrypted = read_source(path)
     try:
         check_depth(text, path, InventoryError)
         loader = InventoryLoader(text)
@@ -140,11 +142,19 @@ def load_vars_file(path: str) -> dict[str, Any]:
         except ValueError as exc:
             line = key_node.start_mark.line + 1
             raise InventoryError(str(exc), file=path, line=line) from None
+    if encrypted:
+        vault.remember_data(data)
     return data
 
 
 def read_text(path: str) -> str:
-    """An inventory or variables file's text; InventoryError if unreadable or not UTF-8."""
+    """An inventory or variables file's text, decrypted if it is an ansible-vault file."""
+    return read_source(path)[0]
+
+
+def read_source(path: str) -> tuple[str, bool]:
+    """An inventory or variables file's text, decrypted if it is an ansible-vault file, and
+    whether it was; InventoryError if unreadable, not UTF-8, or it cannot be decrypted."""
     refused = special(path, MAX_SOURCE)  # a FIFO would wait for ever, /dev/zero fill memory
     if refused is not None:
         raise InventoryError(refused, file=path)
@@ -156,7 +166,10 @@ def read_text(path: str) -> str:
     except OSError as exc:
         raise InventoryError(f"cannot read: {exc.strerror}", file=path) from None
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InventoryError("not valid UTF-8", file=path, line=line) from None
+    if not vault.is_encrypted(text):
+        return text, False
+    return vault.reveal(text, InventoryError, path, 1, 1), True

@@ -13,6 +13,7 @@ import yaml
 from yaml.constructor import ConstructorError
 
 from runner.errors import InventoryError
+from runner.planning import vault
 from runner.planning.inventory.hostnames import expand_host_pattern
 
 if TYPE_CHECKING:
@@ -32,6 +33,26 @@ class InventoryLoader(yaml.SafeLoader):
             raise ConstructorError(None, None, problem, node.start_mark) from None
 
 
+class VaultRefused(ConstructorError):
+    """An inline `!vault` value that cannot be decrypted: its reason is the whole message."""
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    """An inline `!vault` value, decrypted and remembered as a secret."""
+    if not isinstance(node, yaml.ScalarNode):
+        problem = f"{vault.TAG} takes an encrypted string, not a list or mapping"
+        raise VaultRefused(None, None, problem, node.start_mark)
+    try:
+        plain = vault.decrypt_bytes(node.value).decode("utf-8")
+    except (vault.VaultError, UnicodeDecodeError) as exc:
+        raise VaultRefused(None, None, str(exc), node.start_mark) from None
+    vault.remember([plain])
+    return plain
+
+
+InventoryLoader.add_constructor(vault.TAG, _construct_vault)
+
+
 def yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
     """One located line for a YAML error in an inventory or variables file."""
     if isinstance(exc, yaml.reader.ReaderError):  # its text spans two lines
@@ -41,11 +62,10 @@ def yaml_error(exc: yaml.YAMLError, path: str) -> InventoryError:
         )
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
+    message = problem if isinstance(exc, VaultRefused) else f"invalid YAML: {problem}"
     if mark is None:
-        return InventoryError(f"invalid YAML: {problem}", file=path)
-    return InventoryError(
-        f"invalid YAML: {problem}", file=path, line=mark.line + 1, col=mark.column + 1
-    )
+        return InventoryError(message, file=path)
+    return InventoryError(message, file=path, line=mark.line + 1, col=mark.column + 1)
 
 
 class YamlParser:
