@@ -9,16 +9,19 @@ from __future__ import annotations
 import shlex
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.connections.base import Connection
 from runner.errors import StepError
 from runner.execution.actions import assertion, debug, fail, setvars
 from runner.jobs.states import StepStatus
-from runner.planning.logic import Done, judged
+from runner.planning.logic import Done
 from runner.planning.model import Step
 from runner.planning.planner import Plan
-from runner.planning.render import RenderedItem
+from runner.planning.render import RenderedItem, holds
+
+if TYPE_CHECKING:
+    from runner.planning.templating import Variables
 
 ON_CONTROLLER: dict[str, Callable[[Plan, Step, RenderedItem], Done]] = {
     "assert": assertion.run,
@@ -28,6 +31,8 @@ ON_CONTROLLER: dict[str, Callable[[Plan, Step, RenderedItem], Done]] = {
 }
 GUARDED = ("run", "script")  # the actions `creates` and `removes` apply to
 _JUDGED = (StepStatus.OK.value, StepStatus.CHANGED.value, StepStatus.FAILED.value)
+# The names a step's conditions see besides the host's variables: its result's own fields.
+RESULT_FIELDS = ("rc", "stdout", "stderr", "stdout_lines", "stderr_lines", "changed", "failed")
 
 
 def run_on_controller(plan: Plan, step: Step, one: RenderedItem) -> Done:
@@ -96,8 +101,32 @@ def apply_conditions(
     stopped, timed out or skipped is left as it is."""
     if step.changed_when is None and step.failed_when is None or status not in _JUDGED:
         return status, None
-    changed, failed = judged(plan, step, result, one.scope)
+    changed, failed = _judged(plan, step, result, one.scope)
     if failed:
         why = None if step.failed_when is None else f"failed_when holds: {step.failed_when}"
         return StepStatus.FAILED.value, why
     return (StepStatus.CHANGED if changed else StepStatus.OK).value, None
+
+
+def _judged(
+    plan: Plan, step: Step, result: dict[str, Any], variables: Variables
+) -> tuple[bool, bool]:
+    """(changed, failed) of a step's `result` (as registered) once its `changed_when` and
+    `failed_when` hold or not, as Ansible reads them: `changed_when` first, and
+    `failed_when` sees the `changed` it decided. The expressions see the result under the
+    step's `register` name, as `result`, and its fields by their own names (`rc`, `stdout`)."""
+    changed, failed = bool(result.get("changed")), bool(result.get("failed"))
+    if step.changed_when is not None:
+        changed = holds(plan, step, step.changed_when, _result_scope(step, result, variables))
+        result = {**result, "changed": changed}
+    if step.failed_when is not None:
+        failed = holds(plan, step, step.failed_when, _result_scope(step, result, variables))
+    return changed, failed
+
+
+def _result_scope(step: Step, result: dict[str, Any], variables: Variables) -> Variables:
+    names = {key: result.get(key) for key in RESULT_FIELDS}
+    names["result"] = result
+    if step.register:
+        names[step.register] = result
+    return variables.child(names)

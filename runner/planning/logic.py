@@ -1,8 +1,7 @@
-"""The controller's step actions (`assert`, `fail`, `debug`, `vars`) and the conditions on a
-step's result (`changed_when`, `failed_when`), as the planning side knows them: their
-arguments normalised, a one-line summary, the variables they read, their arguments rendered
-for a host, and a result judged by its conditions. Pure: running the actions is
-`runner.execution.actions`' part; this module only reads the plan and the variables.
+"""The controller's step actions (`assert`, `fail`, `debug`, `vars`) as the planning side
+knows them: their arguments normalised, a one-line summary, the variables they read and
+their arguments rendered for a host. Pure: running them is `runner.execution.actions`'
+part, and the conditions on a step's result are applied in `runner.execution.conditions`.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ if TYPE_CHECKING:
 LOGIC_ACTIONS = ("assert", "fail", "debug", "vars")
 FAIL_DEFAULT = "Failed as requested from task"
 NOT_DEFINED = "VARIABLE IS NOT DEFINED!"  # what debug's `var` shows for an undefined name
-# The names a step's conditions see besides the host's variables: its result's own fields.
-RESULT_FIELDS = ("rc", "stdout", "stderr", "stdout_lines", "stderr_lines", "changed", "failed")
 
 
 @dataclass
@@ -81,32 +78,6 @@ def render_logic_args(plan: Plan, step: Step, variables: Variables) -> dict[str,
         key: value if key in ("that", "var") else templar.render(value, variables, where)
         for key, value in args.items()
     }
-
-
-def judged(
-    plan: Plan, step: Step, result: dict[str, Any], variables: Variables
-) -> tuple[bool, bool]:
-    """(changed, failed) of a step's `result` (as registered) once its `changed_when` and
-    `failed_when` hold or not, as Ansible reads them: `changed_when` first, and
-    `failed_when` sees the `changed` it decided. The expressions see the result under the
-    step's `register` name, as `result`, and its fields by their own names (`rc`, `stdout`)."""
-    from runner.planning.render import holds
-
-    changed, failed = bool(result.get("changed")), bool(result.get("failed"))
-    if step.changed_when is not None:
-        changed = holds(plan, step, step.changed_when, _result_scope(step, result, variables))
-        result = {**result, "changed": changed}
-    if step.failed_when is not None:
-        failed = holds(plan, step, step.failed_when, _result_scope(step, result, variables))
-    return changed, failed
-
-
-def _result_scope(step: Step, result: dict[str, Any], variables: Variables) -> Variables:
-    names = {key: result.get(key) for key in RESULT_FIELDS}
-    names["result"] = result
-    if step.register:
-        names[step.register] = result
-    return variables.child(names)
 
 
 def sets(step: Step) -> tuple[str, ...]:

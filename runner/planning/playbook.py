@@ -58,6 +58,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
         *_check_templates(document),
         *_check_modes(document),
+        *_check_guards(document, jobs),
     ]
     if not any("needs" in (p.path or "") for p in problems):  # a cycle of known names only
         problems += _check_no_cycle(document, jobs)
@@ -253,6 +254,16 @@ def _check_modes(document: Document) -> list[LocatedError]:
                     path = ("jobs", index, "steps", number, action, "mode")
                     problems.append(document.error(message, path))
     return problems
+
+
+def _check_guards(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:
+    """`creates` and `removes` say whether a command is run: only run and script steps."""
+    for index, job in enumerate(jobs):
+        for step in job.steps:
+            for key in ("creates", "removes"):
+                if getattr(step, key) is not None and step.action not in ("run", "script"):
+                    message = f"'{key}' applies to run and script steps, not to {step.action}"
+                    yield document.error(message, ("jobs", index, "steps", step.index, key))
 
 
 def _check_kept_on_target(
