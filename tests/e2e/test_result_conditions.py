@@ -339,3 +339,28 @@ def test_a_job_kept_on_its_target_refuses_result_conditions(cli, inventory):
         rf"{re.escape(play)}:7:\d+: jobs\[0\]\.steps\[0\]: 'changed_when'.*cannot be used in it.*",
         proc.stderr.strip(),
     ), proc.stderr
+
+
+def test_a_background_jobs_messages_and_variables_reach_the_run(cli, inventory):
+    play = cli.playbook(
+        """
+        jobs:
+          - name: apart
+            type: background
+            targets: host1
+            steps:
+              - vars: {colour: blue}
+              - debug: {msg: "in the background: {{ colour }}"}
+          - name: after
+            type: thread
+            targets: host1
+            needs: [apart]
+            steps:
+              - debug: {var: colour}
+        """
+    )
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 0, proc.output
+    assert "    host1 | in the background: blue" in proc.stdout
+    assert "    host1 | colour: blue" in proc.stdout
+    assert _received(cli, 1) == {"host1": "in the background: blue\n"}
