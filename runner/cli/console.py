@@ -181,8 +181,13 @@ class Reporter:
         line = f"  {status:<8} {host:<16} {jp.name} | {step.name}{detail} ({seconds:.2f}s)"
         # -v has streamed the output already; without it a failure shows its stderr's end.
         tail = outcome.stderr_tail if outcome.failed and self.verbosity < 1 else []
+        said = (getattr(outcome, "message", None) or "").splitlines()  # debug's message
         if not self.quiet:
-            self._line(line, *(f"    {host} ! {text}" for text in tail))
+            self._line(
+                line,
+                *(f"    {host} | {text}" for text in said),
+                *(f"    {host} ! {text}" for text in tail),
+            )
 
     def output(self, jp: Any, host: str, stream: str, text: str) -> None:
         if self.verbosity < 1 or self.quiet:

@@ -51,6 +51,7 @@ class JsonEvents:
             "rc": outcome.rc,
             "error": outcome.error,
             "stderr_tail": outcome.stderr_tail,
+            "message": outcome.message,
         }
         self.send(
             {

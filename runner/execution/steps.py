@@ -36,6 +36,13 @@ from runner.connections.transfer import (
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.execution.actions.converge import ACTIONS
 from runner.execution.actions.target import converged
+from runner.execution.conditions import (
+    GUARDED,
+    ON_CONTROLLER,
+    apply_conditions,
+    guard_reason,
+    run_on_controller,
+)
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
@@ -118,6 +125,7 @@ class StepOutcome:
     results: list[dict[str, Any]] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)  # its last lines, masked
     facts: dict[str, Any] = field(default_factory=dict)  # an action's own registered keys
+    message: str | None = None  # shown under the step's line (debug), masked
 
     @property
     def failed(self) -> bool:
@@ -134,7 +142,7 @@ class StepOutcome:
             "changed": self.status == STATUS_CHANGED,
             "skipped": self.status == STATUS_SKIPPED,
             "attempts": attempts,
-            "msg": self.error or "",
+            "msg": self.error or self.message or "",
         }
         if self.results:
             data["results"] = self.results
@@ -322,6 +330,8 @@ class StepRunner:
         either."""
         if step.register:
             self._not_run.add(step.register)
+        if step.action == "vars":
+            self._not_run.update(step.args)
         return StepOutcome(STATUS_SKIPPED, error=f"check mode: not run ({step.action}: {written})")
 
     def _item_done(
@@ -338,7 +348,7 @@ class StepRunner:
         attempts = step.retries + 1 if step.until else 1
         outcome = StepOutcome(STATUS_FAILED)
         for attempt in range(1, attempts + 1):
-            outcome = self._execute(step, one)
+            outcome = self._judged(step, one, self._act(step, one), attempt)
             if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
                 return outcome
             name = step.register or "result"
@@ -381,6 +391,47 @@ class StepRunner:
             message = str(exc) if isinstance(exc, RunnerError) else f"{exc.strerror or exc}"
             self._emit_error(step, message)
             return StepOutcome(STATUS_FAILED, rc=1, error=message)
+
+    def _act(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """One item's action: on the controller (`--check` runs these too: they change
+        nothing), not at all where `creates`/`removes` say so, else `_execute`."""
+        self._label = one.label
+        if step.action in ON_CONTROLLER:
+            return self._on_controller(step, one)
+        if step.action in GUARDED and not self.check:
+            try:
+                reason = guard_reason(self.plan, step, one, self.conn, self.control.event)
+            except StepError as exc:
+                self._emit_error(step, str(exc))
+                return StepOutcome(STATUS_FAILED, error=str(exc))
+            if reason is not None:
+                return StepOutcome(STATUS_OK, rc=0, error=reason)
+        return self._execute(step, one)
+
+    def _on_controller(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """An `assert`, `fail`, `debug` or `vars` step: no connection; its message is
+        kept in the job's output and shown under its line, its variables set on the host."""
+        done = run_on_controller(self.plan, step, one)
+        self.registered.update(done.facts)
+        for name in set(done.facts) & set(self.plan.playbook.secrets):
+            self.redact.add(secret_values(done.facts[name]))
+        message = None if step.no_log or done.message is None else self.redact(done.message)
+        if message is not None:
+            self.sink(self.child_id, self.host, step.index, "stdout", message + "\n")
+        return StepOutcome(done.status, error=done.error, message=message)
+
+    def _judged(
+        self, step: Step, one: RenderedItem, outcome: StepOutcome, attempt: int
+    ) -> StepOutcome:
+        """`outcome` once the step's `changed_when` and `failed_when` are applied."""
+        result = outcome.registered(attempt)
+        if step.action in ("run", "local", "script") and outcome.status == STATUS_FAILED:
+            result["changed"] = True  # a command that ran changed something, as Ansible's
+        status, why = apply_conditions(self.plan, step, one, outcome.status, result)
+        if status != outcome.status:
+            outcome.status = status
+            outcome.error = why if status == STATUS_FAILED else None
+        return outcome
 
     def _local_path(self, path: str, create: bool = False) -> Path:
         p = Path(path)
@@ -630,7 +681,7 @@ class StepRunner:
     ) -> Callable[[str], None]:
         """Where one stream's lines go: kept for `register`/`until`, into the store, the
         stderr tail and the run's events (the last three not for a `no_log` step)."""
-        keep = bool(step.register or step.until)
+        keep = bool(step.register or step.until or step.changed_when or step.failed_when)
 
         def emit(text: str) -> None:
             if keep:

@@ -11,7 +11,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JOB_TYPES = ("remote", "background", "thread")
-ACTIONS = ("run", "local", "put", "get", "template", "script", "file", "line")
+ACTIONS = (
+    "run",
+    "local",
+    "put",
+    "get",
+    "template",
+    "script",
+    "file",
+    "line",
+    "assert",
+    "fail",
+    "debug",
+    "vars",
+)
 RESULT_PLACES = ("controller", "file", "remote")
 NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
 
@@ -31,7 +44,8 @@ class Location:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a job. `args` is a string for run/local/script, a dict for put/get/template."""
+    """One step of a job. `args` is a string for run/local/script, a dict for put/get/template
+    and the controller's actions (assert, fail, debug, vars: see runner.planning.logic)."""
 
     index: int
     name: str
@@ -51,6 +65,10 @@ class Step:
     sudo: bool = False
     no_log: bool = False
     tags: tuple[str, ...] = ()
+    changed_when: str | None = None  # an expression over the step's result
+    failed_when: str | None = None
+    creates: str | None = None  # a path: run/script is skipped where it exists
+    removes: str | None = None  # a path: run/script is skipped where it is absent
 
 
 @dataclass(frozen=True)

@@ -78,8 +78,10 @@ class Plan:
     @cached_property
     def registered_names(self) -> frozenset[str]:
         """Names some step registers: undefined at plan time, known at run time."""
+        from runner.planning.logic import sets
+
         return frozenset(
-            step.register for job in self.playbook.jobs for step in job.steps if step.register
+            name for job in self.playbook.jobs for step in job.steps for name in sets(step)
         )
 
     @cached_property

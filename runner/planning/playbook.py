@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+from runner.planning.logic import LOGIC_ACTIONS, normalize, summary
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.stateargs import check_state_args
@@ -30,7 +31,8 @@ _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this modul
 _NOT_RENDERED = frozenset(
     ("name", "needs", "tags", "register", "session", "targets", "type", "secrets", "queue")
 )
-_EXPRESSIONS = frozenset(("when", "until"))
+_EXPRESSIONS = frozenset(("when", "until", "changed_when", "failed_when", "that", "var"))
+_LISTED = frozenset(("when", "changed_when", "failed_when", "that"))  # lists of expressions
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
 
 
@@ -58,6 +60,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         *_check_templates(document),
         *_check_modes(document),
         *check_state_args(document),
+        *_check_guards(document, jobs),
     ]
     if not any("needs" in (p.path or "") for p in problems):  # a cycle of known names only
         problems += _check_no_cycle(document, jobs)
@@ -75,7 +78,9 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
 
 def derive_step_name(action: str, args: Any) -> str:
     """A name for an unnamed step, from its action: ``run: uptime``, ``put: a -> b``."""
-    if isinstance(args, dict) and "path" in args:  # file, line
+    if action in LOGIC_ACTIONS and isinstance(args, dict):
+        text = summary(action, args)
+    elif isinstance(args, dict) and "path" in args:  # file, line
         text = str(args["path"])
     elif isinstance(args, dict):
         text = f"{args.get('src', '')} -> {args.get('dest', '')}"
@@ -125,7 +130,7 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
 
 def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any]) -> Step:
     action = next(name for name in ACTIONS if name in spec)
-    args = spec[action]
+    args = normalize(action, spec[action]) if action in LOGIC_ACTIONS else spec[action]
     return Step(
         index=index,
         name=spec.get("name")
@@ -146,6 +151,10 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
         sudo=spec.get("sudo", False),
         no_log=spec.get("no_log", False),
         tags=_names(spec.get("tags")),
+        changed_when=_condition(spec.get("changed_when")),
+        failed_when=_condition(spec.get("failed_when")),
+        creates=spec.get("creates"),
+        removes=spec.get("removes"),
     )
 
 
@@ -251,6 +260,16 @@ def _check_modes(document: Document) -> list[LocatedError]:
     return problems
 
 
+def _check_guards(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:
+    """`creates` and `removes` say whether a command is run: only run and script steps."""
+    for index, job in enumerate(jobs):
+        for step in job.steps:
+            for key in ("creates", "removes"):
+                if getattr(step, key) is not None and step.action not in ("run", "script"):
+                    message = f"'{key}' applies to run and script steps, not to {step.action}"
+                    yield document.error(message, ("jobs", index, "steps", step.index, key))
+
+
 def _check_kept_on_target(
     document: Document, jobs: tuple[JobDef, ...], secrets: frozenset[str]
 ) -> Iterator[LocatedError]:
@@ -295,6 +314,8 @@ def _not_on_target(
         return f"'{step.action}' steps cannot run in it, only 'run'"
     if step.until or step.retries:
         return "'retries'/'until' cannot be used in it"
+    if step.changed_when or step.failed_when or step.creates or step.removes:
+        return "'changed_when'/'failed_when'/'creates'/'removes' cannot be used in it"
     reads = (
         templar.names(step.args)
         | templar.expression_names(step.when)
@@ -353,10 +374,11 @@ def _template_strings(value: Any, path: KeyPath, free: bool) -> Iterator[tuple[K
 
 
 def _is_expression(path: KeyPath) -> bool:
-    """`when:`, `until:`, or an item of a `when:` list."""
+    """`when:`, `until:`, `changed_when:`, `failed_when:`, `assert`'s `that:`, `debug`'s
+    `var:`, or an item of a list of them."""
     if path and path[-1] in _EXPRESSIONS:
         return True
-    return len(path) >= 2 and path[-2] == "when" and isinstance(path[-1], int)
+    return len(path) >= 2 and path[-2] in _LISTED and isinstance(path[-1], int)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import TemplateError
+from runner.planning.logic import LOGIC_ACTIONS, expression_reads, render_logic_args, summary
 from runner.planning.model import NO_LOG_TEXT, JobDef, Step
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class RenderedStep:
 
 def describe_step(action: str, args: Any) -> str:
     """A short, one-line rendering of a step: the command, or `src -> dest`."""
+    if action in LOGIC_ACTIONS:
+        return summary(action, args)
     if isinstance(args, dict) and "path" in args:  # file, line
         return str(args["path"])
     if isinstance(args, dict):
@@ -187,6 +190,9 @@ def reads(plan: Plan, step: Step) -> AbstractSet[str]:
         | templar.names(step.loop)
         | templar.names(step.env)
         | templar.names(step.cwd)
+        | templar.names(step.creates)
+        | templar.names(step.removes)
+        | expression_reads(templar, step)
     )
 
 
@@ -229,6 +235,8 @@ def _render_item(plan: Plan, step: Step, item: Any, scope: Variables) -> Rendere
 def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
     """The action's arguments rendered: a string, or a dict of them (put/get/template)."""
     templar = plan.templar
+    if step.action in LOGIC_ACTIONS:
+        return render_logic_args(plan, step, variables)
     if isinstance(step.args, dict):
         return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
     return templar.render(step.args, variables, step.where)
