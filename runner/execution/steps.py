@@ -36,6 +36,7 @@ from runner.connections.transfer import (
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
+from runner.planning.converge import CONVERGING
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
@@ -335,7 +336,8 @@ class StepRunner:
         attempts = step.retries + 1 if step.until else 1
         outcome = StepOutcome(STATUS_FAILED)
         for attempt in range(1, attempts + 1):
-            outcome = self._execute(step, one)
+            run = self._converge if step.action in CONVERGING else self._execute
+            outcome = run(step, one)
             if not step.until or outcome.status in (STATUS_STOPPED, STATUS_TIMEDOUT):
                 return outcome
             name = step.register or "result"
@@ -378,6 +380,43 @@ class StepRunner:
             self._emit_error(step, message)
             return StepOutcome(STATUS_FAILED, rc=1, error=message)
         return StepOutcome(STATUS_CHANGED, rc=0)
+
+    def _converge(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """package/service: one sh script on the target checks, acts (not in --check) and
+        reports (runner.execution.actions); what the manager printed is the step's output."""
+        from runner.execution.actions import converge
+
+        self._label = one.label
+        self._notify("command", step, one.command)
+        facts = converge.host_facts(self.conn)
+        script = converge.script(step.action, one.args, self.check, facts)
+        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        with self._recorded(self.conn) as on_start:
+            result = self.conn.run(
+                script,
+                on_output=lambda stream, data: output[stream].append(data),
+                timeout=step.timeout,
+                env=one.env or None,
+                cwd=one.cwd,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
+        text = {s: b"".join(data).decode("utf-8", "replace") for s, data in output.items()}
+        reply = converge.Reply.read(result.rc, text["stdout"], text["stderr"])
+        tail = Tail()
+        for stream in ("stdout", "stderr"):
+            shown = getattr(reply, stream)
+            if shown:
+                self._emitter(step, stream, {stream: []}, tail)(shown)
+        if step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", NO_LOG_TEXT + "\n")
+        if result.interrupted:
+            return self._interrupted(step, result)
+        done = converge.outcome(step.action, one.args, self.check, facts, reply)
+        return StepOutcome(
+            done.status, result.rc, reply.stdout, reply.stderr, done.error, stderr_tail=tail.lines()
+        )
 
     def _local_path(self, path: str, create: bool = False) -> Path:
         p = Path(path)

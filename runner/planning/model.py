@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 JOB_TYPES = ("remote", "background", "thread")
-ACTIONS = ("run", "local", "put", "get", "template", "script")
+ACTIONS = ("run", "local", "put", "get", "template", "script", "package", "service")
 RESULT_PLACES = ("controller", "file", "remote")
 NO_LOG_TEXT = "(hidden: no_log)"  # a no_log step's command and output, wherever shown
 
@@ -31,7 +31,7 @@ class Location:
 
 @dataclass(frozen=True)
 class Step:
-    """One step of a job. `args` is a string for run/local/script, a dict for put/get/template."""
+    """One step of a job. `args` is a string for run/local/script, a dict for the others."""
 
     index: int
     name: str

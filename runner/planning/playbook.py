@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
+from runner.planning.converge import CONVERGING, describe_converge
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
@@ -73,7 +74,9 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
 
 def derive_step_name(action: str, args: Any) -> str:
     """A name for an unnamed step, from its action: ``run: uptime``, ``put: a -> b``."""
-    if isinstance(args, dict):
+    if action in CONVERGING:
+        text = describe_converge(action, args)
+    elif isinstance(args, dict):
         text = f"{args.get('src', '')} -> {args.get('dest', '')}"
     else:
         lines = str(args).strip().splitlines()

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import TemplateError
+from runner.planning.converge import CONVERGING, describe_converge, render_converge_args
 from runner.planning.model import NO_LOG_TEXT, JobDef, Step
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class RenderedStep:
 
 def describe_step(action: str, args: Any) -> str:
     """A short, one-line rendering of a step: the command, or `src -> dest`."""
+    if action in CONVERGING:
+        return describe_converge(action, args)
     if isinstance(args, dict):
         return f"{args.get('src', '')} -> {args.get('dest', '')}"
     return str(args)
@@ -227,6 +230,8 @@ def _render_item(plan: Plan, step: Step, item: Any, scope: Variables) -> Rendere
 def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
     """The action's arguments rendered: a string, or a dict of them (put/get/template)."""
     templar = plan.templar
+    if step.action in CONVERGING:
+        return render_converge_args(plan, step, variables)
     if isinstance(step.args, dict):
         return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
     return templar.render(step.args, variables, step.where)
