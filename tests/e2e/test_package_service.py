@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.fleet import SSHD, Fleet
+
 PKG = "runner-test-pkg"
 VERSION_FILE = Path(f"/usr/share/{PKG}/version")
 
@@ -35,11 +37,11 @@ def _statuses(proc: Any) -> list[str]:
     return [step["status"] for step in child["steps"]]
 
 
-def _recap(proc: Any) -> dict[str, int]:
-    """host1's row of the recap a run prints: ok, changed, failed... counts."""
+def _recap(proc: Any, host: str = "host1") -> dict[str, int]:
+    """A host's row of the recap a run prints: ok, changed, failed... counts."""
     lines = proc.stdout.splitlines()
     header = lines[next(i for i, line in enumerate(lines) if line.startswith("host "))].split()
-    row = next(line.split() for line in lines if line.startswith("host1 "))
+    row = next(line.split() for line in lines if line.startswith(f"{host} "))
     return {key: int(value) for key, value in zip(header[1:], row[1:], strict=True)}
 
 
@@ -202,3 +204,147 @@ def test_a_hostile_package_name_is_refused_at_its_key(cli, inventory, tmp_path, 
     assert "jobs[0].steps[1].package.name[1]: " in lines[0] and "not a package name" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_service_on_a_host_without_systemd_fails_with_one_clear_line(cli, inventory):
+    play = cli.playbook(
+        """
+        jobs:
+          - name: services
+            targets: host1
+            steps:
+              - service: {name: cron, state: started, enabled: true}
+                sudo: true
+        """
+    )
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    why = "no running systemd on this host: /run/systemd/system is absent"
+    assert why in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    shown = cli("job", "show", "2", check=True).stdout
+    assert any("failed" in line and why in line for line in shown.splitlines()), shown
+
+
+# A stand-in for systemctl: units are files under its state directory; each one's
+# `active` and `enabled` files say so; every call that acts is logged.
+STAND_IN = r"""#!/bin/sh
+dir=@STATE@
+[ "$1" = --quiet ] && { quiet=1; shift; }
+verb=$1; [ "$2" = --quiet ] && { quiet=1; shift; }; unit=$2
+[ -d "$dir/$unit" ] || { echo "Unit $unit.service could not be found." >&2; exit 5; }
+say() { [ -n "$quiet" ] || echo "$1"; }
+case $verb in
+    is-active) [ -e "$dir/$unit/active" ] && { say active; exit 0; }; say inactive; exit 3 ;;
+    is-enabled) [ -e "$dir/$unit/enabled" ] && { say enabled; exit 0; }; say disabled; exit 1 ;;
+esac
+echo "$verb $unit" >> "$dir/calls"
+case $verb in
+    start|restart) touch "$dir/$unit/active" ;;
+    reload) [ -e "$dir/$unit/active" ] || exit 7 ;;
+    stop) rm -f "$dir/$unit/active" ;;
+    enable) touch "$dir/$unit/enabled" ;;
+    disable) rm -f "$dir/$unit/enabled" ;;
+    *) echo "unknown verb $verb" >&2; exit 1 ;;
+esac
+"""
+
+
+class StandInHost(Fleet):
+    """One sshd in a private mount namespace where systemd looks booted
+    (/run/systemd/system exists) and /usr/bin/systemctl is the stand-in."""
+
+    def __init__(self, systemctl: Path) -> None:
+        super().__init__(1, prefix="svc")
+        self.systemctl = systemctl
+
+    def start_host(self, i: int) -> None:
+        host = self.host(i)
+        setup = (
+            "mount -t tmpfs -o size=1m tmpfs /run/systemd && mkdir /run/systemd/system && "
+            f"mount --bind {self.systemctl} /usr/bin/systemctl && "
+            f"exec {SSHD} -D -f {host.config} -E {host.log}"
+        )
+        host.process = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_ready(host)
+
+
+@pytest.fixture(scope="module")
+def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """(the stand-in's state directory, an inventory of its host `svc1`)."""
+    if not (Path("/run/systemd").is_dir() and Path("/usr/bin/systemctl").exists()):
+        pytest.skip("needs /run/systemd and /usr/bin/systemctl to mount over")
+    root = tmp_path_factory.mktemp("systemd-stand-in")
+    state = root / "state"
+    state.mkdir()
+    systemctl = root / "systemctl"
+    systemctl.write_text(STAND_IN.replace("@STATE@", str(state)))
+    systemctl.chmod(0o755)
+    with StandInHost(systemctl) as host:
+        yield state, str(host.write_inventory(root / "hosts.ini"))
+
+
+def _unit(state: Path, name: str) -> Path:
+    """A fresh unit `name` of the stand-in: inactive, disabled, no calls logged."""
+    shutil.rmtree(state / name, ignore_errors=True)
+    (state / name).mkdir()
+    (state / "calls").write_text("")
+    return state / name
+
+
+def _service_play(cli: Any, unit: str, **keys: Any) -> str:
+    options = ", ".join(f"{key}: {json.dumps(value)}" for key, value in keys.items())
+    return cli.playbook(
+        f"""
+        jobs:
+          - name: services
+            targets: svc1
+            steps:
+              - service: {{name: {unit}, {options}}}
+                sudo: true
+        """
+    )
+
+
+def test_service_converges_through_systemctl(cli, stand_in):
+    state, inventory = stand_in
+    web = _unit(state, "web")
+    started = _service_play(cli, "web", state="started", enabled=True)
+    assert _twice(cli, inventory, started) == [["changed"], ["ok"]]
+    assert (web / "active").exists() and (web / "enabled").exists()
+    assert (state / "calls").read_text() == "enable web\nstart web\n"
+
+    restarted = _service_play(cli, "web", state="restarted")
+    assert _twice(cli, inventory, restarted) == [["changed"], ["changed"]]
+    reloaded = _service_play(cli, "web", state="reloaded")
+    assert _twice(cli, inventory, reloaded) == [["changed"], ["changed"]]
+
+    stopped = _service_play(cli, "web", state="stopped", enabled=False)
+    assert _twice(cli, inventory, stopped) == [["changed"], ["ok"]]
+    assert not (web / "active").exists() and not (web / "enabled").exists()
+
+
+def test_service_check_reports_and_changes_nothing(cli, stand_in):
+    state, inventory = stand_in
+    web = _unit(state, "web")
+    play = _service_play(cli, "web", state="started", enabled=True)
+    proc = cli("run", play, "-i", inventory, "--check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _recap(proc, "svc1")["changed"] == 1
+    assert "would enable web, start web" in proc.stdout
+    assert (state / "calls").read_text() == ""
+    assert list(web.iterdir()) == []
+
+
+def test_service_of_an_unknown_unit_fails_naming_it(cli, stand_in):
+    state, inventory = stand_in
+    _unit(state, "web")
+    proc = cli("run", _service_play(cli, "nope", state="started"), "-i", inventory)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "systemctl could not start nope" in proc.stdout
+    assert "could not be found" in proc.stdout
