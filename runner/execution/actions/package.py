@@ -92,11 +92,9 @@ vers after "$@"
 """
 
 _DETECT = r"""
-if [ -z "$mgr" ]; then
-    for m in apt-get dnf apk; do
-        if command -v "$m" >/dev/null 2>&1; then mgr=$m; break; fi
-    done
-fi
+for m in apt-get dnf apk; do
+    if command -v "$m" >/dev/null 2>&1; then mgr=$m; break; fi
+done
 echo "$MARK manager ${mgr:-NONE}"
 """
 
@@ -111,12 +109,11 @@ def script(args: dict[str, Any], check: bool, facts: dict[str, str]) -> str:
         f"mgr={shlex.quote(known)} state={shlex.quote(str(args.get('state', 'present')))}",
         f"check={int(check)} update={int(bool(args.get('update_cache')))}",
         f"set -- {names}",
-        _DETECT,
     ]
     if known:
         lines += [_FUNCTIONS[known], _BODY]
     else:
-        lines.append('case $mgr in ""|NONE) exit 3 ;; esac')
+        lines += [_DETECT, 'case $mgr in ""|NONE) exit 3 ;; esac']
         for manager, functions in _FUNCTIONS.items():
             lines.append(f'if [ "$mgr" = {manager} ]; then {functions}\nfi')
         lines.append(_BODY)
