@@ -6,10 +6,11 @@ its sources, lists and cache; the machine's apt configuration is left as it was)
 installed, upgraded and removed for real through apt-get and dpkg on the fleet's host.
 
 service: this machine has no running systemd (PID 1 is not systemd), which is the real
-failure tested here. The converging logic is tested against a stand-in `systemctl`
-(a small sh script keeping each unit's state in files) on an sshd of its own, started
-in a private mount namespace where the stand-in is bind-mounted over /usr/bin/systemctl
-and /run/systemd/system exists: the playbook is the one a user writes.
+failure tested here; test_service_systemd.py boots a real one in a namespace. The same
+logic is tested here against a stand-in `systemctl` (a small sh script keeping each
+unit's state in files) on an sshd of its own, started in a private mount namespace where
+the stand-in is bind-mounted over /usr/bin/systemctl and /run/systemd/system exists: the
+playbook is the one a user writes, and this runs wherever the fleet does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import SSHD, Fleet
+from tests.fleet import Fleet, FleetHost
 
 PKG = "runner-test-pkg"
 VERSION_FILE = Path(f"/usr/share/{PKG}/version")
@@ -258,20 +259,22 @@ class StandInHost(Fleet):
         super().__init__(1, prefix="svc")
         self.systemctl = systemctl
 
-    def start_host(self, i: int) -> None:
-        host = self.host(i)
+    def sshd_argv(self, host: FleetHost) -> list[str]:
         setup = (
             "mount -t tmpfs -o size=1m tmpfs /run/systemd && mkdir /run/systemd/system && "
-            f"mount --bind {self.systemctl} /usr/bin/systemctl && "
-            f"exec {SSHD} -D -f {host.config} -E {host.log}"
+            f'mount --bind {self.systemctl} /usr/bin/systemctl && exec "$@"'
         )
-        host.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait_ready(host)
+        return [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            setup,
+            "sh",
+            *super().sshd_argv(host),
+        ]
 
 
 @pytest.fixture(scope="module")
