@@ -40,8 +40,13 @@ def describe_converge(action: str, args: Any) -> str:
     if not isinstance(args, dict):
         return str(args)
     names = " ".join(package_names(args)) if action == "package" else str(args.get("name", ""))
-    options = [f"{key}={args[key]}" for key in ("state", "enabled") if key in args]
+    options = [f"{key}={_shown(args[key])}" for key in ("state", "enabled") if key in args]
     return " ".join([names, *options])
+
+
+def _shown(value: Any) -> str:
+    """A value as the playbook spells it: `true`, not Python's `True`."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def render_converge_args(plan: Plan, step: Step, variables: Variables) -> dict[str, Any]:

@@ -46,5 +46,5 @@ def test_good_package_and_service_steps_load_with_derived_names(tmp_path: Path) 
     assert [s.name for s in steps] == [
         "package: nginx libc6=2.36-9 state=latest",
         "package: {{ pkgs }}",
-        "service: nginx@main.service state=reloaded enabled=False",
+        "service: nginx@main.service state=reloaded enabled=false",
     ]
