@@ -39,7 +39,7 @@ would_latest() {
 refresh() { apt_get update; }
 """
 _DNF = r"""
-ver() { rpm -q --qf '%{EPOCH}:%{VERSION}-%{RELEASE}' "$1" 2>/dev/null || true; }
+ver() { v=$(rpm -q --qf '%{EPOCH}:%{VERSION}-%{RELEASE}' "$1" 2>/dev/null) && printf '%s' "$v"; }
 install() { dnf -y install "$@"; }
 remove() { dnf -y remove "$@"; }
 latest() { dnf -y install "$@" && dnf -y upgrade "$@"; }
