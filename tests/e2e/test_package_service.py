@@ -15,6 +15,7 @@ playbook is the one a user writes, and this runs wherever the fleet does.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -67,6 +68,7 @@ class AptRepo:
         self.root = root
         self.pool = root / "repo"
         self.pool.mkdir(parents=True)
+        self.stanzas: list[str] = []
         for sub in ("lists/partial", "cache/archives/partial"):
             (root / sub).mkdir(parents=True)
         (root / "sources.list").write_text(f"deb [trusted=yes] file:{self.pool} ./\n")
@@ -80,35 +82,34 @@ class AptRepo:
         )
 
     def publish(self, version: str) -> None:
-        """Build the test package at `version` and index the repository again."""
+        """Build the test package at `version` and write the repository's index again
+        (the Packages format: each package's control fields, its file, size and sum)."""
         tree = self.root / f"build-{version}"
         (tree / "DEBIAN").mkdir(parents=True)
-        (tree / "DEBIAN" / "control").write_text(
+        control = (
             f"Package: {PKG}\nVersion: {version}\nArchitecture: all\n"
             "Maintainer: runner tests <tests@localhost>\n"
             "Description: a package the runner's tests install and remove\n"
         )
+        (tree / "DEBIAN" / "control").write_text(control)
         share = tree / VERSION_FILE.relative_to("/")
         share.parent.mkdir(parents=True)
         share.write_text(version + "\n")
         deb = self.pool / f"{PKG}_{version}_all.deb"
-        subprocess.run(
-            ["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)],
-            check=True,
-            capture_output=True,
+        build = ["dpkg-deb", "--build", "--root-owner-group", str(tree), str(deb)]
+        subprocess.run(build, check=True, capture_output=True)
+        data = deb.read_bytes()
+        self.stanzas.append(
+            f"{control}Filename: ./{deb.name}\nSize: {len(data)}\n"
+            f"SHA256: {hashlib.sha256(data).hexdigest()}\n"
         )
-        index = subprocess.run(
-            ["dpkg-scanpackages", "."], cwd=self.pool, check=True, capture_output=True, text=True
-        ).stdout
-        (self.pool / "Packages").write_text(index)
+        (self.pool / "Packages").write_text("\n".join(self.stanzas))
 
 
 @pytest.fixture
 def apt_repo(tmp_path: Path) -> Iterator[AptRepo]:
     """The repository with version 1.0 published; the package is purged before and after."""
-    missing = [
-        tool for tool in ("dpkg-deb", "dpkg-scanpackages", "apt-get") if shutil.which(tool) is None
-    ]
+    missing = [tool for tool in ("dpkg-deb", "apt-get") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} to build and serve a test package")
     _purge()
