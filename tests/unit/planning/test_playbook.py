@@ -29,7 +29,7 @@ BAD_CASES = {
     "empty_jobs": "2:1: jobs: must not be empty",
     "missing_job_name": "2:5: jobs[0]: missing required key 'name'",
     "step_without_action": "6:9: jobs[0].steps[1]: a step needs an action: one of"
-    " 'run', 'local', 'script', 'put', 'get', 'template'",
+    " 'run', 'local', 'script', 'put', 'get', 'template', 'package', 'service'",
     "step_with_two_actions": "6:9: jobs[0].steps[0]: a step takes exactly one action,"
     " this one has 'run' and 'local'",
     "unknown_session": "6:5: jobs[0].session: unknown session 'wbe' (did you mean 'web'?)",
