@@ -136,12 +136,16 @@ class Fleet:
         if host.process is not None and host.process.poll() is None:
             return
         host.process = subprocess.Popen(
-            [str(SSHD), "-D", "-f", str(host.config), "-E", str(host.log)],
+            self.sshd_argv(host),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self._wait_ready(host)
+
+    def sshd_argv(self, host: FleetHost) -> list[str]:
+        """The command that runs host's sshd in the foreground (a subclass may wrap it)."""
+        return [str(SSHD), "-D", "-f", str(host.config), "-E", str(host.log)]
 
     def stop_host(self, i: int) -> None:
         """Take host i down: its listener and every connection it serves, by PID."""

@@ -45,6 +45,7 @@ from runner.execution.conditions import (
 )
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
+from runner.planning.converge import CONVERGING
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
@@ -406,6 +407,8 @@ class StepRunner:
                 return StepOutcome(STATUS_FAILED, error=str(exc))
             if reason is not None:
                 return StepOutcome(STATUS_OK, rc=0, error=reason)
+        if step.action in CONVERGING:
+            return self._manage(step, one)
         return self._execute(step, one)
 
     def _on_controller(self, step: Step, one: RenderedItem) -> StepOutcome:
@@ -432,6 +435,44 @@ class StepRunner:
             outcome.status = status
             outcome.error = why if status == STATUS_FAILED else None
         return outcome
+
+    def _manage(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """package/service: one sh script on the target checks, acts (not in --check) and
+        reports (runner.execution.actions.system); what the manager printed is the step's
+        output."""
+        from runner.execution.actions import system as converge
+
+        self._label = one.label
+        self._notify("command", step, one.command)
+        facts = converge.host_facts(self.conn)
+        script = converge.script(step.action, one.args, self.check, facts)
+        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        with self._recorded(self.conn) as on_start:
+            result = self.conn.run(
+                script,
+                on_output=lambda stream, data: output[stream].append(data),
+                timeout=step.timeout,
+                env=one.env or None,
+                cwd=one.cwd,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
+        text = {s: b"".join(data).decode("utf-8", "replace") for s, data in output.items()}
+        reply = converge.Reply.read(result.rc, text["stdout"], text["stderr"])
+        tail = Tail()
+        for stream in ("stdout", "stderr"):
+            shown = getattr(reply, stream)
+            if shown:
+                self._emitter(step, stream, {stream: []}, tail)(shown)
+        if step.no_log:
+            self.sink(self.child_id, self.host, step.index, "stdout", NO_LOG_TEXT + "\n")
+        if result.interrupted:
+            return self._interrupted(step, result)
+        done = converge.outcome(step.action, one.args, self.check, facts, reply)
+        return StepOutcome(
+            done.status, result.rc, reply.stdout, reply.stderr, done.error, stderr_tail=tail.lines()
+        )
 
     def _local_path(self, path: str, create: bool = False) -> Path:
         p = Path(path)

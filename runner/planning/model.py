@@ -20,6 +20,8 @@ ACTIONS = (
     "script",
     "file",
     "line",
+    "package",
+    "service",
     "assert",
     "fail",
     "debug",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
+from runner.planning.converge import CONVERGING, describe_converge
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.logic import LOGIC_ACTIONS, normalize, summary
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
@@ -80,6 +81,8 @@ def derive_step_name(action: str, args: Any) -> str:
     """A name for an unnamed step, from its action: ``run: uptime``, ``put: a -> b``."""
     if action in LOGIC_ACTIONS and isinstance(args, dict):
         text = summary(action, args)
+    elif action in CONVERGING:
+        text = describe_converge(action, args)
     elif isinstance(args, dict) and "path" in args:  # file, line
         text = str(args["path"])
     elif isinstance(args, dict):

@@ -16,6 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import TemplateError
+from runner.planning.converge import CONVERGING, describe_converge, render_converge_args
 from runner.planning.logic import LOGIC_ACTIONS, expression_reads, render_logic_args, summary
 from runner.planning.model import NO_LOG_TEXT, JobDef, Step
 
@@ -101,6 +102,8 @@ def describe_step(action: str, args: Any) -> str:
     """A short, one-line rendering of a step: the command, or `src -> dest`."""
     if action in LOGIC_ACTIONS:
         return summary(action, args)
+    if action in CONVERGING:
+        return describe_converge(action, args)
     if isinstance(args, dict) and "path" in args:  # file, line
         return str(args["path"])
     if isinstance(args, dict):
@@ -237,6 +240,8 @@ def render_args(plan: Plan, step: Step, variables: Variables) -> Any:
     templar = plan.templar
     if step.action in LOGIC_ACTIONS:
         return render_logic_args(plan, step, variables)
+    if step.action in CONVERGING:
+        return render_converge_args(plan, step, variables)
     if isinstance(step.args, dict):
         return {k: templar.render(v, variables, step.where) for k, v in step.args.items()}
     return templar.render(step.args, variables, step.where)

@@ -29,8 +29,8 @@ BAD_CASES = {
     "empty_jobs": "2:1: jobs: must not be empty",
     "missing_job_name": "2:5: jobs[0]: missing required key 'name'",
     "step_without_action": "6:9: jobs[0].steps[1]: a step needs an action: one of"
-    " 'run', 'local', 'script', 'put', 'get', 'template', 'file', 'line', 'assert', 'fail',"
-    " 'debug', 'vars'",
+    " 'run', 'local', 'script', 'put', 'get', 'template', 'file', 'line', 'package',"
+    " 'service', 'assert', 'fail', 'debug', 'vars'",
     "step_with_two_actions": "6:9: jobs[0].steps[0]: a step takes exactly one action,"
     " this one has 'run' and 'local'",
     "unknown_session": "6:5: jobs[0].session: unknown session 'wbe' (did you mean 'web'?)",
