@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+from runner.planning.flow import as_handler, check_flow
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
@@ -27,7 +28,18 @@ STEP_NAME_WIDTH = 60
 _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this module imports lazily
 # Keys whose values are names, never rendered; and the keys that hold bare expressions.
 _NOT_RENDERED = frozenset(
-    ("name", "needs", "tags", "register", "session", "targets", "type", "secrets", "queue")
+    (
+        "name",
+        "needs",
+        "tags",
+        "register",
+        "session",
+        "targets",
+        "type",
+        "secrets",
+        "queue",
+        "notify",
+    )
 )
 _EXPRESSIONS = frozenset(("when", "until"))
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
@@ -54,6 +66,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         *_check_sessions(document, jobs, sessions),
         *_check_needs(document, jobs),
         *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
+        *check_flow(document, jobs),
         *_check_templates(document),
         *_check_modes(document),
     ]
@@ -98,10 +111,11 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
     path = ("jobs", index)
     results = spec.get("results") or {}
     percentage = spec.get("max_fail_percentage")
+    steps = tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"]))
     return JobDef(
         name=spec["name"],
         type=spec.get("type", "remote"),
-        steps=tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"])),
+        steps=steps,
         where=document.location(path),
         session=spec.get("session"),
         targets=_pattern(spec["targets"]) if "targets" in spec else None,
@@ -116,10 +130,21 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
         timeout=_seconds(spec.get("timeout")),
         vars=dict(spec.get("vars") or {}),
         queue=spec.get("queue"),
+        handlers=tuple(
+            as_handler(_step(document, path, len(steps) + i, one, ("handlers", i)))
+            for i, one in enumerate(spec.get("handlers") or ())
+        ),
     )
 
 
-def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any]) -> Step:
+def _step(
+    document: Document,
+    job_path: KeyPath,
+    index: int,
+    spec: dict[str, Any],
+    at: KeyPath | None = None,
+) -> Step:
+    """A step (or, `at` its place under `handlers`, a handler) as the model holds it."""
     action = next(name for name in ACTIONS if name in spec)
     args = spec[action]
     return Step(
@@ -128,7 +153,7 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
         or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
-        where=document.location(job_path + ("steps", index)),
+        where=document.location(job_path + (at or ("steps", index))),
         when=_condition(spec.get("when")),
         register=spec.get("register"),
         loop=spec.get("loop"),
@@ -142,6 +167,9 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
         sudo=spec.get("sudo", False),
         no_log=spec.get("no_log", False),
         tags=_names(spec.get("tags")),
+        notify=_names(spec.get("notify")),
+        run_once=spec.get("run_once", False),
+        delegate_to=spec.get("delegate_to"),
     )
 
 
@@ -184,6 +212,8 @@ def _check_not_nan(document: Document) -> None:
     for index, job in enumerate(data["jobs"]):
         places.append((("jobs", index), job))
         places += [(("jobs", index, "steps", i), step) for i, step in enumerate(job["steps"])]
+        handlers = enumerate(job.get("handlers") or ())
+        places += [(("jobs", index, "handlers", i), step) for i, step in handlers]
     for path, spec in places:
         for key in ("timeout", "connect_timeout", "delay", "max_fail_percentage"):
             value = spec.get(key)
@@ -291,6 +321,8 @@ def _not_on_target(
         return f"'{step.action}' steps cannot run in it, only 'run'"
     if step.until or step.retries:
         return "'retries'/'until' cannot be used in it"
+    if step.run_once or step.delegate_to:
+        return "'run_once'/'delegate_to' cannot be used in it"
     reads = (
         templar.names(step.args)
         | templar.expression_names(step.when)
