@@ -116,7 +116,7 @@ def check_delegates(playbook: Playbook, inventory: Inventory) -> None:
                 where = step.where
                 hint = did_you_mean(target, inventory.hosts)
                 raise PlaybookError(
-                    f"delegate_to: unknown host '{target}'{hint}: not in the inventory",
+                    f"unknown host '{target}'{hint}: not in the inventory",
                     where.file,
                     where.line,
                     where.col,
