@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def _document(proc: Any) -> dict[str, Any]:
     return json.loads(proc.stdout)
@@ -148,3 +150,62 @@ def test_bad_notify_and_handlers_where_they_cannot_run_are_refused_at_their_line
     assert "Traceback" not in proc.output
     run = cli("run", play, "-i", inventory)
     assert run.returncode == 4 and "restrat app" in run.stderr
+
+
+def test_handlers_of_a_background_job_run_in_its_processes_and_are_shown(cli, inventory, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    play = cli.playbook(f"""
+        jobs:
+          - name: bg
+            type: background
+            targets: host1:host2
+            steps:
+              - run: echo step
+                notify: note
+              - run: exit 1
+            handlers:
+              - name: note
+                run: echo handled > {out}/{{{{ inventory_hostname }}}}
+        """)
+    proc = cli("run", play, "-i", inventory, "--force-handlers")
+    assert proc.returncode == 2, proc.output
+    for host in ("host1", "host2"):
+        assert (out / host).read_text() == "handled\n"
+        assert any(
+            line.split()[:2] == ["changed", host] and "bg | handler: note" in line
+            for line in proc.stdout.splitlines()
+        ), proc.stdout
+
+
+@pytest.mark.parametrize("cli", ["workers"], indirect=True)
+def test_handlers_and_run_once_on_workers(cli, inventory, tmp_path):
+    """Children on workers plan again from the run's request: handlers and
+    --force-handlers come along; a job with run_once keeps its children in the runner."""
+    out = tmp_path / "out"
+    out.mkdir()
+    play = cli.playbook(f"""
+        jobs:
+          - name: spread
+            targets: host1:host2
+            steps:
+              - run: echo step
+                notify: note
+              - run: exit 1
+            handlers:
+              - name: note
+                run: echo handled > {out}/{{{{ inventory_hostname }}}}.note
+          - name: once
+            targets: host1:host2
+            steps:
+              - run: echo "{{{{ inventory_hostname }}}}"
+                run_once: true
+                register: first
+              - run: echo "{{{{ first.stdout }}}}" > {out}/{{{{ inventory_hostname }}}}.once
+        """)
+    proc = cli("run", play, "-i", inventory, "--force-handlers")
+    assert proc.returncode == 2, proc.output
+    for host in ("host1", "host2"):
+        assert (out / f"{host}.note").read_text() == "handled\n"
+        assert (out / f"{host}.once").read_text() == "host1\n"
+    assert "handler: note" in cli("job", "show", "spread", check=True).stdout
