@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import LocatedError, PlaybookError
 from runner.planning.model import JobDef, Step
@@ -32,6 +32,16 @@ _MARKERS = ("{{", "{%", "{#")
 def as_handler(step: Step) -> Step:
     """A step of `handlers:` as a handler: named so that it says what it is."""
     return dataclasses.replace(step, name=HANDLER_PREFIX + step.name, handler=step.name)
+
+
+def step_specs(job: Any) -> Iterator[tuple[str, int, Any]]:
+    """(key, position, spec) of each step and handler of a job as written, for the checks
+    that read the document itself."""
+    if not isinstance(job, dict):
+        return
+    for key in ("steps", "handlers"):
+        for position, spec in enumerate(job.get(key) or ()):
+            yield key, position, spec
 
 
 def check_flow(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:

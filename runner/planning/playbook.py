@@ -19,7 +19,7 @@ from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
-from runner.planning.flow import as_handler, check_flow
+from runner.planning.flow import as_handler, check_flow, step_specs
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
@@ -266,13 +266,13 @@ def _check_modes(document: Document) -> list[LocatedError]:
     or 9 (`mode: 999`) cannot be one. The schema bounds the number; this its digits."""
     problems = []
     for index, job in enumerate(document.data.get("jobs") or []):
-        for number, step in enumerate((job or {}).get("steps") or []):
+        for key, number, step in step_specs(job):
             for action in ("put", "template", "script"):
                 args = step.get(action) if isinstance(step, dict) else None
                 mode = args.get("mode") if isinstance(args, dict) else None
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
                     message = f"{mode} is not an octal file mode: write it as a string like '0644'"
-                    path = ("jobs", index, "steps", number, action, "mode")
+                    path = ("jobs", index, key, number, action, "mode")
                     problems.append(document.error(message, path))
     return problems
 
@@ -401,13 +401,13 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | 
     left to the plan."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
-        for position, step in enumerate(job["steps"]):
+        for key, position, step in step_specs(job):
             spec = step.get("template")
             src = spec.get("src") if isinstance(spec, dict) else None
             if not isinstance(src, str) or any(marker in src for marker in _MARKERS):
                 continue
             file = src if os.path.isabs(src) else os.path.join(base, src)
-            path = ("jobs", index, "steps", position, "template", "src")
+            path = ("jobs", index, key, position, "template", "src")
             try:
                 yield path, file, read_text(file, MAX_TEMPLATE)
             except FileRefused as why:

@@ -53,6 +53,28 @@ def test_run_once_runs_on_the_batch_first_host_and_registers_for_every_host(
     assert " at " not in stdout  # host2 did not run it: no output of its own
 
 
+def test_run_once_runs_on_the_next_host_when_the_first_failed_before_it(cli, inventory, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    play = cli.playbook(f"""
+        jobs:
+          - name: migrate
+            targets: host1:host2:host3
+            steps:
+              - run: test {{{{ inventory_hostname }}}} != host1
+              - run: echo {{{{ inventory_hostname }}}}
+                run_once: true
+                register: migration
+              - run: echo "{{{{ migration.stdout }}}}" > {out}/{{{{ inventory_hostname }}}}.txt
+        """)
+    proc = cli("run", play, "-i", inventory, "--format", "json")
+    assert proc.returncode == 2, proc.output
+    assert not (out / "host1.txt").exists()
+    assert (out / "host2.txt").read_text() == "host2\n"
+    assert (out / "host3.txt").read_text() == "host2\n"
+    assert _status(_children(proc)["host3"], 1)[1] == "ok"
+
+
 def test_run_once_hosts_waiting_for_the_first_end_with_the_job_timeout(cli, inventory):
     play = cli.playbook("""
         jobs:
