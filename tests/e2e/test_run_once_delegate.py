@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 WHERE = "$(echo $SSH_CONNECTION | cut -d' ' -f3)"  # the address of the sshd it ran on
+PORT = "$(echo $SSH_CONNECTION | cut -d' ' -f2)"  # the client's port: one per connection
 
 
 def _children(proc: Any) -> dict[str, dict[str, Any]]:
@@ -124,6 +125,9 @@ def test_delegate_to_runs_on_the_other_host_with_this_host_variables(
               - run: {line} > {out}/{{{{ inventory_hostname }}}}.ctl
                 delegate_to: localhost
               - run: {line} > {out}/{{{{ inventory_hostname }}}}.own
+              - run: echo {PORT} > {out}/{{{{ inventory_hostname }}}}-{{{{ item }}}}.port
+                delegate_to: host3
+                loop: [1, 2]
         """)
     proc = cli("run", play, "-i", inventory)
     assert proc.returncode == 0, proc.output
@@ -134,6 +138,9 @@ def test_delegate_to_runs_on_the_other_host_with_this_host_variables(
         controller = (out / f"{host}.ctl").read_text()
         assert controller.startswith(f"{host} at ")
         assert not any(address in controller for _, address, _ in fleet.hosts)
+    ports = {path.read_text() for path in out.glob("*.port")}
+    assert len(list(out.glob("*.port"))) == 4
+    assert len(ports) == 1  # one connection to host3 for the run, reused by every step
 
 
 def test_delegate_to_a_template_naming_no_host_fails_its_step(cli, inventory):
