@@ -101,14 +101,15 @@ def taken(result: OnceResult) -> tuple[Any, str]:
     """A `run_once` step's outcome on a host of the batch that did not run it, and its
     label there: failed when it failed where it ran, else `ok` (`skipped` when it was
     skipped there), with no output of its own."""
-    outcome = result.outcome
+    outcome = dataclasses.replace(
+        result.outcome, stdout="", stderr="", error=None, results=[], stderr_tail=[]
+    )
     label = f"{result.label} (run_once: ran on {result.host})"
     if outcome.failed:
-        error = f"run_once: failed on {result.host}"
-        return dataclasses.replace(outcome, stdout="", stderr="", error=error), label
-    status = StepStatus.SKIPPED if outcome.status == StepStatus.SKIPPED.value else StepStatus.OK
-    shown = dataclasses.replace(outcome, status=status.value, stdout="", stderr="", error=None)
-    return dataclasses.replace(shown, results=[], stderr_tail=[]), label
+        return dataclasses.replace(outcome, error=f"run_once: failed on {result.host}"), label
+    skipped = outcome.status == StepStatus.SKIPPED.value
+    status = StepStatus.SKIPPED if skipped else StepStatus.OK
+    return dataclasses.replace(outcome, status=status.value), label
 
 
 def changed(outcome: Any) -> bool:

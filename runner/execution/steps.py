@@ -435,10 +435,12 @@ class StepRunner:
         target = str(self.templar.render(step.delegate_to, one.scope, step.where))
         if target == CONTROLLER:
             return self.local
-        if target not in self.plan.inventory.hosts or self.delegate is None:
+        if target not in self.plan.inventory.hosts:
             where = step.where
             message = f"delegate_to: unknown host '{target}': not in the inventory"
             raise TemplateError(message, where.file, where.line, where.col, where.path)
+        if self.delegate is None:
+            raise StepError(f"delegate_to: no connection to {target} can be opened here")
         return self.delegate(target)
 
     def _failed(self, step: Step, message: str) -> StepOutcome:
