@@ -28,19 +28,9 @@ STEP_NAME_WIDTH = 60
 _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this module imports lazily
 # Keys whose values are names, never rendered; and the keys that hold bare expressions.
 _NOT_RENDERED = frozenset(
-    (
-        "name",
-        "needs",
-        "tags",
-        "register",
-        "session",
-        "targets",
-        "type",
-        "secrets",
-        "queue",
-        "notify",
-    )
+    ("name", "needs", "tags", "register", "session", "targets", "type", "secrets", "queue")
 )
+_NOT_RENDERED |= {"notify"}  # handler names
 _EXPRESSIONS = frozenset(("when", "until"))
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
 
