@@ -6,6 +6,7 @@ them and formats the answers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 from collections.abc import Callable, Sequence
@@ -242,6 +243,7 @@ def run(
     events: RunEvents | None = None,
     on_start: Callable[[Executor], None] | None = None,
     dispatch: str = "auto",
+    force_handlers: bool = False,
 ) -> tuple[Plan, RunReport]:
     """Plan and run a playbook; `on_start(executor)` lets a caller hook signals to it.
 
@@ -261,6 +263,7 @@ def run(
     request = _request(
         playbook_path, inventory, extra_vars, limit, tags, skip_tags, start_at_job, digest
     )
+    request = dataclasses.replace(request, force_handlers=force_handlers)
     the_plan = _plan(request)
     render_plan(the_plan)  # an undefined variable is an error before anything starts
     options = RunOptions(

@@ -51,6 +51,11 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
         default="text",
         help="json: one document on stdout, progress on stderr",
     )
+    p.add_argument(
+        "--force-handlers",
+        action="store_true",
+        help="run the handlers a host's steps notified even after a later step failed there",
+    )
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     p.add_argument(
         "--retry-file",
@@ -232,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         events=reporter,
         on_start=hook,
         dispatch=args.dispatch,
+        force_handlers=args.force_handlers,
     )
     hosts = list(dict.fromkeys(h for jp in plan.jobs for h in jp.hosts))
     reporter.recap(hosts)

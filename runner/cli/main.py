@@ -87,7 +87,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             r.step,
             r.command
             + (" (at run time)" if r.deferred else "")
-            + (" (skipped: when is false)" if r.skipped else ""),
+            + (" (skipped: when is false)" if r.skipped else "")
+            + (" (handler: runs if notified)" if r.handler else ""),
             r.when or "",
         )
         for r in rows

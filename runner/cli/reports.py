@@ -103,7 +103,10 @@ def summarize(
     with keep, so nothing is marked received).
     """
     ignoring = {
-        (jp.name, step.index) for jp in plan.jobs for step in jp.steps if step.ignore_errors
+        (jp.name, step.index)
+        for jp in plan.jobs
+        for step in jp.steps + jp.handlers
+        if step.ignore_errors
     }
     jobs = []
     for job in report.jobs:

@@ -71,6 +71,8 @@ class InProcessChild:
                 context.check,
                 diff=context.diff,
                 runtime=runtime if context.record_groups else None,
+                once=context.once,
+                delegate=context.sessions.delegate,
             )
             return runner.run_all()
         finally:
@@ -131,7 +133,7 @@ def run_reporting(runner: ChildRunner, context: RunContext, task: ChildTask) -> 
 
 def child_runner(jp: JobPlan, context: RunContext | None = None) -> ChildRunner:
     """The runner for `jp`'s children: a worker's, when the run has a broker."""
-    if context is not None and context.dispatcher is not None and not kept_on_target(jp):
+    if context is not None and context.dispatcher is not None and not in_runner(jp):
         runner: ChildRunner = context.dispatcher.child_runner()
         return runner
     if jp.job.type == "background":
@@ -139,6 +141,12 @@ def child_runner(jp: JobPlan, context: RunContext | None = None) -> ChildRunner:
     if jp.job.type == "remote" and kept_on_target(jp):
         return KeptChild()
     return InProcessChild()
+
+
+def in_runner(jp: JobPlan) -> bool:
+    """A job whose children are not sent to workers: kept on their targets (started by
+    the runner), or with a `run_once` step (its hosts wait for each other in one process)."""
+    return kept_on_target(jp) or any(step.run_once for step in jp.steps)
 
 
 def kept_on_target(jp: JobPlan) -> bool:

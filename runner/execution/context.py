@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runner.execution.flow import OnceBoard
 from runner.execution.sinks import FileWriter, StoreWriter
 from runner.execution.steps import Control
 from runner.planning.guard import secret_values
@@ -39,6 +40,7 @@ class RunContext:
     # With a broker: what sends children to workers (runner.distributed.dispatch), whose
     # `child_runner()` gives the ChildRunner of children on workers.
     dispatcher: Any = None
+    once: OnceBoard = field(default_factory=OnceBoard)  # `run_once` results of the run
 
 
 @dataclass(frozen=True)

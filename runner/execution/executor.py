@@ -349,6 +349,7 @@ class Executor:
         batches = self._batches(jp)
         for number, batch in enumerate(batches):
             futures = []
+            self.context.once.batch(jp.name, [h for h in batch if h not in excluded])
             for host in batch:
                 if host in excluded:
                     self._skip_child(jp, host, "not run: the host failed in a needed job")
@@ -438,6 +439,7 @@ class Executor:
             state = self._record_end(child, report)
             if state == JobState.Stopped.value != report.state:  # a stop won the race
                 self.stopped_outside = True
+        self.context.once.ended(jp.name, host)  # its batch's run_once steps go on without it
         if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
                 self.failed_hosts[jp.name].add(host)

@@ -79,7 +79,7 @@ class JsonEvents:
 def relay(events: StepEvents, jp: JobPlan, host: str, line: dict[str, Any]) -> None:
     """One event line from a worker, told to the runner's `events`."""
     kind = line["event"]
-    step = next((s for s in jp.steps if s.index == line.get("step", -1)), None)
+    step = next((s for s in jp.steps + jp.handlers if s.index == line.get("step", -1)), None)
     if kind == "output":
         events.output(jp, host, line["stream"], line["text"])
     elif step is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +96,16 @@ class SessionPool:
         key = _key(jp, host)
         if jp.session is None:
             return self._take_pending(key) or self.connect(host)
+        return self._shared(key, lambda: self._take_pending(key) or self.connect(host, jp.session))
+
+    def delegate(self, host: str) -> Connection:
+        """A connection to `host` for the steps delegated to it (`delegate_to`): opened
+        when first asked for, then shared by every child of the run until it ends."""
+        return self._shared(("delegate", "", host), lambda: self.connect(host))
+
+    def _shared(self, key: _Key, opener: Callable[[], Connection]) -> Connection:
+        """The run's connection under `key`, opened by `opener` once (again if it closed);
+        a failure to open it is kept and raised to every later asker."""
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -103,7 +114,7 @@ class SessionPool:
             conn = self._sessions.get(key)
             if conn is None or not conn.is_open:
                 try:
-                    conn = self._take_pending(key) or self.connect(host, jp.session)
+                    conn = opener()
                 except ConnectError as exc:
                     self._failures[key] = exc
                     raise

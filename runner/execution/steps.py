@@ -43,10 +43,12 @@ from runner.execution.conditions import (
     guard_reason,
     run_on_controller,
 )
+from runner.execution.flow import OnceBoard, Turn, changed, taken
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
 from runner.planning.converge import CONVERGING
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+from runner.planning.flow import CONTROLLER
 from runner.planning.guard import confine, secret_values
 from runner.planning.model import Step
 from runner.planning.planner import JobPlan, Plan
@@ -114,6 +116,18 @@ class Control:
         return self.event.is_set()
 
 
+class _Waker(Control):
+    """A child's stop switch that also wakes it where it waits for another host."""
+
+    def __init__(self, parent: Control, wake: Callable[[], None]) -> None:
+        self._wake = wake  # before adoption: a stopped parent stops this one at once
+        super().__init__(parent)
+
+    def stop(self, reason: str, fail: bool = False) -> None:
+        super().stop(reason, fail)
+        self._wake()
+
+
 @dataclass
 class StepOutcome:
     """What one step did on one host (one loop item, or the whole loop)."""
@@ -179,6 +193,8 @@ class StepRunner:
         check: bool = False,
         diff: bool = False,
         runtime: Callable[..., None] | None = None,
+        once: OnceBoard | None = None,
+        delegate: Callable[[str], Connection] | None = None,
     ) -> None:
         self.plan, self.jp, self.host, self.child_id = plan, jp, host, child_id
         # `JobStore.set_runtime` for this child: each step's process group is recorded
@@ -198,31 +214,48 @@ class StepRunner:
         self.redact = plan.redactor
         self._label = ""  # the running step's name as shown on this host (see step_label)
         self._not_run: set[str] = set()  # registered by steps check mode did not run
+        self.once = once  # the run's `run_once` results, shared by the batch's hosts
+        self._waker: Control | None = None  # wakes this host waiting on `once` when stopped
+        self.delegate = delegate  # a connection to a `delegate_to` host, opened once a run
+        self._notified: set[str] = set()  # handlers notified on this host
 
     # -- the child -------------------------------------------------------------------
 
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
-        for step in self.jp.steps:
+        report = self._run_steps(self.jp.steps, counts)
+        handlers = tuple(h for h in self.jp.handlers if h.handler in self._notified)
+        if handlers and (report is None or self._forced(report)):
+            after = self._run_steps(handlers, counts)
+            report = report or after
+        return report or ChildReport("Completed", None, False, counts)
+
+    def _forced(self, report: ChildReport) -> bool:
+        """`--force-handlers`: a host whose step failed still runs the handlers notified
+        before; one stopped, timed out or unreachable does not."""
+        failed = report.state == "Failed" and not report.unreachable
+        return self.plan.force_handlers and failed and not self.control.stopped
+
+    def _run_steps(self, steps: tuple[Step, ...], counts: dict[str, int]) -> ChildReport | None:
+        """Run `steps` in order, counting them; the child's report once one ends it."""
+        for step in steps:
             if self._halted():
                 return self._stopped(counts)
             started = time.time()
+            turn = self._turn(step)
+            if turn is None:
+                return self._stopped(counts)
             try:
-                outcome = self._run_step(step)
-            except TemplateError as exc:
-                self._label = ""  # the step as written: it could not be rendered
-                outcome = StepOutcome(STATUS_FAILED, error=str(exc))
-                self._emit_error(step, str(exc))
+                outcome, source = self._outcome(step, turn)
             except ConnectError as exc:
                 self._record(step, StepOutcome(STATUS_UNREACHABLE, error=exc.reason), started)
                 counts[STATUS_FAILED] += 1
                 return ChildReport("Failed", f"unreachable: {exc.reason}", True, counts)
-            except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its step, counted
-                outcome = StepOutcome(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
-                self._emit_error(step, outcome.error or "")
             step = self._record(step, outcome, started)
             if step.register:
-                self._register(step, outcome)
+                self._register(step, source)
+            if step.notify and changed(source):
+                self._notified.update(step.notify)
             if outcome.status == STATUS_STOPPED or self.control.stopped:
                 return self._stopped(counts)
             if outcome.failed and step.ignore_errors:
@@ -231,7 +264,38 @@ class StepRunner:
             counts[STATUS_FAILED if outcome.failed else outcome.status] += 1
             if outcome.failed:
                 return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
-        return ChildReport("Completed", None, False, counts)
+        return None
+
+    def _outcome(self, step: Step, turn: Turn) -> tuple[StepOutcome, StepOutcome]:
+        """Run `step` here, or take the result of the host that ran it (`run_once`): this
+        host's outcome, and the one it registers and notifies by."""
+        if turn.result is not None:
+            outcome, self._label = taken(turn.result)
+            return outcome, turn.result.outcome
+        try:
+            outcome = self._run_step(step)
+        except TemplateError as exc:
+            self._label = ""  # the step as written: it could not be rendered
+            outcome = StepOutcome(STATUS_FAILED, error=str(exc))
+            self._emit_error(step, str(exc))
+        except ConnectError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unforeseen error fails its step, counted
+            outcome = StepOutcome(STATUS_FAILED, error=f"{type(exc).__name__}: {exc}")
+            self._emit_error(step, outcome.error or "")
+        if step.run_once and self.once is not None and outcome.status != STATUS_STOPPED:
+            shared = dataclasses.replace(outcome, error=self.redact(outcome.error))
+            self.once.publish(self.jp.name, self.host, step.index, shared, self._label)
+        return outcome, outcome
+
+    def _turn(self, step: Step) -> Turn | None:
+        """This host's turn at `step`: a `run_once` step waits for the host running it
+        (None: stopped meanwhile); any other step runs at once."""
+        if not step.run_once or self.once is None:
+            return Turn()
+        if self._waker is None:
+            self._waker = _Waker(self.control, self.once.wake)
+        return self.once.turn(self.jp.name, self.host, step.index, lambda: self.control.stopped)
 
     def _register(self, step: Step, outcome: StepOutcome) -> None:
         """Keep the step's result under its `register` name for later steps and jobs."""
@@ -364,6 +428,40 @@ class StepRunner:
         return outcome
 
     def _execute(self, step: Step, one: RenderedItem) -> StepOutcome:
+        """Run one rendered item of `step`, on the host it is delegated to if any."""
+        if step.delegate_to is None:
+            return self._perform(step, one)
+        try:
+            conn = self._delegate_connection(step, one)
+        except ConnectError as exc:  # the delegated host's, not this one's: the step fails
+            return self._failed(step, f"delegate_to: {exc.host} is unreachable: {exc.reason}")
+        own, self.conn, runtime, self.runtime = self.conn, conn, self.runtime, None
+        try:  # its process group is on another host: not recorded as this child's
+            return self._perform(step, one)
+        except ConnectError as exc:
+            return self._failed(step, f"delegate_to: {exc.host}: {exc.reason}")
+        finally:
+            self.conn, self.runtime = own, runtime
+
+    def _delegate_connection(self, step: Step, one: RenderedItem) -> Connection:
+        """The connection of the host `step` is delegated to (rendered with this host's
+        variables): the controller's for localhost, else the run's one to that host."""
+        target = str(self.templar.render(step.delegate_to, one.scope, step.where))
+        if target == CONTROLLER:
+            return self.local
+        if target not in self.plan.inventory.hosts:
+            where = step.where
+            message = f"delegate_to: unknown host '{target}': not in the inventory"
+            raise TemplateError(message, where.file, where.line, where.col, where.path)
+        if self.delegate is None:
+            raise StepError(f"delegate_to: no connection to {target} can be opened here")
+        return self.delegate(target)
+
+    def _failed(self, step: Step, message: str) -> StepOutcome:
+        self._emit_error(step, message)
+        return StepOutcome(STATUS_FAILED, error=message)
+
+    def _perform(self, step: Step, one: RenderedItem) -> StepOutcome:
         """Run one rendered item of `step` (see runner.planning.render)."""
         args, env, cwd, command = one.args, one.env, one.cwd, one.command
         self._label = one.label

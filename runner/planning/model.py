@@ -71,6 +71,10 @@ class Step:
     failed_when: str | None = None
     creates: str | None = None  # a path: run/script is skipped where it exists
     removes: str | None = None  # a path: run/script is skipped where it is absent
+    notify: tuple[str, ...] = ()  # handlers of the job to run when this step changed
+    run_once: bool = False  # on the batch's first host only, its result for every host
+    delegate_to: str | None = None  # a template: the inventory host the step runs on
+    handler: str | None = None  # a handler's name as `notify` gives it (None: a step)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class JobDef:
     timeout: float | None = None
     vars: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None  # the workers' queue of its children (distributed mode only)
+    handlers: tuple[Step, ...] = ()  # run after the steps, each once, when notified
 
 
 @dataclass(frozen=True)

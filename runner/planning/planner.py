@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.errors import LocatedError, PatternError, UsageError
 from runner.planning import vault
+from runner.planning.flow import check_delegates
 from runner.planning.guard import Redactor, confine_located, secret_values
 from runner.planning.inventory import Inventory
 from runner.planning.model import JobDef, Playbook, SessionDef, Step
@@ -35,6 +36,7 @@ class JobPlan:
     hosts: tuple[str, ...]
     steps: tuple[Step, ...]
     session: SessionDef | None = None
+    handlers: tuple[Step, ...] = ()  # the job's, whatever the tags: they run when notified
 
     @property
     def name(self) -> str:
@@ -62,6 +64,7 @@ class PlannedStep:
     deferred: bool = False  # reads a value known only at run time (a registered result)
     item: Any = None
     skipped: bool = False  # its `when` is false on this host (for this item): not rendered
+    handler: bool = False  # runs only when a step notified it
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Plan:
     extra_vars: Mapping[str, Any]
     jobs: tuple[JobPlan, ...]
     warnings: tuple[str, ...] = ()
+    force_handlers: bool = False  # notified handlers run even after a failed step
     templar: Templar = field(default_factory=Templar, compare=False, repr=False)
 
     @cached_property
@@ -209,8 +213,10 @@ def build_plan(
     tags: Sequence[str] | str | None = None,
     skip_tags: Sequence[str] | str | None = None,
     start_at_job: str | None = None,
+    force_handlers: bool = False,
 ) -> Plan:
     """Resolve hosts and tags for every job. Pure: reads nothing but its arguments."""
+    check_delegates(playbook, inventory)
     only, skip = _as_set(tags), _as_set(skip_tags)
     jobs: list[JobPlan] = []
     warnings: list[str] = []
@@ -237,7 +243,7 @@ def build_plan(
         job_tags = frozenset(job.tags)
         steps = tuple(s for s in job.steps if _keeps(job_tags | frozenset(s.tags), only, skip))
         if steps:
-            jobs.append(JobPlan(job=job, hosts=hosts, steps=steps, session=session))
+            jobs.append(JobPlan(job, hosts, steps, session, job.handlers))
     check_limit(inventory, limit)  # after the jobs: a malformed limit is named at its job
     warnings[:0] = inventory.warnings(targeted)  # ansible_* variables runner does not use
     if start_at_job is not None and not started:
@@ -248,6 +254,7 @@ def build_plan(
         extra_vars=dict(extra_vars or {}),
         jobs=tuple(jobs),
         warnings=tuple(warnings),
+        force_handlers=force_handlers,
     )
 
 
@@ -294,7 +301,7 @@ def _render_rows(plan: Plan) -> list[PlannedStep]:
             if jp.job.results.path:
                 rendered = str(templar.render(jp.job.results.path, scope.variables, jp.job.where))
                 confine_located(jp.job.results.path, rendered, "results.path", jp.job.where)
-            for step in jp.steps:
+            for step in jp.steps + jp.handlers:
                 rows.extend(_render_step(plan, jp, scope, step))
     return rows
 
@@ -309,6 +316,7 @@ def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Itera
         "step": step.name,
         "action": step.action,
         "when": when,
+        "handler": step.handler is not None,
     }
     rendered = render_step(scope, step)
     refuse_target_secret(scope, rendered)

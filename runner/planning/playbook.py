@@ -20,6 +20,7 @@ from typing import Any
 from runner.errors import LocatedError, TemplateError, gathered
 from runner.planning.converge import CONVERGING, describe_converge
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
+from runner.planning.flow import as_handler, check_flow, step_specs
 from runner.planning.logic import LOGIC_ACTIONS, normalize, summary
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
@@ -32,6 +33,7 @@ _MARKERS = ("{{", "{%", "{#")  # as runner.planning.templating, which this modul
 _NOT_RENDERED = frozenset(
     ("name", "needs", "tags", "register", "session", "targets", "type", "secrets", "queue")
 )
+_NOT_RENDERED |= {"notify"}  # handler names
 _EXPRESSIONS = frozenset(("when", "until", "changed_when", "failed_when", "that", "var"))
 _LISTED = frozenset(("when", "changed_when", "failed_when", "that"))  # lists of expressions
 _FREE = frozenset(("vars", "env"))  # mappings of the user's own names to templates
@@ -58,6 +60,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
         *_check_sessions(document, jobs, sessions),
         *_check_needs(document, jobs),
         *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
+        *check_flow(document, jobs),
         *_check_templates(document),
         *_check_modes(document),
         *check_state_args(document),
@@ -110,10 +113,11 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
     path = ("jobs", index)
     results = spec.get("results") or {}
     percentage = spec.get("max_fail_percentage")
+    steps = tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"]))
     return JobDef(
         name=spec["name"],
         type=spec.get("type", "remote"),
-        steps=tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"])),
+        steps=steps,
         where=document.location(path),
         session=spec.get("session"),
         targets=_pattern(spec["targets"]) if "targets" in spec else None,
@@ -128,10 +132,21 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
         timeout=_seconds(spec.get("timeout")),
         vars=dict(spec.get("vars") or {}),
         queue=spec.get("queue"),
+        handlers=tuple(
+            as_handler(_step(document, path, len(steps) + i, one, ("handlers", i)))
+            for i, one in enumerate(spec.get("handlers") or ())
+        ),
     )
 
 
-def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any]) -> Step:
+def _step(
+    document: Document,
+    job_path: KeyPath,
+    index: int,
+    spec: dict[str, Any],
+    at: KeyPath | None = None,
+) -> Step:
+    """A step (or, `at` its place under `handlers`, a handler) as the model holds it."""
     action = next(name for name in ACTIONS if name in spec)
     args = normalize(action, spec[action]) if action in LOGIC_ACTIONS else spec[action]
     return Step(
@@ -140,7 +155,7 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
         or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
-        where=document.location(job_path + ("steps", index)),
+        where=document.location(job_path + (at or ("steps", index))),
         when=_condition(spec.get("when")),
         register=spec.get("register"),
         loop=spec.get("loop"),
@@ -158,6 +173,9 @@ def _step(document: Document, job_path: KeyPath, index: int, spec: dict[str, Any
         failed_when=_condition(spec.get("failed_when")),
         creates=spec.get("creates"),
         removes=spec.get("removes"),
+        notify=_names(spec.get("notify")),
+        run_once=spec.get("run_once", False),
+        delegate_to=spec.get("delegate_to"),
     )
 
 
@@ -200,6 +218,8 @@ def _check_not_nan(document: Document) -> None:
     for index, job in enumerate(data["jobs"]):
         places.append((("jobs", index), job))
         places += [(("jobs", index, "steps", i), step) for i, step in enumerate(job["steps"])]
+        handlers = enumerate(job.get("handlers") or ())
+        places += [(("jobs", index, "handlers", i), step) for i, step in handlers]
     for path, spec in places:
         for key in ("timeout", "connect_timeout", "delay", "max_fail_percentage"):
             value = spec.get(key)
@@ -252,13 +272,13 @@ def _check_modes(document: Document) -> list[LocatedError]:
     or 9 (`mode: 999`) cannot be one. The schema bounds the number; this its digits."""
     problems = []
     for index, job in enumerate(document.data.get("jobs") or []):
-        for number, step in enumerate((job or {}).get("steps") or []):
+        for key, number, step in step_specs(job):
             for action in ("put", "template", "script", "file", "line"):
                 args = step.get(action) if isinstance(step, dict) else None
                 mode = args.get("mode") if isinstance(args, dict) else None
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
                     message = f"{mode} is not an octal file mode: write it as a string like '0644'"
-                    path = ("jobs", index, "steps", number, action, "mode")
+                    path = ("jobs", index, key, number, action, "mode")
                     problems.append(document.error(message, path))
     return problems
 
@@ -319,6 +339,8 @@ def _not_on_target(
         return "'retries'/'until' cannot be used in it"
     if step.changed_when or step.failed_when or step.creates or step.removes:
         return "'changed_when'/'failed_when'/'creates'/'removes' cannot be used in it"
+    if step.run_once or step.delegate_to:
+        return "'run_once'/'delegate_to' cannot be used in it"
     reads = (
         templar.names(step.args)
         | templar.expression_names(step.when)
@@ -398,13 +420,13 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | 
     left to the plan."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
-        for position, step in enumerate(job["steps"]):
+        for key, position, step in step_specs(job):
             spec = step.get("template")
             src = spec.get("src") if isinstance(spec, dict) else None
             if not isinstance(src, str) or any(marker in src for marker in _MARKERS):
                 continue
             file = src if os.path.isabs(src) else os.path.join(base, src)
-            path = ("jobs", index, "steps", position, "template", "src")
+            path = ("jobs", index, key, position, "template", "src")
             try:
                 yield path, file, read_text(file, MAX_TEMPLATE)
             except FileRefused as why:

@@ -36,6 +36,7 @@ class PlanRequest:
     skip_tags: tuple[str, ...] = ()
     start_at_job: str | None = None
     digest: str = ""
+    force_handlers: bool = False  # `--force-handlers`: part of the plan every worker runs
 
     def anchored(self) -> PlanRequest:
         """This request with its files named by absolute paths (the playbook, an
@@ -102,4 +103,5 @@ def plan_for(request: PlanRequest, playbook: Playbook, inventory: Inventory) -> 
         tags=list(request.tags),
         skip_tags=list(request.skip_tags),
         start_at_job=request.start_at_job,
+        force_handlers=request.force_handlers,
     )
