@@ -34,6 +34,7 @@ from runner.connections.transfer import (
     probe_script,
 )
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
+from runner.execution.blocks import BlockFlow
 from runner.execution.sinks import LineBuffer
 from runner.jobs.states import StepStatus
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
@@ -191,7 +192,8 @@ class StepRunner:
 
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
-        for step in self.jp.steps:
+        flow = BlockFlow(self.jp, counts)
+        for step in flow:
             if self._halted():
                 return self._stopped(counts)
             started = time.time()
@@ -218,7 +220,14 @@ class StepRunner:
                 continue
             counts[STATUS_FAILED if outcome.failed else outcome.status] += 1
             if outcome.failed:
-                return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
+                flow.fail(self._failure_reason(step, outcome))  # on to a rescue, or the end
+        return self._ended(flow, counts)
+
+    @staticmethod
+    def _ended(flow: BlockFlow, counts: dict[str, int]) -> ChildReport:
+        """How a child that ran out of steps ended: failed if a failure was not rescued."""
+        if flow.failure is not None:
+            return ChildReport("Failed", flow.failure, False, counts)
         return ChildReport("Completed", None, False, counts)
 
     def _register(self, step: Step, outcome: StepOutcome) -> None:

@@ -51,6 +51,19 @@ class Step:
     sudo: bool = False
     no_log: bool = False
     tags: tuple[str, ...] = ()
+    section: str = ""  # the blocks it is in, as `runner plan` shows them ("setup > rescue")
+    scope_vars: dict[str, Any] = field(default_factory=dict)  # its blocks' and includes' vars
+
+
+@dataclass(frozen=True)
+class Block:
+    """A `block:` (or an `include:` of steps) of a job. Its parts hold the indexes of
+    steps in `JobDef.steps` and inner blocks, in order."""
+
+    where: Location
+    body: tuple[int | Block, ...]
+    rescue: tuple[int | Block, ...] = ()
+    always: tuple[int | Block, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,9 @@ class JobDef:
     timeout: float | None = None
     vars: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None  # the workers' queue of its children (distributed mode only)
+    # Its steps and blocks in order when it has a block (`steps` is then every step of
+    # them, flattened); None when its steps simply run one after another.
+    tree: tuple[int | Block, ...] | None = None
 
 
 @dataclass(frozen=True)

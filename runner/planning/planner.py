@@ -61,6 +61,7 @@ class PlannedStep:
     deferred: bool = False  # reads a value known only at run time (a registered result)
     item: Any = None
     skipped: bool = False  # its `when` is false on this host (for this item): not rendered
+    section: str = ""  # the blocks it is in ("deploy > rescue"), empty outside any
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,16 @@ class Plan:
         raise KeyError(name)
 
     def variables(
-        self, host: str, job: JobDef | None = None, registered: Mapping[str, Any] | None = None
+        self,
+        host: str,
+        job: JobDef | None = None,
+        registered: Mapping[str, Any] | None = None,
+        blocks: Mapping[str, Any] | None = None,
     ) -> Variables:
         """The templating variables for `host` in `job`, by the README's precedence:
-        inventory (group < host) < playbook vars < job vars < registered < extra vars.
+        inventory (group < host) < playbook vars (vars_files over them) < job vars
+        (vars_files over them) < `blocks`, the vars of a step's blocks and includes <
+        registered < extra vars.
         Without a job (a `hostvars` entry) there is no `job`, as Ansible's hostvars have
         no `ansible_play_name`."""
         magic = {
@@ -132,6 +139,7 @@ class Plan:
             self.inventory.host_vars(host),
             self.playbook.vars,
             job.vars if job else {},
+            blocks or {},
             Literal(registered or {}),
             self.extra_vars,
             Literal(magic),
@@ -304,6 +312,7 @@ def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Itera
         "step": step.name,
         "action": step.action,
         "when": when,
+        "section": step.section,
     }
     rendered = render_step(scope, step)
     refuse_target_secret(scope, rendered)

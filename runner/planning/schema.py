@@ -68,16 +68,26 @@ def playbook_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _validator(kind: str = "playbook") -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(playbook_schema())
+    schema = playbook_schema()
+    if kind != "playbook":  # an included file: a list of `kind` items, with the same $defs
+        item = {"steps": "stepItem", "jobs": "jobItem"}[kind]
+        schema = {key: schema[key] for key in ("$schema", "$id", "$defs")} | {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": f"#/$defs/{item}"},
+            "errorMessage": {"type": f"an included file holds a list of {kind}, not {{type}}"},
+        }
+    return Draft202012Validator(schema)
 
 
-def validate(document: Document) -> None:
+def validate(document: Document, kind: str = "playbook") -> None:
     """Raise the document's `error_class` for its schema violations, if any: the first in
-    the file, with every one of them in its `every` (see `runner.errors.gathered`)."""
-    errors = list(_validator().iter_errors(document.data))
+    the file, with every one of them in its `every` (see `runner.errors.gathered`).
+    `kind`: what the file holds, a playbook or (an included file) a list of steps or jobs."""
+    errors = list(_validator(kind).iter_errors(document.data))
     if errors:
         found = [document.error(f.message, f.path, f.at) for f in _findings(document, errors)]
         raise gathered(found, document.file)
