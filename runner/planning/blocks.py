@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.planning.model import Block, Step
+from runner.planning.model import Block, JobDef, Step
 from runner.planning.yamlsource import Document, KeyPath
 
 PARTS = ("block", "rescue", "always")
@@ -170,4 +171,33 @@ def walk_steps(steps: Any, path: KeyPath) -> list[tuple[KeyPath, dict[str, Any]]
                 found += walk_steps(spec.get(part), here + (part,))
             continue
         found.append((here, spec))
+    return found
+
+
+def rescued_steps(job: JobDef, ran: AbstractSet[int]) -> frozenset[int]:
+    """The indexes of `job`'s steps whose failure a rescue took over on a host where the
+    steps `ran` ran: those in the body of a block whose rescue ran (it runs only then)."""
+    found: set[int] = set()
+
+    def visit(nodes: tuple[int | Block, ...]) -> None:
+        for node in nodes:
+            if isinstance(node, Block):
+                if _indexes(node.rescue) & ran:
+                    found.update(_indexes(node.body))
+                for part in (node.body, node.rescue, node.always):
+                    visit(part)
+
+    visit(job.tree or ())
+    return frozenset(found)
+
+
+def _indexes(nodes: tuple[int | Block, ...]) -> set[int]:
+    """Every step index in `nodes`, inner blocks' too."""
+    found: set[int] = set()
+    for node in nodes:
+        if isinstance(node, Block):
+            for part in (node.body, node.rescue, node.always):
+                found |= _indexes(part)
+        else:
+            found.add(node)
     return found
