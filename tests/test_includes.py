@@ -209,3 +209,14 @@ def test_plan_shows_blocks_and_rescue_is_refused_where_the_runner_is_absent(cli)
     proc = cli("validate", play)
     assert proc.returncode == 4
     assert "jobs[0].steps[0].rescue: 'rescue' cannot be used" in proc.stderr
+
+
+def test_ansibles_import_words_point_at_include(cli):
+    text = "jobs:\n  - name: a\n    targets: localhost\n    steps:\n"
+    play = cli.playbook(text + "      - import_tasks: more.yml\n  - import_playbook: x.yml\n")
+    proc = cli("validate", play)
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [
+        f"{play}:5:9: jobs[0].steps[0]: unknown key 'import_tasks' (did you mean 'include'?)",
+        f"{play}:6:5: jobs[1]: unknown key 'import_playbook' (did you mean 'include'?)",
+    ]

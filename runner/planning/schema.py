@@ -55,6 +55,9 @@ ANSIBLE_WORDS = {
     "copy": "put",
     "fetch": "get",
     "local_action": "local",
+    "import_tasks": "include",
+    "include_tasks": "include",
+    "import_playbook": "include",
 }
 # Per key path only the most basic finding is kept: a wrong type explains everything
 # else wrong with the node, and an unknown key is likely the misspelt required one.
@@ -185,7 +188,7 @@ def _unknown_key(path: tuple[Any, ...], key: Any, allowed: list[str]) -> _Findin
     (and, when that key belongs to another level, the one that holds it)."""
     meant = ANSIBLE_WORDS.get(str(key))
     holder = _holder(meant) if meant and meant not in allowed else None
-    if meant in allowed:
+    if meant in allowed or meant == "include":  # an item of steps or jobs, not a key of one
         hint = f" (did you mean '{meant}'?)"
     elif holder:
         hint = f" (did you mean '{meant}'? {holder} holds it)"
