@@ -220,3 +220,13 @@ def test_ansibles_import_words_point_at_include(cli):
         f"{play}:5:9: jobs[0].steps[0]: unknown key 'import_tasks' (did you mean 'include'?)",
         f"{play}:6:5: jobs[1]: unknown key 'import_playbook' (did you mean 'include'?)",
     ]
+
+
+def test_a_secret_set_in_an_include_vars_is_masked(cli):
+    write(cli.cwd / "steps.yml", "- run: echo pw={{ token }}\n")
+    text = "secrets: [token]\njobs:\n  - name: a\n    targets: localhost\n    steps:\n"
+    play = cli.playbook(text + "      - include: steps.yml\n        vars: {token: s3cr3t-value}\n")
+    proc = cli("run", play, "-i", _inventory(cli), "-v")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _stdout(cli, 1) == ["pw=********"]
+    assert "s3cr3t-value" not in proc.stdout + proc.stderr

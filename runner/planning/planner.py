@@ -97,9 +97,10 @@ class Plan:
             v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])
         ]
         values += passwords
-        for jp in self.jobs:  # a job's own `vars:` may hold a secret too
-            for host in jp.hosts:
-                variables = self.variables(host, jp.job)
+        for jp in self.jobs:  # a job's own `vars:` may hold a secret too, or a block's
+            blocks = [{}, *(s.scope_vars for s in jp.job.steps if set(s.scope_vars) & set(names))]
+            for host, scope in ((host, scope) for host in jp.hosts for scope in blocks):
+                variables = self.variables(host, jp.job, blocks=scope)
                 for name in names:
                     if name in variables:
                         value = self.templar.render_native(variables.raw(name), variables)
