@@ -2,10 +2,12 @@
 
 Loading is three passes, each failing with a `PlaybookError` at the user's line: the
 YAML itself (`runner.planning.yamlsource`), its structure (`runner.planning.schema`, the JSON
-Schema is the only statement of it), then the rules that span the document and a schema cannot
+Schema is the only statement of it; `include:`d files are read and checked then, see
+`runner.planning.includes`), then the rules that span the document and a schema cannot
 state: job names are unique, sessions and `needs` name things that exist, and `needs`
 has no cycle. What is left is normalised (lists for `needs`/`tags`, step names derived
-from their action) so the planner never has to ask what form a user chose.
+from their action, blocks flattened by `runner.planning.blocks`) so the planner never has
+to ask what form a user chose.
 """
 
 from __future__ import annotations
