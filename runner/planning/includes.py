@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import LocatedError, PlaybookError, gathered
+from runner.planning.files import unreadable
 from runner.planning.model import Location
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 
@@ -67,7 +68,7 @@ class Composite(Document):
         probe = key
         while probe and probe not in self.origins:
             probe = probe[:-1]
-        origin = self.origins.get(probe, _Origin(_plain(self), probe))
+        origin = self.origins[probe]  # () is always there: the playbook itself
         return origin.document, origin.local + key[len(probe) :]
 
     def locate(self, path: Iterable[Any]) -> tuple[int, int]:
@@ -86,10 +87,6 @@ class Composite(Document):
         if at is not None:
             error.line, error.col = self.locate(at)
         return error
-
-
-def _plain(document: Document) -> Document:
-    return Document(document.file, document.data, document.positions, document.error_class)
 
 
 def has_includes(data: Any) -> bool:
@@ -250,8 +247,9 @@ class _Expander:
             message = f"includes nested more than {MAX_INCLUDE_DEPTH} deep"
             self.problems.append(document.error(message, at))
             return None
-        if not os.path.lexists(file):
-            self.problems.append(document.error(f"included file {file} does not exist", at))
+        refused = unreadable(file)
+        if refused is not None:
+            self.problems.append(document.error(f"included file {file} {refused}", at))
             return None
         try:
             loaded = load_yaml(file, PlaybookError, f"file is empty; an included file holds {kind}")

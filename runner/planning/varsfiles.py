@@ -11,6 +11,7 @@ import os.path
 from typing import Any
 
 from runner.errors import LocatedError, PlaybookError
+from runner.planning.files import unreadable
 from runner.planning.yamlsource import Document, KeyPath, load_yaml
 
 _MARKERS = ("{{", "{%", "{#")
@@ -45,8 +46,9 @@ def _read_one(document: Document, at: KeyPath, name: Any) -> dict[str, Any]:
         )
     base = os.path.dirname(document.location(at).file)
     file = os.path.normpath(os.path.join(base, name))
-    if not os.path.lexists(file):
-        raise document.error(f"vars file {file} does not exist", at)
+    refused = unreadable(file)
+    if refused is not None:
+        raise document.error(f"vars file {file} {refused}", at)
     loaded = load_yaml(file, PlaybookError, EMPTY_VARS_FILE)
     data = loaded.data
     if not isinstance(data, dict):
