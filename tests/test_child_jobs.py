@@ -233,7 +233,7 @@ def test_check_mode_starts_nothing_on_the_target_for_jobs_kept_there(run):
     assert states == {"det": "Completed", "kept": "Completed", "bgdet": "Completed"}
     recap = proc.stdout.split("RECAP (check mode: nothing ran)", 1)[1]
     (row,) = [line.split() for line in recap.splitlines() if line.startswith("localhost")]
-    assert row[1:] == ["0", "0", "0", "3", "0", "0"]  # ok changed failed skipped ...
+    assert row[1:] == ["0", "0", "0", "3", "0", "0", "0"]  # ok changed failed skipped ...
 
 
 NEEDS_DETACHED_BACKGROUND = """\

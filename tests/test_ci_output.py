@@ -324,12 +324,13 @@ def test_recap_table_counts_each_host(run):
         "skipped",
         "unreachable",
         "stopped",
+        "rescued",
     ]
     rows = {line.split()[0]: line.split()[1:] for line in recap[2:]}
     assert rows == {
-        "alpha": ["0", "3", "0", "0", "0", "0"],
-        "beta": ["0", "1", "1", "0", "0", "0"],
-        "gamma": ["0", "2", "0", "1", "0", "0"],
+        "alpha": ["0", "3", "0", "0", "0", "0", "0"],
+        "beta": ["0", "1", "1", "0", "0", "0", "0"],
+        "gamma": ["0", "2", "0", "1", "0", "0", "0"],
     }
 
 

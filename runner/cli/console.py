@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from typing import Any, TextIO
 
-STAT_KEYS = ("ok", "changed", "failed", "skipped", "unreachable", "stopped")
+STAT_KEYS = ("ok", "changed", "failed", "skipped", "unreachable", "stopped", "rescued")
 # Control characters but tab (newlines split lines before this applies).
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 

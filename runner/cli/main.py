@@ -84,7 +84,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             r.job,
             r.type,
             r.host,
-            r.step,
+            f"{r.section} > {r.step}" if r.section else r.step,
             r.command
             + (" (at run time)" if r.deferred else "")
             + (" (skipped: when is false)" if r.skipped else "")

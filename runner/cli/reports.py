@@ -42,6 +42,7 @@ class StepSummary:
     error: str | None
     ignored: bool = False  # failed, but the step has ignore_errors
     stderr_tail: str = ""
+    rescued: bool = False  # failed, and a block's rescue took over (see _mark_rescued)
 
 
 @dataclass
@@ -83,6 +84,19 @@ def _seconds(started: float | None, ended: float | None) -> float:
     if started is None or ended is None:
         return 0.0
     return round(max(0.0, ended - started), 6)
+
+
+def _mark_rescued(plan: Any, job_name: str, steps: list[StepSummary]) -> None:
+    """Mark the failed steps of one child that a block's rescue took over: the recap
+    counts them `rescued`, and JUnit shows them as passed with a note, not as failures."""
+    from runner.planning.blocks import rescued_steps
+
+    found = [jp.job for jp in plan.jobs if jp.name == job_name and jp.job.tree is not None]
+    if not found:
+        return
+    rescued = rescued_steps(found[0], {step.index for step in steps})
+    for step in steps:
+        step.rescued = step.index in rescued and step.status in FAILED_STATUSES
 
 
 def summarize(
@@ -134,6 +148,7 @@ def summarize(
                 )
                 for s in store.steps(child.job_id)
             ]
+            _mark_rescued(plan, job.name, steps)
             summary.children.append(
                 ChildSummary(
                     child.job_id,
@@ -202,6 +217,7 @@ def run_document(summary: RunSummary) -> dict[str, Any]:
                                 "duration": step.duration,
                                 "error": step.error,
                                 "ignored": step.ignored,
+                                "rescued": step.rescued,
                             }
                             for step in child.steps
                         ],
@@ -278,7 +294,7 @@ def _make_well_formed(root: ET.Element) -> None:
 def _child_cases(job: JobSummary, child: ChildSummary) -> list[ET.Element]:
     cases = [_step_case(job, child, step) for step in child.steps]
     stepless_failure = child.state != "Completed" and not any(
-        (s.status in FAILED_STATUSES and not s.ignored) or s.status == "stopped"
+        (s.status in FAILED_STATUSES and not s.ignored and not s.rescued) or s.status == "stopped"
         for s in child.steps
     )
     if stepless_failure:
@@ -307,6 +323,8 @@ def _step_case(job: JobSummary, child: ChildSummary, step: StepSummary) -> ET.El
         ET.SubElement(
             case, "system-out"
         ).text = f"failed, ignored (ignore_errors): {step.error or step.rc}"
+    elif step.rescued:
+        ET.SubElement(case, "system-out").text = f"failed, rescued: {step.error or step.rc}"
     elif step.status in FAILED_STATUSES:
         message = step.error or (
             f"exited with status {step.rc}" if step.rc is not None else step.status

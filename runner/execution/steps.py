@@ -36,6 +36,7 @@ from runner.connections.transfer import (
 from runner.errors import ConnectError, RunnerError, StepError, TemplateError
 from runner.execution.actions.converge import ACTIONS
 from runner.execution.actions.target import converged
+from runner.execution.blocks import BlockFlow
 from runner.execution.conditions import (
     GUARDED,
     ON_CONTROLLER,
@@ -223,10 +224,10 @@ class StepRunner:
 
     def run_all(self) -> ChildReport:
         counts = {s: 0 for s in (STATUS_OK, STATUS_CHANGED, STATUS_FAILED, STATUS_SKIPPED)}
-        report = self._run_steps(self.jp.steps, counts)
+        report = self._run_steps(BlockFlow(self.jp, counts), counts)
         handlers = tuple(h for h in self.jp.handlers if h.handler in self._notified)
         if handlers and (report is None or self._forced(report)):
-            after = self._run_steps(handlers, counts)
+            after = self._run_steps(BlockFlow(self.jp, counts, handlers), counts)
             report = report or after
         return report or ChildReport("Completed", None, False, counts)
 
@@ -236,9 +237,10 @@ class StepRunner:
         failed = report.state == "Failed" and not report.unreachable
         return self.plan.force_handlers and failed and not self.control.stopped
 
-    def _run_steps(self, steps: tuple[Step, ...], counts: dict[str, int]) -> ChildReport | None:
-        """Run `steps` in order, counting them; the child's report once one ends it."""
-        for step in steps:
+    def _run_steps(self, flow: BlockFlow, counts: dict[str, int]) -> ChildReport | None:
+        """Run the steps `flow` gives (through blocks: a failure goes on to a rescue),
+        counting them; the child's report once one ends it, None when all ran."""
+        for step in flow:
             if self._halted():
                 return self._stopped(counts)
             started = time.time()
@@ -252,10 +254,7 @@ class StepRunner:
                 counts[STATUS_FAILED] += 1
                 return ChildReport("Failed", f"unreachable: {exc.reason}", True, counts)
             step = self._record(step, outcome, started)
-            if step.register:
-                self._register(step, source)
-            if step.notify and changed(source):
-                self._notified.update(step.notify)
+            self._remember(step, source)
             if outcome.status == STATUS_STOPPED or self.control.stopped:
                 return self._stopped(counts)
             if outcome.failed and step.ignore_errors:
@@ -263,8 +262,18 @@ class StepRunner:
                 continue
             counts[STATUS_FAILED if outcome.failed else outcome.status] += 1
             if outcome.failed:
-                return ChildReport("Failed", self._failure_reason(step, outcome), False, counts)
+                flow.fail(self._failure_reason(step, outcome))  # on to a rescue, or the end
+        if flow.failure is not None:
+            return ChildReport("Failed", flow.failure, False, counts)
         return None
+
+    def _remember(self, step: Step, source: StepOutcome) -> None:
+        """What a step leaves for later ones on this host: its registered result, and the
+        handlers it notified when it changed something."""
+        if step.register:
+            self._register(step, source)
+        if step.notify and changed(source):
+            self._notified.update(step.notify)
 
     def _outcome(self, step: Step, turn: Turn) -> tuple[StepOutcome, StepOutcome]:
         """Run `step` here, or take the result of the host that ran it (`run_once`): this

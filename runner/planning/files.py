@@ -63,6 +63,16 @@ def special(path: str, cap: int) -> str | None:
     return None
 
 
+def unreadable(path: str, cap: int = MAX_SOURCE) -> str | None:
+    """Why a YAML file a playbook names (an include, a vars file) cannot be read, in a few
+    words to follow its name, checked before it is opened; None when it can be."""
+    if not os.path.lexists(path):
+        return "does not exist"
+    if os.path.isdir(path):
+        return "is a directory, not a file"
+    return special(path, cap)
+
+
 def _kind(mode: int) -> str:
     kinds = {
         stat.S_ISDIR: "a directory",

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import LocatedError, PlaybookError
+from runner.planning.blocks import walk_steps
 from runner.planning.model import JobDef, Step
 from runner.planning.schema import did_you_mean
 
@@ -34,14 +35,15 @@ def as_handler(step: Step) -> Step:
     return dataclasses.replace(step, name=HANDLER_PREFIX + step.name, handler=step.name)
 
 
-def step_specs(job: Any) -> Iterator[tuple[str, int, Any]]:
-    """(key, position, spec) of each step and handler of a job as written, for the checks
-    that read the document itself."""
+def step_specs(job: Any, path: KeyPath) -> list[tuple[KeyPath, dict[str, Any]]]:
+    """(key path, spec) of each step (inside blocks too) and handler of the job at `path`
+    as written, for the checks that read the document itself."""
     if not isinstance(job, dict):
-        return
-    for key in ("steps", "handlers"):
-        for position, spec in enumerate(job.get(key) or ()):
-            yield key, position, spec
+        return []
+    return [
+        *walk_steps(job.get("steps"), (*path, "steps")),
+        *walk_steps(job.get("handlers"), (*path, "handlers")),
+    ]
 
 
 def check_flow(document: Document, jobs: tuple[JobDef, ...]) -> Iterator[LocatedError]:

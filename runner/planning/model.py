@@ -75,6 +75,19 @@ class Step:
     run_once: bool = False  # on the batch's first host only, its result for every host
     delegate_to: str | None = None  # a template: the inventory host the step runs on
     handler: str | None = None  # a handler's name as `notify` gives it (None: a step)
+    section: str = ""  # the blocks it is in, as `runner plan` shows them ("setup > rescue")
+    scope_vars: dict[str, Any] = field(default_factory=dict)  # its blocks' and includes' vars
+
+
+@dataclass(frozen=True)
+class Block:
+    """A `block:` (or an `include:` of steps) of a job. Its parts hold the indexes of
+    steps in `JobDef.steps` and inner blocks, in order."""
+
+    where: Location
+    body: tuple[int | Block, ...]
+    rescue: tuple[int | Block, ...] = ()
+    always: tuple[int | Block, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,9 @@ class JobDef:
     vars: dict[str, Any] = field(default_factory=dict)
     queue: str | None = None  # the workers' queue of its children (distributed mode only)
     handlers: tuple[Step, ...] = ()  # run after the steps, each once, when notified
+    # Its steps and blocks in order when it has a block (`steps` is then every step of
+    # them, flattened); None when its steps simply run one after another.
+    tree: tuple[int | Block, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class PlannedStep:
     item: Any = None
     skipped: bool = False  # its `when` is false on this host (for this item): not rendered
     handler: bool = False  # runs only when a step notified it
+    section: str = ""  # the blocks it is in ("deploy > rescue"), empty outside any
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,10 @@ class Plan:
             v for n in names if n in self.extra_vars for v in secret_values(self.extra_vars[n])
         ]
         values += passwords
-        for jp in self.jobs:  # a job's own `vars:` may hold a secret too
-            for host in jp.hosts:
-                variables = self.variables(host, jp.job)
+        for jp in self.jobs:  # a job's own `vars:` may hold a secret too, or a block's
+            blocks = [{}, *(s.scope_vars for s in jp.job.steps if set(s.scope_vars) & set(names))]
+            for host, scope in ((host, scope) for host in jp.hosts for scope in blocks):
+                variables = self.variables(host, jp.job, blocks=scope)
                 for name in names:
                     if name in variables:
                         value = self.templar.render_native(variables.raw(name), variables)
@@ -121,10 +123,16 @@ class Plan:
         raise KeyError(name)
 
     def variables(
-        self, host: str, job: JobDef | None = None, registered: Mapping[str, Any] | None = None
+        self,
+        host: str,
+        job: JobDef | None = None,
+        registered: Mapping[str, Any] | None = None,
+        blocks: Mapping[str, Any] | None = None,
     ) -> Variables:
         """The templating variables for `host` in `job`, by the README's precedence:
-        inventory (group < host) < playbook vars < job vars < registered < extra vars.
+        inventory (group < host) < playbook vars (vars_files over them) < job vars
+        (vars_files over them) < `blocks`, the vars of a step's blocks and includes <
+        registered < extra vars.
         Without a job (a `hostvars` entry) there is no `job`, as Ansible's hostvars have
         no `ansible_play_name`."""
         magic = {
@@ -141,6 +149,7 @@ class Plan:
             self.inventory.host_vars(host),
             self.playbook.vars,
             job.vars if job else {},
+            blocks or {},
             Literal(registered or {}),
             self.extra_vars,
             Literal(magic),
@@ -317,6 +326,7 @@ def _render_step(plan: Plan, jp: JobPlan, scope: HostScope, step: Step) -> Itera
         "action": step.action,
         "when": when,
         "handler": step.handler is not None,
+        "section": step.section,
     }
     rendered = render_step(scope, step)
     refuse_target_secret(scope, rendered)

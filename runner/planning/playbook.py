@@ -2,10 +2,12 @@
 
 Loading is three passes, each failing with a `PlaybookError` at the user's line: the
 YAML itself (`runner.planning.yamlsource`), its structure (`runner.planning.schema`, the JSON
-Schema is the only statement of it), then the rules that span the document and a schema cannot
+Schema is the only statement of it; `include:`d files are read and checked then, see
+`runner.planning.includes`), then the rules that span the document and a schema cannot
 state: job names are unique, sessions and `needs` name things that exist, and `needs`
 has no cycle. What is left is normalised (lists for `needs`/`tags`, step names derived
-from their action) so the planner never has to ask what form a user chose.
+from their action, blocks flattened by `runner.planning.blocks`) so the planner never has
+to ask what form a user chose.
 """
 
 from __future__ import annotations
@@ -18,13 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LocatedError, TemplateError, gathered
+from runner.planning.blocks import build_steps
+from runner.planning.blocks import condition as _condition
+from runner.planning.blocks import env_value as _env_value
+from runner.planning.blocks import names as _names
 from runner.planning.converge import CONVERGING, describe_converge
 from runner.planning.files import MAX_TEMPLATE, FileRefused, read_text
 from runner.planning.flow import as_handler, check_flow, step_specs
+from runner.planning.includes import expand
 from runner.planning.logic import LOGIC_ACTIONS, normalize, summary
 from runner.planning.model import ACTIONS, NO_LOG_TEXT, JobDef, Playbook, Results, SessionDef, Step
 from runner.planning.schema import did_you_mean, validate
 from runner.planning.stateargs import check_state_args
+from runner.planning.varsfiles import read_vars_files
 from runner.planning.yamlsource import Document, KeyPath, format_path, load_yaml
 
 STEP_NAME_WIDTH = 60
@@ -49,18 +57,21 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
     document = load_yaml(path, secret_key="vars")  # of a wholly encrypted playbook
     if not schema_checked:
         validate(document)
+    document = expand(document)  # an included file is checked against the schema as it loads
     _check_not_nan(document)
     data = document.data
     sessions = {
         name: _session(document, name, spec) for name, spec in (data.get("sessions") or {}).items()
     }
-    jobs = tuple(_job(document, index, spec) for index, spec in enumerate(data["jobs"]))
-    problems = [
+    playbook_vars, problems = read_vars_files(document, ("vars_files",), data.get("vars_files"))
+    jobs = tuple(_job(document, index, spec, problems) for index, spec in enumerate(data["jobs"]))
+    problems += [
         *_check_unique_names(document, jobs),
         *_check_sessions(document, jobs, sessions),
         *_check_needs(document, jobs),
         *_check_kept_on_target(document, jobs, frozenset(data.get("secrets") or ())),
         *check_flow(document, jobs),
+        *_check_no_rescue_on_target(document, jobs),
         *_check_templates(document),
         *_check_modes(document),
         *check_state_args(document),
@@ -73,7 +84,7 @@ def load_playbook(path: str | Path, schema_checked: bool = False) -> Playbook:
     return Playbook(
         file=document.file,
         name=data.get("name") or Path(path).stem,
-        vars=dict(data.get("vars") or {}),
+        vars=dict(data.get("vars") or {}) | playbook_vars,
         sessions=sessions,
         jobs=jobs,
         secrets=tuple(data.get("secrets") or ()),
@@ -109,15 +120,21 @@ def _session(document: Document, name: str, spec: dict[str, Any]) -> SessionDef:
     )
 
 
-def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
+def _job(
+    document: Document, index: int, spec: dict[str, Any], problems: list[LocatedError]
+) -> JobDef:
     path = ("jobs", index)
     results = spec.get("results") or {}
     percentage = spec.get("max_fail_percentage")
-    steps = tuple(_step(document, path, i, step) for i, step in enumerate(spec["steps"]))
+    included = getattr(document, "included", {})
+    steps, tree = build_steps(document, path + ("steps",), spec["steps"], _step, included)
+    job_vars, found = read_vars_files(document, path + ("vars_files",), spec.get("vars_files"))
+    problems += found
     return JobDef(
         name=spec["name"],
         type=spec.get("type", "remote"),
         steps=steps,
+        tree=tree,
         where=document.location(path),
         session=spec.get("session"),
         targets=_pattern(spec["targets"]) if "targets" in spec else None,
@@ -130,23 +147,17 @@ def _job(document: Document, index: int, spec: dict[str, Any]) -> JobDef:
         any_errors_fatal=spec.get("any_errors_fatal", False),
         tags=_names(spec.get("tags")),
         timeout=_seconds(spec.get("timeout")),
-        vars=dict(spec.get("vars") or {}),
+        vars=dict(spec.get("vars") or {}) | job_vars,
         queue=spec.get("queue"),
         handlers=tuple(
-            as_handler(_step(document, path, len(steps) + i, one, ("handlers", i)))
+            as_handler(_step(document, (*path, "handlers", i), len(steps) + i, one))
             for i, one in enumerate(spec.get("handlers") or ())
         ),
     )
 
 
-def _step(
-    document: Document,
-    job_path: KeyPath,
-    index: int,
-    spec: dict[str, Any],
-    at: KeyPath | None = None,
-) -> Step:
-    """A step (or, `at` its place under `handlers`, a handler) as the model holds it."""
+def _step(document: Document, path: KeyPath, index: int, spec: dict[str, Any]) -> Step:
+    """A step (or a handler) at `path` as the model holds it."""
     action = next(name for name in ACTIONS if name in spec)
     args = normalize(action, spec[action]) if action in LOGIC_ACTIONS else spec[action]
     return Step(
@@ -155,7 +166,7 @@ def _step(
         or derive_step_name(action, NO_LOG_TEXT if spec.get("no_log") else args),
         action=action,
         args=dict(args) if isinstance(args, dict) else args,
-        where=document.location(job_path + (at or ("steps", index))),
+        where=document.location(path),
         when=_condition(spec.get("when")),
         register=spec.get("register"),
         loop=spec.get("loop"),
@@ -184,30 +195,8 @@ def _pattern(value: str | list[str]) -> str:
     return value if isinstance(value, str) else ":".join(value)
 
 
-def _names(value: str | list[str] | None) -> tuple[str, ...]:
-    """`needs` and `tags` take one name or a list; always a tuple, without repeats."""
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(dict.fromkeys(value))
-
-
 def _seconds(value: float | None) -> float | None:
     return None if value is None else float(value)
-
-
-def _condition(value: str | bool | list[Any] | None) -> str | None:
-    """A `when` as one Jinja2 expression; a list means all of its conditions hold."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return str(value)
-    return " and ".join(f"({item})" for item in value)
-
-
-def _env_value(value: str | float | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _check_not_nan(document: Document) -> None:
@@ -217,9 +206,7 @@ def _check_not_nan(document: Document) -> None:
     places = [(("sessions", name), spec) for name, spec in (data.get("sessions") or {}).items()]
     for index, job in enumerate(data["jobs"]):
         places.append((("jobs", index), job))
-        places += [(("jobs", index, "steps", i), step) for i, step in enumerate(job["steps"])]
-        handlers = enumerate(job.get("handlers") or ())
-        places += [(("jobs", index, "handlers", i), step) for i, step in handlers]
+        places += step_specs(job, ("jobs", index))
     for path, spec in places:
         for key in ("timeout", "connect_timeout", "delay", "max_fail_percentage"):
             value = spec.get(key)
@@ -272,13 +259,13 @@ def _check_modes(document: Document) -> list[LocatedError]:
     or 9 (`mode: 999`) cannot be one. The schema bounds the number; this its digits."""
     problems = []
     for index, job in enumerate(document.data.get("jobs") or []):
-        for key, number, step in step_specs(job):
+        for where, step in step_specs(job, ("jobs", index)):
             for action in ("put", "template", "script", "file", "line"):
-                args = step.get(action) if isinstance(step, dict) else None
+                args = step.get(action)
                 mode = args.get("mode") if isinstance(args, dict) else None
                 if type(mode) is int and mode >= 0o1000 and set(str(mode)) - set("01234567"):
                     message = f"{mode} is not an octal file mode: write it as a string like '0644'"
-                    path = ("jobs", index, key, number, action, "mode")
+                    path = (*where, action, "mode")
                     problems.append(document.error(message, path))
     return problems
 
@@ -328,6 +315,32 @@ def _check_kept_on_target(
                 yield document.error(f"cannot register in {kind}: {why}", where + ("register",))
             if step.register:
                 registered.add(step.register)
+
+
+def _check_no_rescue_on_target(
+    document: Document, jobs: tuple[JobDef, ...]
+) -> Iterator[LocatedError]:
+    """A job kept on its target runs its steps as one script there: a block's steps run
+    in it, but no `rescue` or `always`, which need the runner to decide."""
+    for index, job in enumerate(jobs):
+        if job.type != "remote" or not (job.detach or job.results.to == "remote"):
+            continue
+        for where, spec in _blocks(document.data["jobs"][index]["steps"], ("jobs", index, "steps")):
+            for part in ("rescue", "always"):
+                if part in spec:
+                    message = (
+                        f"'{part}' cannot be used in a job kept on its target "
+                        "(detach or results.to: remote): the runner is not there to decide"
+                    )
+                    yield document.error(message, (*where, part))
+
+
+def _blocks(steps: list[Any], path: KeyPath) -> Iterator[tuple[KeyPath, dict[str, Any]]]:
+    for position, spec in enumerate(steps):
+        if isinstance(spec, dict) and "block" in spec:
+            yield path + (position,), spec
+            for part in ("block", "rescue", "always"):
+                yield from _blocks(spec.get(part) or [], path + (position, part))
 
 
 def _not_on_target(
@@ -420,13 +433,13 @@ def _template_sources(document: Document) -> Iterator[tuple[KeyPath, str, str | 
     left to the plan."""
     base = os.path.dirname(document.file)
     for index, job in enumerate(document.data["jobs"]):
-        for key, position, step in step_specs(job):
+        for where, step in step_specs(job, ("jobs", index)):
             spec = step.get("template")
             src = spec.get("src") if isinstance(spec, dict) else None
             if not isinstance(src, str) or any(marker in src for marker in _MARKERS):
                 continue
             file = src if os.path.isabs(src) else os.path.join(base, src)
-            path = ("jobs", index, key, position, "template", "src")
+            path = (*where, "template", "src")
             try:
                 yield path, file, read_text(file, MAX_TEMPLATE)
             except FileRefused as why:

@@ -63,6 +63,12 @@ class HostScope:
     def variables(self) -> Variables:
         return self.plan.variables(self.host, self.job, self.registered)
 
+    def step_variables(self, step: Step) -> Variables:
+        """What `step` sees: with the `vars` of its blocks and includes over the job's."""
+        if not step.scope_vars:
+            return self.variables
+        return self.plan.variables(self.host, self.job, self.registered, step.scope_vars)
+
 
 @dataclass(frozen=True)
 class RenderedItem:
@@ -129,7 +135,7 @@ def render_step(
     runtime = plan.registered_names if scope.registered is None else unknown
     if runtime and reads(plan, step) & runtime:
         return RenderedStep(step, (), step.name, deferred=True)
-    variables = scope.variables
+    variables = scope.step_variables(step)
     items = _loop_items(plan, step, variables)
     rendered = tuple(
         _render_item(plan, step, item, _with_item(step, variables, item)) for item in items

@@ -55,6 +55,9 @@ ANSIBLE_WORDS = {
     "copy": "put",
     "fetch": "get",
     "local_action": "local",
+    "import_tasks": "include",
+    "include_tasks": "include",
+    "import_playbook": "include",
 }
 # Per key path only the most basic finding is kept: a wrong type explains everything
 # else wrong with the node, and an unknown key is likely the misspelt required one.
@@ -68,16 +71,26 @@ def playbook_schema() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
+def _validator(kind: str = "playbook") -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(playbook_schema())
+    schema = playbook_schema()
+    if kind != "playbook":  # an included file: a list of `kind` items, with the same $defs
+        item = {"steps": "stepItem", "jobs": "jobItem"}[kind]
+        schema = {key: schema[key] for key in ("$schema", "$id", "$defs")} | {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": f"#/$defs/{item}"},
+            "errorMessage": {"type": f"an included file holds a list of {kind}, not {{type}}"},
+        }
+    return Draft202012Validator(schema)
 
 
-def validate(document: Document) -> None:
+def validate(document: Document, kind: str = "playbook") -> None:
     """Raise the document's `error_class` for its schema violations, if any: the first in
-    the file, with every one of them in its `every` (see `runner.errors.gathered`)."""
-    errors = list(_validator().iter_errors(document.data))
+    the file, with every one of them in its `every` (see `runner.errors.gathered`).
+    `kind`: what the file holds, a playbook or (an included file) a list of steps or jobs."""
+    errors = list(_validator(kind).iter_errors(document.data))
     if errors:
         found = [document.error(f.message, f.path, f.at) for f in _findings(document, errors)]
         raise gathered(found, document.file)
@@ -175,7 +188,7 @@ def _unknown_key(path: tuple[Any, ...], key: Any, allowed: list[str]) -> _Findin
     (and, when that key belongs to another level, the one that holds it)."""
     meant = ANSIBLE_WORDS.get(str(key))
     holder = _holder(meant) if meant and meant not in allowed else None
-    if meant in allowed:
+    if meant in allowed or meant == "include":  # an item of steps or jobs, not a key of one
         hint = f" (did you mean '{meant}'?)"
     elif holder:
         hint = f" (did you mean '{meant}'? {holder} holds it)"

@@ -315,7 +315,7 @@ def test_a_detached_loop_with_env_from_its_item_runs_as_plan_shows(cli, tmp_path
 
 
 def _recap(stdout: str, host: str) -> list[int]:
-    """The host's row of the recap: ok, changed, failed, skipped, unreachable, stopped."""
+    """The host's row of the recap: ok, changed, failed, skipped, unreachable, stopped, rescued."""
     (row,) = [line.split() for line in stdout.splitlines() if line.startswith(f"{host} ")]
     return [int(n) for n in row[1:]]
 
@@ -349,7 +349,7 @@ def test_an_attached_job_kept_on_its_target_shows_each_step_and_counts_it(cli, i
     ]
     failed = next(i for i, line in enumerate(lines) if "| break rc=3" in line)
     assert lines[failed + 1] == "    host2 ! it broke"
-    assert _recap(proc.stdout, "host2") == [1, 1, 1, 1, 0, 0]
+    assert _recap(proc.stdout, "host2") == [1, 1, 1, 1, 0, 0, 0]
     verbose = cli("run", play, "-i", inventory, "-v").stdout.splitlines()
     assert "    host2 $ echo hello from {{ inventory_hostname }}" in verbose
     greeted = verbose.index("    host2 | hello from host2")
