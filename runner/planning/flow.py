@@ -74,15 +74,20 @@ def _check_handlers(document: Document, path: KeyPath, job: JobDef) -> Iterator[
 def _check_notify(document: Document, path: KeyPath, job: JobDef) -> Iterator[LocatedError]:
     names = [h.handler for h in job.handlers if h.handler is not None]
     for position, step in enumerate(job.steps):
-        written = document.data["jobs"][path[1]]["steps"][position].get("notify")
         for number, name in enumerate(step.notify):
             if name in names:
                 continue
+            hint = did_you_mean(name, names) if names else " (the job has no handlers:)"
+            message = f"notifies unknown handler '{name}'{hint}"
+            if job.tree is not None:  # in a block or an included file: placed at its step
+                w = step.where
+                yield document.error_class(message, w.file, w.line, w.col, f"{w.path}.notify")
+                continue
+            written = document.data["jobs"][path[1]]["steps"][position].get("notify")
             where = path + ("steps", position, "notify")
             if isinstance(written, list):
                 where += (written.index(name) if name in written else number,)
-            hint = did_you_mean(name, names) if names else " (the job has no handlers:)"
-            yield document.error(f"notifies unknown handler '{name}'{hint}", where)
+            yield document.error(message, where)
 
 
 def _check_placement(document: Document, path: KeyPath, job: JobDef) -> Iterator[LocatedError]:

@@ -209,3 +209,47 @@ def test_handlers_and_run_once_on_workers(cli, inventory, tmp_path):
         assert (out / f"{host}.note").read_text() == "handled\n"
         assert (out / f"{host}.once").read_text() == "host1\n"
     assert "handler: note" in cli("job", "show", "spread", check=True).stdout
+
+
+def test_a_step_in_a_block_or_rescue_notifies_and_a_wrong_name_there_is_located(
+    cli, inventory, tmp_path
+):
+    """Handlers and blocks together: a changed step of a rescue notifies as a plain step
+    does, and a `notify` naming no handler inside a block is refused at its step's line."""
+    out = tmp_path / "out"
+    out.mkdir()
+    play = cli.playbook(f"""
+        jobs:
+          - name: deploy
+            targets: host1
+            steps:
+              - block:
+                  - run: "false"
+                rescue:
+                  - run: echo mended >> {out}/log
+                    notify: restart app
+            handlers:
+              - name: restart app
+                run: echo restarted >> {out}/log
+        """)
+    done = cli("run", play, "-i", inventory)
+    assert done.returncode == 0, done.output
+    assert (out / "log").read_text() == "mended\nrestarted\n"
+    assert _recap(done.stdout, "host1")["rescued"] == 1
+
+    bad = cli.playbook("""
+        jobs:
+          - name: deploy
+            targets: host1
+            steps:
+              - block:
+                  - run: echo hi
+                    notify: restart ap
+            handlers:
+              - name: restart app
+                run: echo restarted
+        """)
+    refused = cli("validate", bad)
+    assert refused.returncode == 4, refused.output
+    (line,) = [x for x in refused.output.splitlines() if "restart ap'" in x]
+    assert line.startswith(f"{bad}:7:") and "did you mean 'restart app'" in line
