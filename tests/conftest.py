@@ -11,10 +11,12 @@ import os
 import pwd
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `from tests.fleet import ...` from any test module
@@ -31,6 +33,13 @@ from tests.services import (
 )
 
 FLEET_SIZE = 5
+
+# Hypothesis keeps a cache in `.hypothesis/` of the working directory, the repository's:
+# under xdist it appeared there while another process checked the README's commands
+# create nothing else. It lives in the temporary directory instead.
+set_hypothesis_home_dir(
+    os.path.join(tempfile.gettempdir(), f"runner-tests-hypothesis-{os.getuid()}")
+)
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,7 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
             targets: host3
             detach: true
             steps:
-              - run: "for i in $(seq 1 50); do echo $i; sleep 0.2; done; exit 7"
+              - run: "for i in $(seq 1 50); do echo $i; sleep 0.3; done; exit 7"
         """
     )
     run = cli.start("run", play, "-i", inventory)
@@ -97,6 +97,7 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     directory = Path(directory).expanduser()
     wait_until(lambda: _printed(directory) >= 5, what="the counter to print 5 lines, attached")
     os.kill(run.pid, signal.SIGKILL)
+    at_kill = _printed(directory)
     run.wait(timeout=10)
     if cli.workers:  # its worker stops it once the runner's heartbeat lapses (6 s here)
         wait_until(lambda: cli.jobs()[0]["State"] == "Stopped", 40, "attached Stopped")
@@ -105,7 +106,6 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
     assert jobs["counter"]["State"] in ("Disconnected", "Running")
     for pid in processes_matching("sleep 30.31"):  # the attached step's orphan
         os.kill(pid, signal.SIGKILL)
-    at_kill = _printed(directory)
     wait_until(
         lambda: _printed(directory) > at_kill + 5,
         what="the counter to print 5 more lines with its runner gone",
@@ -124,7 +124,9 @@ def test_sigkill_runner_then_receives_deliver_every_line_once_in_order(cli, inve
 
 
 def test_host_going_down_leaves_the_child_disconnected_and_loses_nothing(cli, inventory, fleet):
-    play = _detached_play(cli, "host5", [COUNTER.format(n=30, pause=0.3)])
+    play = _detached_play(
+        cli, "host5", [COUNTER.format(n=30, pause=0.6)]
+    )  # outlasts a slow receive
     cli("run", play, "-i", inventory, check=True)
     child = cli.jobs()[0]["ChildJobs"][0]
     directory = _remote_dir(cli, child)
