@@ -30,4 +30,4 @@ export PATH="$venv/bin:$PATH"  # the tests run the `runner` console script
 # The modules run in parallel (pytest-xdist), each whole in one process so that its module
 # fixtures (workers, fault fleets) start once: most of the time a test waits on sshd, a
 # worker or a timeout, so more processes than cores pay off. RUNNER_TEST_PROCESSES=0: none.
-exec "$venv/bin/python" -m pytest -q -n "${RUNNER_TEST_PROCESSES:-4}" --dist loadfile "$@"
+exec "$venv/bin/python" -m pytest -q -n "${RUNNER_TEST_PROCESSES:-4}" --dist loadfile --durations=25 "$@"
