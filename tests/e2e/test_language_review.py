@@ -400,3 +400,30 @@ def test_second_run_of_a_converged_playbook_changes_nothing(
         stats: dict[str, Any] = json.loads(again.stdout)["stats"]
         assert {host: row["changed"] for host, row in stats.items()} == {"host1": 0, "host2": 0}
     assert [path.read_text() for path in reloads] == ["reloaded\n"] * 2
+
+
+# -- vault passwords without a terminal --------------------------------------------------
+
+
+def test_ask_vault_pass_from_a_pipe_shows_no_python_warning(
+    cli: Cli, inventory: str, made: Made
+) -> None:
+    play = cli.playbook(f"""
+        vars:
+{indented(made.inline["api_key"], 10)}
+        jobs:
+          - name: piped
+            targets: host1
+            steps:
+              - debug: {{var: api_key}}
+        """)
+    typed = cli("run", play, "-i", inventory, "--ask-vault-pass", input=PASSWORD + "\n")
+    assert typed.returncode == 0, typed.output
+    assert f"api_key: {MASK}" in typed.stdout
+    nothing = cli("run", play, "-i", inventory, "--ask-vault-pass", input="")
+    assert nothing.returncode == 5, nothing.output
+    for proc in (typed, nothing):
+        assert "GetPassWarning" not in proc.stderr and ".py:" not in proc.stderr
+    assert nothing.stderr.splitlines()[-1] == (
+        "runner: error: --ask-vault-pass: no password typed (end of input)"
+    )
