@@ -427,3 +427,48 @@ def test_ask_vault_pass_from_a_pipe_shows_no_python_warning(
     assert nothing.stderr.splitlines()[-1] == (
         "runner: error: --ask-vault-pass: no password typed (end of input)"
     )
+
+
+# -- Ansible idioms a port meets ---------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="templates use StrictUndefined: an attribute of an undefined variable raises "
+    "before `default` sees it, so `plan`/`run` refuse `{{ x.y | default('d') }}` (exit 4) "
+    "where Ansible renders 'd'; a chainable undefined needs every render path to check for "
+    "an Undefined result (a rendered label str()s it: exit 250)",
+)
+def test_default_of_an_attribute_of_an_undefined_variable(cli: Cli, inventory: str) -> None:
+    play = cli.playbook("""
+        jobs:
+          - name: chained
+            targets: host1
+            steps:
+              - debug: {msg: "got {{ settings.port | default(80) }}"}
+        """)
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 0, proc.output
+    assert "got 80" in proc.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a rescue does not see ansible_failed_result / ansible_failed_task, which an "
+    "Ansible rescue uses to report what failed: `debug: {var: ansible_failed_result}` "
+    "shows VARIABLE IS NOT DEFINED!",
+)
+def test_a_rescue_sees_the_failed_result(cli: Cli, inventory: str) -> None:
+    play = cli.playbook("""
+        jobs:
+          - name: rescued
+            targets: host1
+            steps:
+              - block:
+                  - run: echo broken; exit 3
+                rescue:
+                  - debug: {var: ansible_failed_result.rc}
+        """)
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 0, proc.output
+    assert "ansible_failed_result.rc: 3" in proc.stdout
