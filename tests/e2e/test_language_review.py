@@ -5,6 +5,7 @@ combination, their bad inputs (one located line, exit 4), and a converged second
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -472,3 +473,23 @@ def test_a_rescue_sees_the_failed_result(cli: Cli, inventory: str) -> None:
     proc = cli("run", play, "-i", inventory)
     assert proc.returncode == 0, proc.output
     assert "ansible_failed_result.rc: 3" in proc.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=subprocess.TimeoutExpired,
+    reason="templates bound what one operation makes (templatelimits.py), not how long a "
+    "render runs: two nested `range(100000)` loops in a controller-side `debug` (10**10 "
+    "iterations, no output) keep `runner run` planning for hours",
+)
+def test_a_template_that_loops_for_hours_is_refused(cli: Cli, inventory: str) -> None:
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    play = cli.playbook(f"""
+        jobs:
+          - name: spin
+            targets: host1
+            steps:
+              - debug: {{msg: "{loops}"}}
+        """)
+    proc = cli("run", play, "-i", inventory, timeout=30)
+    assert proc.returncode == 4, proc.output
