@@ -257,6 +257,31 @@ def test_absent_on_the_root_a_dot_or_an_empty_path_is_refused_in_check_as_in_run
     assert parent.is_dir()
 
 
+@pytest.mark.parametrize(
+    "action",
+    [
+        "file: {path: PATH, state: directory, owner: OWNER}",
+        "line: {path: PATH, line: x, create: true, owner: OWNER}",
+    ],
+)
+def test_an_owner_holding_a_colon_is_refused_not_read_as_owner_and_group(
+    cli: Cli, inventory: str, tmp_path: Path, action: str
+) -> None:
+    target = tmp_path / "owned"
+    step = action.replace("PATH", f'"{target}"').replace("OWNER", '"root:daemon"')
+    play = cli.playbook(f"""
+        jobs:
+          - name: owned
+            targets: host1
+            steps:
+              - {step}
+        """)
+    proc = cli("run", play, "-i", inventory)
+    assert proc.returncode == 2, proc.output
+    assert "owner 'root:daemon' is not a user name" in proc.output
+    assert not target.exists()
+
+
 # -- conditions and vars -----------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import StepError
-from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal
+from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal, owner
 
 STATES = ("file", "directory", "absent", "touch", "link")
 
@@ -71,7 +71,7 @@ def script(args: dict[str, Any], check: bool, diff: bool) -> str:
         s=state,
         src=args.get("src"),
         m=octal(args.get("mode")),
-        o=args.get("owner"),
+        o=owner(args.get("owner")),
         g=args.get("group"),
         k=check,
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from runner.errors import StepError
 from runner.execution.actions.file import path_of
-from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal
+from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal, owner
 
 _AWK_VALUE_LIMIT = 128 * 1024 - 8  # a NAME=value string's limit, less the name
 
@@ -105,7 +105,7 @@ def script(args: dict[str, Any], check: bool, diff: bool) -> str:
         ib=args.get("insertbefore"),
         cr=args.get("create"),
         m=octal(args.get("mode")),
-        o=args.get("owner"),
+        o=owner(args.get("owner")),
         g=args.get("group"),
         k=check,
         D=diff,
