@@ -282,6 +282,28 @@ def test_an_owner_holding_a_colon_is_refused_not_read_as_owner_and_group(
     assert not target.exists()
 
 
+def test_no_log_hides_an_assert_or_fail_message(cli: Cli, inventory: str) -> None:
+    play = cli.playbook("""
+        jobs:
+          - name: quiet
+            targets: host1
+            vars: {token: tok-plain-123}
+            steps:
+              - assert: {that: "token == 'x'", fail_msg: "assert says {{ token }}"}
+                no_log: true
+                ignore_errors: true
+              - fail: {msg: "fail says {{ token }}"}
+                no_log: true
+        """)
+    proc = cli("run", play, "-i", inventory)
+    as_json = cli("run", play, "-i", inventory, "--format", "json")
+    assert proc.returncode == as_json.returncode == 2, proc.output
+    shown = cli("job", "show", "1", check=True).stdout + cli("job", "show", "2", check=True).stdout
+    for seen in (proc.output, as_json.output, shown):
+        assert "tok-plain-123" not in seen
+    assert "(hidden: no_log)" in shown
+
+
 # -- conditions and vars -----------------------------------------------------------------
 
 
