@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 from runner.errors import UsageError
@@ -92,10 +93,15 @@ def _run_script(path: str, where: str) -> bytes:
 
 
 def _prompt(question: str) -> bytes:
-    """A password typed on the terminal, not echoed."""
+    """A password typed on the terminal, not echoed (read from stdin, with getpass's own
+    one-line warning, when there is no terminal: a pipe in CI)."""
     import getpass
+    import warnings
 
     try:
-        return getpass.getpass(question).encode()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", getpass.GetPassWarning)  # a source line, not news
+            return getpass.getpass(question).encode()
     except EOFError:
+        print(file=sys.stderr)  # ends the prompt's line, so the error has its own
         raise UsageError("--ask-vault-pass: no password typed (end of input)") from None

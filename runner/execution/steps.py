@@ -528,7 +528,8 @@ class StepRunner:
         message = None if step.no_log or done.message is None else self.redact(done.message)
         if message is not None:
             self.sink(self.child_id, self.host, step.index, "stdout", message + "\n")
-        return StepOutcome(done.status, error=done.error, message=message)
+        error = NO_LOG_TEXT if step.no_log and done.error else done.error  # a fail_msg too
+        return StepOutcome(done.status, error=error, message=message)
 
     def _judged(
         self, step: Step, one: RenderedItem, outcome: StepOutcome, attempt: int

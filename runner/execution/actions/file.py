@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import StepError
-from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal
+from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal, owner
 
 STATES = ("file", "directory", "absent", "touch", "link")
 
@@ -47,9 +47,15 @@ def path_of(args: dict[str, Any]) -> str:
     path = str(args.get("path") or "")
     if not path:
         raise StepError("path is empty")
-    if path.strip("/") == "" and args.get("state") in ("absent", "link"):
+    if _names_a_root_or_dot(path) and args.get("state") in ("absent", "link"):
         raise StepError(f"refusing state: {args['state']} on {path}")
     return path
+
+
+def _names_a_root_or_dot(path: str) -> bool:
+    """Whether `path` is the root or ends in `.` or `..` (`/`, `//`, `/.`, `/tmp/..`, `.`):
+    such a path is never removed or replaced, so --check says so as the run would."""
+    return path.rstrip("/").rsplit("/", 1)[-1] in ("", ".", "..")
 
 
 def script(args: dict[str, Any], check: bool, diff: bool) -> str:
@@ -65,7 +71,7 @@ def script(args: dict[str, Any], check: bool, diff: bool) -> str:
         s=state,
         src=args.get("src"),
         m=octal(args.get("mode")),
-        o=args.get("owner"),
+        o=owner(args.get("owner")),
         g=args.get("group"),
         k=check,
     )

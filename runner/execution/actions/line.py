@@ -18,7 +18,9 @@ from typing import Any
 
 from runner.errors import StepError
 from runner.execution.actions.file import path_of
-from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal
+from runner.execution.actions.target import PRELUDE, RESULT, Converged, assign, octal, owner
+
+_AWK_VALUE_LIMIT = 128 * 1024 - 8  # a NAME=value string's limit, less the name
 
 _BODY = r"""
 export LC_ALL=C
@@ -93,6 +95,7 @@ def script(args: dict[str, Any], check: bool, diff: bool) -> str:
         raise StepError("state: absent needs line or regexp")
     if line is not None and "\n" in str(line):
         raise StepError("line must be a single line (it holds a newline)")
+    _refuse_oversized(args)
     values = assign(
         p=path_of(args),
         s=state,
@@ -102,12 +105,21 @@ def script(args: dict[str, Any], check: bool, diff: bool) -> str:
         ib=args.get("insertbefore"),
         cr=args.get("create"),
         m=octal(args.get("mode")),
-        o=args.get("owner"),
+        o=owner(args.get("owner")),
         g=args.get("group"),
         k=check,
         D=diff,
     )
     return PRELUDE + values + _BODY + RESULT
+
+
+def _refuse_oversized(args: dict[str, Any]) -> None:
+    """Refuse a value awk cannot be given: each reaches it as one environment string, which
+    the kernel caps (MAX_ARG_STRLEN), so a longer one would fail the script's awk."""
+    for key in ("line", "regexp", "insertafter", "insertbefore"):
+        size = len(str(args.get(key) or "").encode())
+        if size > _AWK_VALUE_LIMIT:
+            raise StepError(f"{key} is {size} bytes long: at most {_AWK_VALUE_LIMIT}")
 
 
 def result(args: dict[str, Any], fields: dict[str, bytes]) -> Converged:

@@ -71,6 +71,14 @@ def octal(mode: Any) -> str | None:
         raise StepError(f"'{mode}' is not an octal file mode like '0644'") from None
 
 
+def owner(value: Any) -> Any:
+    """A playbook's `owner`, refused when it holds `:`: chown would read `root:daemon` as an
+    owner and a group, changing the group unasked and the step never converging."""
+    if isinstance(value, str) and ":" in value:
+        raise StepError(f"owner '{value}' is not a user name (set the group with group:)")
+    return value
+
+
 def parse_fields(output: bytes) -> dict[str, bytes]:
     """The framed fields a script printed (see the module's docstring)."""
     found: dict[str, bytes] = {}
