@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli import Cli
+from tests.cli import Cli, wait_until
 from tests.workers import workers
 
 WORKERS = pytest.mark.parametrize("cli", ["workers"], indirect=True)
@@ -189,7 +189,8 @@ def test_two_controllers_at_once_another_machine_receives_every_line_once_in_ord
     runs = [cli.start("run", book, "-i", inventory, "-f", "5") for _ in range(2)]
     other = Cli(tmp_path / "elsewhere", cli.cwd)
     other.env = {**cli.env, "RUNNER_HOME": str(other.home)}
-    seen: dict[int, list[str]] = {1: [], 2: []}
+    wait_until(lambda: len(parents(other)) == 2, 60, "both runs' parent jobs")
+    seen: dict[int, list[str]] = {parent: [] for parent in parents(other)}
 
     def receive_some() -> None:
         for parent in seen:
