@@ -621,15 +621,18 @@ class JobStore:
 
     def claim_for_worker(self, child_id: int, worker_id: str) -> bool:
         """A worker takes a dispatched child: NotStarted to Running, once. False when it
-        was stopped while queued, or another delivery of the same task took it first (a
-        child never runs twice)."""
-        with self._write(ordered=False) as conn:
-            row = self._locked(conn, child_id)
-            if row["state"] != JobState.NotStarted or row["stop_requested"]:
-                return False
-            conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
-            _move(conn, row, [JobState.Running], None)
-            return True
+        was stopped or removed while queued, or another delivery of the same task took it
+        first (a child never runs twice)."""
+        try:
+            with self._write(ordered=False) as conn:
+                row = self._locked(conn, child_id)
+                if row["state"] != JobState.NotStarted or row["stop_requested"]:
+                    return False
+                conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
+                _move(conn, row, [JobState.Running], None)
+                return True
+        except JobNotFoundError:  # `runner job remove` took it while its task was queued
+            return False
 
     def ask_stop(self, child_id: int, reason: str, fail: bool = False) -> bool:
         """The controller's stop of a child on a worker (Ctrl-C, a job timeout): the

@@ -5,7 +5,10 @@ them."""
 
 from __future__ import annotations
 
+import functools
 import json
+import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -240,3 +243,113 @@ def test_background_children_on_the_sqlite_store_with_many_forks_all_end_once(
         [f"x h{n:03d}" for n in range(40)] + [f"y h{n:03d}" for n in range(40)]
     )
     assert sorted(lines_of(runner_cli, threads)) == sorted(f"z h{n:03d}" for n in range(40))
+
+
+@WORKERS
+@pytest.mark.own_workers  # it kills its workers
+def test_a_worker_killed_after_its_claim_while_it_connects_fails_the_child_as_lost(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # A target that accepts TCP and never says a word: the worker's claim commits while
+    # its connection still waits for the banner, and the worker dies in that moment.
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        port = mute.getsockname()[1]
+        inventory = tmp_path / "mute.ini"
+        inventory.write_text(f"mute ansible_host=127.0.0.1 ansible_port={port}\n")
+        mark = tmp_path / "ran"
+        book = cli.playbook(
+            f"""
+            jobs:
+              - name: work
+                targets: mute
+                steps:
+                  - run: "touch {mark}"
+            """
+        )
+        run = cli.start("run", book, "-i", str(inventory))
+        wait_until(lambda: _child_state(cli) == "Running", 60, "a worker's claim")
+        for worker in cli.workers:
+            worker.kill()
+        try:
+            out, err = run.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.communicate()
+            raise AssertionError("the run waits for ever on a child whose worker died") from None
+    assert run.returncode == 2, out + err
+    (child,) = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    assert child["State"] == "Failed"
+    assert re.search(r"worker w[12] lost", child["Reason"]), child
+    assert not mark.exists()
+
+
+def _new_parent(cli: Cli, earlier: int) -> int | None:
+    """The newest parent job once there are more than `earlier`."""
+    found = parents(cli)
+    return found[-1] if len(found) > earlier else None
+
+
+def _child_state(cli: Cli) -> str | None:
+    children = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    return children[0]["State"] if children else None
+
+
+@WORKERS
+def test_a_stop_racing_the_claim_stops_the_child_and_its_step_never_ends_normally(
+    cli: Cli, inventory: str, tmp_path: Path
+) -> None:
+    other = Cli(tmp_path / "elsewhere", cli.cwd)
+    other.env = {**cli.env, "RUNNER_HOME": str(other.home)}
+    for round_ in range(3):
+        mark = tmp_path / f"ran{round_}"
+        step = f'{{run: "sleep 4; touch {mark}"}}'
+        book = cli.playbook(f"jobs: [{{name: w{round_}, targets: host1, steps: [{step}]}}]\n")
+        run = cli.start("run", book, "-i", inventory)
+        parent = wait_until(functools.partial(_new_parent, other, round_), 60, "the run's job")
+        other("job", "stop", str(parent), check=True)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 99, out + err
+        (child,) = [job for job in cli.jobs("--children") if job.get("ParentId") == parent]
+        assert child["State"] == "Stopped", child
+        assert not mark.exists(), (out, err, cli("job", "show", str(child["Id"])).stdout)
+
+
+@WORKERS
+@pytest.mark.own_workers  # a late worker of the queue joins its store
+def test_a_child_removed_while_queued_is_skipped_by_a_late_worker_without_an_error(
+    cli: Cli, inventory: str, tmp_path: Path
+) -> None:
+    mark = tmp_path / "ran"
+    book = cli.playbook(
+        f"""
+        jobs:
+          - name: work
+            targets: host1
+            queue: later
+            steps:
+              - run: "touch {mark}"
+        """
+    )
+    cli.env = {**cli.env, "RUNNER_HEARTBEAT_TIMEOUT": "30"}
+    run = cli.start("run", book, "-i", inventory)
+    wait_until(lambda: _child_state(cli) == "NotStarted", 60, "queued")
+    cli("job", "remove", "--force", "1", check=True)
+    run.communicate(timeout=60)
+    assert cli.jobs("--children") == []
+    store, broker = cli.env["RUNNER_STORE"], cli.env["RUNNER_BROKER"]
+    late_args = ("--queue", "later", "--loglevel", "INFO")
+    with workers(store, broker, tmp_path / "late", 1, *late_args) as late:
+        log = late[0].log
+        wait_until(
+            lambda: (
+                "runner.child" in log.read_text()
+                and ("succeeded" in log.read_text() or "raised" in log.read_text())
+            ),
+            30,
+            "the task",
+        )
+        text = log.read_text()
+    assert not mark.exists()
+    assert "Traceback" not in text and "raised" not in text, text
