@@ -302,8 +302,9 @@ class JobStore:
         owner, now = current_owner(owner_pid), time.time()
         ids = []
         with self._write() as conn:
+            stopped = False
             if parent_id is not None:
-                _require_job(conn, parent_id)
+                stopped = bool(_require_job(conn, parent_id)["stop_requested"])
             for location, results_path, spec in places:
                 values = (
                     parent_id, name, type, JobState.NotStarted.value, location, command,
@@ -313,6 +314,8 @@ class JobStore:
                 ids.append(self.db.insert(conn, "jobs", _JOB_COLUMNS, values))
             if parent_id is not None and places:
                 _refresh_parent(conn, parent_id)
+            if stopped:  # `runner job stop` came between the parent and its children
+                _stop_new(conn, ids)
         return ids
 
     def get(self, job_id: int) -> JobRecord:
@@ -1016,6 +1019,15 @@ def _move(conn: Connection, row: Row, path: list[JobState], reason: str | None) 
     )
     if row["parent_id"] is not None:
         _refresh_parent(conn, row["parent_id"])
+
+
+def _stop_new(conn: Connection, ids: list[int]) -> None:
+    """Children created under a parent already asked to stop: asked too, and Stopping
+    (as `request_stop` leaves its children), so that no one ever starts them."""
+    marks = ", ".join("?" * len(ids))
+    conn.execute(f"UPDATE jobs SET stop_requested = 1 WHERE id IN ({marks})", ids)
+    for row in conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", ids).fetchall():
+        _move(conn, row, [JobState.Stopping], None)
 
 
 def _refresh_parent(conn: Connection, parent_id: int) -> None:

@@ -353,3 +353,94 @@ def test_a_child_removed_while_queued_is_skipped_by_a_late_worker_without_an_err
         text = log.read_text()
     assert not mark.exists()
     assert "Traceback" not in text and "raised" not in text, text
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_stop_between_a_parent_and_its_children_keeps_a_worker_from_claiming_them(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # `runner job stop` from another machine lands after `runner run` recorded the job
+    # and before it recorded its children (two transactions): the children must not be
+    # taken by a worker as if no stop had been asked.
+    from runner.jobs.store import JobStore
+
+    url = request.getfixturevalue("pg_url") if kind == "postgresql" else tmp_path / "jobs.db"
+    store = JobStore(url)
+    try:
+        parent = store.create_job("work", "remote", "true", "host1")
+        store.request_stop(parent)
+        (child,) = store.create_children(parent, "work", "remote", "true", [("host1", None, None)])
+        assert not store.claim_for_worker(child, "w1")
+        assert store.stop_requested_among([child]) == [child]
+        assert store.get(child).state == "Stopping"
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("cli", ["local"], indirect=True)
+def test_a_store_restarted_while_two_workers_write_five_hosts_loses_and_repeats_no_line(
+    cli: Cli, inventory: str, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.services import PostgresServer
+    from tests.workers import distributed_env
+
+    with PostgresServer() as server:
+        store = server.fresh_database()
+        cli.env = distributed_env(cli.env, store, redis_url)
+        with workers(store, redis_url, tmp_path, 2):
+            book = cli.playbook(
+                """
+                jobs:
+                  - name: chatty
+                    targets: fleet
+                    steps:
+                      - run: "for i in $(seq 30); do echo $HOST $i; sleep .2; done"
+                        env: {HOST: "{{ inventory_hostname }}"}
+                """
+            )
+            run = cli.start("run", book, "-i", inventory, "-f", "5")
+            wait_until(lambda: "host1 3" in cli("job", "receive", "1", "--keep").stdout, 60, "3")
+            server.restart()
+            out, err = run.communicate(timeout=180)
+            assert run.returncode == 0, out + err
+            lines = lines_of(cli, 1)
+    for host in ("host1", "host2", "host3", "host4", "host5"):
+        mine = [line for line in lines if line.split()[0] == host]
+        assert mine == [f"{host} {i}" for i in range(1, 31)], (host, mine)
+
+
+def _ssh_peers(pid: int, port: int) -> list[str]:
+    """The remote ends of process `pid`'s TCP connections to `port`."""
+    shown = subprocess.run(
+        ["ss", "-Htnp", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line for line in shown.splitlines() if f"pid={pid}," in line]
+
+
+@WORKERS
+def test_the_controller_opens_no_ssh_connection_for_children_sent_to_workers(
+    cli: Cli, inventory: str, fleet: Any, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    book = cli.playbook(
+        f"""
+        jobs:
+          - name: work
+            targets: fleet
+            steps:
+              - run: "echo up; while [ ! -e {flag} ]; do sleep 0.1; done"
+        """
+    )
+    run = cli.start("run", book, "-i", inventory, "-f", "5")
+    try:
+        wait_until(lambda: cli("job", "receive", "1", "--keep").stdout.count("up") == 5, 60, "5")
+        port = fleet.host(0).port
+        assert _ssh_peers(run.pid, port) == []
+        assert any(_ssh_peers(worker.pid, port) for worker in cli.workers)
+    finally:
+        flag.touch()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, out + err
