@@ -444,3 +444,45 @@ def test_the_controller_opens_no_ssh_connection_for_children_sent_to_workers(
         flag.touch()
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, out + err
+
+
+_LEFT_BEHIND = (
+    "SELECT (SELECT count(*) FROM output WHERE job_id NOT IN (SELECT id FROM jobs))"
+    " + (SELECT count(*) FROM steps WHERE child_id NOT IN (SELECT id FROM jobs))"
+    " + (SELECT count(*) FROM events WHERE child_id NOT IN (SELECT id FROM jobs))"
+)
+
+
+@WORKERS
+def test_a_job_removed_while_its_workers_write_leaves_no_rows_and_the_workers_go_on(
+    cli: Cli, inventory: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    book = cli.playbook(
+        """
+        jobs:
+          - name: chatty
+            targets: fleet
+            steps:
+              - run: "while true; do echo more; sleep 0.05; done"
+        """
+    )
+    run = cli.start("run", book, "-i", inventory, "-f", "5")
+    wait_until(lambda: cli("job", "receive", "1", "--keep").stdout.count("more") > 20, 60, "output")
+    other = Cli(tmp_path / "elsewhere", cli.cwd)
+    other.env = {**cli.env, "RUNNER_HOME": str(other.home)}
+    other("job", "remove", "--force", "1", check=True)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 99, out + err
+    assert "Traceback" not in out + err
+    with psycopg.connect(cli.env["RUNNER_STORE"], autocommit=True) as conn:
+        left = conn.execute(_LEFT_BEHIND).fetchone()
+    assert left is not None and left[0] == 0
+    again = cli(
+        "run",
+        cli.playbook("jobs: [{name: j, targets: host1, steps: [{run: echo ok}]}]\n"),
+        "-i",
+        inventory,
+    )
+    assert again.returncode == 0, again.output
