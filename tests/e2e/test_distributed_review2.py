@@ -486,3 +486,21 @@ def test_a_job_removed_while_its_workers_write_leaves_no_rows_and_the_workers_go
         inventory,
     )
     assert again.returncode == 0, again.output
+
+
+@WORKERS
+@pytest.mark.parametrize("where", ["block", "include"])
+def test_run_once_inside_a_block_or_an_included_file_runs_once_with_workers(
+    cli: Cli, inventory: str, tmp_path: Path, where: str
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    once = f"{{run: 'touch {marks}/once-{{{{ inventory_hostname }}}}', run_once: true}}"
+    steps = f"[{{block: [{once}]}}]"
+    if where == "include":
+        (cli.cwd / "once.yml").write_text(f"[{once}]\n")
+        steps = "[{include: once.yml}]"
+    book = cli.playbook(f"jobs: [{{name: j, targets: 'host1:host2:host3', steps: {steps}}}]\n")
+    result = cli("run", book, "-i", inventory, "-f", "3")
+    assert result.returncode == 0, result.output
+    assert sorted(p.name for p in marks.iterdir()) == ["once-host1"]
