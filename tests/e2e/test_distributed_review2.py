@@ -26,6 +26,11 @@ def parents(cli: Cli) -> list[int]:
     return sorted(job["Id"] for job in cli.jobs() if job.get("ParentId") is None)
 
 
+def children_of(cli: Cli, parent: int) -> list[dict[str, Any]]:
+    """The child jobs of job `parent`."""
+    return [job for job in cli.jobs("--children") if job.get("ParentId") == parent]
+
+
 def lines_of(cli: Cli, job_id: int) -> list[str]:
     """Every line a job's children wrote (received: each is read once)."""
     return "".join(record["data"] for record in cli.receive(job_id)).splitlines()
@@ -106,7 +111,7 @@ def test_a_block_rescue_notifying_a_handler_and_run_once_run_on_the_workers(
         "restarted-host1",
         "restarted-host2",
     ]
-    children = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    children = children_of(cli, 1)
     assert {job["State"] for job in children} == {"Completed"}
     shown = cli("job", "show", "deploy", check=True).stdout
     assert "handler: restart" in shown
@@ -136,7 +141,7 @@ def test_a_child_of_a_queue_no_live_worker_takes_fails_while_other_queues_worker
         run.communicate()
         raise AssertionError("the run waits for ever on a queue no live worker takes") from None
     assert run.returncode == 2, out + err
-    (child,) = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    (child,) = children_of(cli, 1)
     assert child["State"] == "Failed"
     assert "no live worker took queue 'nowhere'" in child["Reason"]
 
@@ -279,7 +284,7 @@ def test_a_worker_killed_after_its_claim_while_it_connects_fails_the_child_as_lo
             run.communicate()
             raise AssertionError("the run waits for ever on a child whose worker died") from None
     assert run.returncode == 2, out + err
-    (child,) = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    (child,) = children_of(cli, 1)
     assert child["State"] == "Failed"
     assert re.search(r"worker w[12] lost", child["Reason"]), child
     assert not mark.exists()
@@ -292,7 +297,7 @@ def _new_parent(cli: Cli, earlier: int) -> int | None:
 
 
 def _child_state(cli: Cli) -> str | None:
-    children = [job for job in cli.jobs("--children") if job.get("ParentId") == 1]
+    children = children_of(cli, 1)
     return children[0]["State"] if children else None
 
 
@@ -311,7 +316,7 @@ def test_a_stop_racing_the_claim_stops_the_child_and_its_step_never_ends_normall
         other("job", "stop", str(parent), check=True)
         out, err = run.communicate(timeout=120)
         assert run.returncode == 99, out + err
-        (child,) = [job for job in cli.jobs("--children") if job.get("ParentId") == parent]
+        (child,) = children_of(cli, parent)
         assert child["State"] == "Stopped", child
         assert not mark.exists(), (out, err, cli("job", "show", str(child["Id"])).stdout)
 
