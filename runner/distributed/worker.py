@@ -163,7 +163,8 @@ Prepared = tuple["Plan", "JobPlan", SessionPool]
 def _prepare(task: BackgroundTask) -> Prepared | ChildReport:
     """The child's plan and job, and its connection already opening; or why it fails."""
     try:
-        plan = _plan(json.dumps(dataclasses.asdict(task.request), sort_keys=True))
+        request = json.dumps(dataclasses.asdict(task.request), sort_keys=True)
+        plan = _plan(request, task.controller)
         jp = plan.job(task.job)
     except RunnerError as error:
         return ChildReport("Failed", str(error), counts={"failed": 1})
@@ -210,15 +211,17 @@ def _run(
 _PLAN_LOCK = threading.Lock()
 
 
-def _plan(request: str) -> Plan:
-    """The plan of a request, made once per worker process for all its children (the
-    first children of a run wait for it rather than all planning it at once)."""
+def _plan(request: str, run: str) -> Plan:
+    """The plan of a request, made once per run (`run`: its controller's identity) in a
+    worker process for all its children (the first children of a run wait for it rather
+    than all planning it at once). Never shared with a later run of the same request: the
+    inventory and the files the playbook includes may have changed in between."""
     with _PLAN_LOCK:
-        return _cached_plan(request)
+        return _cached_plan(request, run)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_plan(request: str) -> Plan:
+def _cached_plan(request: str, run: str) -> Plan:
     return replan(PlanRequest.from_json(json.loads(request)))
 
 

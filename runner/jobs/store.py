@@ -302,8 +302,9 @@ class JobStore:
         owner, now = current_owner(owner_pid), time.time()
         ids = []
         with self._write() as conn:
+            stopped = False
             if parent_id is not None:
-                _require_job(conn, parent_id)
+                stopped = bool(_require_job(conn, parent_id)["stop_requested"])
             for location, results_path, spec in places:
                 values = (
                     parent_id, name, type, JobState.NotStarted.value, location, command,
@@ -313,6 +314,8 @@ class JobStore:
                 ids.append(self.db.insert(conn, "jobs", _JOB_COLUMNS, values))
             if parent_id is not None and places:
                 _refresh_parent(conn, parent_id)
+            if stopped:  # `runner job stop` came between the parent and its children
+                _stop_new(conn, ids)
         return ids
 
     def get(self, job_id: int) -> JobRecord:
@@ -621,15 +624,18 @@ class JobStore:
 
     def claim_for_worker(self, child_id: int, worker_id: str) -> bool:
         """A worker takes a dispatched child: NotStarted to Running, once. False when it
-        was stopped while queued, or another delivery of the same task took it first (a
-        child never runs twice)."""
-        with self._write(ordered=False) as conn:
-            row = self._locked(conn, child_id)
-            if row["state"] != JobState.NotStarted or row["stop_requested"]:
-                return False
-            conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
-            _move(conn, row, [JobState.Running], None)
-            return True
+        was stopped or removed while queued, or another delivery of the same task took it
+        first (a child never runs twice)."""
+        try:
+            with self._write(ordered=False) as conn:
+                row = self._locked(conn, child_id)
+                if row["state"] != JobState.NotStarted or row["stop_requested"]:
+                    return False
+                conn.execute("UPDATE jobs SET worker_id = ? WHERE id = ?", (worker_id, child_id))
+                _move(conn, row, [JobState.Running], None)
+                return True
+        except JobNotFoundError:  # `runner job remove` took it while its task was queued
+            return False
 
     def ask_stop(self, child_id: int, reason: str, fail: bool = False) -> bool:
         """The controller's stop of a child on a worker (Ctrl-C, a job timeout): the
@@ -1013,6 +1019,15 @@ def _move(conn: Connection, row: Row, path: list[JobState], reason: str | None) 
     )
     if row["parent_id"] is not None:
         _refresh_parent(conn, row["parent_id"])
+
+
+def _stop_new(conn: Connection, ids: list[int]) -> None:
+    """Children created under a parent already asked to stop: asked too, and Stopping
+    (as `request_stop` leaves its children), so that no one ever starts them."""
+    marks = ", ".join("?" * len(ids))
+    conn.execute(f"UPDATE jobs SET stop_requested = 1 WHERE id IN ({marks})", ids)
+    for row in conn.execute(f"SELECT * FROM jobs WHERE id IN ({marks})", ids).fetchall():
+        _move(conn, row, [JobState.Stopping], None)
 
 
 def _refresh_parent(conn: Connection, parent_id: int) -> None:
