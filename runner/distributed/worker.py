@@ -211,7 +211,7 @@ def _run(
 _PLAN_LOCK = threading.Lock()
 
 
-def _plan(request: str, run: str) -> Plan:
+def _plan(request: str, run: str | None) -> Plan:
     """The plan of a request, made once per run (`run`: its controller's identity) in a
     worker process for all its children (the first children of a run wait for it rather
     than all planning it at once). Never shared with a later run of the same request: the
@@ -221,7 +221,7 @@ def _plan(request: str, run: str) -> Plan:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_plan(request: str, run: str) -> Plan:
+def _cached_plan(request: str, run: str | None) -> Plan:
     return replan(PlanRequest.from_json(json.loads(request)))
 
 
