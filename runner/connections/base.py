@@ -234,16 +234,20 @@ def kill_script(pgid: int, grace: float) -> str:
 
     The group counts as ended once only zombies are left in it (the target's init may
     take its time reaping orphans); /proc is read directly so procps is not needed.
+    The grace is wall time (whole seconds, `date +%s`), not a count of checks: on a host
+    with thousands of processes one check of /proc takes a good part of a second, and
+    forty of them took longer than the runner waits for the answer.
     """
     pgid = int(pgid)  # never interpolate anything but a number into a kill command
     if pgid <= 1:
         raise ValueError(f"refusing to kill process group {pgid}")
-    steps = max(1, int(grace / 0.05))
+    seconds = int(grace) + 1  # at least `grace`: the clock read is whole seconds
     return (
         'alive() { for f in /proc/[0-9]*/stat; do { read -r s < "$f"; } 2>/dev/null || continue; '
         f's=${{s##*) }}; set -- $s; [ "$3" = {pgid} ] && [ "$1" != Z ] && return 0; done; '
         "return 1; }\n"
         f"kill -TERM -{pgid} 2>/dev/null || exit 0\n"
-        f"i=0; while alive; do if [ $i -ge {steps} ]; then kill -KILL -{pgid} 2>/dev/null; "
-        "exit 0; fi; sleep 0.05; i=$((i+1)); done"
+        f"end=$(( $(date +%s) + {seconds} ))\n"
+        'while alive; do if [ "$(date +%s)" -ge "$end" ]; then '
+        f"kill -KILL -{pgid} 2>/dev/null; exit 0; fi; sleep 0.05; done"
     )

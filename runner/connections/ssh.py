@@ -477,7 +477,7 @@ class SSHConnection(Connection):
             channel.exec_command(f"exec /bin/sh -c {shlex.quote(command)}")
             if become is not None and become[2]:
                 channel.sendall(become[2])
-            if not channel.status_event.wait(grace + self.connect_timeout):
+            if not channel.status_event.wait(grace + 1 + self.connect_timeout):
                 raise ConnectError(self.host, f"no answer while ending process group {pgid}")
         finally:
             channel.close()

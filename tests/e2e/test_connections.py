@@ -8,6 +8,7 @@ import resource
 import shlex
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -144,6 +145,24 @@ def test_stop_event_ends_the_command_and_its_children(conn: SSHConnection) -> No
     assert result.stopped and not result.timed_out
     assert started == [result.pgid]
     assert live_processes(sleep) == []
+
+
+def test_a_stop_on_a_host_running_thousands_of_processes_ends_the_step(
+    conn: SSHConnection,
+) -> None:
+    """The kill script's grace is wall time: on a host with 2,500 more processes each
+    check of /proc is slow, and forty checks outlasted the runner's wait for an answer
+    ("no answer while ending process group")."""
+    crowd = []
+    try:
+        for _ in range(2500):
+            crowd.append(subprocess.Popen(["sleep", "120"], stdin=subprocess.DEVNULL))
+        test_stop_event_ends_the_command_and_its_children(conn)
+    finally:
+        for proc in crowd:
+            proc.kill()
+        for proc in crowd:
+            proc.wait()
 
 
 def test_another_connection_can_kill_a_process_group(
