@@ -124,11 +124,16 @@ def test_a_step_that_fails_on_its_own_is_not_run_again_by_retries(
 
 
 @pytest.mark.parametrize(
-    ("value", "extra"),
-    [("-1", ""), ("11", ""), ("'2'", ""), ("1", "detach: true")],
+    ("value", "extra", "says"),
+    [
+        ("-1", "", "-1"),
+        ("11", "", "11"),
+        ("'2'", "", "'2'"),
+        ("1", "detach: true", "kept on its target"),
+    ],
 )
 def test_a_bad_retries_is_one_located_line_exit_4(
-    cli: Cli, fleet: Any, tmp_path: Path, value: str, extra: str
+    cli: Cli, fleet: Any, tmp_path: Path, value: str, extra: str, says: str
 ) -> None:
     book = cli.playbook(
         f"""
@@ -144,7 +149,8 @@ def test_a_bad_retries_is_one_located_line_exit_4(
     result = cli("run", book, "-i", str(fleet.write_inventory(tmp_path / "hosts.ini")))
     assert result.returncode == 4, result.output
     assert result.stderr.count("\n") == 1, result.stderr
-    assert "play.yml:6" in result.stderr and "retries" in result.stderr
+    assert "play.yml:6" in result.stderr and "jobs[0].retries:" in result.stderr
+    assert says in result.stderr
     assert "Traceback" not in result.output
     assert cli.jobs() == []
 
