@@ -251,7 +251,7 @@ def _take(context: RunContext, task: ChildTask, line: dict[str, Any]) -> ChildRe
         return None  # a worker took it at this moment: follow it
     if "lost" in line:
         reason = f"worker {line['lost']} lost: no heartbeat for {line['silent']:.0f} s"
-        return ChildReport("Failed", reason, counts={"failed": 1})
+        return ChildReport("Failed", reason, counts={"failed": 1}, lost=True)
     registered = context.registered.setdefault(task.host, {})
     remember(context.plan, registered, line.get("registered") or {})
     return report_of(line)

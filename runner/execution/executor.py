@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import JobStateError, StoreError
 from runner.execution.children import (
+    ChildRunner,
     child_runner,
     kept_on_target,
     render_results_path,
@@ -414,11 +415,47 @@ class Executor:
             timer.daemon = True
             timer.start()
         try:
-            report = run_reporting(runner, self.context, ChildTask(jp, host, child, control))
+            report = self._attempts(runner, ChildTask(jp, host, child, control))
         finally:
             if timer is not None:
                 timer.cancel()
         self._finish(jp, host, report)
+
+    def _attempts(self, runner: ChildRunner, task: ChildTask) -> ChildReport:
+        """Run the child; while it ends without a step's own failure (its host out of
+        reach, its worker lost) and its job's `retries` allow, run it again from its
+        first step. A retried child's reason says which attempt it ended on."""
+        total, attempt = 1 + task.jp.job.retries, 1
+        while True:
+            report = run_reporting(runner, self.context, task)
+            if attempt == total or not (report.unreachable or report.lost):
+                break
+            if task.control.stopped:
+                break
+            note = f"retrying {task.host}: {report.reason} (attempt {attempt + 1} of {total})"
+            note = self.plan.redactor(note)
+            if not self._begin_retry(runner, task, note):
+                break
+            self.events.warning(note)
+            attempt += 1
+        if attempt > 1:
+            ended = f": {report.reason}" if report.reason else ""
+            report.reason = f"attempt {attempt} of {total}{ended}"
+        return report
+
+    def _begin_retry(self, runner: ChildRunner, task: ChildTask, note: str) -> bool:
+        """Ready the child for another attempt: its output so far stored first, a failure
+        to reach its host forgotten, its record back to Running (or NotStarted, for a
+        worker to claim). False when it was stopped or settled meanwhile."""
+        if self.writer.flush() is not None:
+            return False
+        self.sessions.forget_failure(task.jp, task.host)
+        redispatch = bool(getattr(runner, "claimed_by_worker", False))
+        try:
+            return self.store.begin_retry(task.child, note, redispatch)
+        except StoreError as error:
+            self._store_failed(error)
+            return False
 
     def _finish(self, jp: JobPlan, host: str, report: ChildReport) -> None:
         child = self.child_ids[(jp.name, host)]

@@ -121,6 +121,12 @@ class SessionPool:
                 self._sessions[key] = conn
             return conn
 
+    def forget_failure(self, jp: JobPlan, host: str) -> None:
+        """Let the next `acquire` try `host` again (a child retried after it was out of
+        reach) instead of raising the failure kept for its session."""
+        with self._lock:
+            self._failures.pop(_key(jp, host), None)
+
     def release(self, jp: JobPlan, host: str, conn: Connection) -> None:
         """Close a temporary connection; a session's stays open for the next job."""
         if jp.session is None:

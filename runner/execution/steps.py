@@ -173,6 +173,7 @@ class ChildReport:
     reason: str | None = None
     unreachable: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    lost: bool = False  # its worker fell silent: it ended without a step's own failure
 
 
 class StepRunner:

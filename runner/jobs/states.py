@@ -16,6 +16,10 @@ Two moves go beyond PowerShell's table, because a real runner needs them:
   gone goes ``Disconnected -> Stopping -> Stopped`` like any other stop, and the reason
   on the job says the remote process could not be reached.
 
+A child run again as its job's `retries:` allows stays Running, or goes back to
+NotStarted to be sent to a worker again: not a move of this table, but the store's one
+explicit `begin_retry`, which never touches a finished or stopping job.
+
 `transition_path` finds the legal chain of moves between two states, for the one
 caller that must jump (reconciling the jobs of a runner that died: ``Running`` ->
 ``Stopping`` -> ``Stopped``), so that even that jump never skips the table.

@@ -637,6 +637,39 @@ class JobStore:
         except JobNotFoundError:  # `runner job remove` took it while its task was queued
             return False
 
+    def begin_retry(self, child_id: int, note: str, redispatch: bool) -> bool:
+        """Let a Running child that ended without a step's own failure (its host out of
+        reach, its worker lost) run again from its first step, as its job's `retries`
+        allows. The only way back for a child: to Running (it runs again in this process)
+        or, `redispatch`, to NotStarted with no worker (sent again; a worker claims it
+        afresh). Nothing recorded is lost: `note` and the attempt's step results become a
+        line of its output before those results are cleared for the new attempt, and its
+        reason says it is being retried. False when it was stopped or settled meanwhile."""
+        with self._write() as conn:
+            row = self._locked(conn, child_id)
+            if row["state"] != JobState.Running or row["stop_requested"]:
+                return False
+            steps = conn.execute(
+                "SELECT idx, name, status FROM steps WHERE child_id = ? ORDER BY idx", (child_id,)
+            ).fetchall()
+            done = "; ".join(f"step {r[0]} {r[1]!r}: {r[2]}" for r in steps) or "no step ran"
+            line = f"runner: {note}; before: {done}\n"
+            conn.execute(
+                "INSERT INTO output (job_id, host, step, stream, data, time)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (child_id, row["location"], None, "stderr", line, time.time()),
+            )
+            conn.execute("DELETE FROM steps WHERE child_id = ?", (child_id,))
+            again = JobState.NotStarted if redispatch else JobState.Running
+            conn.execute(
+                "UPDATE jobs SET state = ?, reason = ?,"
+                " worker_id = CASE WHEN ? THEN NULL ELSE worker_id END WHERE id = ?",
+                (again.value, note, redispatch, child_id),
+            )
+            if row["parent_id"] is not None:
+                _refresh_parent(conn, row["parent_id"])
+            return True
+
     def ask_stop(self, child_id: int, reason: str, fail: bool = False) -> bool:
         """The controller's stop of a child on a worker (Ctrl-C, a job timeout): the
         worker ends its step and reports it `reason`; unlike `request_stop`, the state

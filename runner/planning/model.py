@@ -129,6 +129,7 @@ class JobDef:
     serial: Any = None  # int, "30%", or a list of those (rolling batches, as Ansible)
     max_fail_percentage: float | None = None
     any_errors_fatal: bool = False
+    retries: int = 0  # runs again of a child whose host or worker was lost (never a failed step)
     tags: tuple[str, ...] = ()
     timeout: float | None = None
     vars: dict[str, Any] = field(default_factory=dict)

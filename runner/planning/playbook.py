@@ -145,6 +145,7 @@ def _job(
         serial=spec.get("serial"),
         max_fail_percentage=None if percentage is None else float(percentage),
         any_errors_fatal=spec.get("any_errors_fatal", False),
+        retries=spec.get("retries", 0),
         tags=_names(spec.get("tags")),
         timeout=_seconds(spec.get("timeout")),
         vars=dict(spec.get("vars") or {}) | job_vars,
@@ -300,6 +301,12 @@ def _check_kept_on_target(
             yield document.error(
                 f"results.to: remote needs a remote job (this one is {job.type})",
                 path + ("results", "to"),
+            )
+        if job.retries and (job.detach or job.results.to == "remote"):
+            yield document.error(
+                "retries cannot be used in a job kept on its target (detach or results.to:"
+                " remote): it runs on without the runner, which is not there to run it again",
+                path + ("retries",),
             )
         if job.type != "remote" or not (job.detach or job.results.to == "remote"):
             continue

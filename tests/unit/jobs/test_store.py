@@ -732,6 +732,32 @@ def test_children_on_workers_are_judged_by_heartbeats_not_pids(store: JobStore) 
     assert not store.claim_for_worker(queued, "w-alive")  # stopped while queued: never runs
 
 
+def test_begin_retry_is_the_one_way_back_and_keeps_what_the_attempt_recorded(
+    store: JobStore,
+) -> None:
+    parent, (lost, local, done, stopped) = make_parent(store, ["a", "b", "c", "d"])
+    store.dispatch(lost, "ctl", None)
+    assert store.claim_for_worker(lost, "w-gone")
+    store.record_step(lost, 0, "sleep", None, "running", 1.0, None)
+    store.append_output([(lost, "a", 0, "stdout", "first\n", 1.0)])
+    assert store.begin_retry(lost, "retrying a: worker w-gone lost (attempt 2 of 2)", True)
+    assert store.get(lost).state == S.NotStarted and store.steps(lost) == []
+    assert "attempt 2 of 2" in (store.get(lost).reason or "")
+    kept = "".join(r.data for r in store.receive(lost))
+    assert "first" in kept and "retrying a" in kept and "'sleep': running" in kept
+    assert store.claim_for_worker(lost, "w-alive")  # its worker cleared: claimed afresh
+    store.set_state(local, S.Running)
+    assert store.begin_retry(local, "retrying b: unreachable", False)
+    assert store.get(local).state == S.Running
+    run_children(store, [done], [S.Failed])
+    assert not store.begin_retry(done, "retrying c", False)  # a finished job stays so
+    store.set_state(stopped, S.Running)
+    store.request_stop(stopped)
+    assert not store.begin_retry(stopped, "retrying d", False)  # a stop wins
+    assert store.get(stopped).state == S.Stopping
+    assert store.get(parent).state == S.Stopping
+
+
 def test_output_kept_on_a_target_is_fetched_once_and_sizes_only_grow(store: JobStore) -> None:
     job = store.create_job("far", "remote", "echo hi", "h1")
     store.set_remote_sizes(job, {(0, "stdout"): 10})
