@@ -169,12 +169,16 @@ def test_another_connection_can_kill_a_process_group(
     fleet: Fleet, conn: SSHConnection, runner_home: Path
 ) -> None:
     sleep = unique_sleep()
+    killers: list[threading.Thread] = []
     with connect(fleet, 0, runner_home) as other:
 
         def killer(pgid: int) -> None:
-            threading.Thread(target=other.kill_process_group, args=(pgid,)).start()
+            killers.append(threading.Thread(target=other.kill_process_group, args=(pgid,)))
+            killers[-1].start()
 
         result = conn.run(sleep, on_output=Collector(), on_start=killer)
+        for thread in killers:  # its answer comes back before `other` closes
+            thread.join(timeout=30)
     assert result.rc == 128 + signal.SIGTERM
     assert live_processes(sleep) == []
 
