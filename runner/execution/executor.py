@@ -476,6 +476,10 @@ class Executor:
             state = self._record_end(child, report)
             if state == JobState.Stopped.value != report.state:  # a stop won the race
                 self.stopped_outside = True
+        if state == JobState.Stopped.value and self.store.stop_requested_among([child]):
+            # `runner job stop` ended it before this run's poll saw the request (a worker
+            # can report its child Stopped first): the run was still stopped from outside.
+            self.stopped_outside = True
         self.context.once.ended(jp.name, host)  # its batch's run_once steps go on without it
         if state not in (JobState.Completed.value, JobState.Running.value):
             with self._lock:
