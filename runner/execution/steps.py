@@ -555,19 +555,8 @@ class StepRunner:
         self._notify("command", step, one.command)
         facts = converge.host_facts(self.conn)
         script = converge.script(step.action, one.args, self.check, facts)
-        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-        with self._recorded(self.conn) as on_start:
-            result = self.conn.run(
-                script,
-                on_output=lambda stream, data: output[stream].append(data),
-                timeout=step.timeout,
-                env=one.env or None,
-                cwd=one.cwd,
-                sudo=step.sudo,
-                stop_event=self.control.event,
-                on_start=on_start,
-            )
-        text = {s: b"".join(data).decode("utf-8", "replace") for s, data in output.items()}
+        result, out, err = self._captured(step, script, one.env or None, one.cwd)
+        text = {"stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace")}
         reply = converge.Reply.read(result.rc, text["stdout"], text["stderr"])
         tail = Tail()
         for stream in ("stdout", "stderr"):
@@ -582,6 +571,29 @@ class StepRunner:
         return StepOutcome(
             done.status, result.rc, reply.stdout, reply.stderr, done.error, stderr_tail=tail.lines()
         )
+
+    def _captured(
+        self,
+        step: Step,
+        script: str,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> tuple[RunResult, bytes, bytes]:
+        """Run an action's script on the target, its output kept (not shown) for the
+        action to read: the result, stdout and stderr."""
+        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        with self._recorded(self.conn) as on_start:
+            result = self.conn.run(
+                script,
+                on_output=lambda stream, data: output[stream].append(data),
+                timeout=step.timeout,
+                env=env,
+                cwd=cwd,
+                sudo=step.sudo,
+                stop_event=self.control.event,
+                on_start=on_start,
+            )
+        return result, b"".join(output["stdout"]), b"".join(output["stderr"])
 
     def _local_path(self, path: str, create: bool = False) -> Path:
         p = Path(path)
@@ -629,19 +641,9 @@ class StepRunner:
         and changes on the target in one round trip, or in check mode only says whether
         it would change; --diff shows what changed."""
         make_script, read_result = ACTIONS[step.action]
-        output: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-        with self._recorded(self.conn) as on_start:
-            result = self.conn.run(
-                make_script(args, self.check, self.diff),
-                on_output=lambda stream, data: output[stream].append(data),
-                timeout=step.timeout,
-                sudo=step.sudo,
-                stop_event=self.control.event,
-                on_start=on_start,
-            )
+        result, stdout, stderr = self._captured(step, make_script(args, self.check, self.diff))
         if result.interrupted:
             return self._interrupted(step, result)
-        stdout, stderr = (b"".join(output[s]) for s in ("stdout", "stderr"))
         done = read_result(args, converged(result.rc, stdout, stderr))
         if self.diff and done.diff is not None:
             self._emit_diff(step, *done.diff, f"{self.host}:{args['path']}")
