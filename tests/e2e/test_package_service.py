@@ -15,10 +15,14 @@ playbook is the one a user writes, and this runs wherever the fleet does.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,19 +110,29 @@ class AptRepo:
         (self.pool / "Packages").write_text("\n".join(self.stanzas))
 
 
+@contextlib.contextmanager
+def dpkg_turn() -> Iterator[None]:
+    """This test's turn at the machine's dpkg: the test package is installed machine-wide,
+    and tests in other processes (pytest-xdist) install and purge it too."""
+    with open(os.path.join(tempfile.gettempdir(), "runner-tests-dpkg.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture
 def apt_repo(tmp_path: Path) -> Iterator[AptRepo]:
     """The repository with version 1.0 published; the package is purged before and after."""
     missing = [tool for tool in ("dpkg-deb", "apt-get") if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} to build and serve a test package")
-    _purge()
-    repo = AptRepo(tmp_path / "apt")
-    repo.publish("1.0")
-    try:
-        yield repo
-    finally:
+    with dpkg_turn():
         _purge()
+        repo = AptRepo(tmp_path / "apt")
+        repo.publish("1.0")
+        try:
+            yield repo
+        finally:
+            _purge()
 
 
 def _package_play(cli: Any, repo: AptRepo, state: str, update: bool = True) -> str:

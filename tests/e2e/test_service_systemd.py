@@ -179,7 +179,7 @@ def test_the_webserver_example_converges_on_a_real_systemd_and_apt(cli, systemd_
     (a real .deb from a local apt repository, reached inside the namespace only) and unit:
     the first run changes every host and reloads through its handler, the second changes
     nothing (changed=0)."""
-    from tests.e2e.test_package_service import PKG, AptRepo, _installed, _purge
+    from tests.e2e.test_package_service import PKG, AptRepo, _installed, _purge, dpkg_turn
 
     if shutil.which("dpkg-deb") is None:
         pytest.skip("needs dpkg-deb to build the test package")
@@ -207,31 +207,32 @@ def test_the_webserver_example_converges_on_a_real_systemd_and_apt(cli, systemd_
     )
     example = Path(__file__).resolve().parents[2] / "playbooks" / "webserver.yml"
     run = ["run", str(example), "-i", str(webservers), "-e", f"@{extra}", "--format", "json"]
-    _purge()
-    mounted = _in_namespace(pid, "mount", "--bind", str(conf_d), "/etc/apt/apt.conf.d")
-    assert mounted.returncode == 0, mounted.stderr
-    try:
-        first = cli(*run)
-        assert first.returncode == 0, first.stdout + first.stderr
-        steps = {
-            s["name"]: s["status"]
-            for s in json.loads(first.stdout)["jobs"][0]["children"][0]["steps"]
-        }
-        assert steps["handler: reload the web server"] == "changed"
-        assert all(status == "changed" for status in steps.values()), steps
-        assert _installed() == "1.0"
-        assert _unit(pid) == ("active", "enabled")
-        assert "listen 8080;" in (site / "runner.conf").read_text()
-        assert (site / "settings").read_text() == "HTTP_PORT=8080\n"
-        assert "Served by sd1" in (site / "www" / "index.html").read_text()
-
-        second = cli(*run)
-        assert second.returncode == 0, second.stdout + second.stderr
-        document = json.loads(second.stdout)
-        assert document["stats"]["sd1"]["changed"] == 0
-        statuses = [s["status"] for s in document["jobs"][0]["children"][0]["steps"]]
-        assert set(statuses) == {"ok"} and len(statuses) == len(steps) - 1  # no handler
-    finally:
-        _in_namespace(pid, "umount", "/etc/apt/apt.conf.d")
-        _in_namespace(pid, "systemctl", "disable", "--now", UNIT)
+    with dpkg_turn():
         _purge()
+        mounted = _in_namespace(pid, "mount", "--bind", str(conf_d), "/etc/apt/apt.conf.d")
+        assert mounted.returncode == 0, mounted.stderr
+        try:
+            first = cli(*run)
+            assert first.returncode == 0, first.stdout + first.stderr
+            steps = {
+                s["name"]: s["status"]
+                for s in json.loads(first.stdout)["jobs"][0]["children"][0]["steps"]
+            }
+            assert steps["handler: reload the web server"] == "changed"
+            assert all(status == "changed" for status in steps.values()), steps
+            assert _installed() == "1.0"
+            assert _unit(pid) == ("active", "enabled")
+            assert "listen 8080;" in (site / "runner.conf").read_text()
+            assert (site / "settings").read_text() == "HTTP_PORT=8080\n"
+            assert "Served by sd1" in (site / "www" / "index.html").read_text()
+
+            second = cli(*run)
+            assert second.returncode == 0, second.stdout + second.stderr
+            document = json.loads(second.stdout)
+            assert document["stats"]["sd1"]["changed"] == 0
+            statuses = [s["status"] for s in document["jobs"][0]["children"][0]["steps"]]
+            assert set(statuses) == {"ok"} and len(statuses) == len(steps) - 1  # no handler
+        finally:
+            _in_namespace(pid, "umount", "/etc/apt/apt.conf.d")
+            _in_namespace(pid, "systemctl", "disable", "--now", UNIT)
+            _purge()
