@@ -169,39 +169,45 @@ class Boundary:
     less a tail that could be the start of a mark split across reads (held until the
     next read, or handed back by `flush` when the stream goes quiet). What follows the
     mark is kept in `after`.
+
+    A tail handed back by `flush` is still remembered as a possible start of the mark
+    (`_shown`), for as many quiet polls as pass before the rest arrives: on a loaded
+    host the shell's newline and the rest of its mark can come a second apart.
     """
 
     def __init__(self, mark: bytes) -> None:
         self.mark = mark
         self.found = False
         self.after = b""
-        self._held = b""
-        self._flushed = b""
+        self._held = b""  # not yet forwarded: may be the start of the mark
+        self._shown = b""  # forwarded by `flush`, and may still be the start of the mark
 
     def feed(self, data: bytes) -> bytes:
         if self.found:
             self.after += data
             return b""
-        if self._flushed:  # a quiet pause came inside the mark itself (see `flush`)
-            rest, self._flushed = self.mark[len(self._flushed) :], b""
-            if data.startswith(rest):
-                self.found, self.after = True, data[len(rest) :]
-                return b""
-        buf = self._held + data if self._held else data
-        at = buf.find(self.mark)
+        lead = self._shown
+        buf = self._held + data
+        whole = lead + buf
+        at = whole.find(self.mark)
         if at >= 0:
-            self.found, self._held, self.after = True, b"", buf[at + len(self.mark) :]
-            return buf[:at]
-        keep = _partial_mark(buf, self.mark)
-        self._held = buf[len(buf) - keep :] if keep else b""
-        return buf[: len(buf) - keep]
+            self.found, self._held, self._shown = True, b"", b""
+            self.after = whole[at + len(self.mark) :]
+            return whole[len(lead) : at] if at > len(lead) else b""
+        keep = _partial_mark(whole, self.mark)
+        start = len(whole) - keep if keep else len(whole)
+        if start < len(lead):  # the possible mark began in what was already forwarded
+            self._shown, self._held = lead[start:], buf
+            return b""
+        self._shown, self._held = b"", whole[start:]
+        return whole[len(lead) : start]
 
     def flush(self) -> bytes:
         """What is held back, for a stream that has gone quiet (or ended without a mark):
         nearly always the step's own last newline. Should the rest of a mark follow after
         all, `feed` still takes it as the end."""
         held, self._held = self._held, b""
-        self._flushed = held
+        self._shown += held
         return held
 
 

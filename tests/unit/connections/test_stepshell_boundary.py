@@ -53,3 +53,41 @@ def test_text_resembling_the_mark_without_its_token_is_output() -> None:
     forwarded, boundary = feed_all([b"x\ntoken-1234", b"5 y\n", MARK, b"e 0\n"])
     assert forwarded == b"x\ntoken-12345 y\n"
     assert boundary.found
+
+
+@pytest.mark.parametrize("quiet_polls", [1, 2, 5])
+def test_the_mark_is_found_however_many_quiet_polls_pass_inside_it(quiet_polls: int) -> None:
+    # Seen on a loaded host: the shell's newline came in one packet and the rest of its
+    # mark a third of a second later, after several quiet polls; the mark went out as the
+    # step's output and the step never ended.
+    for cut in range(1, len(MARK)):
+        boundary = Boundary(MARK)
+        forwarded = boundary.feed(b"out" + MARK[:cut])
+        for _ in range(quiet_polls):
+            forwarded += boundary.flush()
+        forwarded += boundary.feed(MARK[cut:] + b"e 0\n")
+        assert boundary.found, cut
+        assert boundary.after == b"e 0\n"
+        assert forwarded == b"out" + MARK[:cut], cut  # only the flushed part was shown
+
+
+def test_a_mark_arriving_a_byte_at_a_time_with_quiet_polls_between_is_found() -> None:
+    boundary = Boundary(MARK)
+    forwarded = boundary.feed(b"last line")
+    for byte in MARK + b"e 7\n":
+        forwarded += boundary.feed(bytes([byte]))
+        forwarded += boundary.flush()
+        forwarded += boundary.flush()
+    assert boundary.found
+    assert boundary.after == b"e 7\n"
+    assert forwarded == b"last line" + MARK[:-1]  # what the quiet polls had shown
+
+
+def test_a_flushed_start_that_turns_out_not_to_be_the_mark_is_output_once() -> None:
+    boundary = Boundary(MARK)
+    forwarded = boundary.feed(b"a\ntok")
+    forwarded += boundary.flush() + boundary.flush()
+    forwarded += boundary.feed(b"x more\n")
+    forwarded += boundary.feed(MARK + b"e 0\n")
+    assert forwarded == b"a\ntokx more\n"
+    assert boundary.found and boundary.after == b"e 0\n"
