@@ -14,7 +14,7 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -357,7 +357,7 @@ class Executor:
                     continue
                 while not throttle.acquire(timeout=POLL_SECONDS):
                     pass
-                future = self.pool.submit(self._child, jp, host)
+                future = self._start_child(jp, host)
                 future.add_done_callback(lambda _f: throttle.release())
                 futures.append(future)
             for future in futures:
@@ -369,6 +369,26 @@ class Executor:
                     for host in rest:
                         self._skip_child(jp, host, reason)
                 return
+
+    def _start_child(self, jp: JobPlan, host: str) -> Future[None]:
+        """Run the child on a host thread; if its connection is still being opened ahead,
+        only once it is open (or failed), so that a 500-host run does not hold 500 host
+        threads waiting on handshakes (their memory, and their turns at the GIL)."""
+        opening = self.sessions.opening(jp, host)
+        if opening is None or opening.done():
+            return self.pool.submit(self._child, jp, host)
+        ran: Future[None] = Future()
+
+        def submit(_opened: object) -> None:
+            try:
+                inner = self.pool.submit(self._child, jp, host)
+            except RuntimeError as error:  # the pool was shut down meanwhile
+                ran.set_exception(error)
+                return
+            inner.add_done_callback(lambda f: _pass_on(f, ran))
+
+        opening.add_done_callback(submit)
+        return ran
 
     def _batch_verdict(self, jp: JobPlan, batch: list[str]) -> str | None:
         failed = [h for h in batch if h in self.failed_hosts[jp.name]]
@@ -514,3 +534,12 @@ def wait_for_terminal(store: JobStore, job_id: int, timeout: float) -> bool:
             return True
         time.sleep(POLL_SECONDS / 2)
     return False
+
+
+def _pass_on(done: Future[None], to: Future[None]) -> None:
+    """Give `to` the outcome of `done`."""
+    error = done.exception()
+    if error is not None:
+        to.set_exception(error)
+    else:
+        to.set_result(None)

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     from runner.planning.inventory.connvars import Hop, HostConnection
     from runner.planning.model import SessionDef
 
+# Handshakes opened ahead at most at once, whatever the forks: on a loaded controller
+# more only add threads competing for the interpreter and memory, not speed
+# (BENCHMARKS.md, "500 hosts"); a handshake is a few round trips, so 100 at once still
+# open some 100 connections a second at 100 ms of round-trip time.
+HANDSHAKES_AT_ONCE = 100
+
 _Key = tuple[str, str, str]  # ("session", session, host) or ("job", job, host)
 
 
@@ -63,9 +69,15 @@ class SessionPool:
         wanted = list({key: (key, host, s) for key, host, s in wanted}.values())
         if not wanted:
             return
-        self._prefetcher = ThreadPoolExecutor(min(limit, len(wanted)), "connect")
+        at_once = min(limit, len(wanted), HANDSHAKES_AT_ONCE)
+        self._prefetcher = ThreadPoolExecutor(at_once, "connect")
         for key, host, session in wanted:
             self._pending[key] = self._prefetcher.submit(self.connect, host, session)
+
+    def opening(self, jp: JobPlan, host: str) -> Future[Connection] | None:
+        """The handshake started ahead for `jp` on `host`, while it has not been taken."""
+        with self._lock:
+            return self._pending.get(_key(jp, host))
 
     def _take_pending(self, key: _Key) -> Connection | None:
         with self._lock:
