@@ -17,7 +17,8 @@ measures, as medians of several repetitions interleaved between the tools:
   6. one step printing 100 MB of zeros as base64 through `runner run`: throughput, peak
      RSS of the runner process, and the byte count `runner job receive` gives back;
   7. (only with `--only 7`) 3 steps on 500 hosts, runner and pyinfra interleaved: wall
-     time, CPU (user + sys of the process and its children, os.wait4) and peak RSS.
+     time, CPU (user + sys of the process and its children, os.wait4) and peak RSS, and
+     the CPU the fleet's sshd processes spent meanwhile (the targets share the cores).
 
 ansible-playbook runs with pipelining, ControlPersist and forks = hosts (the first,
 untimed run opens the ControlPersist masters, as a user's previous run would have);
@@ -80,6 +81,7 @@ class Usage:
     wall: float
     cpu: float
     rss_mb: float
+    targets_cpu: float = 0.0  # CPU the fleet's sshd processes spent meanwhile (section 7)
 
 
 class Bench:
@@ -125,6 +127,7 @@ class Bench:
         """Wall time, CPU and peak RSS of one whole command (os.wait4: the process and the
         children it waited for); its output goes to a log; failure is fatal."""
         out = self.tmp / f"{log}.log"
+        targets_before = self.targets_cpu()
         started = time.perf_counter()
         with out.open("wb") as handle:
             process = subprocess.Popen(
@@ -137,7 +140,13 @@ class Bench:
             _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
         process.returncode = returncode = os.waitstatus_to_exitcode(status)
-        found = Usage(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+        time.sleep(0.5)  # sshd reaps its sessions' processes, and counts their CPU
+        found = Usage(
+            seconds,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            self.targets_cpu() - targets_before,
+        )
         if returncode != 0:
             text = out.read_text(errors="replace")
             if argv[0] == "runner":  # which jobs failed, and why
@@ -164,6 +173,19 @@ class Bench:
             head = "\n".join(text.splitlines()[:40])
             raise RuntimeError(f"{argv[0]} exited {returncode} (whole log: {kept}):\n{head}")
         return found
+
+    def targets_cpu(self) -> float:
+        """CPU seconds the fleet's sshd daemons and their reaped sessions (the login
+        shells, the steps) have spent so far: the targets' share of this machine."""
+        ticks = 0
+        for i in range(self.fleet.count):
+            try:
+                pid = self.fleet.host(i).pid_file.read_text().strip()
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
+                continue
+            ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def medians(self, commands: dict[str, Callable[[], float]], reps: int) -> dict[str, float]:
         """Each command `reps` times, the tools interleaved rep by rep; their medians."""
@@ -455,12 +477,22 @@ class Bench:
             for name, command in tools.items():
                 samples[name].append(command())
         for name, runs in samples.items():
-            self.notes.append(f"7 {name} runs (wall s / CPU s / RSS MB): " + _usages(runs))
+            self.notes.append(
+                f"7 {name} runs (wall s / CPU s / RSS MB / targets' CPU s): " + _usages(runs)
+            )
         runner = _median_usage(samples["runner"])
         self.row("7", f"3 steps x {hosts} hosts: runner run, no failure", _usage(runner))
         if "pyinfra" not in samples:
             return
         pyinfra = _median_usage(samples["pyinfra"])
+        cores = os.cpu_count() or 1
+        self.row(
+            "7",
+            "  the targets' sshd CPU during a run: runner / pyinfra",
+            f"{runner.targets_cpu:.2f} s / {pyinfra.targets_cpu:.2f} s",
+            "",
+            f"any tool's floor here: {runner.targets_cpu / cores:.2f} s of wall on {cores} cores",
+        )
         speedup = pyinfra.wall / runner.wall
         self.row(
             "7",
@@ -545,7 +577,7 @@ def _usage(usage: Usage) -> str:
 
 
 def _usages(runs: list[Usage]) -> str:
-    return ", ".join(f"{u.wall:.2f}/{u.cpu:.2f}/{u.rss_mb:.0f}" for u in runs)
+    return ", ".join(f"{u.wall:.2f}/{u.cpu:.2f}/{u.rss_mb:.0f}/{u.targets_cpu:.2f}" for u in runs)
 
 
 def _median_usage(runs: list[Usage]) -> Usage:
@@ -554,6 +586,7 @@ def _median_usage(runs: list[Usage]) -> Usage:
         statistics.median(u.wall for u in runs),
         statistics.median(u.cpu for u in runs),
         statistics.median(u.rss_mb for u in runs),
+        statistics.median(u.targets_cpu for u in runs),
     )
 
 
