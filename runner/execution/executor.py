@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +129,7 @@ class Executor:
         self.child_ids: dict[tuple[str, str], int] = {}
         self.controls: dict[int, Control] = {}
         self.results: dict[str, JobResult] = {}
+        self._waiting_children: list[Callable[[], None]] = []  # see _start_child
         self.finished: dict[str, threading.Event] = {}
         self.failed_hosts: dict[str, set[str]] = {}
         self._store_error: StoreError | None = None
@@ -263,6 +265,11 @@ class Executor:
     def stop(self, reason: str) -> None:
         """End every attached job of this run (SIGTERM, Ctrl-C)."""
         self.stop_all.stop(reason)
+        self.sessions.cancel_pending()
+        with self._lock:  # children waiting on a handshake start now, and end stopped
+            waiting, self._waiting_children = self._waiting_children, []
+        for submit in waiting:
+            submit()
 
     def _poll_stop_requests(self) -> None:
         """Honour `runner job stop` from another process: one cheap query per poll."""
@@ -373,13 +380,17 @@ class Executor:
     def _start_child(self, jp: JobPlan, host: str) -> Future[None]:
         """Run the child on a host thread; if its connection is still being opened ahead,
         only once it is open (or failed), so that a 500-host run does not hold 500 host
-        threads waiting on handshakes (their memory, and their turns at the GIL)."""
+        threads waiting on handshakes (their memory, and their turns at the GIL). A stop
+        of the run starts it at once: stopped, it does not wait for its handshake."""
         opening = self.sessions.opening(jp, host)
         if opening is None or opening.done():
             return self.pool.submit(self._child, jp, host)
         ran: Future[None] = Future()
+        once = threading.Lock()
 
-        def submit(_opened: object) -> None:
+        def submit(_opened: object = None) -> None:
+            if not once.acquire(blocking=False):
+                return  # started already (the run's stop, then the handshake's end)
             try:
                 inner = self.pool.submit(self._child, jp, host)
             except RuntimeError as error:  # the pool was shut down meanwhile
@@ -387,7 +398,11 @@ class Executor:
                 return
             inner.add_done_callback(lambda f: _pass_on(f, ran))
 
+        with self._lock:
+            self._waiting_children.append(submit)
         opening.add_done_callback(submit)
+        if self.stop_all.stopped:
+            submit()
         return ran
 
     def _batch_verdict(self, jp: JobPlan, batch: list[str]) -> str | None:

@@ -79,10 +79,20 @@ class SessionPool:
         with self._lock:
             return self._pending.get(_key(jp, host))
 
+    def cancel_pending(self) -> None:
+        """Open no more connections ahead (the run is stopping): the handshakes not yet
+        begun are dropped; a child that still asks for its connection opens it then."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for future in pending:
+            future.cancel()
+
     def _take_pending(self, key: _Key) -> Connection | None:
         with self._lock:
             future = self._pending.pop(key, None)
-        return None if future is None else future.result()
+        if future is None or future.cancelled():
+            return None
+        return future.result()
 
     def local(self, host: str) -> LocalConnection:
         """The controller itself, for `local:` steps and thread jobs."""
@@ -148,12 +158,20 @@ class SessionPool:
         with self._lock:
             sessions, self._sessions = list(self._sessions.values()), {}
             pending, self._pending = list(self._pending.values()), {}
-        if self._prefetcher is not None:
-            self._prefetcher.shutdown(wait=True)
-        sessions += [f.result() for f in pending if f.exception() is None]  # never used
+        if self._prefetcher is not None:  # a handshake still going is not waited for
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
+        for future in pending:  # opened ahead and never used: closed once open
+            future.add_done_callback(_close_opened)
         for conn in sessions:
             with contextlib.suppress(Exception):  # closing at exit must not hide the result
                 conn.close()
+
+
+def _close_opened(future: Future[Connection]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    with contextlib.suppress(Exception):  # closing at exit must not hide the result
+        future.result().close()
 
 
 def _key(jp: JobPlan, host: str) -> _Key:
