@@ -71,6 +71,22 @@ def make_app(broker: str) -> Any:
     return app
 
 
+def revoke(app: Any, task_ids: list[str]) -> bool:
+    """Tell every worker not to run these tasks when they come up (Celery's revoke, never
+    terminating: a child already claimed is stopped through the store). Best effort: a
+    broker out of reach is no error, as the store already says the children are over and
+    a worker refuses to claim them. False when the broker could not be told."""
+    if not task_ids:
+        return True
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            app.control.revoke(task_ids, connection=conn)
+    except Exception:  # noqa: BLE001 - any broker failure: the store stays the truth
+        return False
+    return True
+
+
 def check_broker_url(broker: str) -> None:
     """Refuse a broker URL runner cannot use, in one line (password masked), exit 5."""
     wrong = check_url(broker, ("redis", "rediss"))
