@@ -59,7 +59,7 @@ def make_app(broker: str) -> Any:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        worker_enable_remote_control=False,
+        worker_enable_remote_control=False,  # `runner worker` hears `revoke` alone
         task_publish_retry=True,  # a broker away for a moment: bounded tries, then an error
         task_publish_retry_policy={
             "max_retries": 3,

@@ -16,6 +16,7 @@ import pytest
 from e2e_helpers import processes_matching, wait_until
 
 from tests.cli import Cli
+from tests.services import free_port
 from tests.workers import Worker, distributed_env, workers
 
 REVOKED = "was revoked"  # the worker's own log line for a task it discarded unrun
@@ -154,3 +155,19 @@ def test_ctrl_c_of_a_run_revokes_its_queued_children(cluster: Cluster, inventory
     wait_until(lambda: REVOKED in cluster.logs(), 60, "a worker to discard the revoked task")
     assert SKIPPED not in cluster.logs()
     wait_until(lambda: cluster.waiting_tasks() == 0, 30, "no task left in the broker")
+
+
+def test_a_stop_whose_revoke_cannot_reach_the_broker_still_stops_the_queued_child(
+    cluster: Cluster, inventory: str
+) -> None:
+    run = busy_with_queued(cluster, 3, inventory)
+    (queued,) = [c for c in cluster.children().values() if c["State"] == "NotStarted"]
+    gone = f"redis://127.0.0.1:{free_port()}/0"  # no broker listens there
+    cluster.other.env = {**cluster.other.env, "RUNNER_BROKER": gone}
+    stopped = cluster.other("job", "stop", str(queued["Id"]))
+    assert stopped.returncode == 0, stopped.output  # the store is the truth: no error
+    assert stopped.stderr == ""
+    cluster.flag.touch()
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 99, out + err
+    assert_never_ran(cluster, cluster.cli.job(queued["Id"]))
