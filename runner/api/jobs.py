@@ -79,15 +79,17 @@ def stop(store: JobStore, job_ids: Sequence[int], timeout: float = 15.0) -> list
     """Stop jobs and end their processes; return the ids still not finished after
     `timeout` (their owner has not ended them). Children kept on their targets, and
     those whose runner is gone, are ended here; the others by the runner that owns
-    them."""
+    them. With a broker, the tasks of children still queued are revoked."""
     from runner.errors import ConnectError, RunnerError
     from runner.execution.executor import wait_for_terminal
     from runner.execution.ontarget.reconnect import is_remote_kept, leaves, stop_child
     from runner.execution.orphans import owner_gone, stop_orphan
     from runner.jobs.states import is_terminal
 
+    broker = _broker()  # a malformed URL is refused before anything is asked
     for job_id in job_ids:
         store.get(job_id)  # JobNotFoundError before anything is asked
+    queued = _queued_tasks(store, job_ids, broker)
     for job_id in job_ids:
         for child in leaves(store, job_id):
             if is_terminal(child.state):
@@ -105,12 +107,51 @@ def stop(store: JobStore, job_ids: Sequence[int], timeout: float = 15.0) -> list
                     f"process ({error}); the job is left as it was"
                 ) from None
         store.request_stop(job_id)
+    _revoke(broker, queued)
     pending = []
     for job_id in job_ids:
         store.reconcile()
         if not wait_for_terminal(store, job_id, timeout):
             pending.append(job_id)
     return pending
+
+
+def _broker() -> str | None:
+    """The broker `RUNNER_BROKER` (or `--broker`) names, checked; None without one."""
+    from runner.settings import broker_url
+
+    broker = broker_url()
+    if broker is not None:
+        from runner.distributed.app import check_broker_url
+
+        check_broker_url(broker)
+    return broker
+
+
+def _queued_tasks(store: JobStore, job_ids: Sequence[int], broker: str | None) -> list[str]:
+    """The Celery task ids of these jobs' children still queued for a worker (none to
+    look for without a broker)."""
+    if broker is None:
+        return []
+    from runner.execution.ontarget.reconnect import leaves
+    from runner.jobs.states import JobState
+
+    return [
+        child.task_id
+        for job_id in job_ids
+        for child in leaves(store, job_id)
+        if child.state == JobState.NotStarted and child.task_id
+    ]
+
+
+def _revoke(broker: str | None, task_ids: list[str]) -> None:
+    """Revoke the tasks of children stopped while queued: no worker spends a slot on
+    them. Their records already say Stopped; a broker out of reach changes nothing."""
+    if broker is None or not task_ids:
+        return
+    from runner.distributed.app import make_app, revoke
+
+    revoke(make_app(broker), task_ids)
 
 
 def remove(

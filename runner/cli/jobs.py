@@ -163,8 +163,8 @@ def add_commands(sub: Any, parser_class: type, add_plan_options: Any) -> None:
         "--keep-remote", action="store_true", help="leave the job directories on the targets"
     )
     p.set_defaults(func=cmd_remove)
-    for action in jsub.choices.values():
-        add_store_options(action)
+    for command, action in jsub.choices.items():
+        add_store_options(action, broker=command == "stop")  # stop revokes queued tasks
 
 
 def _positive_int(text: str) -> int:

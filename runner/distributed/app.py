@@ -59,7 +59,7 @@ def make_app(broker: str) -> Any:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        worker_enable_remote_control=False,
+        worker_enable_remote_control=False,  # `runner worker` hears `revoke` alone
         task_publish_retry=True,  # a broker away for a moment: bounded tries, then an error
         task_publish_retry_policy={
             "max_retries": 3,
@@ -69,6 +69,22 @@ def make_app(broker: str) -> Any:
         },
     )
     return app
+
+
+def revoke(app: Any, task_ids: list[str]) -> bool:
+    """Tell every worker not to run these tasks when they come up (Celery's revoke, never
+    terminating: a child already claimed is stopped through the store). Best effort: a
+    broker out of reach is no error, as the store already says the children are over and
+    a worker refuses to claim them. False when the broker could not be told."""
+    if not task_ids:
+        return True
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+            app.control.revoke(task_ids, connection=conn)
+    except Exception:  # noqa: BLE001 - any broker failure: the store stays the truth
+        return False
+    return True
 
 
 def check_broker_url(broker: str) -> None:

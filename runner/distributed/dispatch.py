@@ -16,9 +16,10 @@ import os
 import queue
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
-from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app
+from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app, revoke
 from runner.distributed.owners import Heartbeat, Identity
 from runner.errors import StoreError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
@@ -53,6 +54,8 @@ class Dispatcher:
         self.heartbeat = Heartbeat(store, self.identity)
         self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._queue_of: dict[int, str] = {}
+        self._task_of: dict[int, str] = {}  # each waiting child's Celery task id
+        self._revoking: list[str] = []  # tasks of children ended while queued, to revoke
         self._unserved_since: dict[str, float] = {}  # queues seen with no live worker
         self._queues_checked: set[str] = set()
         self._lock = threading.Lock()
@@ -74,13 +77,29 @@ class Dispatcher:
         """Record the child as this run's and hand it to the workers of `queue_name`;
         returns where its events arrive."""
         inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        task_id = uuid.uuid4().hex
         with self._lock:
             self._inboxes[task.child] = inbox
             self._queue_of[task.child] = queue_name or DEFAULT_QUEUE
-        self.store.dispatch(task.child, self.identity.id, queue_name)
+            self._task_of[task.child] = task_id
+        self.store.dispatch(task.child, self.identity.id, queue_name, task_id)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
-        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
+        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE, task_id=task_id)
         return inbox
+
+    def revoke(self, child: int) -> None:
+        """Revoke the task of a child that ended before any worker claimed it (stopped,
+        or given up on): a worker that comes to it discards it instead of spending a
+        slot. Sent soon after from the events thread, many children in one message."""
+        with self._lock:
+            task_id = self._task_of.get(child)
+            if task_id is not None:
+                self._revoking.append(task_id)
+
+    def _send_revokes(self) -> None:
+        with self._lock:
+            task_ids, self._revoking = self._revoking, []
+        revoke(self.app, task_ids)
 
     def child_runner(self) -> DispatchedChild:
         """The ChildRunner of children sent to workers."""
@@ -90,12 +109,14 @@ class Dispatcher:
         with self._lock:
             self._inboxes.pop(child, None)
             self._queue_of.pop(child, None)
+            self._task_of.pop(child, None)
 
     def _read_events(self) -> None:
         """Every poll, the new events of all the run's waiting children in one query;
         every `CHECK_S`, their records and workers' heartbeats in one more."""
         last, checked = 0, time.monotonic()
         while not self._closed.wait(POLL_S):
+            self._send_revokes()
             with self._lock:
                 children = list(self._inboxes)
             if not children:
@@ -120,7 +141,8 @@ class Dispatcher:
         unclaimed = []
         for child, (state, reason, worker, beat) in self.store.dispatched(children).items():
             if JobState(state) in TERMINAL:
-                self._deliver(child, {"elsewhere": state, "reason": reason})
+                line = {"elsewhere": state, "reason": reason, "queued": worker is None}
+                self._deliver(child, line)
             elif worker is not None and (beat is None or time.time() - beat > timeout):
                 silent = time.time() - beat if beat is not None else timeout
                 self._deliver(child, {"lost": worker, "silent": silent})
@@ -155,6 +177,7 @@ class Dispatcher:
     def close(self) -> None:
         self._closed.set()
         self._thread.join(timeout=5)
+        self._send_revokes()  # those of children stopped at the run's very end
         self.heartbeat.stop()
 
 
@@ -214,12 +237,15 @@ class DispatchedChild:
                 line = None
             if line is not None:
                 ending = _take(context, task, line)
+                if ending is not None and (line.get("queued") or "unclaimed" in line):
+                    self.dispatcher.revoke(child)
                 if ending is not None:
                     return ending
                 continue
             if task.control.stopped and stopped_at is None:
                 stopped_at = time.monotonic()
                 if store.ask_stop(child, task.control.reason or "stopped", task.control.fail):
+                    self.dispatcher.revoke(child)  # no worker took it: none will run it
                     return _stopped(task)
             if stopped_at is not None and time.monotonic() - stopped_at > STOP_GRACE_S:
                 return _stopped(task)

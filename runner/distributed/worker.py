@@ -245,6 +245,27 @@ def _record_end(store: JobStore, child: int, report: ChildReport, error: Any) ->
     store.finish(child, state, reason)
 
 
+def _hear_revokes_only(app: Any) -> None:
+    """Listen to the one remote control command runner sends, `revoke` (a child stopped
+    while its task is queued: discarded when it comes up, no slot spent on it); every
+    other command (shutdown, pool changes...) is unknown to this worker."""
+    from celery.signals import task_revoked
+    from celery.worker.control import Panel
+
+    for command in list(Panel.data):
+        if command != "revoke":
+            del Panel.data[command]
+    app.conf.worker_enable_remote_control = True
+    task_revoked.connect(_log_revoked, weak=False)
+
+
+def _log_revoked(request: Any = None, **_: Any) -> None:
+    """The worker's log line for a revoked task it discarded unrun."""
+    args = getattr(request, "args", None) or [{}]
+    child = args[0].get("child") if isinstance(args[0], dict) else None
+    log.info("job %s: its task was revoked (stopped while queued): discarded, not run", child)
+
+
 def main(
     store: JobStore,
     broker: str,
@@ -261,6 +282,7 @@ def main(
     for name in list(app.tasks):  # Celery's built-in tasks too: a worker runs only runner's
         if name != TASK:
             app.tasks.unregister(name)
+    _hear_revokes_only(app)
     argv = [
         "worker",
         "--pool=threads",

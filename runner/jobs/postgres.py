@@ -24,7 +24,7 @@ from typing import Any
 from runner.errors import StoreError
 from runner.jobs.urls import endpoint, hide_password, mask_url
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # No statement of the store's waits longer: a server that stopped answering (a network
 # dropping packets, a frozen host) has its connection cut, and the store tries again.
 # RUNNER_STORE_TIMEOUT (seconds, 1 to 60) shortens it, and the connect timeout with it.
@@ -121,7 +121,9 @@ _V1 = [
     )""",
     "CREATE INDEX events_child ON events(child_id, id)",
 ]
-MIGRATIONS = [_V1]  # MIGRATIONS[v] brings version v up to v + 1
+# v2: the Celery task id a child was last sent as (SQLite's v5).
+_V2 = ["ALTER TABLE jobs ADD COLUMN task_id TEXT"]
+MIGRATIONS = [_V1, _V2]  # MIGRATIONS[v] brings version v up to v + 1
 
 _PAIR_MAX = re.compile(r"\bMAX\(([\w.]+), ")
 _TRANSLATED: dict[str, str] = {}

@@ -49,6 +49,7 @@ class JobRecord:
     owner_machine: str | None = None
     owner_pidns: int | None = None
     local_start: int | None = None
+    task_id: str | None = None  # the Celery task a child on a worker was last sent as
 
     @property
     def owner(self) -> Owner:
@@ -116,7 +117,7 @@ def build_record(row: sqlite3.Row, children: list[sqlite3.Row]) -> JobRecord:
         spec=None if row["spec"] is None else json.loads(row["spec"]),
         has_more_data=more, child_ids=tuple(child["id"] for child in children),
         owner_machine=row["owner_machine"], owner_pidns=row["owner_pidns"],
-        local_start=row["local_start"],
+        local_start=row["local_start"], task_id=row["task_id"],
     )  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from runner.errors import StoreError, store_fault_code
 
 BUSY_TIMEOUT_S = 30.0
 BEGIN_ATTEMPTS = 5
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # v1: jobs, their step results and output.
 _V1 = [
@@ -119,7 +119,9 @@ _V4 = [
     )""",
     "CREATE INDEX events_child ON events(child_id, id)",
 ]
-MIGRATIONS = [_V1, _V2, _V3, _V4]  # MIGRATIONS[v] brings version v up to v + 1
+# v5: the Celery task id a child was last sent as, so a stop of it while queued revokes it.
+_V5 = ["ALTER TABLE jobs ADD COLUMN task_id TEXT"]
+MIGRATIONS = [_V1, _V2, _V3, _V4, _V5]  # MIGRATIONS[v] brings version v up to v + 1
 
 # One writer at a time per store file within a process. Threads wait on this lock, which
 # hands over at once; left to SQLite, each waiting thread sleeps in its busy handler for

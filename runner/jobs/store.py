@@ -613,13 +613,16 @@ class JobStore:
         row = self._one("SELECT name, beat FROM owners WHERE id = ?", (owner_id,))
         return None if row is None else (row[0], float(row[1]))
 
-    def dispatch(self, child_id: int, owner_id: str, queue: str | None) -> None:
+    def dispatch(
+        self, child_id: int, owner_id: str, queue: str | None, task_id: str | None = None
+    ) -> None:
         """Record that `child_id` was handed to the workers of `queue` by controller
-        `owner_id`, which answers for it while its heartbeat lasts."""
+        `owner_id`, which answers for it while its heartbeat lasts, as Celery task
+        `task_id` (which a stop while it is queued revokes, from any machine)."""
         with self._write(ordered=False) as conn:
             conn.execute(
-                "UPDATE jobs SET owner_id = ?, queue = ? WHERE id = ?",
-                (owner_id, queue, child_id),
+                "UPDATE jobs SET owner_id = ?, queue = ?, task_id = ? WHERE id = ?",
+                (owner_id, queue, task_id, child_id),
             )
 
     def claim_for_worker(self, child_id: int, worker_id: str) -> bool:
