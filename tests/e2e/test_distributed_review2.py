@@ -309,7 +309,8 @@ def test_a_stop_racing_the_claim_stops_the_child_and_its_step_never_ends_normall
     other.env = {**cli.env, "RUNNER_HOME": str(other.home)}
     for round_ in range(3):
         mark = tmp_path / f"ran{round_}"
-        step = f'{{run: "sleep 4; touch {mark}"}}'
+        # long enough that a `job stop` process starting on a loaded machine lands first
+        step = f'{{run: "sleep 20; touch {mark}"}}'
         book = cli.playbook(f"jobs: [{{name: w{round_}, targets: host1, steps: [{step}]}}]\n")
         run = cli.start("run", book, "-i", inventory)
         parent = wait_until(functools.partial(_new_parent, other, round_), 60, "the run's job")
