@@ -9,10 +9,11 @@ pg_stat_statements), Redis, sshd fleet and `runner worker` processes, then runs 
 local on the PostgreSQL store, and on the workers. For each run it reads the CPU
 (utime + stime + cutime + cstime of every process of the tree, from /proc) of the
 controller, of each worker, of redis-server, of the PostgreSQL server processes and of
-the sshd fleet before and after, and the store's round trips: committed transactions
-(COMMITs) and statements run, from pg_stat_statements, per child. `--code DIR` runs the
-`runner` of another checkout (the same machinery, older code: a before/after on one
-fleet).
+the sshd fleet before and after, and the store's round trips per child: transactions
+committed (pg_stat_database.xact_commit: each autocommit query is one) and statements
+run (pg_stat_statements; a BEGIN or COMMIT that psycopg prepared is not among them).
+`--code DIR` runs the `runner` of another checkout (the same machinery, older code: a
+before/after on one fleet).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from tests.services import RedisServer  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
+# An idle connection's transaction counts reach pg_stat_database within 10 s (PostgreSQL
+# 15 and later): the pooled connections of the workers stay open and idle.
+STATS_LAG_S = 11.0
 
 
 class StatsPostgres(BenchPostgres):
@@ -82,13 +86,14 @@ class Meter:
 
 
 def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, float, int]:
-    """(wall, CPU of the command and its children, exit code)."""
+    """(wall, CPU of the command and its children, exit code). Run from the checkout that
+    PYTHONPATH names: `python -m` puts the working directory first on the path."""
     import subprocess
 
     started = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+                                stdin=subprocess.DEVNULL, cwd=env["PYTHONPATH"])  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     return wall, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
@@ -113,13 +118,13 @@ def statements(cluster: Cluster, top: int = 12) -> tuple[int, list[tuple[int, st
 def measure(
     cluster: Cluster, meter: Meter, name: str, argv: list[str], env: dict[str, str], hosts: int
 ) -> dict[str, Any]:
-    # pg_stat_database lags up to 10 s behind idle pooled connections: count COMMITs instead
-    commits = "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query = 'COMMIT'"
-    time.sleep(1.0)
+    db = cluster.store.rsplit("/", 1)[1]
+    commits = f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"
+    time.sleep(STATS_LAG_S)
     cluster.sql("SELECT pg_stat_statements_reset()")
-    before, c0 = meter.read(), 0
+    before, c0 = meter.read(), int(cluster.sql(commits) or 0)
     wall, controller, code = run_measured(argv, env, cluster.bench.tmp / f"{name}.log")
-    time.sleep(1.5)  # the workers' last writes, and the statistics' delay
+    time.sleep(STATS_LAG_S)
     after, c1 = meter.read(), int(cluster.sql(commits) or 0)
     found: dict[str, Any] = {"run": name, "exit": code, "wall": wall, "controller": controller}
     for key in after:
@@ -211,7 +216,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple)
                      f"{total:.2f}", f"{extra:+.1f} / {extra / CORES:+.1f}",
                      f"{r['commits']:.1f}", f"{r['round trips']:.1f}", r["exit"]])  # fmt: skip
     headers = ["run", "wall s", *parts, "CPU s", "ms a child vs local (CPU / per core)",
-               "commits per child", "statements per child", "exit"]  # fmt: skip
+               "transactions per child", "statements per child", "exit"]  # fmt: skip
     print(f"\n{datetime.datetime.now():%Y-%m-%d %H:%M}, medians of {args.reps} run(s);"
           f" load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f};"
           f" code: {args.code}")  # fmt: skip
