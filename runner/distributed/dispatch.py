@@ -79,7 +79,18 @@ class Dispatcher:
             self._queue_of[task.child] = queue_name or DEFAULT_QUEUE
         self.store.dispatch(task.child, self.identity.id, queue_name)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
-        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
+        # No result is kept, so no result backend: Celery would build one per sending
+        # thread (one per child). The arguments' repr in the message's headers would
+        # copy the payload again: the child's id says which it is.
+        self.app.send_task(
+            TASK,
+            args=[payload],
+            queue=queue_name or DEFAULT_QUEUE,
+            ignore_result=True,
+            result_cls=_Sent,
+            argsrepr=f"(child {task.child},)",
+            kwargsrepr="{}",
+        )
         return inbox
 
     def child_runner(self) -> DispatchedChild:
@@ -156,6 +167,14 @@ class Dispatcher:
         self._closed.set()
         self._thread.join(timeout=5)
         self.heartbeat.stop()
+
+
+class _Sent:
+    """What `send_task` returns here: the task's id, and no result to wait for."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self.ignored = True
 
 
 class DispatchedChild:
