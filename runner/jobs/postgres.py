@@ -234,6 +234,15 @@ class PostgresDatabase:
         lock take turns on it)."""
         conn.native("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
 
+    def lock_family(self, conn: PostgresConnection, job_id: int) -> None:
+        """Lock the row of the job's family, its parent's (or its own, without one), in
+        one statement: a job's parent never changes, so no read needs to come first."""
+        conn.native(
+            "SELECT id FROM jobs WHERE id ="
+            " (SELECT COALESCE(parent_id, id) FROM jobs WHERE id = %s) FOR UPDATE",
+            (job_id,),
+        )
+
     def insert(
         self,
         conn: PostgresConnection,

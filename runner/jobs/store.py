@@ -208,8 +208,8 @@ class JobStore:
         job's state takes this lock first, so changes in one family take turns and see
         each other, and the parent's cached state stays exact without the store-wide
         lock; two families' locks are only ever taken in id order."""
-        parent = _require_job(conn, job_id)["parent_id"]
-        self.db.lock_job(conn, job_id if parent is None else parent)
+        _check_id(job_id)
+        self.db.lock_family(conn, job_id)
         return _require_job(conn, job_id)
 
     def _lock_families(self, conn: Connection, rows: list[Row]) -> None:
