@@ -112,9 +112,9 @@ class Dispatcher:
             if not children:
                 continue
             try:
-                for event_id, child, data in self.store.events_after(children, last):
-                    last = max(last, event_id)
-                    self._deliver(child, json.loads(data))
+                events, last = self.store.events_since(children, last)
+                for _, child, data in events:
+                    self._deliver_json(child, data)
                 if time.monotonic() - checked >= CHECK_S:
                     checked = time.monotonic()
                     self._check(children)
@@ -156,6 +156,14 @@ class Dispatcher:
             since = self._unserved_since.get(name)
             if since is not None and now - since > unserved_limit():
                 self._deliver(child, {"unclaimed": name, "waited": now - since})
+
+    def _deliver_json(self, child: int, data: str) -> None:
+        """One event row, unless it is not JSON (one bad row must not cost the others)."""
+        try:
+            line = json.loads(data)
+        except ValueError:
+            return
+        self._deliver(child, line)
 
     def _deliver(self, child: int, line: dict[str, Any]) -> None:
         with self._lock:
