@@ -116,15 +116,23 @@ def statements(cluster: Cluster, top: int = 12) -> tuple[int, list[tuple[int, st
 
 
 def measure(
-    cluster: Cluster, meter: Meter, name: str, argv: list[str], env: dict[str, str], hosts: int
+    cluster: Cluster,
+    meter: Meter,
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    hosts: int,
+    counted: bool = True,
 ) -> dict[str, Any]:
+    """One run's CPU by component; `counted`: its store round trips too (which costs a
+    wait for the statistics before and after it)."""
     db = cluster.store.rsplit("/", 1)[1]
     commits = f"SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"
-    time.sleep(STATS_LAG_S)
+    time.sleep(STATS_LAG_S if counted else 1.0)
     cluster.sql("SELECT pg_stat_statements_reset()")
     before, c0 = meter.read(), int(cluster.sql(commits) or 0)
     wall, controller, code = run_measured(argv, env, cluster.bench.tmp / f"{name}.log")
-    time.sleep(STATS_LAG_S)
+    time.sleep(STATS_LAG_S if counted else 1.0)
     after, c1 = meter.read(), int(cluster.sql(commits) or 0)
     found: dict[str, Any] = {"run": name, "exit": code, "wall": wall, "controller": controller}
     for key in after:
@@ -136,10 +144,11 @@ def measure(
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each figure's median over the runs of one configuration (its statements: the last's)."""
-    found = dict(runs[-1])
-    for key, value in runs[-1].items():
-        if isinstance(value, float):
+    """Each CPU figure's median over the runs of one configuration; the round trips of the
+    first, the one counted."""
+    found = dict(runs[0])  # the counted run's round trips
+    for key, value in runs[0].items():
+        if isinstance(value, float) and key not in ("commits", "round trips"):
             found[key] = statistics.median(run[key] for run in runs)
     found["exit"] = max(run["exit"] for run in runs)
     return found
@@ -152,53 +161,73 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=0, help="default: --hosts")
     parser.add_argument("--code", type=Path, default=REPO, help="the runner checkout to run")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout, run interleaved with --code"
+    )
     parser.add_argument("--reps", type=int, default=1, help="runs of each, interleaved; medians")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle workers read")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="runner-dcpu-"))
-    bench = Bench(parse_args([]), tmp)
-    bench.env["PYTHONPATH"] = str(args.code)
+    codes = [args.code, *([args.compare] if args.compare else [])]
     results: list[dict[str, Any]] = []
     load = os.getloadavg()
     with StatsPostgres() as pg, RedisServer() as redis, Fleet(args.hosts) as fleet:
-        cluster = Cluster(bench, pg, redis, fleet)
-        cluster.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        meter = Meter(cluster, pg, redis, fleet, args.hosts)
+        sides = [side(args, code, n, pg, redis, fleet) for n, code in enumerate(codes)]
         try:
-            cluster.start_workers(args.workers, args.concurrency or args.hosts)
+            for cluster, _meter, _ in sides:
+                cluster.start_workers(args.workers, args.concurrency or args.hosts)
             time.sleep(2.0)
-            before = meter.read()
+            before = sides[0][1].read()
             time.sleep(args.idle)
-            after = meter.read()
+            after = sides[0][1].read()
             idle = {k: (after[k] - before[k]) / args.idle for k in after}
             print("idle CPU, s per s:", {k: round(v, 3) for k, v in idle.items()}, flush=True)
             for steps in [int(s) for s in args.steps.split(",")]:
-                configs = cluster.configurations(args.hosts, steps, pg_local=True)
-                for command in configs.values():
-                    command()  # warm: known_hosts, page cache, the workers' imports and plans
-                argvs = {
-                    "local": (cluster.workload(args.hosts, steps, None),
-                              cluster.env("home-local", False, False)),
-                    "local, PostgreSQL": (cluster.workload(args.hosts, steps, None),
-                                          cluster.env("home-pglocal", distributed=False)),
-                    f"{args.workers} workers": (
-                        cluster.workload(args.hosts, steps, QUEUES[args.workers]),
-                        cluster.env("home-controller")),
-                }  # fmt: skip
-                samples: dict[str, list[dict[str, Any]]] = {name: [] for name in argvs}
-                for _ in range(args.reps):
-                    for name, (argv, env) in argvs.items():
-                        found = measure(cluster, meter, f"{args.hosts}x{steps} {name}", argv,
-                                        env, args.hosts)  # fmt: skip
-                        samples[name].append(found)
-                        print(found["run"], {k: round(v, 3) if isinstance(v, float) else v
-                                             for k, v in found.items() if k != "statements"},
-                              flush=True)  # fmt: skip
-                results += [median_of(runs) for runs in samples.values()]
+                results += compare(args, sides, steps)
         finally:
-            cluster.stop_workers()
+            for cluster, _, _ in sides:
+                cluster.stop_workers()
     report(results, args, load)
     return 0
+
+
+def side(args: argparse.Namespace, code: Path, n: int, pg: Any, redis: Any, fleet: Fleet) -> Any:
+    """One checkout's cluster (its own database, Redis database and workers) and meter."""
+    bench = Bench(parse_args([]), Path(tempfile.mkdtemp(prefix="runner-dcpu-")))
+    bench.env["PYTHONPATH"] = str(code)
+    cluster = Cluster(bench, pg, redis, fleet)
+    cluster.broker = redis.url(n)  # the same queue names, apart
+    cluster.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    label = code.name if args.compare else ""
+    return cluster, Meter(cluster, pg, redis, fleet, args.hosts), label
+
+
+def compare(args: argparse.Namespace, sides: list[Any], steps: int) -> list[dict[str, Any]]:
+    """Every configuration of every side, `args.reps` times interleaved: their medians."""
+    argvs = {}
+    for cluster, meter, label in sides:
+        for command in cluster.configurations(args.hosts, steps, pg_local=True).values():
+            command()  # warm: known_hosts, page cache, the workers' imports and plans
+        local = cluster.workload(args.hosts, steps, None)
+        queued = cluster.workload(args.hosts, steps, QUEUES[args.workers])
+        prefix = f"{label} {args.hosts}x{steps}".strip()
+        argvs[f"{prefix} local"] = (cluster, meter, local, cluster.env("home-local", False, False))
+        argvs[f"{prefix} local, PostgreSQL"] = (
+            cluster,
+            meter,
+            local,
+            cluster.env("home-pglocal", distributed=False),
+        )
+        argvs[f"{prefix} {args.workers} workers"] = (
+            cluster, meter, queued, cluster.env("home-controller"))  # fmt: skip
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in argvs}
+    for rep in range(args.reps):
+        for name, (cluster, meter, argv, env) in argvs.items():
+            found = measure(cluster, meter, name, argv, env, args.hosts, counted=rep == 0)
+            samples[name].append(found)
+            print(found["run"], {k: round(v, 3) if isinstance(v, float) else v
+                                 for k, v in found.items() if k != "statements"},
+                  flush=True)  # fmt: skip
+    return [median_of(runs) for runs in samples.values()]
 
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple) -> None:
@@ -208,7 +237,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple)
     locals_: dict[str, float] = {}
     for r in results:
         total = sum(r.get(p, 0.0) for p in parts)
-        size = r["run"].split()[0]
+        size = r["run"].rsplit(" ", 2 if r["run"].endswith(" workers") else 1)[0]
+        size = size.removesuffix(" local,")
         if r["run"].endswith(" local"):
             locals_[size] = total
         extra = (total - locals_.get(size, total)) / args.hosts * 1000
@@ -219,7 +249,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, load: tuple)
                "transactions per child", "statements per child", "exit"]  # fmt: skip
     print(f"\n{datetime.datetime.now():%Y-%m-%d %H:%M}, medians of {args.reps} run(s);"
           f" load average at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f};"
-          f" code: {args.code}")  # fmt: skip
+          f" code: {args.code}{f', against {args.compare}' if args.compare else ''}")  # fmt: skip
     print(tabulate(rows, headers=headers, tablefmt="github"))
     for r in results:
         if r["run"].endswith("workers") or r["run"].endswith("PostgreSQL"):
