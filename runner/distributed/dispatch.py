@@ -84,7 +84,19 @@ class Dispatcher:
             self._task_of[task.child] = task_id
         self.store.dispatch(task.child, self.identity.id, queue_name, task_id)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
-        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE, task_id=task_id)
+        # No result is kept, so no result backend: Celery would build one per sending
+        # thread (one per child). The arguments' repr in the message's headers would
+        # copy the payload again: the child's id says which it is.
+        self.app.send_task(
+            TASK,
+            args=[payload],
+            queue=queue_name or DEFAULT_QUEUE,
+            ignore_result=True,
+            result_cls=_Sent,
+            argsrepr=f"(child {task.child},)",
+            kwargsrepr="{}",
+            task_id=task_id,
+        )
         return inbox
 
     def revoke(self, child: int) -> None:
@@ -122,9 +134,9 @@ class Dispatcher:
             if not children:
                 continue
             try:
-                for event_id, child, data in self.store.events_after(children, last):
-                    last = max(last, event_id)
-                    self._deliver(child, json.loads(data))
+                events, last = self.store.events_since(children, last)
+                for _, child, data in events:
+                    self._deliver_json(child, data)
                 if time.monotonic() - checked >= CHECK_S:
                     checked = time.monotonic()
                     self._check(children)
@@ -168,6 +180,14 @@ class Dispatcher:
             if since is not None and now - since > unserved_limit():
                 self._deliver(child, {"unclaimed": name, "waited": now - since})
 
+    def _deliver_json(self, child: int, data: str) -> None:
+        """One event row, unless it is not JSON (one bad row must not cost the others)."""
+        try:
+            line = json.loads(data)
+        except ValueError:
+            return
+        self._deliver(child, line)
+
     def _deliver(self, child: int, line: dict[str, Any]) -> None:
         with self._lock:
             inbox = self._inboxes.get(child)
@@ -179,6 +199,14 @@ class Dispatcher:
         self._thread.join(timeout=5)
         self._send_revokes()  # those of children stopped at the run's very end
         self.heartbeat.stop()
+
+
+class _Sent:
+    """What `send_task` returns here: the task's id, and no result to wait for."""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+        self.ignored = True
 
 
 class DispatchedChild:

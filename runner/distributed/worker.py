@@ -34,7 +34,7 @@ from runner.execution.steps import ChildReport, Control
 from runner.jobs.states import TERMINAL, JobState
 from runner.jobs.store import STOP_FAILS, JobStore
 from runner.planning.request import PlanRequest, replan
-from runner.settings import known_hosts_path
+from runner.settings import heartbeat_timeout, known_hosts_path
 
 if TYPE_CHECKING:
     from runner.planning.planner import JobPlan, Plan
@@ -77,6 +77,7 @@ class Watch(threading.Thread):
         super().__init__(name="watch", daemon=True)
         self.store = store
         self._children: dict[int, tuple[BackgroundTask, Control]] = {}
+        self._silent: dict[str, tuple[float, float]] = {}  # controller: (looked at, silent)
         self._lock = threading.Lock()
         self.start()
 
@@ -110,14 +111,29 @@ class Watch(threading.Thread):
             control.stop(reason or "stopped by 'runner job stop'", asked == STOP_FAILS)
 
     def _controllers(self, children: dict[int, tuple[BackgroundTask, Control]]) -> None:
-        gone: dict[str, bool] = {}
+        silent: dict[str, tuple[float, float]] = {}
+        timeout = heartbeat_timeout()
         for task, control in children.values():
             if task.detach or not task.controller:
                 continue
-            if task.controller not in gone:
-                gone[task.controller] = _controller_gone(self.store, task)
-            if gone[task.controller]:
+            if task.controller not in silent:
+                silent[task.controller] = (time.monotonic(), _silence(self.store, task.controller))
+            if silent[task.controller][1] > timeout:
                 control.stop("stopped: the runner that started it is gone")
+        with self._lock:
+            self._silent = silent
+
+    def controller_gone(self, task: BackgroundTask) -> bool:
+        """`_controller_gone`, without asking the store when the last look (about a second
+        ago) proves the controller beating still: its silence grew by the time since at
+        most. A child that ends asks this, and a fleet's children end together."""
+        if task.detach or not task.controller:
+            return False
+        with self._lock:
+            looked = self._silent.get(task.controller)
+        if looked is not None and looked[1] + time.monotonic() - looked[0] <= heartbeat_timeout():
+            return False
+        return _controller_gone(self.store, task)
 
 
 def run_task(payload: dict[str, Any]) -> str:
@@ -152,7 +168,7 @@ def run_task(payload: dict[str, Any]) -> str:
     events = JsonEvents(functools.partial(writer.send_event, task.child))
     events.ending(report, registered)
     error = writer.flush()  # the child's end only once its output is in the store
-    if error is not None or task.detach or _controller_gone(store, task):
+    if error is not None or task.detach or worker.watch.controller_gone(task):
         _record_end(store, task.child, report, error)
     return report.state
 
@@ -229,10 +245,12 @@ def _controller_gone(store: JobStore, task: BackgroundTask) -> bool:
     """An attached child's controller silent past the heartbeat timeout."""
     if task.detach or not task.controller:
         return False
-    from runner.settings import heartbeat_timeout
+    return _silence(store, task.controller) > heartbeat_timeout()
 
-    _, silent = silent_for(store, task.controller)
-    return silent > heartbeat_timeout()
+
+def _silence(store: JobStore, controller: str) -> float:
+    """Seconds since `controller` last beat (forever for an unknown one)."""
+    return silent_for(store, controller)[1]
 
 
 def _record_end(store: JobStore, child: int, report: ChildReport, error: Any) -> None:

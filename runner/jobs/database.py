@@ -47,6 +47,10 @@ class Database(Protocol):
         turns anyway)."""
         ...
 
+    def lock_family(self, conn: Any, job_id: int) -> None:
+        """`lock_job` of the job's parent (or of the job itself, without one)."""
+        ...
+
     def read(self, conn: Any) -> AbstractContextManager[None]:
         """A read transaction on `conn`: one consistent snapshot."""
         ...

@@ -236,6 +236,15 @@ class PostgresDatabase:
         lock take turns on it)."""
         conn.native("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
 
+    def lock_family(self, conn: PostgresConnection, job_id: int) -> None:
+        """Lock the row of the job's family, its parent's (or its own, without one), in
+        one statement: a job's parent never changes, so no read needs to come first."""
+        conn.native(
+            "SELECT id FROM jobs WHERE id ="
+            " (SELECT COALESCE(parent_id, id) FROM jobs WHERE id = %s) FOR UPDATE",
+            (job_id,),
+        )
+
     def insert(
         self,
         conn: PostgresConnection,
@@ -327,11 +336,14 @@ WATCHDOG = Watchdog(STATEMENT_LIMIT_S)
 
 
 def _rows(cursor: Any) -> Any:
-    """psycopg's row factory: rows that answer to an index and a column name."""
-    if cursor.description is None:
+    """psycopg's row factory: rows that answer to an index and a column name. The names
+    come from the result itself: `cursor.description` builds an object per column for
+    every statement, half the client's CPU for a job's row."""
+    result = cursor.pgresult
+    count = result.nfields if result is not None else 0
+    if not count:
         return tuple
-    cls = row_class(tuple(column.name for column in cursor.description))
-    return cls
+    return row_class(tuple(result.fname(i).decode() for i in range(count)))
 
 
 def _rollback(conn: PostgresConnection) -> None:

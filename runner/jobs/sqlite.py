@@ -201,6 +201,9 @@ class SQLiteDatabase:
     def lock_job(self, conn: sqlite3.Connection, job_id: int) -> None:
         """Nothing to do: a SQLite file has one writer at a time."""
 
+    def lock_family(self, conn: sqlite3.Connection, job_id: int) -> None:
+        """Nothing to do, as `lock_job`."""
+
     def insert(
         self,
         conn: sqlite3.Connection,

@@ -208,8 +208,8 @@ class JobStore:
         job's state takes this lock first, so changes in one family take turns and see
         each other, and the parent's cached state stays exact without the store-wide
         lock; two families' locks are only ever taken in id order."""
-        parent = _require_job(conn, job_id)["parent_id"]
-        self.db.lock_job(conn, job_id if parent is None else parent)
+        _check_id(job_id)
+        self.db.lock_family(conn, job_id)
         return _require_job(conn, job_id)
 
     def _lock_families(self, conn: Connection, rows: list[Row]) -> None:
@@ -719,16 +719,25 @@ class JobStore:
     def events_after(self, child_ids: Iterable[int], after: int) -> list[tuple[int, int, str]]:
         """(id, child id, JSON) of the events workers sent about these children, past
         event `after`, in order."""
-        ids = list(child_ids)
+        return self.events_since(child_ids, after)[0]
+
+    def events_since(
+        self, child_ids: Iterable[int], after: int
+    ) -> tuple[list[tuple[int, int, str]], int]:
+        """`events_after`, and the last event id read, to ask from next time. A controller
+        asks this ten times a second: one query of the same shape whatever the children
+        (prepared once by the server, its plan kept), over the range of their ids, the
+        events of other jobs in that range read past and left out here."""
+        ids = set(child_ids)
         if not ids:
-            return []
-        marks = ", ".join("?" * len(ids))
+            return [], after
         rows = self._all(
-            f"SELECT id, child_id, data FROM events WHERE id > ? AND child_id IN ({marks})"
-            " ORDER BY id",
-            (after, *ids),
+            "SELECT id, child_id, data FROM events WHERE id > ? AND child_id >= ?"
+            " AND child_id <= ? ORDER BY id",
+            (after, min(ids), max(ids)),
         )
-        return [(int(r[0]), int(r[1]), r[2]) for r in rows]
+        last = max((int(r[0]) for r in rows), default=after)
+        return [(int(r[0]), int(r[1]), r[2]) for r in rows if int(r[1]) in ids], last
 
     # -- steps -----------------------------------------------------------------------
 
@@ -787,9 +796,8 @@ class JobStore:
         if not rows and not results and not changes and not sent:
             return
         with self._write() as conn:
-            for child_id in {result[0] for result in results}:
-                _require_job(conn, child_id)
-            for child_id, change in changes:  # in the order given: a start, then its end
+            _require_jobs(conn, {result[0] for result in results})
+            for child_id, change in _merged(changes).items():
                 _apply_runtime(conn, child_id, change)
             conn.executemany(
                 "INSERT INTO steps (child_id, idx, name, rc, status, started, ended, error)"
@@ -1005,6 +1013,15 @@ def runtime_changes(
     return changes
 
 
+def _merged(changes: list[tuple[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    """Runtime changes per child, in the order given (a step's start, then its end: the
+    later value wins): one UPDATE per child a batch, not one per step's start and end."""
+    merged: dict[int, dict[str, Any]] = {}
+    for child_id, change in changes:
+        merged.setdefault(child_id, {}).update(change)
+    return merged
+
+
 def _apply_runtime(conn: Connection, child_id: int, changes: dict[str, Any]) -> None:
     assignments = ", ".join(f"{key} = ?" for key in changes)
     conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*changes.values(), child_id))
@@ -1023,6 +1040,20 @@ def _require_job(conn: Connection, job_id: int) -> Row:
     if row is None:
         raise JobNotFoundError(f"no job with id {job_id}")
     return row
+
+
+def _require_jobs(conn: Connection, job_ids: set[int]) -> None:
+    """`_require_job` for many jobs in one query."""
+    if not job_ids:
+        return
+    ids = sorted(job_ids)
+    for job_id in ids:
+        _check_id(job_id)
+    marks = ", ".join("?" * len(ids))
+    found = {r[0] for r in conn.execute(f"SELECT id FROM jobs WHERE id IN ({marks})", ids)}
+    missing = [job_id for job_id in ids if job_id not in found]
+    if missing:
+        raise JobNotFoundError(f"no job with id {missing[0]}")
 
 
 def _leaf_rows(conn: Connection, job_id: int) -> list[Row]:
@@ -1067,13 +1098,18 @@ def _stop_new(conn: Connection, ids: list[int]) -> None:
 
 
 def _refresh_parent(conn: Connection, parent_id: int) -> None:
-    """Cache the parent's derived state in its row (reads derive it again anyway)."""
+    """Cache the parent's derived state in its row (reads derive it again anyway). The
+    state depends only on which states the children are in: a few rows, not one per
+    child (each child's move would read the whole fleet's); an unchanged state is not
+    written again."""
     states = [
-        r[0] for r in conn.execute("SELECT state FROM jobs WHERE parent_id = ?", (parent_id,))
+        r[0]
+        for r in conn.execute("SELECT DISTINCT state FROM jobs WHERE parent_id = ?", (parent_id,))
     ]
     if states:
+        derived = derive_parent_state(states).value
         conn.execute(
-            "UPDATE jobs SET state = ? WHERE id = ?", (derive_parent_state(states).value, parent_id)
+            "UPDATE jobs SET state = ? WHERE id = ? AND state <> ?", (derived, parent_id, derived)
         )
 
 
