@@ -89,7 +89,9 @@ def stop(store: JobStore, job_ids: Sequence[int], timeout: float = 15.0) -> list
     broker = _broker()  # a malformed URL is refused before anything is asked
     for job_id in job_ids:
         store.get(job_id)  # JobNotFoundError before anything is asked
-    queued = _queued_tasks(store, job_ids, broker)
+    # Revoked first: stopping the running children frees their workers, which would
+    # otherwise take the queued tasks (and refuse them) before the revoke arrived.
+    _revoke(broker, _queued_tasks(store, job_ids, broker))
     for job_id in job_ids:
         for child in leaves(store, job_id):
             if is_terminal(child.state):
@@ -107,7 +109,6 @@ def stop(store: JobStore, job_ids: Sequence[int], timeout: float = 15.0) -> list
                     f"process ({error}); the job is left as it was"
                 ) from None
         store.request_stop(job_id)
-    _revoke(broker, queued)
     pending = []
     for job_id in job_ids:
         store.reconcile()
