@@ -18,7 +18,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app
+from runner.distributed.app import (
+    DEFAULT_QUEUE,
+    TASK,
+    BrokerError,
+    check_broker,
+    make_app,
+    unreachable,
+)
 from runner.distributed.owners import Heartbeat, Identity
 from runner.errors import StoreError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
@@ -47,8 +54,10 @@ class Dispatcher:
 
     def __init__(self, store: JobStore, broker: str) -> None:
         self.store = store
+        self.broker = broker
         self.app = make_app(broker)
         check_broker(self.app, broker)
+        self._broker_lost: BrokerError | None = None  # given up on: later sends fail at once
         self.identity = Identity.new("runner")
         self.heartbeat = Heartbeat(store, self.identity)
         self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
@@ -79,8 +88,25 @@ class Dispatcher:
             self._queue_of[task.child] = queue_name or DEFAULT_QUEUE
         self.store.dispatch(task.child, self.identity.id, queue_name)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
-        self.app.send_task(TASK, args=[payload], queue=queue_name or DEFAULT_QUEUE)
+        try:
+            self._send_task(payload, queue_name or DEFAULT_QUEUE)
+        except BrokerError:
+            self.forget(task.child)
+            raise
         return inbox
+
+    def _send_task(self, payload: dict[str, Any], queue_name: str) -> None:
+        """Publish one task (Celery retries a few times); a broker lost past those
+        retries is one line naming it, and every later child of the run fails with it
+        at once rather than waiting out the retries again."""
+        lost = self._broker_lost
+        if lost is not None:
+            raise BrokerError(str(lost))
+        try:
+            self.app.send_task(TASK, args=[payload], queue=queue_name)
+        except Exception as error:  # noqa: BLE001 - any failure to publish is told the same way
+            self._broker_lost = BrokerError(unreachable(self.broker, error))
+            raise BrokerError(str(self._broker_lost)) from None
 
     def child_runner(self) -> DispatchedChild:
         """The ChildRunner of children sent to workers."""

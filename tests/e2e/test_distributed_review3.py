@@ -4,11 +4,20 @@ and kills at the worst moment. Real PostgreSQL, Redis, `runner worker` processes
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_helpers import processes_matching, wait_until
 
 from tests.cli import Cli
+from tests.conftest import skip_unless_installed
+from tests.fleet import Fleet
+from tests.services import RedisServer, redis_missing
+from tests.workers import distributed_env, workers
 
 PLAY = "jobs: [{name: j, type: thread, steps: [{local: 'true'}]}]\n"
 
@@ -50,3 +59,99 @@ def test_an_unknown_store_url_parameter_is_one_line_exit_5_not_an_unexpected_err
         assert result.returncode == 5, result.output
         assert result.stderr.count("\n") == 1 and "applicaton_name" in result.stderr
         assert "unexpected" not in result.stderr, result.stderr
+
+
+@pytest.fixture
+def own_host(tmp_path: Path) -> Iterator[Fleet]:
+    """One sshd of this test's own, as its processes are frozen (the shared fleet's not)."""
+    with Fleet(1, prefix="frozen") as fleet:
+        yield fleet
+
+
+def test_a_stop_the_host_does_not_answer_leaves_the_child_stopped_not_unreachable(
+    runner_cli: Cli, own_host: Fleet, tmp_path: Path
+) -> None:
+    # SIGTERM to a run whose host is too busy to answer the kill of the step's group (as
+    # 120 hosts on two cores were): the child ended `Failed`, "unreachable: no answer
+    # while ending process group N", and the recap counted the host unreachable. The
+    # user's stop stands; sshd ends the group when the run closes its connection.
+    inventory = own_host.write_inventory(tmp_path / "hosts.ini")
+    book = runner_cli.playbook("jobs: [{name: j, targets: all, steps: [{run: sleep 600.31}]}]\n")
+    run = runner_cli.start("run", book, "-i", str(inventory))
+    wait_until(lambda: processes_matching("sleep 600.31"), what="the step on its host")
+    sshds = [p for p in own_host.connection_pids(0) if "sshd" in _cmdline(p)]
+    _signal(sshds, signal.SIGSTOP)
+    try:
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=120)
+    finally:
+        _signal(sshds, signal.SIGCONT)
+    assert run.returncode == 99, out + err
+    (child,) = [job for job in runner_cli.jobs("--children") if job.get("ParentId")]
+    assert child["State"] == "Stopped", runner_cli("job", "show", str(child["Id"])).stdout
+    wait_until(lambda: not processes_matching("sleep 600.31"), 60, "the step ended")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _signal(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, as it is stopped mid-run (the session's is shared)."""
+    skip_unless_installed(redis_missing())
+    with RedisServer() as server:
+        yield server
+
+
+def test_a_broker_lost_mid_run_fails_the_later_children_naming_it(
+    runner_cli: Cli, pg_url: str, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    # Redis stopped while the first job runs on a worker: the second job's children
+    # ended `Failed`, "internal error: OperationalError: ...", naming neither the broker
+    # nor where it is.
+    hosts = tmp_path / "hosts.ini"
+    hosts.write_text("".join(f"h{n} ansible_connection=local\n" for n in range(3)))
+    go = tmp_path / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.1; done"
+    book = runner_cli.playbook(
+        f"""
+        jobs:
+          - name: first
+            type: thread
+            targets: all
+            steps:
+              - local: "touch {tmp_path}/ran-{{{{ inventory_hostname }}}}; {wait}"
+          - name: second
+            type: thread
+            targets: all
+            needs: [first]
+            steps:
+              - local: echo second
+        """
+    )
+    broker = own_redis.url(0)
+    runner_cli.env = distributed_env(runner_cli.env, pg_url, broker)
+    with workers(pg_url, broker, tmp_path / "workers", 1):
+        run = runner_cli.start("run", book, "-i", str(hosts))
+        wait_until(lambda: len(list(tmp_path.glob("ran-*"))) == 3, 120, "the first job's steps")
+        own_redis.stop()
+        go.touch()
+        out, err = run.communicate(timeout=600)
+    assert run.returncode == 2, out + err
+    second = [
+        j for j in runner_cli.jobs("--children") if j["Name"] == "second" and j.get("ParentId")
+    ]
+    assert len(second) == 3 and {j["State"] for j in second} == {"Failed"}, second
+    for job in second:
+        shown = runner_cli("job", "show", str(job["Id"])).stdout
+        assert f"127.0.0.1:{own_redis.port}" in shown and "internal error" not in shown, shown
