@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import processes_matching, wait_until
@@ -155,3 +156,55 @@ def test_a_broker_lost_mid_run_fails_the_later_children_naming_it(
     for job in second:
         shown = runner_cli("job", "show", str(job["Id"])).stdout
         assert f"127.0.0.1:{own_redis.port}" in shown and "internal error" not in shown, shown
+
+
+def _sql(store: str, query: str) -> Any:
+    """The first column of the first row `query` returns from `store` (None if none):
+    read directly, as any `runner` command would settle a dead controller's children."""
+    import psycopg
+
+    with psycopg.connect(store, autocommit=True) as conn:
+        try:
+            row = conn.execute(query).fetchone()
+        except psycopg.errors.UndefinedTable:  # the run has not set the store up yet
+            return None
+    return row[0] if row else None
+
+
+def _queued_tasks(broker: str, queue: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(broker)
+    try:
+        return int(client.llen(queue))
+    finally:
+        client.close()
+
+
+def test_a_queued_child_of_a_killed_controller_never_runs_on_a_late_worker(
+    runner_cli: Cli, pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # `runner run` SIGKILLed while its attached child waits for a worker of its queue;
+    # a worker of that queue started once the controller's heartbeat lapsed (no `runner`
+    # command ran meanwhile to settle the child) took the child and ran its step:
+    # `Completed`, behind the back of a user whose run had died.
+    hosts = tmp_path / "hosts.ini"
+    hosts.write_text("h1 ansible_connection=local runner_queue=late\n")
+    marker = tmp_path / "ran"
+    book = runner_cli.playbook(
+        f"jobs: [{{name: j, type: thread, targets: all, steps: [{{local: 'touch {marker}'}}]}}]\n"
+    )
+    runner_cli.env = distributed_env(runner_cli.env, pg_url, redis_url)
+    run = runner_cli.start("run", book, "-i", str(hosts))
+    queued = "SELECT count(*) FROM jobs WHERE queue = 'late' AND owner_id IS NOT NULL"
+    wait_until(lambda: _sql(pg_url, queued) == 1, 60, "the child dispatched to queue 'late'")
+    wait_until(lambda: _queued_tasks(redis_url, "late") == 1, 60, "its task in the broker")
+    run.kill()
+    run.communicate()
+    silent = "SELECT extract(epoch FROM now()) - max(beat) FROM owners WHERE kind <> 'worker'"
+    wait_until(lambda: float(_sql(pg_url, silent)) > 8, 60, "the controller's heartbeat lapsed")
+    state = "SELECT state FROM jobs WHERE queue = 'late'"
+    with workers(pg_url, redis_url, tmp_path / "workers", 1, "--queue", "late"):
+        wait_until(lambda: _sql(pg_url, state) not in ("NotStarted", "Running"), 60, "its end")
+    assert _sql(pg_url, state) == "Stopped"
+    assert not marker.exists()
