@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,11 @@ from typing import Any
 import pytest
 from e2e_helpers import processes_matching, wait_until
 
-from tests.cli import Cli
+from tests.cli import RUNNER, Cli, runner_env
 from tests.conftest import skip_unless_installed
 from tests.fleet import Fleet
 from tests.services import RedisServer, redis_missing
-from tests.workers import distributed_env, workers
+from tests.workers import _beating, distributed_env, workers
 
 PLAY = "jobs: [{name: j, type: thread, steps: [{local: 'true'}]}]\n"
 
@@ -208,3 +209,29 @@ def test_a_queued_child_of_a_killed_controller_never_runs_on_a_late_worker(
         wait_until(lambda: _sql(pg_url, state) not in ("NotStarted", "Running"), 60, "its end")
     assert _sql(pg_url, state) == "Stopped"
     assert not marker.exists()
+
+
+def test_a_worker_given_urls_with_passwords_on_its_command_line_hides_them_from_ps(
+    pg_url: str, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    # `runner worker --store postgresql://u:PW@... --broker redis://:PW@...` showed both
+    # passwords in `ps` to every user of the machine for as long as the worker ran.
+    own_redis.cli("config", "set", "requirepass", "rq7pass")
+    broker = own_redis.url(0).replace("redis://", "redis://:rq7pass@")
+    store = pg_url.replace("runner@", "runner:pg7pass@")  # trust: any password goes
+    options = ["--store", store, f"--broker={broker}"]
+    with (tmp_path / "worker.log").open("w") as log:
+        worker = subprocess.Popen(
+            [*RUNNER, "worker", "--name", "wps", *options],
+            env=runner_env(tmp_path / "home"),
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_until(lambda: _beating(pg_url) >= 1, 60, "the worker's heartbeat")
+        shown = Path(f"/proc/{worker.pid}/cmdline").read_bytes().decode()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    assert "wps" in shown
+    assert "rq7pass" not in shown and "pg7pass" not in shown, shown
