@@ -318,3 +318,21 @@ def test_a_child_stopped_while_its_worker_connects_is_counted_stopped_as_without
     assert run.returncode == 99, out + err
     stats = json.loads(out)["stats"]["mute"]
     assert (stats["stopped"], stats["unreachable"]) == (1, 0), stats
+
+
+def test_a_numeric_runner_queue_in_an_ini_inventory_names_that_queue(
+    runner_cli: Cli, pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    # `runner_queue=2024` (an INI inventory reads it as a number) was refused, exit 4:
+    # "queue name 2024 must be 1 to 100 letters, digits, ..." while `runner worker
+    # --queue 2024` takes that queue.
+    hosts = tmp_path / "hosts.ini"
+    hosts.write_text("h1 ansible_connection=local runner_queue=2024\n")
+    book = runner_cli.playbook(
+        "jobs: [{name: j, type: thread, targets: all, steps: [{local: echo ran}]}]\n"
+    )
+    runner_cli.env = distributed_env(runner_cli.env, pg_url, redis_url)
+    with workers(pg_url, redis_url, tmp_path / "workers", 1, "--queue", "2024"):
+        result = runner_cli("run", book, "-i", str(hosts))
+    assert result.returncode == 0, result.output
+    assert [r["data"].strip() for r in runner_cli.receive(1)] == ["ran"]
