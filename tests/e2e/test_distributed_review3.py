@@ -24,7 +24,7 @@ from tests.cli import RUNNER, Cli, runner_env
 from tests.conftest import skip_unless_installed
 from tests.fleet import Fleet
 from tests.services import RedisServer, redis_missing
-from tests.workers import _beating, distributed_env, workers
+from tests.workers import Worker, _beating, distributed_env, workers
 
 CONNECT_TIMEOUT_S = 10  # a connection's default connect timeout
 PLAY = "jobs: [{name: j, type: thread, steps: [{local: 'true'}]}]\n"
@@ -336,3 +336,38 @@ def test_a_numeric_runner_queue_in_an_ini_inventory_names_that_queue(
         result = runner_cli("run", book, "-i", str(hosts))
     assert result.returncode == 0, result.output
     assert [r["data"].strip() for r in runner_cli.receive(1)] == ["ran"]
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a 1 MB tmpfs already full."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)], check=True)
+    try:
+        with contextlib.suppress(OSError), (full / "fill").open("wb") as fill:
+            fill.write(b"\0" * 2_000_000)
+        yield full
+    finally:
+        subprocess.run(["umount", str(full)], check=True)
+
+
+def test_a_worker_whose_home_is_full_names_its_known_hosts_file(
+    runner_cli: Cli, fleet: Fleet, pg_url: str, redis_url: str, tmp_path: Path, full_disk: Path
+) -> None:
+    # A worker whose RUNNER_HOME is on a full disk cannot record a new host key: the child
+    # said "unreachable: cannot connect to ADDR: [Errno 28] No space left on device", as if
+    # the host were down, without naming the file.
+    hosts = fleet.write_inventory(tmp_path / "hosts.ini", names=[fleet.host(0).name])
+    book = runner_cli.playbook("jobs: [{name: j, targets: all, steps: [{run: echo hi}]}]\n")
+    runner_cli.env = distributed_env(runner_cli.env, pg_url, redis_url)
+    home = full_disk / "worker-home"
+    env = distributed_env(runner_env(home), pg_url, redis_url)
+    worker = Worker("wfull", env, tmp_path / "worker.log")
+    try:
+        wait_until(lambda: _beating(pg_url) >= 1, 60, "the worker's heartbeat")
+        result = runner_cli("run", book, "-i", str(hosts))
+    finally:
+        worker.kill()
+    assert result.returncode == 3, result.output
+    assert f"{home}/known_hosts" in result.stdout, result.stdout
