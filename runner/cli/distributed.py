@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from typing import Any
 
 from runner.errors import UsageError
@@ -37,6 +38,8 @@ def apply_store_options(args: argparse.Namespace) -> None:
         value = getattr(args, option, None)
         if value:
             os.environ[variable] = value
+    if getattr(args, "func", None) is cmd_worker:  # before a vault password is asked
+        _hide_url_arguments(sys.argv[1:])
 
 
 def add_commands(sub: Any, parser_class: type) -> None:
@@ -82,6 +85,26 @@ def _count(text: str) -> int:
     if not 1 <= value <= 1000:
         raise argparse.ArgumentTypeError(f"expected 1 to 1000, got {value}")
     return value
+
+
+def _hide_url_arguments(argv: list[str]) -> None:
+    """A worker runs for months, and `ps` shows its command line to every user of the
+    machine: when `--store` or `--broker` holds a password, run again (same process)
+    with the URLs only in the environment, which `apply_store_options` set."""
+    from runner.jobs.urls import mask_url
+
+    kept: list[str] = []
+    hidden = False
+    words = iter(argv)
+    for word in words:
+        name, equals, value = word.partition("=")
+        if len(name) < 3 or not any(o.startswith(name) for o in ("--store", "--broker")):
+            kept.append(word)
+            continue
+        value = value if equals else next(words, "")
+        hidden = hidden or mask_url(value) != value
+    if hidden:
+        os.execv(sys.executable, [sys.executable, "-m", "runner", *kept])
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

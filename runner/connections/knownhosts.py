@@ -64,8 +64,16 @@ class KnownHosts:
         """Accept `key` for `hostname` (recording it if new) or raise HostKeyError.
 
         `host` is the inventory name the error is reported under; `hostname` the name
-        the key is recorded under (see `host_key_name`).
+        the key is recorded under (see `host_key_name`). A file that cannot be written
+        (a full disk) is named, as the reason the host cannot be trusted.
         """
+        try:
+            self._check(host, hostname, key)
+        except OSError as error:
+            why = error.strerror or type(error).__name__
+            raise HostKeyError(host, f"cannot record its host key in {self.path}: {why}") from None
+
+    def _check(self, host: str, hostname: str, key: paramiko.PKey) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+") as f:

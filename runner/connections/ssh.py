@@ -597,8 +597,9 @@ class _ChannelPump:
                 self._idle()
             if reason is None and self._head_done:
                 reason = deadline.reason()
-                if reason is not None and self.pgid is not None:
-                    self.connection.kill_process_group(self.pgid)
+                if reason is not None and self.pgid is not None and not self._end_group(reason):
+                    self._finished = True
+                    return RunResult(rc=-1, timed_out=False, stopped=True, pgid=self.pgid)
                 if reason is not None:
                     give_up_at = time.monotonic() + DRAIN_AFTER_KILL
             last_heard = self._check_alive(last_heard)
@@ -613,6 +614,19 @@ class _ChannelPump:
             stopped=reason == "stopped",
             pgid=self.pgid,
         )
+
+    def _end_group(self, reason: str) -> bool:
+        """Kill the step's group for `reason`; False when the host did not answer a stop.
+        A stop the user asked for stands then (the step is Stopped, not the host
+        unreachable), and waits no more: sshd ends the group once the connection closes
+        (the watcher beside the step)."""
+        try:
+            self.connection.kill_process_group(self.pgid or 0)
+        except ConnectError:
+            if reason != "stopped":
+                raise
+            return False
+        return True
 
     def _idle(self) -> None:
         """Called when a poll saw nothing new."""

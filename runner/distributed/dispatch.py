@@ -19,7 +19,15 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from runner.distributed.app import DEFAULT_QUEUE, TASK, check_broker, make_app, revoke
+from runner.distributed.app import (
+    DEFAULT_QUEUE,
+    TASK,
+    BrokerError,
+    check_broker,
+    make_app,
+    revoke,
+    unreachable,
+)
 from runner.distributed.owners import Heartbeat, Identity
 from runner.errors import StoreError
 from runner.execution.context import BackgroundTask, ChildTask, RunContext, remember
@@ -48,8 +56,10 @@ class Dispatcher:
 
     def __init__(self, store: JobStore, broker: str) -> None:
         self.store = store
+        self.broker = broker
         self.app = make_app(broker)
         check_broker(self.app, broker)
+        self._broker_lost: BrokerError | None = None  # given up on: later sends fail at once
         self.identity = Identity.new("runner")
         self.heartbeat = Heartbeat(store, self.identity)
         self._inboxes: dict[int, queue.Queue[dict[str, Any]]] = {}
@@ -84,20 +94,40 @@ class Dispatcher:
             self._task_of[task.child] = task_id
         self.store.dispatch(task.child, self.identity.id, queue_name, task_id)
         payload = json.loads(json.dumps(dataclasses.asdict(task), default=str))
-        # No result is kept, so no result backend: Celery would build one per sending
-        # thread (one per child). The arguments' repr in the message's headers would
-        # copy the payload again: the child's id says which it is.
-        self.app.send_task(
-            TASK,
-            args=[payload],
-            queue=queue_name or DEFAULT_QUEUE,
-            ignore_result=True,
-            result_cls=_Sent,
-            argsrepr=f"(child {task.child},)",
-            kwargsrepr="{}",
-            task_id=task_id,
-        )
+        try:
+            self._send_task(payload, queue_name or DEFAULT_QUEUE, task.child, task_id)
+        except BrokerError:
+            self.forget(task.child)
+            raise
         return inbox
+
+    def _send_task(
+        self, payload: dict[str, Any], queue_name: str, child: int, task_id: str
+    ) -> None:
+        """Publish one task (Celery retries a few times); a broker lost past those
+        retries is one line naming it, and every later child of the run fails with it
+        at once rather than waiting out the retries again.
+
+        No result is kept, so no result backend: Celery would build one per sending
+        thread (one per child). The arguments' repr in the message's headers would copy
+        the payload again: the child's id says which it is."""
+        lost = self._broker_lost
+        if lost is not None:
+            raise BrokerError(str(lost))
+        try:
+            self.app.send_task(
+                TASK,
+                args=[payload],
+                queue=queue_name,
+                ignore_result=True,
+                result_cls=_Sent,
+                argsrepr=f"(child {child},)",
+                kwargsrepr="{}",
+                task_id=task_id,
+            )
+        except Exception as error:  # noqa: BLE001 - any failure to publish is told the same way
+            self._broker_lost = BrokerError(unreachable(self.broker, error))
+            raise BrokerError(str(self._broker_lost)) from None
 
     def revoke(self, child: int) -> None:
         """Revoke the task of a child that ended before any worker claimed it (stopped,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from runner.planning.planner import JobPlan, Plan
 
 POLL_S = 0.2
+CONTROLLER_GONE = "stopped: the runner that started it is gone"
 log = logging.getLogger("runner.worker")
 
 
@@ -119,7 +120,7 @@ class Watch(threading.Thread):
             if task.controller not in silent:
                 silent[task.controller] = (time.monotonic(), _silence(self.store, task.controller))
             if silent[task.controller][1] > timeout:
-                control.stop("stopped: the runner that started it is gone")
+                control.stop(CONTROLLER_GONE)
         with self._lock:
             self._silent = silent
 
@@ -151,7 +152,11 @@ def run_task(payload: dict[str, Any]) -> str:
         worker.writer = StoreWriter(worker.store)
     store, writer = worker.store, worker.writer
     prepared = _prepare(task)  # its connection opens while the claim commits
-    if not store.claim_for_worker(task.child, worker.identity.id):
+    claimed = store.claim_for_worker(task.child, worker.identity.id)
+    gone = claimed and _controller_gone(store, task)
+    if gone:  # its runner died while it was queued: no one follows it, it never runs
+        store.finish(task.child, JobState.Stopped.value, CONTROLLER_GONE)
+    if not claimed or gone:
         if not isinstance(prepared, ChildReport):
             prepared[2].close()
         return "skipped"

@@ -123,6 +123,8 @@ def run_reporting(runner: ChildRunner, context: RunContext, task: ChildTask) -> 
     try:
         return runner.run(context, task)
     except ConnectError as exc:
+        if task.control.stopped and not task.control.fail:  # a stop while it connected
+            return ChildReport("Stopped", task.control.reason or "stopped")
         return ChildReport("Failed", f"unreachable: {exc.reason}", unreachable=True)
     except (RunnerError, OSError) as exc:
         return ChildReport("Failed", str(exc), counts={"failed": 1})

@@ -129,7 +129,7 @@ class Executor:
         self.child_ids: dict[tuple[str, str], int] = {}
         self.controls: dict[int, Control] = {}
         self.results: dict[str, JobResult] = {}
-        self._waiting_children: list[Callable[[], None]] = []  # see _start_child
+        self._waiting_children: list[tuple[Control, Callable[[], None]]] = []  # _start_child
         self.finished: dict[str, threading.Event] = {}
         self.failed_hosts: dict[str, set[str]] = {}
         self._store_error: StoreError | None = None
@@ -268,7 +268,7 @@ class Executor:
         self.sessions.cancel_pending()
         with self._lock:  # children waiting on a handshake start now, and end stopped
             waiting, self._waiting_children = self._waiting_children, []
-        for submit in waiting:
+        for _, submit in waiting:
             submit()
 
     def _poll_stop_requests(self) -> None:
@@ -276,9 +276,17 @@ class Executor:
         active = [jid for jid, control in self.controls.items() if not control.event.is_set()]
         if not active:
             return
-        for job_id in self.store.stop_requested_among(active):
+        asked = self.store.stop_requested_among(active)
+        for job_id in asked:
             self.stopped_outside = True
             self.controls[job_id].stop("stopped by 'runner job stop'")
+        if asked:  # children stopped while waiting on a handshake start now, and end
+            with self._lock:
+                waiting = self._waiting_children
+                self._waiting_children = [w for w in waiting if not w[0].stopped]
+            for control, submit in waiting:
+                if control.stopped:
+                    submit()
 
     # -- one job ---------------------------------------------------------------------
 
@@ -399,7 +407,7 @@ class Executor:
             inner.add_done_callback(lambda f: _pass_on(f, ran))
 
         with self._lock:
-            self._waiting_children.append(submit)
+            self._waiting_children.append((self.controls[self.child_ids[(jp.name, host)]], submit))
         opening.add_done_callback(submit)
         if self.stop_all.stopped:
             submit()

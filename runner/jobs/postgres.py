@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from runner.errors import StoreError
+from runner.errors import StoreError, UsageError
 from runner.jobs.urls import endpoint, hide_password, mask_url
 
 SCHEMA_VERSION = 2
@@ -180,6 +180,17 @@ class PostgresDatabase:
                 "a PostgreSQL job store needs psycopg: pip install 'runner[distributed]'",
             ) from None
         self._psycopg = psycopg
+        self._check_parameters()
+
+    def _check_parameters(self) -> None:
+        """A URL parameter libpq does not know (`?foo=1`) is a bad option value, exit 5."""
+        try:
+            self._psycopg.conninfo.conninfo_to_dict(self.url)
+        except self._psycopg.ProgrammingError as error:
+            detail = (str(error).strip().splitlines() or ["malformed URL"])[0]
+            raise UsageError(
+                f"job store {self.location}: {hide_password(self.url, detail)}"
+            ) from None
 
     def connect(self) -> PostgresConnection:
         psycopg = self._psycopg

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+# libpq and redis-py also take the password as a parameter: `...?password=SECRET`.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&]*", re.I)
 
 
 def mask_url(url: str) -> str:
-    """`url` with its password, if any, shown as `***`: for every message and listing."""
+    """`url` with its password, if any (in its user part or its `password` parameter),
+    shown as `***`: for every message and listing."""
+    return _QUERY_PASSWORD.sub(r"\1***", _mask_user_password(url))
+
+
+def _mask_user_password(url: str) -> str:
     try:
         parts = urlsplit(url)
         malformed = check_url(url, None) is not None
@@ -44,14 +52,22 @@ def endpoint(url: str) -> str:
 
 
 def hide_password(url: str, text: str) -> str:
-    """`text` (a driver's error message, say) with `url`'s password, if any, as `***`."""
+    """`text` (a driver's error message, say) with `url`'s passwords, if any, as `***`."""
+    for password in _passwords(url):
+        text = text.replace(password, "***").replace(unquote(password), "***")
+    return text
+
+
+def _passwords(url: str) -> list[str]:
+    """The passwords `url` holds: its user part's and its `password` parameters'."""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        found = [parts.password or ""]
     except ValueError:
-        return text
-    if not password:
-        return text
-    return text.replace(password, "***").replace(unquote(password), "***")
+        return []
+    found += [value for key, value in parse_qsl(parts.query) if key.lower() == "password"]
+    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url)]
+    return [password for password in found if password]
 
 
 def check_url(url: str, schemes: tuple[str, ...] | None) -> str | None:

@@ -207,7 +207,10 @@ QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")  # as the playbook schema's jo
 
 
 def check_queue_name(value: Any) -> str:
-    """A worker queue's name (`queue:`, `runner_queue`): 1-100 letters, digits, `_.-`."""
+    """A worker queue's name (`queue:`, `runner_queue`): 1-100 letters, digits, `_.-`.
+    An INI inventory reads `runner_queue=2024` as a number: it names queue '2024'."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
     if not isinstance(value, str) or not QUEUE_NAME.fullmatch(value):
         raise ValueError(
             f"queue name {_short(value)} must be 1 to 100 letters, digits, '_', '.' or '-'"

@@ -16,6 +16,8 @@ from runner.jobs.urls import check_url, endpoint, hide_password, mask_url
         ("postgresql://runner:pa55@s3cret@db/runner", "postgresql://runner:***@db/runner"),
         ("redis://:pa55 s3cret@mq:1/0", "redis://:***@mq:1/0"),
         ("redis://u:s3cret@[::1:6379/0", "redis://u:***@[::1:6379/0"),
+        ("postgresql://runner@db/r?password=s3cret", "postgresql://runner@db/r?password=***"),
+        ("redis://mq:1/0?db=1&Password=s3cret&x=1", "redis://mq:1/0?db=1&Password=***&x=1"),
     ],
 )
 def test_a_password_is_masked_even_in_a_url_typed_wrong(url: str, shown: str) -> None:
@@ -43,3 +45,8 @@ def test_a_good_url_passes_and_names_its_endpoint() -> None:
     assert check_url("redis://:p%40ss@mq:6379/0", ("redis",)) is None
     assert endpoint("postgresql://runner@db.example:6432/runner") == "db.example:6432"
     assert hide_password("redis://:p%40ss@mq/0", "auth failed for p@ss") == "auth failed for ***"
+
+
+def test_a_password_given_as_a_parameter_is_hidden_in_a_driver_s_message() -> None:
+    url = "postgresql://runner@db/r?password=s3cr%40t"
+    assert hide_password(url, 'password "s3cr@t" refused') == 'password "***" refused'
