@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -89,7 +90,9 @@ def start_runner(
     text: bool = True,
 ) -> subprocess.Popen[Any]:
     """`runner ARGS` in the background, stdout and stderr piped: a run to stop, kill or
-    read from while it works."""
+    read from while it works. It gets Ctrl-C's default disposition, as from a terminal,
+    whatever the suite inherited (a shell starts a background job with SIGINT ignored,
+    and Python then keeps ignoring it: a test sending SIGINT would wait in vain)."""
     return subprocess.Popen(
         [*RUNNER, *args],
         cwd=cwd,
@@ -97,7 +100,12 @@ def start_runner(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=text,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _environment(home: Path | str | None, env: Mapping[str, str] | None) -> dict[str, str]:
