@@ -266,10 +266,7 @@ class Executor:
         """End every attached job of this run (SIGTERM, Ctrl-C)."""
         self.stop_all.stop(reason)
         self.sessions.cancel_pending()
-        with self._lock:  # children waiting on a handshake start now, and end stopped
-            waiting, self._waiting_children = self._waiting_children, []
-        for _, submit in waiting:
-            submit()
+        self._start_stopped_waiting()
 
     def _poll_stop_requests(self) -> None:
         """Honour `runner job stop` from another process: one cheap query per poll."""
@@ -280,13 +277,18 @@ class Executor:
         for job_id in asked:
             self.stopped_outside = True
             self.controls[job_id].stop("stopped by 'runner job stop'")
-        if asked:  # children stopped while waiting on a handshake start now, and end
-            with self._lock:
-                waiting = self._waiting_children
-                self._waiting_children = [w for w in waiting if not w[0].stopped]
-            for control, submit in waiting:
-                if control.stopped:
-                    submit()
+        if asked:
+            self._start_stopped_waiting()
+
+    def _start_stopped_waiting(self) -> None:
+        """Children stopped while their connection is still being opened ahead start now
+        (see `_start_child`), and end Stopped without waiting for their handshake."""
+        with self._lock:
+            waiting = self._waiting_children
+            self._waiting_children = [w for w in waiting if not w[0].stopped]
+        for control, submit in waiting:
+            if control.stopped:
+                submit()
 
     # -- one job ---------------------------------------------------------------------
 
@@ -406,10 +408,11 @@ class Executor:
                 return
             inner.add_done_callback(lambda f: _pass_on(f, ran))
 
+        control = self.controls[self.child_ids[(jp.name, host)]]
         with self._lock:
-            self._waiting_children.append((self.controls[self.child_ids[(jp.name, host)]], submit))
+            self._waiting_children.append((control, submit))
         opening.add_done_callback(submit)
-        if self.stop_all.stopped:
+        if control.stopped:  # stopped before it was started: no handshake to wait for
             submit()
         return ran
 
