@@ -69,7 +69,8 @@ def test_ctrl_c_dials_no_more_hosts_and_waits_for_no_handshake(
         """
     )
     run = cli.start("run", play, "-i", str(inventory), "-f", str(HOSTS))
-    wait_until(lambda: cli.jobs(), what="the run's job in the store")
+    # every child recorded first: a Ctrl-C while the run still creates them is another case
+    wait_until(lambda: [j for j in cli.jobs() if len(j["ChildJobs"]) == HOSTS], 60, "the children")
     wait_until(lambda: len(silent.accepted) >= HANDSHAKES_AT_ONCE, what="the first handshakes")
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=300)  # waiting out the handshakes takes 600 s
